@@ -1,0 +1,127 @@
+"""The adapter registry: model class → cache units, timestep argument and strategy presets.
+
+An adapter is data. A new model family is one `register_adapter(Adapter(...))` call naming its
+class, the regular expressions (matched in full against `named_modules()` names) of its cache
+units, and the sibling "feeder" modules that only exist to produce a unit's input and may be
+skipped whenever that unit is forecast (FLUX single blocks: `attn` and `proj_mlp` feed `proj_out`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..core.errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A family of cache units.
+
+    Attributes:
+        pattern: regular expression matched in full against qualified module names.
+        kind: a short label for statistics ("attn", "cross_attn", "mlp", "single", "resnet", ...).
+        feeders: names of sibling modules (children of the unit's parent) that are skipped whenever
+            the unit is forecast; on those steps they return empty placeholders shaped like their
+            last output with a last dimension of 0, so the parent's concatenations still run.
+        level: "blocks" for sub-module units, "model" for the whole denoiser output.
+    """
+
+    pattern: str
+    kind: str
+    feeders: tuple[str, ...] = ()
+    level: str = "blocks"
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """How diffaccel attaches to one model family."""
+
+    family: str
+    class_names: tuple[str, ...]
+    units: tuple[UnitSpec, ...]
+    timestep_arg: str | None = "timestep"
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    notes: str = ""
+
+    def resolve_units(self, model: nn.Module, level: str) -> list[tuple[str, nn.Module, UnitSpec]]:
+        """Every (qualified name, module, spec) of this level in `model`, in module order."""
+        if level == "model":
+            return [("", model, UnitSpec("", "model", level="model"))]
+        compiled = [(re.compile(spec.pattern), spec) for spec in self.units if spec.level == level]
+        found = []
+        for name, module in model.named_modules():
+            for regex, spec in compiled:
+                if regex.fullmatch(name):
+                    found.append((name, module, spec))
+                    break
+        if not found:
+            raise UnsupportedModelError(
+                f"The {self.family} adapter matched no cache units in {type(model).__name__}; "
+                f"patterns: {[s.pattern for s in self.units]}."
+            )
+        return found
+
+    def preset(self, strategy_name: str) -> dict[str, Any]:
+        return dict(self.presets.get(strategy_name, {}))
+
+
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
+    """Describe a model family to diffaccel. Returns the adapter.
+
+    Example for a custom DiT whose blocks live in `model.layers` with `attn` and `mlp` children::
+
+        diffaccel.register_adapter(diffaccel.Adapter(
+            family="my-dit", class_names=("MyDiT",),
+            units=(diffaccel.UnitSpec(r"layers\\.\\d+\\.attn", "attn"),
+                   diffaccel.UnitSpec(r"layers\\.\\d+\\.mlp", "mlp")),
+            presets={"taylorseer": {"interval": 5, "order": 1, "warmup": 3}}))
+    """
+    _ensure_builtins()
+    for name in adapter.class_names:
+        if name in _ADAPTERS and not replace and _ADAPTERS[name] != adapter:
+            raise ValueError(f"an adapter for {name} is already registered; pass replace=True to override it")
+    for name in adapter.class_names:
+        _ADAPTERS[name] = adapter
+    return adapter
+
+
+def find_adapter(module: nn.Module) -> Adapter | None:
+    """The adapter registered for `module`'s class (or a base class), or None."""
+    _ensure_builtins()
+    for cls in type(module).__mro__:
+        if cls.__name__ in _ADAPTERS:
+            return _ADAPTERS[cls.__name__]
+    return None
+
+
+def get_adapter(module: nn.Module) -> Adapter:
+    adapter = find_adapter(module)
+    if adapter is None:
+        raise UnsupportedModelError(
+            f"diffaccel has no adapter for {type(module).__name__}. Supported classes: "
+            f"{', '.join(supported_classes())}. Describe a new family with diffaccel.register_adapter("
+            "diffaccel.Adapter(family=..., class_names=(...), units=(diffaccel.UnitSpec(pattern, kind), ...)))."
+        )
+    return adapter
+
+
+def supported_classes() -> list[str]:
+    _ensure_builtins()
+    return sorted(_ADAPTERS)
+
+
+_BUILTINS_LOADED = False
+
+
+def _ensure_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from . import diffusers_models  # noqa: F401  (registers the built-in adapters)

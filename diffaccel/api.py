@@ -1,0 +1,181 @@
+"""The public entry points: wrap, unwrap, summary, new_run, cache_context."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from torch import nn
+
+from .adapters.registry import find_adapter, get_adapter, supported_classes
+from .core.engine import Engine
+from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
+from .core.summary import Summary
+from .strategies.base import StrategyConfig
+from .strategies.registry import build_strategy, resolve_config
+
+logger = logging.getLogger(__name__)
+
+_BINDING_ATTR = "_diffaccel"
+
+
+@dataclass
+class Binding:
+    """What `wrap` attached to an object, so that `unwrap` can take exactly that away."""
+
+    engines: dict[str, Engine]
+    scheduler: Any = None
+    patched_set_timesteps: bool = False
+    options: dict = field(default_factory=dict)
+
+
+def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], **options):
+    """Attach an acceleration strategy to a diffusers pipeline, a bare model, or a module with an adapter.
+
+    Args:
+        obj: a `DiffusionPipeline` (every component with a registered adapter is wrapped: `transformer`,
+            `transformer_2`, `unet`), or an `nn.Module` whose class has an adapter.
+        strategy: a strategy name (see `diffaccel.strategies()`), a config object such as
+            `diffaccel.TaylorSeerConfig(interval=6)`, or a list of these to compose strategies.
+        **options: override the model family's preset (for a single strategy).
+
+    Returns the same object. Runs start automatically when a wrapped pipeline's scheduler sets its
+    timesteps; hand-written loops over a bare model call `diffaccel.new_run(model)` per generation.
+    """
+    if getattr(obj, _BINDING_ATTR, None) is not None:
+        raise AlreadyWrappedError(
+            f"{type(obj).__name__} is already wrapped by diffaccel; call diffaccel.unwrap(obj) first, or pass "
+            "several strategies in one call: diffaccel.wrap(obj, [a, b])."
+        )
+    specs = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
+    if not specs:
+        raise UnknownStrategyError("wrap needs at least one strategy")
+    if len(specs) > 1 and options:
+        raise UnknownStrategyError(
+            "options apply to a single strategy; to compose strategies pass config objects, e.g. "
+            "[diffaccel.TaylorSeerConfig(interval=4), ...]"
+        )
+    targets = _denoisers(obj)
+    engines: dict[str, Engine] = {}
+    try:
+        for name, module in targets.items():
+            adapter = get_adapter(module)
+            strategies = []
+            for spec in specs:
+                spec_name = spec.strategy_name if isinstance(spec, StrategyConfig) else spec
+                config = resolve_config(spec, adapter.preset(spec_name), options)
+                strategies.append(build_strategy(config))
+            engine = Engine(module, adapter, strategies)
+            engine.attach()
+            engines[name] = engine
+    except BaseException:
+        for engine in engines.values():
+            engine.detach()
+        raise
+    binding = Binding(engines)
+    scheduler = getattr(obj, "scheduler", None) if not isinstance(obj, nn.Module) else None
+    if scheduler is not None and hasattr(scheduler, "set_timesteps"):
+        _hook_set_timesteps(scheduler, binding)
+    setattr(obj, _BINDING_ATTR, binding)
+    for name, engine in engines.items():
+        logger.info("diffaccel: %s on %s (%s)", "+".join(s.config.strify() for s in engine.strategies),
+                    name or type(obj).__name__, engine.adapter.family)
+    return obj
+
+
+def unwrap(obj):
+    """Remove everything `wrap` attached; outputs are then bit-identical to a never-wrapped object."""
+    binding = _binding(obj)
+    for engine in binding.engines.values():
+        engine.detach()
+    if binding.patched_set_timesteps:
+        vars(binding.scheduler).pop("set_timesteps", None)
+    delattr(obj, _BINDING_ATTR)
+    return obj
+
+
+def summary(obj) -> Summary:
+    """Statistics of the most recent run (see `Summary`)."""
+    binding = _binding(obj)
+    return Summary.combine({name or "model": Summary.of_engine(e) for name, e in binding.engines.items()})
+
+
+def new_run(obj, num_inference_steps: int | None = None) -> None:
+    """Start a new generation: forget all cached state. Wrapped pipelines do this by themselves;
+    call it in hand-written denoising loops, optionally with the run's step count."""
+    for engine in _binding(obj).engines.values():
+        engine.new_run(num_inference_steps)
+
+
+@contextlib.contextmanager
+def cache_context(obj, name: str) -> Iterator[None]:
+    """Name the guidance branch of the calls inside the block (like diffusers' `model.cache_context`),
+    for models that lack that method (UNets, SD3, PixArt, DiT, Sana)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError("a cache context name must be a non-empty string")
+    engines = list(_binding(obj).engines.values())
+    for engine in engines:
+        engine.engine_hook.context_tracker.forced.append(name)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            engine.engine_hook.context_tracker.forced.pop()
+
+
+def engines(obj) -> dict[str, Engine]:
+    """The engines `wrap` attached (component name → engine); for tools built on diffaccel."""
+    return dict(_binding(obj).engines)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _binding(obj) -> Binding:
+    binding = getattr(obj, _BINDING_ATTR, None)
+    if binding is None:
+        raise NotWrappedError(f"{type(obj).__name__} is not wrapped by diffaccel (call diffaccel.wrap first)")
+    return binding
+
+
+def _denoisers(obj) -> dict[str, nn.Module]:
+    """The modules of `obj` that diffaccel attaches to."""
+    if isinstance(obj, nn.Module):
+        get_adapter(obj)  # raises with the list of supported classes
+        return {"": obj}
+    components = getattr(obj, "components", None)
+    if not isinstance(components, dict):
+        raise TypeError(
+            f"diffaccel.wrap expects a diffusers pipeline or an nn.Module, got {type(obj).__name__}"
+        )
+    found = {name: m for name, m in components.items() if isinstance(m, nn.Module) and find_adapter(m) is not None}
+    if not found:
+        classes = sorted({type(m).__name__ for m in components.values() if isinstance(m, nn.Module)})
+        raise UnsupportedModelError(
+            f"No component of {type(obj).__name__} has a diffaccel adapter (components: {', '.join(classes)}). "
+            f"Supported classes: {', '.join(supported_classes())}. Describe a new family with "
+            "diffaccel.register_adapter(...)."
+        )
+    return found
+
+
+def _hook_set_timesteps(scheduler, binding: Binding) -> None:
+    """Start a new run whenever the pipeline's scheduler sets its timesteps (once per pipeline call,
+    before the denoising loop, in every diffusers pipeline). Instance-level: other pipelines sharing
+    the scheduler class are untouched; `functools.wraps` keeps the signature that
+    `retrieve_timesteps` inspects."""
+    original = scheduler.set_timesteps
+
+    @functools.wraps(original)
+    def set_timesteps(*args, **kwargs):
+        result = original(*args, **kwargs)
+        timesteps = getattr(scheduler, "timesteps", None)
+        total = len(timesteps) if timesteps is not None else None
+        for engine in binding.engines.values():
+            engine.new_run(total)
+        return result
+
+    scheduler.set_timesteps = set_timesteps
+    binding.scheduler = scheduler
+    binding.patched_set_timesteps = True

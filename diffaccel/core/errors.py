@@ -1,0 +1,25 @@
+"""Errors diffaccel raises on bad input. Each says what was wrong and what to do instead."""
+
+
+class DiffaccelError(Exception):
+    """Base class of every diffaccel error."""
+
+
+class UnsupportedModelError(DiffaccelError, TypeError):
+    """The object has no registered adapter (no known cache units)."""
+
+
+class UnknownStrategyError(DiffaccelError, ValueError):
+    """The strategy name or an option of it is unknown."""
+
+
+class AlreadyWrappedError(DiffaccelError, RuntimeError):
+    """`wrap` was called on an object that is already wrapped."""
+
+
+class NotWrappedError(DiffaccelError, RuntimeError):
+    """An operation that needs a wrapped object got an unwrapped one."""
+
+
+class RunStateError(DiffaccelError, RuntimeError):
+    """A call does not fit the current run (shapes changed mid-run, two calls at one step, ...)."""

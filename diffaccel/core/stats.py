@@ -1,0 +1,77 @@
+"""Statistics of the most recent run: what was computed, what was forecast, at what cost.
+
+`computed_fraction` weights every cache-unit call by the FLOPs the unit costs at that input size
+(measured once per unit and input shape with `torch.utils.flop_counter.FlopCounterMode`, which
+counts matrix multiplications, convolutions and attention), so a skipped attention counts for
+more than a skipped layer norm and the figure is comparable to the FLOP speed-ups papers report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class UnitCounts:
+    """Calls of one cache unit in one run, summed over guidance contexts."""
+
+    kind: str
+    computed: int = 0
+    forecast: int = 0
+    computed_flops: float = 0.0
+    forecast_flops: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        return self.computed + self.forecast
+
+
+@dataclass
+class RunStats:
+    """Counters the engine updates on every unit call of one run."""
+
+    units: dict[str, UnitCounts] = field(default_factory=dict)
+    steps_with_forecast: set[int] = field(default_factory=set)
+    steps_seen: set[int] = field(default_factory=set)
+    contexts: set[str] = field(default_factory=set)
+    root_calls: int = 0
+
+    def reset(self) -> None:
+        self.units.clear()
+        self.steps_with_forecast.clear()
+        self.steps_seen.clear()
+        self.contexts.clear()
+        self.root_calls = 0
+
+    def record_root_call(self, step: int, context: str) -> None:
+        self.root_calls += 1
+        self.steps_seen.add(step)
+        self.contexts.add(context)
+
+    def record_unit(self, name: str, kind: str, step: int, computed: bool, flops: float) -> None:
+        counts = self.units.get(name)
+        if counts is None:
+            counts = self.units[name] = UnitCounts(kind)
+        if computed:
+            counts.computed += 1
+            counts.computed_flops += flops
+        else:
+            counts.forecast += 1
+            counts.forecast_flops += flops
+            self.steps_with_forecast.add(step)
+
+    @property
+    def steps(self) -> int:
+        return len(self.steps_seen)
+
+    @property
+    def full_steps(self) -> int:
+        """Steps at which every cache unit computed (in every context)."""
+        return len(self.steps_seen - self.steps_with_forecast)
+
+    @property
+    def computed_fraction(self) -> float:
+        """FLOP-weighted share of the cacheable work actually computed (1.0 without caching)."""
+        done = sum(u.computed_flops for u in self.units.values())
+        total = done + sum(u.forecast_flops for u in self.units.values())
+        return 1.0 if total == 0 else done / total

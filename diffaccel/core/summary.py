@@ -1,0 +1,103 @@
+"""`diffaccel.summary(obj)`: what the most recent run computed and what it forecast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import Engine
+from .stats import UnitCounts
+
+
+@dataclass
+class Summary:
+    """Statistics of the most recent run of one wrapped denoiser (or several, combined).
+
+    Attributes:
+        strategy: the strategy tag(s), e.g. "taylorseer:interval=4".
+        steps: denoising steps seen.
+        full_steps: steps at which every cache unit computed.
+        computed_fraction: FLOP-weighted share of the cacheable work computed (1.0 without caching).
+        cache_bytes: bytes held in strategy caches now.
+        contexts: guidance contexts seen ("default" for a doubled batch).
+        units: per-unit counts (computed / forecast calls, summed over contexts).
+        aborted: the run raised before finishing, so its state was discarded.
+        components: per-component summaries when a pipeline has several wrapped denoisers.
+    """
+
+    strategy: str
+    steps: int
+    full_steps: int
+    computed_fraction: float
+    cache_bytes: int
+    contexts: list[str]
+    units: dict[str, UnitCounts]
+    aborted: bool = False
+    components: dict[str, "Summary"] = field(default_factory=dict)
+
+    @classmethod
+    def of_engine(cls, engine: Engine) -> "Summary":
+        stats = engine.stats
+        return cls(
+            strategy="+".join(s.config.strify() for s in engine.strategies),
+            steps=stats.steps,
+            full_steps=stats.full_steps,
+            computed_fraction=stats.computed_fraction,
+            cache_bytes=engine.cache_bytes(),
+            contexts=sorted(stats.contexts),
+            units=dict(stats.units),
+            aborted=engine.last_run_aborted,
+        )
+
+    @classmethod
+    def combine(cls, parts: dict[str, "Summary"]) -> "Summary":
+        if len(parts) == 1:
+            return next(iter(parts.values()))
+        units = {f"{comp}.{name}": counts for comp, s in parts.items() for name, counts in s.units.items()}
+        done = sum(u.computed_flops for u in units.values())
+        total = done + sum(u.forecast_flops for u in units.values())
+        return cls(
+            strategy=" | ".join(f"{c}={s.strategy}" for c, s in parts.items()),
+            steps=max(s.steps for s in parts.values()),
+            full_steps=min(s.full_steps for s in parts.values()),
+            computed_fraction=1.0 if total == 0 else done / total,
+            cache_bytes=sum(s.cache_bytes for s in parts.values()),
+            contexts=sorted({c for s in parts.values() for c in s.contexts}),
+            units=units,
+            aborted=any(s.aborted for s in parts.values()),
+            components=parts,
+        )
+
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        """Computed / forecast calls grouped by unit kind (attn, mlp, ...)."""
+        kinds: dict[str, dict[str, int]] = {}
+        for counts in self.units.values():
+            k = kinds.setdefault(counts.kind, {"units": 0, "computed": 0, "forecast": 0})
+            k["units"] += 1
+            k["computed"] += counts.computed
+            k["forecast"] += counts.forecast
+        return kinds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "steps": self.steps,
+            "full_steps": self.full_steps,
+            "computed_fraction": self.computed_fraction,
+            "cache_bytes": self.cache_bytes,
+            "contexts": list(self.contexts),
+            "aborted": self.aborted,
+            "units": {n: {"kind": u.kind, "computed": u.computed, "forecast": u.forecast} for n, u in self.units.items()},
+            "components": {c: s.as_dict() for c, s in self.components.items()},
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"diffaccel summary: {self.strategy}" + ("  (last run raised; state discarded)" if self.aborted else ""),
+            f"  steps {self.steps}, full steps {self.full_steps}, computed fraction {self.computed_fraction:.3f}, "
+            f"cache {self.cache_bytes / 2**20:.2f} MiB, contexts {', '.join(self.contexts) or '-'}",
+            f"  {'unit kind':<14}{'units':>7}{'computed':>10}{'forecast':>10}",
+        ]
+        for kind, k in sorted(self.by_kind().items()):
+            lines.append(f"  {kind:<14}{k['units']:>7}{k['computed']:>10}{k['forecast']:>10}")
+        return "\n".join(lines)

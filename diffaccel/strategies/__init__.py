@@ -1,0 +1,1 @@
+"""Acceleration strategies. Each registers itself in `registry` and attaches through the engine."""

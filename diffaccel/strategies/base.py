@@ -1,0 +1,102 @@
+"""What a strategy is, seen from the engine.
+
+A strategy is a config (a dataclass of documented options) plus the per-unit behaviour the engine
+calls at every cache-unit call:
+
+* `must_compute(step, state)`: compute this unit now, or forecast it? Must depend only on the step
+  and the unit's state, because feeder modules ask the same question before the unit runs.
+* `observe(state, leaves, step)`: a computed output, to update the state with.
+* `forecast(state, step)`: the synthesized output of a skipped call.
+
+The engine owns everything else (hooks, clock, contexts, stats, resets), so a strategy file reads
+top to bottom as its paper's algorithm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from ..core.clock import StepClock, StepInfo
+from ..core.errors import UnknownStrategyError
+
+
+@dataclasses.dataclass
+class StrategyConfig:
+    """Base of every strategy config: dataclass fields are the options."""
+
+    strategy_name: ClassVar[str] = ""
+    #: options always shown in the tag, even at their default value
+    tag_fields: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> None:
+        """Raise ValueError for option values that make no sense."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def strify(self) -> str:
+        """A short tag naming the strategy and its options, for file names and table rows."""
+        parts = [self.strategy_name]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != f.default or f.name in self.tag_fields:
+                parts.append(f"{f.name}={value}")
+        return ":".join(parts) if len(parts) > 1 else parts[0]
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **options) -> "StrategyConfig":
+        unknown = sorted(set(options) - set(self.option_names()))
+        if unknown:
+            raise UnknownStrategyError(
+                f"Unknown option(s) {unknown} for strategy '{self.strategy_name}'; "
+                f"its options are {self.option_names()}."
+            )
+        new = dataclasses.replace(self, **options)
+        new.validate()
+        return new
+
+
+class UnitState:
+    """Per (cache unit, guidance context) state of a strategy for one run."""
+
+    def nbytes(self) -> int:
+        return 0
+
+
+class Strategy(ABC):
+    """One acceleration method attached to one engine."""
+
+    config: StrategyConfig
+    #: Adapter unit level this strategy caches: "blocks" (sub-modules of transformer blocks) or "model".
+    unit_level: ClassVar[str] = "blocks"
+
+    def __init__(self, config: StrategyConfig):
+        config.validate()
+        self.config = config
+        self.clock: StepClock | None = None
+
+    def bind(self, clock: StepClock) -> None:
+        """Called once by the engine: the clock whose decisions this strategy shares."""
+        self.clock = clock
+
+    def on_new_run(self) -> None:
+        """Called at the start of every run, after the clock was reset."""
+
+    @abstractmethod
+    def new_state(self) -> UnitState: ...
+
+    @abstractmethod
+    def must_compute(self, step: StepInfo, state: UnitState) -> bool: ...
+
+    @abstractmethod
+    def observe(self, state: UnitState, leaves: list[torch.Tensor | None], step: StepInfo) -> None: ...
+
+    @abstractmethod
+    def forecast(self, state: UnitState, step: StepInfo) -> list[torch.Tensor | None]: ...
