@@ -1,0 +1,79 @@
+"""The attention entry point shared by the LLaDA and Dream ports (spec §9).
+
+Every transformer block owns one parameter-free :class:`BidirectionalAttention` module and calls it
+with post-RoPE queries, keys and values of the tokens that are actually being run, plus their true
+positions. This module is the single place where acceleration hooks act on attention:
+
+* KV caches (dKV-Cache, Fast-dLLM prefix/dual cache) append cached keys/values of tokens that are
+  not in the input;
+* SparseD replaces the dense kernel with a FlexAttention block mask.
+
+Because it has no parameters, adding it does not change the checkpoint's parameter names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Expand grouped key/value heads ``[B, Hkv, L, D]`` to ``[B, Hkv*n_rep, L, D]`` (GQA)."""
+    if n_rep == 1:
+        return x
+    b, h, l, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, l, d).reshape(b, h * n_rep, l, d)
+
+
+def dense_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Non-causal scaled-dot-product attention, scale ``1/sqrt(head_dim)``.
+
+    ``key_padding_mask`` is ``[B, Lk]`` bool with True for keys that may be attended to.
+    """
+    n_rep = q.shape[1] // k.shape[1]
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+    attn_mask = None
+    if key_padding_mask is not None:
+        attn_mask = key_padding_mask[:, None, None, :].to(torch.bool)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+
+
+class BidirectionalAttention(nn.Module):
+    """Parameter-free attention kernel call; the hook point for caches and sparse attention.
+
+    ``forward(q, k, v, positions, key_padding_mask)``: ``q`` ``[B, Hq, Lq, D]``, ``k``/``v``
+    ``[B, Hkv, Lq, D]`` (post-RoPE), ``positions`` ``[B, Lq]`` the true sequence positions of the
+    input tokens. Returns ``[B, Hq, Lq, D]``.
+    """
+
+    def __init__(self, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        positions: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return dense_attention(q, k, v, key_padding_mask)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32 (LLaDA ``RMSLayerNorm`` / Qwen2 ``RMSNorm``)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(dtype)

@@ -1,0 +1,99 @@
+"""LLaDA-architecture masked diffusion LM in plain PyTorch (spec §1.4).
+
+Module and parameter names mirror the public checkpoints (``GSAI-ML/LLaDA-8B-Instruct``):
+``model.transformer.wte``, ``model.transformer.blocks.{i}.{attn_norm,q_proj,k_proj,v_proj,attn_out,
+ff_norm,ff_proj,up_proj,ff_out}``, ``model.transformer.ln_f``, ``model.transformer.ff_out``, so the
+official safetensors load with :func:`diffaccel.dllm.loading.load_llada` and no remote code.
+The logit at position ``i`` predicts the token at position ``i`` (no shift).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import BidirectionalAttention, RMSNorm
+from .config import LLaDAConfig
+from .outputs import DiffusionLMOutput
+from .rope import apply_rope, rope_cos_sin
+
+
+class LLaDALlamaBlock(nn.Module):
+    """Pre-norm Llama-style block: bias-free q/k/v/attn_out, SwiGLU via ff_proj/up_proj/ff_out."""
+
+    def __init__(self, config: LLaDAConfig, layer_index: int) -> None:
+        super().__init__()
+        d, hd = config.d_model, config.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, hd
+        self.attn_norm = RMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, config.n_heads * hd, bias=False)
+        self.k_proj = nn.Linear(d, config.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(d, config.n_kv_heads * hd, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.attention = BidirectionalAttention(layer_index)
+        self.ff_norm = RMSNorm(d, config.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
+        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
+        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)
+
+    def forward(self, x, cos, sin, positions, key_padding_mask=None):
+        b, l, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q_proj(h).view(b, l, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        att = self.attention(q, k, v, positions=positions, key_padding_mask=key_padding_mask)
+        x = x + self.attn_out(att.transpose(1, 2).reshape(b, l, -1))
+        h = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+class LLaDAModel(nn.Module):
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.num_embeddings, config.d_model),
+                "blocks": nn.ModuleList(LLaDALlamaBlock(config, i) for i in range(config.n_layers)),
+                "ln_f": RMSNorm(config.d_model, config.rms_norm_eps),
+                "ff_out": nn.Linear(config.d_model, config.num_embeddings, bias=False),
+            }
+        )
+
+
+class LLaDAModelLM(nn.Module):
+    """``logits = model(input_ids, attention_mask=None, position_ids=None).logits`` ``[B, L, V]``.
+
+    ``position_ids`` default to ``0..L-1``; pass the true positions when running a subset of a
+    sequence (caches). ``attention_mask`` ``[B, L]`` (1 = real token) masks padded keys.
+    """
+
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = LLaDAModel(config)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.model.transformer["blocks"]
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.config.mask_token_id
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
+        # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
+        # it tells acceleration hooks where the sampler is (block, step, run).
+        t = self.model.transformer
+        b, l = input_ids.shape
+        if position_ids is None:
+            position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
+        key_padding_mask = None if attention_mask is None else attention_mask.to(torch.bool)
+        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta)
+        x = t["wte"](input_ids)
+        for block in t["blocks"]:
+            x = block(x, cos, sin, position_ids, key_padding_mask)
+        return DiffusionLMOutput(logits=t["ff_out"](t["ln_f"](x)))

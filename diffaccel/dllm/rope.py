@@ -1,0 +1,33 @@
+"""Rotary position embedding with explicit positions (spec §1.4, §9).
+
+Both LLaDA and Dream use the non-interleaved "rotate-half" form computed in float32. Positions are
+always passed explicitly so that a forward over a subset of tokens (dKV-Cache, Fast-dLLM caches,
+SSD node packing) gives each token its true position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of shape ``[B, L, head_dim]`` (float32) for integer ``positions`` ``[B, L]``."""
+    if head_dim % 2:
+        raise ValueError(f"RoPE needs an even head_dim, got {head_dim}")
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    freqs = positions.to(torch.float32)[..., None] * inv_freq  # [B, L, head_dim/2]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``[B, H, L, D]`` by cos/sin ``[B, L, D]`` in float32, return in x's dtype."""
+    cos = cos[:, None]
+    sin = sin[:, None]
+    xf = x.float()
+    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)

@@ -1,0 +1,79 @@
+"""SparseD's head-specific block-sparse attention patterns, as pure functions (spec §5.2).
+
+The pattern is computed once, from one step's post-RoPE queries and keys, per (batch, head):
+for each query block, the key blocks with the largest mean attention ("isolated selection":
+prefill keys scored against all keys, generation keys scored among themselves) are kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def generation_block_start(seq_len: int, gen_length: int, block_size: int) -> int:
+    """``g``: the first block whose start lies in the last ``gen_length`` positions, else the last block."""
+    num_blocks = math.ceil(seq_len / block_size)
+    first = seq_len - gen_length
+    for b in range(num_blocks):
+        if b * block_size >= first:
+            return b
+    return num_blocks - 1
+
+
+def tile_means(probs: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Mean of ``probs`` ``[..., rows, Lk]`` over each column tile of ``block_size`` keys: ``[..., nk]``
+    (partial last tile averaged over its real columns)."""
+    lk = probs.shape[-1]
+    nk = math.ceil(lk / block_size)
+    padded = torch.nn.functional.pad(probs, (0, nk * block_size - lk))
+    sums = padded.unflatten(-1, (nk, block_size)).sum(dim=(-3, -1))
+    widths = torch.full((nk,), float(block_size), device=probs.device)
+    widths[-1] = lk - (nk - 1) * block_size
+    return sums / (widths * probs.shape[-2])
+
+
+def topk_blocks(importance: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the ``k`` most important blocks (clamped to the number of blocks)."""
+    k = max(1, min(k, importance.shape[-1]))
+    index = torch.topk(importance, k, dim=-1).indices
+    return torch.zeros_like(importance, dtype=torch.bool).scatter(-1, index, True)
+
+
+def build_sparse_pattern(q: torch.Tensor, k: torch.Tensor, *, gen_length: int, block_size: int, select: float,
+                         scale: float, query_blocks_per_chunk: int = 8) -> torch.Tensor:
+    """Kept key blocks ``[B, H, nq, nk]`` (bool) for queries ``q`` ``[B, H, L, D]`` and keys ``k``
+    ``[B, H, L, D]`` (already expanded to the query heads).
+
+    Pass 1 keeps the top ``max(1, floor(nk*select)+1)`` blocks scored against all keys and drops
+    those in the generation region; pass 2 keeps the top ``max(1, floor((nk-g)*select)+1)`` generation
+    blocks scored against generation keys only; the two are OR-ed (spec §5.2). ``k`` values larger
+    than the number of blocks are clamped (the official code would raise).
+    """
+    batch, heads, lq, _ = q.shape
+    lk = k.shape[2]
+    nq, nk = math.ceil(lq / block_size), math.ceil(lk / block_size)
+    g = generation_block_start(lk, gen_length, block_size)
+    k1 = max(1, math.floor(nk * select) + 1)
+    k2 = max(1, math.floor((nk - g) * select) + 1)
+    pattern = torch.zeros(batch, heads, nq, nk, dtype=torch.bool, device=q.device)
+    kf = k.float()
+    gen_keys = kf[:, :, g * block_size:]
+    for first in range(0, nq, query_blocks_per_chunk):
+        last = min(nq, first + query_blocks_per_chunk)
+        for qb in range(first, last):
+            rows = q[:, :, qb * block_size:(qb + 1) * block_size].float()
+            probs = torch.softmax(rows @ kf.transpose(-1, -2) * scale, dim=-1)
+            keep = topk_blocks(tile_means(probs, block_size), k1)
+            keep[..., g:] = False
+            gen_probs = torch.softmax(rows @ gen_keys.transpose(-1, -2) * scale, dim=-1)
+            keep[..., g:] |= topk_blocks(tile_means(gen_probs, block_size), k2)
+            pattern[:, :, qb] = keep
+    return pattern
+
+
+def dense_mask_from_pattern(pattern: torch.Tensor, lq: int, lk: int, block_size: int) -> torch.Tensor:
+    """Expand a block pattern to a boolean attention mask ``[B, H, Lq, Lk]`` (for tests and checks)."""
+    expanded = pattern.repeat_interleave(block_size, dim=2).repeat_interleave(block_size, dim=3)
+    return expanded[:, :, :lq, :lk]

@@ -1,0 +1,219 @@
+"""SparseD: head-specific sparse attention computed once and reused (spec §5; arXiv 2509.24014).
+
+Schedule over the run's reference steps ``now = 0 .. T-1`` with ``t* = floor(T * skip) + 1``:
+dense attention while ``now <= t*``; at ``now == t*`` each layer builds its block pattern from that
+step's post-RoPE queries and keys (:func:`~diffaccel.dllm.sparse_patterns.build_sparse_pattern`);
+for ``now > t*`` attention runs as PyTorch FlexAttention with that block mask (``torch.compile``'d,
+``dynamic=False``; CPU works through inductor's C++ backend). ``skip >= 1`` never leaves dense.
+
+Where FlexAttention is unavailable (old torch, compile failure) a warning says so once and the
+layer falls back to dense attention, so outputs stay correct and only the speed-up is lost.
+Scores for the pattern use ``1/sqrt(n_heads)`` for LLaDA and ``1/sqrt(head_dim)`` for Dream, as the
+official code does (``score_scale="official"``); ``score_scale="head_dim"`` is ours for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+from torch import nn
+
+from .attention import dense_attention, repeat_kv
+from .kv_cache import attention_modules
+from .sparse_patterns import build_sparse_pattern, dense_mask_from_pattern
+
+logger = logging.getLogger(__name__)
+
+STEP_HOOK = "diffaccel.dllm.sparsed_step"
+ATTN_HOOK = "diffaccel.dllm.sparsed_attention"
+
+
+@dataclass
+class SparseDConfig:
+    """Options of SparseD.
+
+    Attributes:
+        skip: fraction of steps with dense attention (official 0.2).
+        select: fraction of key blocks kept per query block (official 0.3 long context, 0.5 short).
+        block_size: pattern block size in tokens (official 128 long context, 32 short; <= 16 on toys).
+        score_scale: ``"official"`` or ``"head_dim"`` (see module docstring).
+        compile: compile FlexAttention (``False`` runs it eagerly: slow, for tests).
+    """
+
+    skip: float = 0.2
+    select: float = 0.3
+    block_size: int = 128
+    score_scale: str = "official"
+    compile: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.skip:
+            raise ValueError(f"skip must be >= 0, got {self.skip}")
+        if not 0.0 < self.select <= 1.0:
+            raise ValueError(f"select must be in (0, 1], got {self.select}")
+        if not isinstance(self.block_size, int) or self.block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {self.block_size!r}")
+        if self.score_scale not in ("official", "head_dim"):
+            raise ValueError(f"score_scale must be 'official' or 'head_dim', got {self.score_scale!r}")
+
+    def pattern_step(self, total_steps: int) -> int:
+        """``t*``: the step whose queries/keys define the pattern; sparse attention after it."""
+        return math.floor(total_steps * self.skip) + 1
+
+
+_FLEX = {}
+
+
+def flex_attention_fn(compiled: bool):
+    """FlexAttention (compiled or eager), or ``None`` with a one-time warning when unavailable."""
+    if compiled in _FLEX:
+        return _FLEX[compiled]
+    try:
+        from torch.nn.attention.flex_attention import flex_attention
+        fn = torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
+    except Exception as exc:  # pragma: no cover - depends on the torch build
+        logger.warning("SparseD: FlexAttention is unavailable (%s); falling back to dense attention, "
+                       "outputs stay correct but nothing is saved", exc)
+        fn = None
+    _FLEX[compiled] = fn
+    return fn
+
+
+def make_block_mask(pattern: torch.Tensor, lq: int, lk: int, block_size: int):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return pattern[b, h, q_idx // block_size, kv_idx // block_size]
+
+    batch, heads = pattern.shape[:2]
+    return create_block_mask(mask_mod, batch, heads, lq, lk, device=pattern.device, BLOCK_SIZE=block_size)
+
+
+@dataclass
+class SparseDState:
+    """Per-run state: the step in flight and each layer's pattern / block mask."""
+
+    step: object = None
+    run_id: int | None = None
+    patterns: dict[int, torch.Tensor] = field(default_factory=dict)
+    block_masks: dict[int, object] = field(default_factory=dict)
+    dense_calls: int = 0
+    sparse_calls: int = 0
+    fallback_calls: int = 0
+
+    def reset(self) -> None:
+        self.step, self.run_id = None, None
+        self.patterns.clear()
+        self.block_masks.clear()
+        self.dense_calls = self.sparse_calls = self.fallback_calls = 0
+
+    def kept_fraction(self) -> float | None:
+        if not self.patterns:
+            return None
+        return sum(float(p.float().mean()) for p in self.patterns.values()) / len(self.patterns)
+
+
+class SparseDStepHook(ModelHook):
+    """On the model: publishes the sampler's step to the attention hooks, resets on a new run."""
+
+    _is_stateful = True
+
+    def __init__(self, state: SparseDState) -> None:
+        super().__init__()
+        self.state = state
+
+    def pre_forward(self, module, *args, **kwargs):
+        step = kwargs.get("decode_step")
+        if step is not None and step.run_id != self.state.run_id:
+            self.state.reset()
+            self.state.run_id = step.run_id
+        self.state.step = step
+        return args, kwargs
+
+    def post_forward(self, module, output):
+        self.state.step = None
+        return output
+
+    def reset_state(self, module):
+        self.state.reset()
+        return module
+
+
+class SparseDAttentionHook(ModelHook):
+    """On one attention module: dense, pattern-building or FlexAttention, per the schedule."""
+
+    def __init__(self, config: SparseDConfig, state: SparseDState, layer_index: int, score_scale: float) -> None:
+        super().__init__()
+        self.config = config
+        self.state = state
+        self.layer_index = layer_index
+        self.score_scale = score_scale
+
+    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None):
+        step = self.state.step
+        dense = lambda: self.fn_ref.original_forward(q, k, v, positions=positions, key_padding_mask=key_padding_mask)  # noqa: E731
+        if step is None or step.purpose != "step" or q.shape[2] != k.shape[2]:
+            return dense()
+        if key_padding_mask is not None and not bool(key_padding_mask.all()):
+            raise ValueError("sparsed does not support padded batches; use equal-length prompts")
+        t_star = self.config.pattern_step(step.total_steps)
+        if step.index < t_star:
+            self.state.dense_calls += 1
+            return dense()
+        if step.index == t_star or self.layer_index not in self.state.patterns:
+            n_rep = q.shape[1] // k.shape[1]
+            self.state.patterns[self.layer_index] = build_sparse_pattern(
+                q, repeat_kv(k, n_rep), gen_length=step.gen_length, block_size=self.config.block_size,
+                select=self.config.select, scale=self.score_scale)
+            self.state.block_masks.pop(self.layer_index, None)
+            self.state.dense_calls += 1
+            return dense()
+        return self.sparse(q, k, v)
+
+    def sparse(self, q, k, v):
+        pattern = self.state.patterns[self.layer_index]
+        flex = flex_attention_fn(self.config.compile)
+        if flex is None:
+            self.state.fallback_calls += 1
+            return dense_attention(q, k, v)
+        block_mask = self.state.block_masks.get(self.layer_index)
+        if block_mask is None:
+            block_mask = make_block_mask(pattern, q.shape[2], k.shape[2], self.config.block_size)
+            self.state.block_masks[self.layer_index] = block_mask
+        self.state.sparse_calls += 1
+        n_rep = q.shape[1] // k.shape[1]
+        return flex(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), block_mask=block_mask)
+
+
+def official_score_scale(model: nn.Module, config: SparseDConfig) -> float:
+    mcfg = model.config
+    head_dim = mcfg.head_dim
+    if config.score_scale == "official" and getattr(mcfg, "model_type", "") == "llada":
+        return 1.0 / math.sqrt(mcfg.n_heads)  # the official LLaDA code's quirk (spec §5.2)
+    return 1.0 / math.sqrt(head_dim)
+
+
+def attach_sparsed(model: nn.Module, config: SparseDConfig) -> SparseDState:
+    registry = HookRegistry.check_if_exists_or_initialize(model)
+    if STEP_HOOK in registry.hooks:
+        raise ValueError("sparsed is already attached to this model")
+    state = SparseDState()
+    scale = official_score_scale(model, config)
+    for module in attention_modules(model):
+        HookRegistry.check_if_exists_or_initialize(module).register_hook(
+            SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK)
+    registry.register_hook(SparseDStepHook(state), STEP_HOOK)
+    return state
+
+
+def detach_sparsed(model: nn.Module) -> None:
+    HookRegistry.check_if_exists_or_initialize(model).remove_hook(STEP_HOOK, recurse=False)
+    for module in attention_modules(model):
+        HookRegistry.check_if_exists_or_initialize(module).remove_hook(ATTN_HOOK, recurse=False)
+
+
+__all__ = ["SparseDConfig", "SparseDState", "attach_sparsed", "detach_sparsed", "dense_mask_from_pattern"]

@@ -1,0 +1,1 @@
+"""Synthetic tasks with checkable answers, used to train and evaluate the dLLM zoo models."""
