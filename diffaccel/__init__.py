@@ -18,12 +18,14 @@ from .core.errors import (
 )
 from .core.summary import Summary
 from .strategies.registry import parse_strategy_spec, register_strategy, strategies
+from .strategies.hyca import HyCaConfig
 from .strategies.taylorseer import TaylorSeerConfig
+from . import hyca  # noqa: E402  (diffaccel.hyca.profile)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adapter", "AlreadyWrappedError", "DiffaccelError", "NotWrappedError", "RunStateError", "Summary",
+    "Adapter", "AlreadyWrappedError", "HyCaConfig", "hyca", "DiffaccelError", "NotWrappedError", "RunStateError", "Summary",
     "TaylorSeerConfig", "UnitSpec", "UnknownStrategyError", "UnsupportedModelError", "cache_context", "engines",
     "new_run", "parse_strategy_spec", "register_adapter", "register_strategy", "strategies", "summary",
     "supported_classes", "unwrap", "wrap",

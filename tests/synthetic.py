@@ -42,7 +42,7 @@ diffaccel.register_adapter(
 )
 
 
-def run(model: nn.Module, steps: int, batch: int = 1) -> list[torch.Tensor]:
-    """Outputs of `steps` denoising steps (float64, batch × 2)."""
-    x = torch.zeros(batch, 2, dtype=torch.float64)
+def run(model: nn.Module, steps: int, batch: int = 1, width: int = 2) -> list[torch.Tensor]:
+    """Outputs of `steps` denoising steps (float64, batch × width)."""
+    x = torch.zeros(batch, width, dtype=torch.float64)
     return [model(x, torch.tensor(float(Trajectory.total - n))) for n in range(steps)]

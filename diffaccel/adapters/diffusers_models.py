@@ -34,7 +34,7 @@ BUILTIN_ADAPTERS = (
         "flux", ("FluxTransformer2DModel",),
         _units("transformer_blocks", ("attn", "joint_attn"), ("ff", "mlp"), ("ff_context", "mlp_context"))
         + (_SINGLE_STREAM,),
-        presets={"taylorseer": _OFFICIAL_FLUX},
+        presets={"taylorseer": _OFFICIAL_FLUX}, model_channel_dim=-1,
     ),
     Adapter(
         "sd3", ("SD3Transformer2DModel",),
@@ -55,7 +55,7 @@ BUILTIN_ADAPTERS = (
     Adapter(
         "qwen-image", ("QwenImageTransformer2DModel",),
         _units("transformer_blocks", ("attn", "joint_attn"), ("img_mlp", "mlp"), ("txt_mlp", "mlp_context")),
-        presets={"taylorseer": _OURS_DIT},
+        presets={"taylorseer": _OURS_DIT}, model_channel_dim=-1,
     ),
     Adapter(
         "sana", ("SanaTransformer2DModel",),
@@ -81,7 +81,7 @@ BUILTIN_ADAPTERS = (
     Adapter(
         "ltx-video", ("LTXVideoTransformer3DModel",),
         _units("transformer_blocks", ("attn1", "attn"), ("attn2", "cross_attn"), ("ff", "mlp")),
-        presets={"taylorseer": _OURS_DIT},
+        presets={"taylorseer": _OURS_DIT}, model_channel_dim=-1,
     ),
     Adapter(
         "latte", ("LatteTransformer3DModel",),
@@ -91,7 +91,7 @@ BUILTIN_ADAPTERS = (
     ),
     Adapter(
         "unet2d-condition", ("UNet2DConditionModel",),
-        (UnitSpec(r".*\.resnets\.\d+", "resnet"),
+        (UnitSpec(r".*\.resnets\.\d+", "resnet", channel_dim=1),
          UnitSpec(r".*\.transformer_blocks\.\d+\.attn1", "attn"),
          UnitSpec(r".*\.transformer_blocks\.\d+\.attn2", "cross_attn"),
          UnitSpec(r".*\.transformer_blocks\.\d+\.ff", "mlp")),
@@ -99,7 +99,8 @@ BUILTIN_ADAPTERS = (
     ),
     Adapter(
         "unet2d", ("UNet2DModel",),
-        (UnitSpec(r".*\.resnets\.\d+", "resnet"), UnitSpec(r".*\.attentions\.\d+", "attn")),
+        (UnitSpec(r".*\.resnets\.\d+", "resnet", channel_dim=1),
+         UnitSpec(r".*\.attentions\.\d+", "attn", channel_dim=1)),
         presets={"taylorseer": _OURS_UNET},
     ),
 )

@@ -28,12 +28,15 @@ class UnitSpec:
             the unit is forecast; on those steps they return empty placeholders shaped like their
             last output with a last dimension of 0, so the parent's concatenations still run.
         level: "blocks" for sub-module units, "model" for the whole denoiser output.
+        channel_dim: the feature-channel axis of the unit's outputs (per-channel strategies such as
+            HyCa cluster along it): -1 for token-major transformer features, 1 for [B, C, H, W].
     """
 
     pattern: str
     kind: str
     feeders: tuple[str, ...] = ()
     level: str = "blocks"
+    channel_dim: int = -1
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,14 @@ class Adapter:
     class_names: tuple[str, ...]
     units: tuple[UnitSpec, ...]
     timestep_arg: str | None = "timestep"
+    model_channel_dim: int = 1  # channel axis of the denoiser's own output ([B, C, ...] latents)
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     notes: str = ""
 
     def resolve_units(self, model: nn.Module, level: str) -> list[tuple[str, nn.Module, UnitSpec]]:
         """Every (qualified name, module, spec) of this level in `model`, in module order."""
         if level == "model":
-            return [("", model, UnitSpec("", "model", level="model"))]
+            return [("", model, UnitSpec("", "model", level="model", channel_dim=self.model_channel_dim))]
         compiled = [(re.compile(spec.pattern), spec) for spec in self.units if spec.level == level]
         found = []
         for name, module in model.named_modules():
@@ -66,6 +70,11 @@ class Adapter:
         return found
 
     def preset(self, strategy_name: str) -> dict[str, Any]:
+        """Options this family sets for a strategy. HyCa shares TaylorSeer's interval schedule, so
+        without a preset of its own it takes TaylorSeer's interval and warm-up."""
+        if strategy_name == "hyca" and "hyca" not in self.presets and "taylorseer" in self.presets:
+            ts = self.presets["taylorseer"]
+            return {k: ts[k] for k in ("interval", "warmup") if k in ts}
         return dict(self.presets.get(strategy_name, {}))
 
 

@@ -23,7 +23,7 @@ from diffusers.hooks.hooks import StateManager
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..adapters.registry import Adapter
+from ..adapters.registry import Adapter, UnitSpec
 from ..strategies.base import Strategy, UnitState
 from .clock import DEFAULT_CONTEXT, StepClock, StepInfo
 from .errors import AlreadyWrappedError, RunStateError
@@ -111,10 +111,10 @@ class Engine:
         registry.register_hook(self.engine_hook, ENGINE_HOOK)
         for name, module, spec, strategy in plan:
             if module is self.root:
-                hook = UnitHook(self, name or "model", spec.kind, strategy)
+                hook = UnitHook(self, name or "model", spec, strategy)
                 registry.register_hook(hook, UNIT_HOOK)
             else:
-                hook = UnitHook(self, name, spec.kind, strategy)
+                hook = UnitHook(self, name, spec, strategy)
                 HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, UNIT_HOOK)
             self.unit_hooks.append(hook)
             parent = self.root.get_submodule(name.rpartition(".")[0]) if "." in name else self.root
@@ -259,11 +259,12 @@ class EngineHook(ModelHook):
 class UnitHook(ModelHook):
     """On a cache unit: compute and let the strategy observe, or return the strategy's forecast."""
 
-    def __init__(self, engine: Engine, name: str, kind: str, strategy: Strategy):
+    def __init__(self, engine: Engine, name: str, spec: UnitSpec, strategy: Strategy):
         super().__init__()
         self.engine = engine
         self.name = name
-        self.kind = kind
+        self.spec = spec
+        self.kind = spec.kind
         self.strategy = strategy
         self.states: dict[str, UnitState] = {}
         self.structures: dict[str, tuple[OutputStructure, list]] = {}
@@ -272,7 +273,7 @@ class UnitHook(ModelHook):
     def state(self, context: str) -> UnitState:
         state = self.states.get(context)
         if state is None:
-            state = self.states[context] = self.strategy.new_state()
+            state = self.states[context] = self.strategy.new_state(self)
         return state
 
     def will_compute(self, step: StepInfo) -> bool:

@@ -90,7 +90,8 @@ class Strategy(ABC):
         """Called at the start of every run, after the clock was reset."""
 
     @abstractmethod
-    def new_state(self) -> UnitState: ...
+    def new_state(self, unit) -> UnitState:
+        """A fresh state for `unit` (the engine's unit hook: `.name`, `.kind`, `.spec`)."""
 
     @abstractmethod
     def must_compute(self, step: StepInfo, state: UnitState) -> bool: ...

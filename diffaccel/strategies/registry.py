@@ -108,6 +108,8 @@ def _ensure_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
+    from .hyca import HyCa, HyCaConfig
     from .taylorseer import TaylorSeer, TaylorSeerConfig
 
     register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")
+    register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")

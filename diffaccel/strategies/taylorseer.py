@@ -99,7 +99,7 @@ class TaylorSeer(Strategy):
             )
         return bool(cfg.force_last_full) and step.index >= total - cfg.force_last_full
 
-    def new_state(self) -> TaylorState:
+    def new_state(self, unit) -> TaylorState:
         return TaylorState()
 
     def must_compute(self, step: StepInfo, state: TaylorState) -> bool:

@@ -1,0 +1,259 @@
+"""HyCa: hybrid per-channel solvers for feature caching (arXiv 2510.04188, ICLR 2026).
+
+What the paper states (spec dit-caching §3.1): feature channels of a cached unit are clustered by
+descriptors of their temporal behaviour from a short probe run, each cluster gets the solver of a
+pool that predicts it best ("one-time choosing, all-time solving"), and inference follows
+TaylorSeer's interval schedule. What it does not publish is OURS and marked so (spec §3.3): the
+solver formulas (`forecast/solvers.py`), the descriptors (`forecast/descriptors.py`), the number
+of clusters (default 2, as in every figure of the paper), the probe length (first 8 steps for
+descriptors), and the unit granularity: we cluster the same sub-module outputs TaylorSeer caches,
+along each unit's channel axis, so that one cluster with the `tf1` solver *is* TaylorSeer.
+
+Solver choice per cluster: the paper scores next-step prediction error at one step; we average
+the squared error over every step the configured schedule would forecast during the probe run.
+
+A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)`, saved, and passed
+as `profile=`; without one, the first run is the probe (all steps computed) and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.clock import StepInfo
+from ..forecast.descriptors import channel_descriptors, cluster_channels
+from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
+from ..forecast.solvers import History, solver
+from .base import Strategy, StrategyConfig, UnitState
+from .hyca_profile import HycaProfile, LeafAssignment
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "model": None}
+
+
+@dataclass
+class HyCaConfig(StrategyConfig):
+    """Options of HyCa.
+
+    Attributes:
+        interval: steps between full computations (TaylorSeer's schedule, as in the paper).
+        warmup: steps computed in full at the start (TaylorSeer's `first_enhance`).
+        num_clusters: C, clusters of channels per unit output [ours: the paper does not state C;
+            its figures show 2].
+        solvers: comma-separated solver pool (see `diffaccel.forecast.solvers`) [ours].
+        probe_steps: steps of the probe run used for the descriptors [ours].
+        profile: a `HycaProfile` or the path of a saved one; None = profile on the first run.
+        seed: k-means seed.
+        factor_dtype: "float32", "float64" or "model" (dtype of the stored history) [ours].
+    """
+
+    strategy_name = "hyca"
+    tag_fields = ("interval", "warmup", "num_clusters")
+
+    interval: int = 6
+    warmup: int = 3
+    num_clusters: int = 2
+    solvers: str = "reuse,tf1,tf2,ab2,damped"
+    probe_steps: int = 8
+    profile: Any = None
+    seed: int = 0
+    factor_dtype: str = "float32"
+
+    def validate(self) -> None:
+        for name in ("interval", "warmup", "num_clusters", "probe_steps", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"hyca option '{name}' must be an int, got {type(value).__name__}")
+        if self.interval < 1 or self.warmup < 1 or self.num_clusters < 1:
+            raise ValueError("hyca interval, warmup and num_clusters must be >= 1")
+        if self.probe_steps < 4:
+            raise ValueError("hyca probe_steps must be >= 4 (descriptors use third differences)")
+        for name in self.solver_names:
+            solver(name)  # raises for unknown names
+        if self.factor_dtype not in _DTYPES:
+            raise ValueError(f"hyca factor_dtype must be one of {sorted(_DTYPES)}")
+        if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
+                self.profile, "__fspath__"):
+            raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")
+
+    @property
+    def solver_names(self) -> list[str]:
+        return [s.strip() for s in self.solvers.split(",") if s.strip()]
+
+    def strify(self) -> str:
+        tag = super().strify()
+        return tag.replace(f":profile={self.profile}", ":profile") if self.profile is not None else tag
+
+
+@dataclass
+class _ProbeLeaf:
+    """Statistics of one output tensor of one unit during the probe run."""
+
+    trajectory: list[np.ndarray] = field(default_factory=list)
+    errors: dict[str, torch.Tensor] = field(default_factory=dict)
+    samples: int = 0
+    shadow: History = field(default_factory=History)
+    last_full: int = -1
+
+
+@dataclass
+class HycaState(UnitState):
+    histories: list[History | None] | None = None
+    last_full: int = -1
+    probe: list[_ProbeLeaf | None] | None = None
+    masks: dict = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        return sum(h.nbytes() for h in self.histories or [] if h is not None)
+
+
+def _channel_view(t: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """`t` as [rest, channels]."""
+    return t.movedim(channel_dim, -1).reshape(-1, t.shape[channel_dim])
+
+
+class HyCa(Strategy):
+    config: HyCaConfig
+
+    def __init__(self, config: HyCaConfig):
+        super().__init__(config)
+        profile = config.profile
+        self.profile: HycaProfile | None = HycaProfile.load(profile) if isinstance(profile, str) or hasattr(
+            profile, "__fspath__") else profile
+        self.probing = self.profile is None
+        self._probe_units: dict[str, tuple[Any, HycaState]] = {}
+        self._announced = False
+
+    # ------------------------------------------------------------------------------ run lifecycle
+    def on_new_run(self) -> None:
+        if self.probing and self._probe_units:
+            self.profile = self.finish_probe()
+            self.probing = False
+            logger.info("HyCa: profile built from the first run; forecasting from now on")
+
+    def _is_full(self, n: int) -> bool:
+        return taylorseer_is_full(n, self.config.interval, self.config.warmup)
+
+    def new_state(self, unit) -> HycaState:
+        state = HycaState()
+        if self.probing:
+            if not self._announced:
+                logger.warning("HyCa: no profile given; profiling on this first run (every step computed in full). "
+                               "Save one with diffaccel.hyca.profile(...) to skip this.")
+                self._announced = True
+            self._probe_units.setdefault(unit.name, (unit, state))
+        elif unit.name not in self.profile.units:
+            raise ValueError(f"HyCa profile has no assignment for cache unit '{unit.name}'; it was made for "
+                             f"{self.profile.model_class}. Profile this model again.")
+        state.unit = unit
+        return state
+
+    # ------------------------------------------------------------------------------------ engine
+    def must_compute(self, step: StepInfo, state: HycaState) -> bool:
+        if self.probing or state.histories is None:
+            return True
+        return self.clock.decide((id(self), step.index), lambda: self._is_full(step.index))
+
+    def observe(self, state: HycaState, leaves, step: StepInfo) -> None:
+        if self.probing:
+            self._observe_probe(state, leaves, step)
+            return
+        dtype = _DTYPES[self.config.factor_dtype]
+        enabled = taylorseer_derivatives_enabled(step.index, self.config.warmup)
+        if state.histories is None:
+            state.histories = [None if t is None else History() for t in leaves]
+        for history, leaf in zip(state.histories, leaves):
+            if history is not None:
+                history.update(leaf.detach() if dtype is None else leaf.detach().to(dtype), step.index, enabled)
+        state.last_full = step.index
+
+    def forecast(self, state: HycaState, step: StepInfo):
+        offset = step.index - state.last_full
+        assignment = self.profile.units[state.unit.name]
+        out = []
+        for i, history in enumerate(state.histories):
+            if history is None:
+                out.append(None)
+                continue
+            leaf = assignment[i]
+            preds = {name: solver(name)(history, offset) for name in leaf.solver_set}
+            if len(preds) == 1:
+                out.append(next(iter(preds.values())))
+                continue
+            masks = self._masks(state, i, leaf, history.outputs[0])
+            names = list(preds)
+            result = preds[names[0]]
+            for name in names[1:]:
+                result = torch.where(masks[name], preds[name], result)
+            out.append(result)
+        return out
+
+    def _masks(self, state: HycaState, i: int, leaf: LeafAssignment, like: torch.Tensor) -> dict:
+        """Boolean channel masks per solver, shaped to broadcast along the channel axis (cached)."""
+        key = (i, like.device)
+        if key not in state.masks:
+            dim = state.unit.spec.channel_dim % like.dim()
+            shape = [1] * like.dim()
+            shape[dim] = like.shape[dim]
+            labels = torch.as_tensor(leaf.labels, device=like.device)
+            state.masks[key] = {
+                name: torch.isin(labels, torch.as_tensor([c for c, s in enumerate(leaf.solvers) if s == name],
+                                                         device=like.device)).reshape(shape)
+                for name in leaf.solver_set
+            }
+        return state.masks[key]
+
+    # ------------------------------------------------------------------------------------- probe
+    def _observe_probe(self, state: HycaState, leaves, step: StepInfo) -> None:
+        cfg = self.config
+        dim = state.unit.spec.channel_dim
+        if state.probe is None:
+            state.probe = [None if t is None else _ProbeLeaf() for t in leaves]
+        for leaf, probe in zip(leaves, state.probe):
+            if probe is None:
+                continue
+            actual = leaf.detach().to(torch.float64)
+            if step.index < cfg.probe_steps:
+                probe.trajectory.append(_channel_view(actual, dim).mean(0).cpu().numpy())
+            if self._is_full(step.index) or probe.last_full < 0:
+                enabled = taylorseer_derivatives_enabled(step.index, cfg.warmup)
+                probe.shadow.update(actual, step.index, enabled)
+                probe.last_full = step.index
+                continue
+            offset = step.index - probe.last_full
+            for name in cfg.solver_names:
+                err = _channel_view((solver(name)(probe.shadow, offset) - actual) ** 2, dim).mean(0)
+                probe.errors[name] = probe.errors.get(name, 0) + err
+            probe.samples += 1
+
+    def finish_probe(self) -> HycaProfile:
+        """Cluster channels and pick a solver per cluster from the probe run's statistics."""
+        cfg = self.config
+        units: dict[str, list[LeafAssignment | None]] = {}
+        for name, (unit, state) in self._probe_units.items():
+            leaves = []
+            for probe in state.probe or []:
+                if probe is None:
+                    leaves.append(None)
+                    continue
+                if len(probe.trajectory) < 4 or probe.samples == 0:
+                    raise RuntimeError(
+                        f"HyCa probe of '{name}' saw too few steps ({len(probe.trajectory)} probe steps, "
+                        f"{probe.samples} forecast steps); profile with more inference steps than warmup + interval.")
+                labels = cluster_channels(channel_descriptors(np.stack(probe.trajectory)), cfg.num_clusters, cfg.seed)
+                errors = {s: (e / probe.samples).cpu().numpy() for s, e in probe.errors.items()}
+                solvers = [min(errors, key=lambda s: float(errors[s][labels == c].mean()))
+                           for c in range(int(labels.max()) + 1)]
+                leaves.append(LeafAssignment(labels=labels, solvers=solvers))
+            units[name] = leaves
+        model_class = type(next(iter(self._probe_units.values()))[0].engine.root).__name__
+        self._probe_units.clear()
+        return HycaProfile(model_class=model_class, units=units,
+                           config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
+                                   "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed})
