@@ -1,0 +1,53 @@
+"""The reference zoo: tiny models of real diffusers classes, trained here on data shipped inside installed wheels.
+
+``names()`` lists them and ``load(name, device="cpu", dtype=torch.float32)`` returns a ready
+``diffusers.DiffusionPipeline`` whose call mirrors diffusers (``num_inference_steps``, ``guidance_scale``,
+``generator``, ``class_labels``, ``output_type``; returns an output with ``.images``). Called without
+``class_labels`` a zoo pipeline draws one sample per class. Weights are committed as safetensors in
+``diffaccel/zoo/weights/<name>/`` with a manifest (training command, seed, time, final loss, sha256); they are
+produced by ``python -m diffaccel.zoo.train <name>`` and never trained or downloaded at load time.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from .registry import ZooEntry, entry, load, names, register_zoo_model, unregister_zoo_model
+
+DEFAULT_MODEL = "flux-photos"
+
+
+def _load_builtin(module_name: str, name: str, device="cpu", dtype=torch.float32):
+    import importlib
+
+    from .weights_io import weights_dir
+
+    folder = weights_dir(name)
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"zoo weights for {name!r} are missing at {folder}; they ship with the package "
+            f"(or train them with `python -m diffaccel.zoo.train {name}`)"
+        )
+    return importlib.import_module(module_name).load(folder, device=device, dtype=dtype)
+
+
+register_zoo_model(
+    "flux-photos",
+    partial(_load_builtin, "diffaccel.zoo.flux_photos", "flux-photos"),
+    "FluxTransformer2DModel (2 double + 4 single blocks), flow matching on 32x32 crops of 8 shipped photos; "
+    "two-call cache_context CFG",
+)
+register_zoo_model(
+    "dit-digits",
+    partial(_load_builtin, "diffaccel.zoo.dit_digits", "dit-digits"),
+    "class-conditional DiTTransformer2DModel on scikit-learn 8x8 digits, DDIM; doubled-batch CFG; digit classifier",
+)
+register_zoo_model(
+    "unet-photos",
+    partial(_load_builtin, "diffaccel.zoo.unet_photos", "unet-photos"),
+    "class-conditional UNet2DModel, DDIM, on 32x32 crops of 8 shipped photos; doubled-batch CFG",
+)
+
+__all__ = ["DEFAULT_MODEL", "ZooEntry", "entry", "load", "names", "register_zoo_model", "unregister_zoo_model"]

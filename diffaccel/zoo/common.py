@@ -1,0 +1,88 @@
+"""Behaviour shared by the zoo pipelines: class-label handling and diffusers-style output conversion.
+
+The zoo pipelines are ordinary :class:`diffusers.DiffusionPipeline` subclasses so that everything that works on
+a hub pipeline (``diffaccel.wrap``, ``.to()``, ``set_progress_bar_config``, diffusers hooks) works on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+class ClassConditionalZooPipeline(DiffusionPipeline):
+    """Base of the zoo pipelines: a fixed list of class names and the conversions every ``__call__`` needs.
+
+    Subclasses call ``self.register_to_config(class_names=...)`` in ``__init__``; the null (unconditional) class
+    used for classifier-free guidance is the id ``len(class_names)``.
+    """
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.config.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.class_names)
+
+    @property
+    def null_class_id(self) -> int:
+        """Id of the learned "no condition" embedding, the unconditional branch of guidance."""
+        return self.num_classes
+
+    def class_label_ids(self, class_labels: int | str | Sequence[int | str] | torch.Tensor | None) -> torch.Tensor:
+        """Normalise ``class_labels`` to a 1-D ``LongTensor`` on the execution device.
+
+        ``None`` means one sample per class in class order; ints are class ids, strings are class names.
+        Anything out of range is an error naming the valid classes.
+        """
+        if class_labels is None:
+            ids = list(range(self.num_classes))
+        elif isinstance(class_labels, torch.Tensor):
+            ids = class_labels.reshape(-1).tolist()
+        elif isinstance(class_labels, (int, np.integer, str)):
+            ids = [class_labels]
+        else:
+            ids = list(class_labels)
+        resolved = []
+        for label in ids:
+            if isinstance(label, str):
+                if label not in self.class_names:
+                    raise ValueError(f"unknown class name {label!r}; classes are {list(self.class_names)}")
+                resolved.append(self.class_names.index(label))
+            elif isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+                raise TypeError(f"class labels must be ints or class names, got {label!r}")
+            elif not 0 <= int(label) < self.num_classes:
+                raise ValueError(f"class id {label} out of range 0..{self.num_classes - 1} ({list(self.class_names)})")
+            else:
+                resolved.append(int(label))
+        if not resolved:
+            raise ValueError("class_labels is empty; pass None for one sample per class")
+        return torch.tensor(resolved, dtype=torch.long, device=self._execution_device)
+
+    @staticmethod
+    def check_call_arguments(num_inference_steps: int, output_type: str) -> None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    def to_output(self, images: torch.Tensor, output_type: str, return_dict: bool):
+        """``images``: ``(B, C, H, W)`` in [0, 1]. ``"pt"`` keeps that layout (float32); ``"np"`` gives
+        ``(B, H, W, C)`` float32 like diffusers; ``"pil"`` gives a list of ``PIL.Image`` (mode ``L`` for one channel)."""
+        images = images.detach().float().clamp(0, 1)
+        if output_type == "pt":
+            result = images
+        else:
+            array = images.cpu().permute(0, 2, 3, 1).numpy()
+            result = array if output_type == "np" else self.numpy_to_pil(array)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (result,)
+        return ImagePipelineOutput(images=result)

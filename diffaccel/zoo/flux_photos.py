@@ -1,0 +1,254 @@
+"""``flux-photos``: a tiny :class:`diffusers.FluxTransformer2DModel` trained with flow matching on 32x32 photo crops.
+
+The project's default zoo model. Data: square crops of the photos shipped in scikit-image and scikit-learn
+(:data:`diffaccel.zoo.data.PHOTO_SOURCES`), downscaled to 32x32 RGB. There is no VAE: pixels in [-1, 1] are packed
+into 4x4 patches (64 tokens of 48 channels; the layout of ``FluxPipeline._pack_latents`` with patch 4 instead of 2,
+since a Flux latent pixel stands for an 8x8 patch of the image) with the same 3-axis position ids as Flux.
+
+Conditioning is "which photo": :class:`PhotoClassEmbedder` maps a class id to learned text tokens (fed as
+``encoder_hidden_states``) and a learned pooled vector (``pooled_projections``); id ``num_classes`` is the learned
+empty prompt used by guidance. Guidance follows ``FluxPipeline``'s true CFG: TWO transformer calls per step,
+under ``transformer.cache_context("cond")`` and ``cache_context("uncond")``, so this pipeline exercises that style.
+
+Training (rectified flow, as Flux): ``x_t = (1 - t) x_0 + t * noise``, target ``noise - x_0``, ``t`` from a
+logit-normal distribution (SD3 / Flux practice); sampling uses ``FlowMatchEulerDiscreteScheduler`` with the
+``FluxPipeline`` sigmas ``linspace(1, 1/N, N)`` and no resolution shift (every image has the same 64 tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel, ModelMixin
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+
+from .common import ClassConditionalZooPipeline
+from .data import PHOTO_CLASS_NAMES, photo_crop_bank
+
+NAME = "flux-photos"
+IMAGE_SIZE = 32
+PIXEL_PATCH = 4
+TEXT_TOKENS = 4
+
+TRANSFORMER_CONFIG = dict(
+    patch_size=1,
+    in_channels=3 * PIXEL_PATCH * PIXEL_PATCH,
+    out_channels=None,
+    num_layers=2,
+    num_single_layers=4,
+    attention_head_dim=32,
+    num_attention_heads=4,
+    joint_attention_dim=64,
+    pooled_projection_dim=64,
+    guidance_embeds=False,
+    axes_dims_rope=[8, 12, 12],
+)
+SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+DEFAULT_GUIDANCE_SCALE = 2.0
+
+
+class PhotoClassEmbedder(ModelMixin, ConfigMixin):
+    """Class id -> (``encoder_hidden_states`` ``(B, text_tokens, joint_dim)``, ``pooled_projections`` ``(B, pooled_dim)``).
+
+    Stands in for Flux's T5 and CLIP text encoders: a learned token sequence and a learned pooled vector per class,
+    plus one extra row (id ``num_classes``) for the empty prompt of the unconditional branch. A diffusers
+    ``ModelMixin`` so that pipeline device/dtype handling and offloading treat it like any other component.
+    """
+
+    @register_to_config
+    def __init__(self, num_classes: int, text_tokens: int, joint_attention_dim: int, pooled_projection_dim: int):
+        super().__init__()
+        self.text_tokens, self.joint_attention_dim = text_tokens, joint_attention_dim
+        self.token_table = nn.Embedding(num_classes + 1, text_tokens * joint_attention_dim)
+        self.pooled_table = nn.Embedding(num_classes + 1, pooled_projection_dim)
+        nn.init.normal_(self.token_table.weight, std=0.02)
+        nn.init.normal_(self.pooled_table.weight, std=0.02)
+
+    def forward(self, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.token_table(class_ids).view(-1, self.text_tokens, self.joint_attention_dim)
+        return tokens, self.pooled_table(class_ids)
+
+
+def pack_pixels(images: torch.Tensor, patch: int = PIXEL_PATCH) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, (H/p)(W/p), C p p)``, channel-major within a patch like ``FluxPipeline._pack_latents``."""
+    batch, channels, height, width = images.shape
+    images = images.view(batch, channels, height // patch, patch, width // patch, patch)
+    return images.permute(0, 2, 4, 1, 3, 5).reshape(batch, (height // patch) * (width // patch), channels * patch * patch)
+
+
+def unpack_pixels(tokens: torch.Tensor, height: int, width: int, patch: int = PIXEL_PATCH) -> torch.Tensor:
+    """Inverse of :func:`pack_pixels`."""
+    batch, _, features = tokens.shape
+    channels = features // (patch * patch)
+    tokens = tokens.view(batch, height // patch, width // patch, channels, patch, patch)
+    return tokens.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
+
+
+def image_position_ids(height_tokens: int, width_tokens: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Flux's 3-axis ids ``(0, row, col)`` per image token, shape ``(rows * cols, 3)``."""
+    ids = torch.zeros(height_tokens, width_tokens, 3)
+    ids[..., 1] = torch.arange(height_tokens)[:, None]
+    ids[..., 2] = torch.arange(width_tokens)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+class FluxPhotosPipeline(ClassConditionalZooPipeline):
+    """Flux-architecture sampler on 32x32 photo crops, with two-call (``cache_context``) classifier-free guidance.
+
+    ``pipe(num_inference_steps=20, generator=g)`` draws one crop per photo class; ``class_labels`` takes ids or
+    photo names (``pipe.class_names``). Output images are RGB 32x32 in [0, 1].
+    """
+
+    def __init__(
+        self,
+        transformer: FluxTransformer2DModel,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        class_embedder: PhotoClassEmbedder,
+        class_names: Sequence[str] = PHOTO_CLASS_NAMES,
+        image_size: int = IMAGE_SIZE,
+        pixel_patch: int = PIXEL_PATCH,
+    ):
+        super().__init__()
+        self.register_modules(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
+        self.register_to_config(class_names=list(class_names), image_size=image_size, pixel_patch=pixel_patch)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
+        num_inference_steps: int = 28,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        self.check_call_arguments(num_inference_steps, output_type)
+        labels = self.class_label_ids(class_labels)
+        device, dtype = self._execution_device, self.transformer.dtype
+        size, patch = self.config.image_size, self.config.pixel_patch
+        noise = randn_tensor((len(labels), 3, size, size), generator=generator, device=device, dtype=dtype)
+        latents = pack_pixels(noise, patch)
+        img_ids = image_position_ids(size // patch, size // patch, device=device, dtype=dtype)
+        txt_ids = torch.zeros(self.class_embedder.text_tokens, 3, device=device, dtype=dtype)
+
+        prompt_embeds, pooled_embeds = self.class_embedder(labels)
+        do_guidance = guidance_scale > 1.0
+        if do_guidance:
+            negative_prompt_embeds, negative_pooled_embeds = self.class_embedder(torch.full_like(labels, self.null_class_id))
+
+        sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
+        self.scheduler.set_timesteps(sigmas=sigmas, device=device)
+        self.scheduler.set_begin_index(0)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            timestep = t.expand(latents.shape[0]).to(dtype) / 1000
+            with self.transformer.cache_context("cond"):
+                velocity = self.transformer(
+                    hidden_states=latents,
+                    timestep=timestep,
+                    pooled_projections=pooled_embeds.to(dtype),
+                    encoder_hidden_states=prompt_embeds.to(dtype),
+                    txt_ids=txt_ids,
+                    img_ids=img_ids,
+                    return_dict=False,
+                )[0]
+            if do_guidance:
+                with self.transformer.cache_context("uncond"):
+                    negative_velocity = self.transformer(
+                        hidden_states=latents,
+                        timestep=timestep,
+                        pooled_projections=negative_pooled_embeds.to(dtype),
+                        encoder_hidden_states=negative_prompt_embeds.to(dtype),
+                        txt_ids=txt_ids,
+                        img_ids=img_ids,
+                        return_dict=False,
+                    )[0]
+                velocity = negative_velocity + guidance_scale * (velocity - negative_velocity)
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+        images = unpack_pixels(latents, size, size, patch)
+        return self.to_output(images / 2 + 0.5, output_type, return_dict)
+
+
+def build_components(num_classes: int = len(PHOTO_CLASS_NAMES)) -> dict[str, nn.Module]:
+    return {
+        "transformer": FluxTransformer2DModel(**TRANSFORMER_CONFIG),
+        "class_embedder": PhotoClassEmbedder(
+            num_classes, TEXT_TOKENS, TRANSFORMER_CONFIG["joint_attention_dim"], TRANSFORMER_CONFIG["pooled_projection_dim"]
+        ),
+    }
+
+
+class FluxPhotosTraining:
+    """Training recipe used by :mod:`diffaccel.zoo.train` (rectified-flow velocity loss, per-sample label dropout)."""
+
+    name = NAME
+    seed = 0
+    steps = 2400
+    batch_size = 32
+    learning_rate = 5e-4
+    warmup_steps = 200
+    ema_decay = 0.998
+    label_dropout = 0.1
+
+    def __init__(self):
+        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+        self.tokens = pack_pixels(images * 2 - 1)
+        self.labels = labels
+        self.img_ids = image_position_ids(IMAGE_SIZE // PIXEL_PATCH, IMAGE_SIZE // PIXEL_PATCH)
+        self.txt_ids = torch.zeros(TEXT_TOKENS, 3)
+
+    def build(self) -> dict[str, nn.Module]:
+        return build_components()
+
+    def loss(self, components: dict[str, nn.Module], generator: torch.Generator) -> torch.Tensor:
+        index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
+        clean, labels = self.tokens[index], self.labels[index]
+        drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
+        labels = torch.where(drop, torch.full_like(labels, len(PHOTO_CLASS_NAMES)), labels)
+        noise = torch.randn(clean.shape, generator=generator)
+        t = torch.sigmoid(torch.randn(self.batch_size, generator=generator))
+        noisy = (1 - t[:, None, None]) * clean + t[:, None, None] * noise
+        prompt_embeds, pooled_embeds = components["class_embedder"](labels)
+        velocity = components["transformer"](
+            hidden_states=noisy,
+            timestep=t,
+            pooled_projections=pooled_embeds,
+            encoder_hidden_states=prompt_embeds,
+            txt_ids=self.txt_ids,
+            img_ids=self.img_ids,
+            return_dict=False,
+        )[0]
+        return torch.nn.functional.mse_loss(velocity, noise - clean)
+
+    def config(self, components: dict[str, nn.Module]) -> dict:
+        from .weights_io import model_config
+
+        return {
+            "components": {
+                "transformer": model_config(components["transformer"]),
+                "class_embedder": model_config(components["class_embedder"]),
+            },
+            "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": SCHEDULER_CONFIG},
+            "pipeline": {"class_names": list(PHOTO_CLASS_NAMES), "image_size": IMAGE_SIZE, "pixel_patch": PIXEL_PATCH,
+                         "default_guidance_scale": DEFAULT_GUIDANCE_SCALE},
+        }
+
+
+def load(folder, device="cpu", dtype=torch.float32) -> FluxPhotosPipeline:
+    from .weights_io import load_state_into, read_json
+
+    config = read_json(folder / "config.json")
+    transformer = FluxTransformer2DModel.from_config(config["components"]["transformer"]["config"])
+    class_embedder = PhotoClassEmbedder.from_config(config["components"]["class_embedder"]["config"])
+    load_state_into(folder / "model.safetensors", {"transformer": transformer, "class_embedder": class_embedder})
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config["scheduler"]["config"])
+    pipeline = config["pipeline"]
+    pipe = FluxPhotosPipeline(
+        transformer.eval(), scheduler, class_embedder.eval(),
+        class_names=pipeline["class_names"], image_size=pipeline["image_size"], pixel_patch=pipeline["pixel_patch"],
+    )
+    return pipe.to(device=device, dtype=dtype)
