@@ -10,12 +10,12 @@ from typing import Any, Iterator, Sequence
 
 from torch import nn
 
-from .adapters.registry import find_adapter, get_adapter, supported_classes
+from .adapters.registry import find_adapter, generic_adapter, get_adapter, supported_classes
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
 from .strategies.base import StrategyConfig
-from .strategies.registry import build_strategy, resolve_config
+from .strategies.registry import build_strategy, get_entry, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,13 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             "options apply to a single strategy; to compose strategies pass config objects, e.g. "
             "[diffaccel.TaylorSeerConfig(interval=4), ...]"
         )
-    targets = _denoisers(obj)
+    entries = [get_entry(spec.strategy_name if isinstance(spec, StrategyConfig) else spec) for spec in specs]
+    model_level_only = all(e.strategy_cls.unit_level == "model" for e in entries)
+    targets = _denoisers(obj, model_level_only)
     engines: dict[str, Engine] = {}
     try:
         for name, module in targets.items():
-            adapter = get_adapter(module)
+            adapter = find_adapter(module) or generic_adapter(module)
             strategies = []
             for spec in specs:
                 spec_name = spec.strategy_name if isinstance(spec, StrategyConfig) else spec
@@ -139,17 +141,25 @@ def _binding(obj) -> Binding:
     return binding
 
 
-def _denoisers(obj) -> dict[str, nn.Module]:
-    """The modules of `obj` that diffaccel attaches to."""
+#: pipeline components that are denoisers, for whole-model strategies on models without an adapter
+DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior")
+
+
+def _denoisers(obj, model_level_only: bool) -> dict[str, nn.Module]:
+    """The modules of `obj` that diffaccel attaches to. Whole-model strategies (TaoCache) need no
+    adapter: they also take any module, and a pipeline's usual denoiser components."""
     if isinstance(obj, nn.Module):
-        get_adapter(obj)  # raises with the list of supported classes
+        if not model_level_only:
+            get_adapter(obj)  # raises with the list of supported classes
         return {"": obj}
     components = getattr(obj, "components", None)
     if not isinstance(components, dict):
         raise TypeError(
             f"diffaccel.wrap expects a diffusers pipeline or an nn.Module, got {type(obj).__name__}"
         )
-    found = {name: m for name, m in components.items() if isinstance(m, nn.Module) and find_adapter(m) is not None}
+    found = {name: m for name, m in components.items()
+             if isinstance(m, nn.Module) and (find_adapter(m) is not None
+                                              or (model_level_only and name in DENOISER_COMPONENTS))}
     if not found:
         classes = sorted({type(m).__name__ for m in components.values() if isinstance(m, nn.Module)})
         raise UnsupportedModelError(

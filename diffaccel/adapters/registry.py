@@ -121,6 +121,18 @@ def get_adapter(module: nn.Module) -> Adapter:
     return adapter
 
 
+def generic_adapter(module: nn.Module) -> Adapter:
+    """For whole-model strategies on a model no adapter describes: no block units; the timestep is
+    read from a `timestep` argument when the forward has one."""
+    import inspect
+
+    try:
+        has_timestep = "timestep" in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        has_timestep = False
+    return Adapter(f"generic:{type(module).__name__}", (), (), timestep_arg="timestep" if has_timestep else None)
+
+
 def supported_classes() -> list[str]:
     _ensure_builtins()
     return sorted(_ADAPTERS)

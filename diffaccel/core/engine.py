@@ -85,8 +85,14 @@ class Engine:
         self._signatures: dict[str, tuple] = {}
         self._needs_reset = True
         self._timestep_index = self._find_timestep_index()
+        # Composition: a whole-model strategy (TaoCache) owns the steps it claims; there, block-level
+        # strategies compute in full (and keep observing), elsewhere they forecast as usual.
+        self.model_level = [s for s in strategies if s.unit_level == "model"]
         for strategy in strategies:
             strategy.bind(self.clock)
+
+    def claimed_by_model_level(self, step: StepInfo, strategy: Strategy) -> bool:
+        return strategy.unit_level != "model" and any(s.claims(step) for s in self.model_level)
 
     # ----------------------------------------------------------------------------------- attaching
     def attach(self) -> None:
@@ -107,15 +113,20 @@ class Engine:
                     )
                 claimed[id(module)] = strategy.config.strategy_name
                 plan.append((name, module, spec, strategy))
+        # A hook registered later wraps the earlier ones, so a whole-model unit goes in first and the
+        # engine hook last: the clock must tick before any unit decides.
+        for name, module, spec, strategy in plan:
+            if module is self.root:
+                hook = UnitHook(self, "model", spec, strategy)
+                registry.register_hook(hook, UNIT_HOOK)
+                self.unit_hooks.append(hook)
         self.engine_hook = EngineHook(self)
         registry.register_hook(self.engine_hook, ENGINE_HOOK)
         for name, module, spec, strategy in plan:
             if module is self.root:
-                hook = UnitHook(self, name or "model", spec, strategy)
-                registry.register_hook(hook, UNIT_HOOK)
-            else:
-                hook = UnitHook(self, name, spec, strategy)
-                HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, UNIT_HOOK)
+                continue
+            hook = UnitHook(self, name, spec, strategy)
+            HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, UNIT_HOOK)
             self.unit_hooks.append(hook)
             parent = self.root.get_submodule(name.rpartition(".")[0]) if "." in name else self.root
             for feeder_name in spec.feeders:
@@ -277,7 +288,8 @@ class UnitHook(ModelHook):
         return state
 
     def will_compute(self, step: StepInfo) -> bool:
-        return self.strategy.must_compute(step, self.state(step.context))
+        state = self.state(step.context)
+        return self.engine.claimed_by_model_level(step, self.strategy) or self.strategy.must_compute(step, state)
 
     def feeder_flops(self, context: str) -> float:
         return sum(self.engine.unit_flops(f.name, context) or 0.0 for f in self.feeders)
@@ -288,7 +300,7 @@ class UnitHook(ModelHook):
         if step is None:  # called outside the wrapped denoiser's forward: not part of a run
             return self.fn_ref.original_forward(*args, **kwargs)
         state = self.state(step.context)
-        if self.strategy.must_compute(step, state):
+        if self.will_compute(step):
             output = engine.measure(self.name, step.context, self.fn_ref.original_forward, args, kwargs)
             leaves, structure = flatten_output(output)
             self.structures[step.context] = (structure, [None if t is None else t.dtype for t in leaves])

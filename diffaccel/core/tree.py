@@ -17,12 +17,16 @@ import torch
 class OutputStructure:
     """How a flat list of tensors is rebuilt into the module's original output."""
 
-    kind: str  # "tensor", "tuple" or "list"
+    kind: str  # "tensor", "tuple", "list" or "output" (a diffusers BaseOutput dataclass)
     length: int = 1
+    output_cls: type | None = None
+    keys: tuple[str, ...] = ()
 
     def rebuild(self, leaves: list[torch.Tensor | None]) -> Any:
         if self.kind == "tensor":
             return leaves[0]
+        if self.kind == "output":
+            return self.output_cls(**dict(zip(self.keys, leaves)))
         return tuple(leaves) if self.kind == "tuple" else list(leaves)
 
 
@@ -34,6 +38,9 @@ def flatten_output(output: Any) -> tuple[list[torch.Tensor | None], OutputStruct
     """
     if isinstance(output, torch.Tensor):
         return [output], OutputStructure("tensor")
+    if _is_base_output(output) and all(v is None or isinstance(v, torch.Tensor) for v in output.values()):
+        keys = tuple(output.keys())
+        return [output[k] for k in keys], OutputStructure("output", len(keys), type(output), keys)
     if isinstance(output, (tuple, list)) and all(x is None or isinstance(x, torch.Tensor) for x in output):
         kind = "tuple" if isinstance(output, tuple) else "list"
         return list(output), OutputStructure(kind, len(output))
@@ -41,6 +48,12 @@ def flatten_output(output: Any) -> tuple[list[torch.Tensor | None], OutputStruct
         f"diffaccel can cache only modules returning a tensor or a flat tuple of tensors; got {type(output).__name__}. "
         "Describe a different cache unit in the model's adapter."
     )
+
+
+def _is_base_output(output: Any) -> bool:
+    from diffusers.utils import BaseOutput
+
+    return isinstance(output, BaseOutput)
 
 
 def tensor_bytes(leaves) -> int:

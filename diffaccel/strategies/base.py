@@ -89,6 +89,10 @@ class Strategy(ABC):
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
 
+    def claims(self, step: StepInfo) -> bool:
+        """Whole-model strategies: True for the steps they own when composed with block-level ones."""
+        return False
+
     @abstractmethod
     def new_state(self, unit) -> UnitState:
         """A fresh state for `unit` (the engine's unit hook: `.name`, `.kind`, `.spec`)."""

@@ -109,7 +109,9 @@ def _ensure_builtins() -> None:
         return
     _BUILTINS_LOADED = True
     from .hyca import HyCa, HyCaConfig
+    from .taocache import TaoCache, TaoCacheConfig
     from .taylorseer import TaylorSeer, TaylorSeerConfig
 
     register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")
     register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")
+    register_strategy(TaoCacheConfig, TaoCache, "late-stage fixed-point forecast of the whole denoiser output (ours)")
