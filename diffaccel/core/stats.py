@@ -72,6 +72,30 @@ class RunStats:
     @property
     def computed_fraction(self) -> float:
         """FLOP-weighted share of the cacheable work actually computed (1.0 without caching)."""
-        done = sum(u.computed_flops for u in self.units.values())
-        total = done + sum(u.forecast_flops for u in self.units.values())
-        return 1.0 if total == 0 else done / total
+        return computed_fraction(self.units.values())
+
+
+def cacheable_flops(units) -> float:
+    """The cacheable work of a run: the whole model's when a whole-model unit exists, else the blocks'."""
+    units = list(units)
+    model = [u for u in units if u.kind == "model"]
+    return sum(u.computed_flops + u.forecast_flops for u in (model or units))
+
+
+def computed_fraction(units) -> float:
+    """FLOP-weighted share of the cacheable work computed.
+
+    Block units are summed. A whole-model unit (kind "model", e.g. TaoCache) contains every block
+    unit, so when one exists the cacheable work is the whole model's, and block forecasts inside
+    computed model calls are subtracted from it rather than counted twice.
+    """
+    units = list(units)
+    model = [u for u in units if u.kind == "model"]
+    blocks = [u for u in units if u.kind != "model"]
+    if model:
+        total = sum(u.computed_flops + u.forecast_flops for u in model)
+        done = sum(u.computed_flops for u in model) - sum(u.forecast_flops for u in blocks)
+    else:
+        done = sum(u.computed_flops for u in blocks)
+        total = done + sum(u.forecast_flops for u in blocks)
+    return 1.0 if total == 0 else done / total

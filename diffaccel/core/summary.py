@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import Engine
-from .stats import UnitCounts
+from .stats import UnitCounts, cacheable_flops
 
 
 @dataclass
@@ -54,13 +54,13 @@ class Summary:
         if len(parts) == 1:
             return next(iter(parts.values()))
         units = {f"{comp}.{name}": counts for comp, s in parts.items() for name, counts in s.units.items()}
-        done = sum(u.computed_flops for u in units.values())
-        total = done + sum(u.forecast_flops for u in units.values())
+        fractions = [(s.computed_fraction, cacheable_flops(s.units.values())) for s in parts.values()]
+        weight = sum(w for _, w in fractions)
         return cls(
             strategy=" | ".join(f"{c}={s.strategy}" for c, s in parts.items()),
             steps=max(s.steps for s in parts.values()),
             full_steps=min(s.full_steps for s in parts.values()),
-            computed_fraction=1.0 if total == 0 else done / total,
+            computed_fraction=1.0 if weight == 0 else sum(f * w for f, w in fractions) / weight,
             cache_bytes=sum(s.cache_bytes for s in parts.values()),
             contexts=sorted({c for s in parts.values() for c in s.contexts}),
             units=units,

@@ -114,3 +114,19 @@ def test_invalid_options():
         diffaccel.wrap(build_tiny(DIT), "taocache", start_frac=1.5)
     with pytest.raises(ValueError, match="max_skips"):
         diffaccel.wrap(build_tiny(DIT), "taocache", max_skips=-1)
+
+
+def test_computed_fraction_of_a_composition_counts_the_model_once():
+    """Whole-model work W per call; block forecasts inside computed calls save their own FLOPs."""
+    model = diffaccel.wrap(build_tiny(DIT), [diffaccel.TaylorSeerConfig(interval=3, order=1, warmup=1),
+                                             diffaccel.TaoCacheConfig(start_step=10, max_skips=2, **PERMISSIVE)])
+    _loop(model)
+    stats = diffaccel.summary(model)
+    engine = diffaccel.engines(model)[""]
+    whole = next(v for (name, _), v in engine.flops.items() if name == "model")
+    blocks = {name: v for (name, _), v in engine.flops.items() if name != "model"}
+    assert whole > sum(blocks.values())  # the model contains its blocks, plus embeddings and norms
+    model_counts = stats.units["model"]
+    saved_inside = sum(stats.units[name].forecast * flops for name, flops in blocks.items())
+    expected = (model_counts.computed * whole - saved_inside) / (STEPS * whole)
+    assert stats.computed_fraction == pytest.approx(expected, rel=1e-12)
