@@ -23,8 +23,11 @@ for both families [ours for Dream, whose official code refreshes at ``i % R == 0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+
+from ..strategies.base import StrategyConfig
 
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
@@ -32,7 +35,7 @@ SHIFT_TYPES = ("un", "un_right", "right")
 
 
 @dataclass
-class DKVCacheConfig:
+class DKVCacheConfig(StrategyConfig):
     """Options of dKV-Cache.
 
     Attributes:
@@ -43,12 +46,19 @@ class DKVCacheConfig:
         shift_type: Dream only: which positions count as cacheable (see module docstring).
     """
 
+    strategy_name: ClassVar[str] = "dkv-cache"
+    tag_fields: ClassVar[tuple[str, ...]] = ('variant',)
+
+
     variant: str = "decode"
     refresh_interval: int | None = None
     window_size: int = 0
     shift_type: str = "un"
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
         if self.variant not in ("decode", "greedy"):
             raise ValueError(f"variant must be 'decode' or 'greedy', got {self.variant!r}")
         if self.refresh_interval is None:

@@ -16,8 +16,11 @@ position left of every masked position is simply also run, so the commit rule st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+
+from ..strategies.base import StrategyConfig
 
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
@@ -25,7 +28,7 @@ CACHE_MODES = ("none", "prefix", "dual")
 
 
 @dataclass
-class FastDLLMConfig:
+class FastDLLMConfig(StrategyConfig):
     """Options of the Fast-dLLM peer.
 
     Attributes:
@@ -33,10 +36,17 @@ class FastDLLMConfig:
         cache: ``"prefix"``, ``"dual"`` or ``"none"``.
     """
 
+    strategy_name: ClassVar[str] = "fast-dllm"
+    tag_fields: ClassVar[tuple[str, ...]] = ('threshold', 'cache')
+
+
     threshold: float | None = 0.9
     cache: str = "prefix"
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):

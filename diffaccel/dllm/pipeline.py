@@ -49,6 +49,8 @@ class DiffusionLMPipeline:
             eos_id=getattr(config, "eos_token_id", None), eot_id=getattr(config, "eot_token_id", None),
         )
         self.block_policy: BlockPolicy | None = None  # None = stepwise reference decoding
+        self.sampling_overrides: dict = {}  # set by strategies that change the schedule (Fast-dLLM threshold)
+        self.last_sequence_length: int | None = None
 
     @property
     def components(self) -> dict[str, object]:
@@ -79,6 +81,7 @@ class DiffusionLMPipeline:
         if unknown:
             raise TypeError(f"unknown sampling option(s) {sorted(unknown)}; valid: {sorted(_SAMPLING_FIELDS)}")
         values = {f: getattr(self.default_sampling, f) for f in _SAMPLING_FIELDS}
+        values.update(self.sampling_overrides)
         values.update(options)
         if "threshold" in options and options["threshold"] is not None and "schedule" not in options:
             values["schedule"] = "threshold"
@@ -92,6 +95,7 @@ class DiffusionLMPipeline:
         config = self.sampling_config(**sampling_options)
         sequences = self.sampler.generate(ids, config, attention_mask=mask, generator=generator,
                                           policy=self.block_policy)
+        self.last_sequence_length = sequences.shape[1]
         generated = sequences[:, ids.shape[1]:]
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True) if self.tokenizer else None
         return DiffusionLMPipelineOutput(sequences=sequences, generated=generated, texts=texts,

@@ -17,8 +17,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
+
+from ..strategies.base import StrategyConfig
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
@@ -33,7 +36,7 @@ ATTN_HOOK = "diffaccel.dllm.sparsed_attention"
 
 
 @dataclass
-class SparseDConfig:
+class SparseDConfig(StrategyConfig):
     """Options of SparseD.
 
     Attributes:
@@ -44,6 +47,10 @@ class SparseDConfig:
         compile: compile FlexAttention (``False`` runs it eagerly: slow, for tests).
     """
 
+    strategy_name: ClassVar[str] = "sparsed"
+    tag_fields: ClassVar[tuple[str, ...]] = ()
+
+
     skip: float = 0.2
     select: float = 0.3
     block_size: int = 128
@@ -51,6 +58,9 @@ class SparseDConfig:
     compile: bool = True
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
         if not 0.0 <= self.skip:
             raise ValueError(f"skip must be >= 0, got {self.skip}")
         if not 0.0 < self.select <= 1.0:

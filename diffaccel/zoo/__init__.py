@@ -49,5 +49,11 @@ register_zoo_model(
     partial(_load_builtin, "diffaccel.zoo.unet_photos", "unet-photos"),
     "class-conditional UNet2DModel, DDIM, on 32x32 crops of 8 shipped photos; doubled-batch CFG",
 )
+register_zoo_model(
+    "llada-addition",
+    "diffaccel.dllm.zoo:load_llada_addition",
+    "LLaDA-architecture masked-diffusion LM (4 layers, d=96) on 4-digit addition; LLaDAPipeline with a digit tokenizer",
+    kind="dllm",
+)
 
 __all__ = ["DEFAULT_MODEL", "ZooEntry", "entry", "load", "names", "register_zoo_model", "unregister_zoo_model"]

@@ -1,0 +1,153 @@
+"""Lossless self-speculative decoding for diffusion LMs (spec §6.2, after arXiv 2510.04147).
+
+The reference is greedy stepwise decoding: one token per step inside the current block, the
+position with the highest confidence (ties: lowest index) and its argmax token. One SSD round at a
+state ``x`` whose logits ``F(x)`` are known:
+
+1. commit the reference choice ``(p*, v*)`` from ``F(x)`` -> ``s_0`` (this *is* the reference step);
+2. draft the next ``N`` positions by the same confidences: ``d_j = (q_j, argmax F(x)_{q_j})``;
+3. nodes ``s_j = s_{j-1} + d_j`` (a linear chain), all verified in ONE batched forward;
+4. accept while the reference choice at ``s_a`` equals ``d_{a+1}``; continue from ``s_a`` with
+   ``F(s_a)``, already computed.
+
+By induction the state after every round is the reference state after as many tokens, so the output
+is identical to stepwise decoding while the number of (batched) forwards drops. Drafts never cross
+the block boundary. The reference choice, the proposals and the tie rule are the sampler's own
+(:meth:`MaskedDiffusionSampler.propose`, :func:`~diffaccel.dllm.commit.best_position`), so the
+equality is by construction, and tests check it token for token.
+
+The official code is not public (spec §6.1); this is the provably lossless reconstruction of §6.2
+with the plain forward as ``F``. ``adaptive=True`` is ours: after a round that accepted every draft
+the chain doubles (up to ``max_draft_length``), otherwise it shrinks to ``accepted + 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..strategies.base import StrategyConfig
+
+from .commit import best_position, commit
+from .sampler import Block, DecodeRun, MaskedDiffusionSampler
+
+
+@dataclass
+class SSDConfig(StrategyConfig):
+    """Options of self-speculative decoding.
+
+    Attributes:
+        draft_length: ``N``, drafted positions verified per round (batch of ``N + 1`` sequences).
+        adaptive: [ours] adapt ``N`` to the acceptance of the previous round.
+        max_draft_length: upper bound for the adaptive chain.
+    """
+
+    strategy_name: ClassVar[str] = "ssd"
+    tag_fields: ClassVar[tuple[str, ...]] = ('draft_length',)
+
+
+    draft_length: int = 4
+    adaptive: bool = False
+    max_draft_length: int = 8
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.draft_length, int) or self.draft_length < 0:
+            raise ValueError(f"draft_length must be a non-negative integer, got {self.draft_length!r}")
+        if self.max_draft_length < max(1, self.draft_length):
+            raise ValueError("max_draft_length must be >= draft_length and >= 1")
+
+
+class SelfSpeculativeDecoding:
+    """Block policy replacing stepwise decoding; output identical to it (greedy, one token/step)."""
+
+    def __init__(self, config: SSDConfig | None = None) -> None:
+        self.config = config or SSDConfig()
+        self._carry: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._carry_run: int | None = None
+
+    @staticmethod
+    def check(sampler: MaskedDiffusionSampler, run: DecodeRun) -> None:
+        cfg = run.config
+        problems = []
+        if cfg.temperature != 0:
+            problems.append("temperature must be 0 (SSD is lossless for greedy decoding only)")
+        if cfg.schedule != "linear" or cfg.steps != cfg.gen_length:
+            problems.append("the reference must commit one token per step (schedule='linear', steps == gen_length)")
+        if sampler.family == "llada" and cfg.remasking != "low_confidence":
+            problems.append("LLaDA remasking must be 'low_confidence'")
+        if sampler.family == "dream" and (cfg.alg == "origin" or cfg.alg_temp):
+            problems.append("Dream alg must be a deterministic confidence order (not 'origin', no alg_temp)")
+        if problems:
+            raise ValueError("ssd: " + "; ".join(problems))
+
+    def reference_choice(self, sampler, run, logits, state, block_end) -> tuple[int, int]:
+        """The stepwise reference's next (position, token) at ``state`` with logits ``F(state)``."""
+        masked = state == sampler.mask_id
+        x0, confidence = sampler.propose(logits, masked, run)
+        candidates = masked & (torch.arange(state.shape[1], device=state.device) < block_end)
+        confidence = torch.where(candidates, confidence, float("-inf"))
+        position = int(best_position(confidence)[0])
+        return position, int(x0[0, position])
+
+    def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
+        self.check(sampler, run)
+        if self._carry_run != run.run_id:
+            self._carry, self._carry_run = {}, run.run_id
+        draft_length = self.config.draft_length
+        for row in range(run.x.shape[0]):
+            state = run.x[row:row + 1]
+            mask_row = None if run.attention_mask is None else run.attention_mask[row:row + 1]
+            carried = self._carry.pop((block.index, row), None)
+            logits = carried[1] if carried is not None and torch.equal(carried[0], state) else None
+            steps_left = block.steps  # the reference commits exactly one token per step
+            while steps_left > 0:
+                masked = state == sampler.mask_id
+                candidates = masked & (torch.arange(state.shape[1], device=state.device) < block.end)
+                available = int(candidates.sum())
+                if available == 0:
+                    break
+                if logits is None:
+                    logits = sampler.forward_logits(run, state, run.make_step(sampler, block, 0), mask_row)
+                x0, confidence = sampler.propose(logits, masked, run)
+                confidence = torch.where(candidates, confidence, float("-inf"))
+                order = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
+                chosen = order[:1 + min(draft_length, steps_left - 1, available - 1)]
+                nodes = []
+                for j in range(chosen.numel()):
+                    transfer = torch.zeros_like(masked)
+                    transfer[0, chosen[j]] = True
+                    nodes.append(commit(nodes[-1] if nodes else state, x0, transfer))
+                run.step_index += 1
+                n = len(nodes) - 1
+                if steps_left == 1:  # s_0 completes the block: the reference's next forward is the next block's
+                    state, logits, accepted = nodes[0], None, 0
+                else:
+                    batch = torch.cat(nodes, dim=0)
+                    batch_mask = None if mask_row is None else mask_row.expand(len(nodes), -1)
+                    step = run.make_step(sampler, block, 0, purpose="verify")
+                    node_logits = sampler.forward_logits(run, batch, step, batch_mask)
+                    accepted = 0
+                    while accepted < n:
+                        choice = self.reference_choice(sampler, run, node_logits[accepted:accepted + 1],
+                                                       nodes[accepted], block.end)
+                        draft = (int(chosen[accepted + 1]), int(x0[0, chosen[accepted + 1]]))
+                        if choice != draft:
+                            break
+                        accepted += 1
+                    state, logits = nodes[accepted], node_logits[accepted:accepted + 1]
+                run.record.steps += 1
+                run.record.committed_tokens += 1 + accepted
+                run.record.accepted_per_round.append(1 + accepted)
+                run.step_index += accepted
+                steps_left -= 1 + accepted
+                if self.config.adaptive and n > 0:
+                    draft_length = (min(self.config.max_draft_length, 2 * max(1, draft_length))
+                                    if accepted == n else max(1, accepted + 1))
+            run.x[row] = state[0]
+            if logits is not None:
+                self._carry[(block.index + 1, row)] = (state.clone(), logits)
