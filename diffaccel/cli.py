@@ -1,0 +1,171 @@
+"""The `diffaccel` command line. Subcommand: `compare`.
+
+    diffaccel compare                                  # the default zoo model, baseline + strategies + peers
+    diffaccel compare --strategies "taylorseer:interval=4 diffusers:fbc" --seeds 0-7
+    accelerate launch -m diffaccel compare ...         # seeds/prompts split across processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+COMPARE_EPILOG = """\
+strategy specs:
+  none                          the full-step baseline (always run first; every row is scored against it)
+  taylorseer:interval=4         a diffaccel strategy with options (see --list-strategies)
+  diffusers:fbc:threshold=0.1   a diffusers cache hook run through diffusers' own code
+  cache-dit:dbcache             cache-dit (optional extra: pip install 'diffaccel[cache-dit]')
+  Several specs: repeat --strategies, or separate with commas/spaces; an item "key=value" without a colon
+  continues the previous spec's options ("taylorseer:interval=2,order=2,none" is two specs).
+
+models:
+  zoo names (flux-photos, dit-digits, unet-photos; llada-addition goes to the dLLM evaluation),
+  testing:tiny-flux / testing:tiny-sd / testing:tiny-wan (random tiny pipelines, plumbing checks only),
+  or a Hugging Face hub id / local folder for a real pipeline, e.g.
+    diffaccel compare --model black-forest-labs/FLUX.1-dev --device cuda --dtype bfloat16 --steps 28 \\
+        --prompts prompts.txt --strategies "taylorseer:interval=4 diffusers:fbc"
+  The hub path is written for real but cannot run on this project's offline CPU machines (no hub access,
+  no GPU), so it is untested here.
+
+output (in --out): results.jsonl (one record per run, written atomically as each run finishes; --resume
+skips finished runs), report.md, summary.json, grid.png, speed_quality.png, baseline/ (cached full-step
+outputs), images/, run.json.
+"""
+
+
+def _seeds(text: str) -> list[int]:
+    """`0,1,2`, `0-3` or a mix (`0-3,10`)."""
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in text.replace(" ", ",").split(","))):
+        if "-" in part.lstrip("-")[0:] and not part.startswith("-"):
+            low, high = part.split("-", 1)
+            seeds.extend(range(int(low), int(high) + 1))
+        else:
+            seeds.append(int(part))
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given")
+    return list(dict.fromkeys(seeds))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffaccel", description="Training-free acceleration of diffusion models.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    compare = sub.add_parser(
+        "compare", help="speed and quality of strategies and peers against the full-step run",
+        description="Run the full-step baseline and each strategy on the same seeds; report wall-clock speedup "
+                    "and PSNR / SSIM / LPIPS against the baseline output.",
+        epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("--model", default=None, help="zoo name (default: flux-photos), testing:tiny-*, or hub id / local path")
+    compare.add_argument("--strategies", action="append", default=None, metavar="SPECS",
+                         help="strategy specs (repeatable; comma/space separated); default: every diffaccel strategy "
+                              "at a few settings plus the diffusers and cache-dit peers")
+    compare.add_argument("--no-peers", action="store_true", help="with the default strategies: leave out the peers")
+    compare.add_argument("--steps", type=_positive_int, default=None, help="denoising steps (default: 20 for zoo models, 28 for hub models)")
+    compare.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2 or 0-3 (default: 0-3)")
+    compare.add_argument("--guidance-scale", type=float, default=None, help="guidance scale (default: the pipeline's)")
+    compare.add_argument("--prompts", default=None, metavar="FILE",
+                         help="prompts for text-to-image/video models (.txt/.tsv/.csv/.json); class names or ids for class-conditional ones")
+    compare.add_argument("--height", type=int, default=None)
+    compare.add_argument("--width", type=int, default=None)
+    compare.add_argument("--out", default=None, metavar="DIR", help="output folder (default: diffaccel-compare/<model>)")
+    group = compare.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the runs in --out, skipping finished ones")
+    group.add_argument("--overwrite", action="store_true", help="delete earlier results in --out and start again")
+    compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    compare.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    compare.add_argument("--threads", type=_positive_int, default=None,
+                         help="torch CPU threads (default: 1 for zoo/testing models on CPU, torch's default otherwise)")
+    compare.add_argument("--warmup-seed", type=int, default=10_000, help="held-out seed for warm-up and calibration runs")
+    compare.add_argument("--max-runs", type=_positive_int, default=None,
+                         help="stop after this many new runs (finish later with --resume)")
+    compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
+    compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
+    return parser
+
+
+def _list_strategies() -> None:
+    from .compare.defaults import DIFFACCEL_SWEEPS
+    from .compare.peers import describe_peers
+    from .strategies.registry import get_entry, strategies
+
+    print("diffaccel strategies (options: fields of the config; default sweep in brackets):")
+    for name in strategies():
+        entry = get_entry(name)
+        sweep = DIFFACCEL_SWEEPS.get(name)
+        swept = " | ".join(",".join(f"{k}={v}" for k, v in o.items()) for o in sweep) if sweep else ""
+        print(f"  {name:<24} {entry.description}" + (f"  [{swept}]" if swept else ""))
+        print(f"  {'':<24} options: {', '.join(entry.config_cls.option_names())}")
+    print("peers:")
+    for name, text in describe_peers():
+        print(f"  {name:<24} {text}")
+    print("  none                     the full-step baseline")
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("diffaccel").setLevel(level if verbosity else logging.INFO)
+    if verbosity < 2:
+        for noisy in ("diffusers", "transformers"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbose)
+    if args.command == "compare":
+        return _compare(args, parser)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _compare(args, parser: argparse.ArgumentParser) -> int:
+    if args.list_strategies:
+        _list_strategies()
+        return 0
+    from .compare import CompareSettings, OutputExistsError, parse_spec_list, run_compare
+    from .core.errors import DiffaccelError
+
+    if args.strategies:
+        try:
+            parse_spec_list(args.strategies)  # fail before loading anything
+        except (DiffaccelError, ValueError, TypeError) as error:
+            parser.error(f"--strategies: {error}")
+    from .zoo import DEFAULT_MODEL
+
+    settings = CompareSettings(
+        model=args.model or DEFAULT_MODEL, strategies=args.strategies, steps=args.steps,
+        guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
+        overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
+        warmup_seed=args.warmup_seed, max_runs=args.max_runs, grid_seeds=args.grid_seeds, height=args.height,
+        width=args.width, lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
+    )
+    if args.seeds is not None:
+        settings.seeds = args.seeds
+    try:
+        outcome = run_compare(settings)
+    except (OutputExistsError, FileNotFoundError, ValueError) as error:
+        print(f"diffaccel compare: error: {error}", file=sys.stderr)
+        return 2
+    return 0 if not outcome.interrupted else 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""`diffaccel compare`: how much faster, for how much quality lost against the full-step run of the same seed.
+
+    from diffaccel.compare import CompareSettings, run_compare
+    outcome = run_compare(CompareSettings(model="flux-photos", strategies=["taylorseer:interval=4", "diffusers:fbc"]))
+    for row in outcome.rows: print(row.tag, row.speedup.mean, row.psnr.mean)
+
+Modules: `specs` (parsing strategy specs), `models` (what `--model` means), `prompts`, `store`
+(atomic results.jsonl, cached arrays), `runners` and `peers/` (how each row attaches), `counting` (work
+counted for peers), `harness` (the timed and scored loop), `distributed` (accelerate scale-out), `report`
+(the table), `render` (grid and plot), `dllm` (dispatch for diffusion language models), `run` (the job).
+"""
+
+from .run import CompareOutcome, CompareSettings, OutputExistsError, run_compare
+from .specs import BASELINE, StrategySpec, parse_spec, parse_spec_list, split_spec_list
+
+__all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec",
+           "parse_spec_list", "run_compare", "split_spec_list"]

@@ -1,0 +1,150 @@
+"""What `diffaccel compare` runs: strategy specs as the user writes them, parsed into one canonical form.
+
+A spec is `name[:key=value,...]`:
+
+* `none` (or `baseline`): the full-step run every other row is measured against;
+* a diffaccel strategy (`diffaccel.strategies()`), e.g. `taylorseer:interval=4,order=2`;
+* a peer run through its own code: `diffusers:<technique>[:options]` (diffusers' built-in cache hooks) or
+  `cache-dit:<dbcache|taylorseer>[:options]`.
+
+`--strategies` takes several specs, repeated or separated by commas or spaces. Because options are also
+comma-separated, a comma-separated item is an option of the previous spec when it is `key=value` without a
+colon (`taylorseer:interval=2,order=2,none` is two specs). Tuple-valued options are written with `/`
+(`spatial_attention_timestep_skip_range=100/800`).
+
+The canonical `tag` (options sorted by name) is what identifies a row in `results.jsonl`, so the same run
+written two ways is recognised as the same run on `--resume`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import UnknownStrategyError
+from ..strategies.registry import parse_strategy_spec
+
+BASELINE_NAMES = ("none", "baseline")
+PEER_FAMILIES = ("diffusers", "cache-dit")
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One row of the comparison: which family runs it, its name, and the options the user gave."""
+
+    family: str  # "baseline" | "diffaccel" | "diffusers" | "cache-dit"
+    name: str
+    options: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.family == "baseline"
+
+    @property
+    def is_peer(self) -> bool:
+        return self.family in PEER_FAMILIES
+
+    @property
+    def strategy(self) -> str:
+        """The strategy column: `none`, `taylorseer`, `diffusers:fbc`, `cache-dit:dbcache`."""
+        if self.family in ("baseline", "diffaccel"):
+            return self.name
+        return f"{self.family}:{self.name}"
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def options_text(self) -> str:
+        return ",".join(f"{k}={_format_value(v)}" for k, v in self.options)
+
+    @property
+    def tag(self) -> str:
+        """Canonical text of the spec (options sorted); parses back to an equal spec."""
+        return self.strategy + (f":{self.options_text}" if self.options else "")
+
+    @property
+    def slug(self) -> str:
+        """The tag made safe for a file name."""
+        return re.sub(r"[^A-Za-z0-9._=-]+", "_", self.tag)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "/".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def make_spec(family: str, name: str, options: dict[str, Any] | None = None) -> StrategySpec:
+    return StrategySpec(family, name, tuple(sorted((options or {}).items())))
+
+
+BASELINE = make_spec("baseline", "none")
+
+
+def parse_spec(text: str) -> StrategySpec:
+    """One spec (see the module docstring). Unknown diffaccel strategies and bad options raise
+    `UnknownStrategyError` with the list of what exists; peer names are checked by the peer modules."""
+    text = text.strip()
+    if not text:
+        raise UnknownStrategyError("empty strategy spec")
+    head = text.split(":", 1)[0].strip().lower()
+    if head in BASELINE_NAMES:
+        name, options = parse_strategy_spec(text)
+        if options:
+            raise UnknownStrategyError(f"the baseline '{name}' takes no options (got '{text}')")
+        return BASELINE
+    if head in PEER_FAMILIES:
+        rest = text.split(":", 1)[1] if ":" in text else ""
+        if not rest.strip():
+            raise UnknownStrategyError(f"'{text}' names no technique; write e.g. '{head}:fbc' (see --list-strategies)")
+        name, options = parse_strategy_spec(rest)
+        spec = make_spec(head, name.lower(), options)
+        from .peers import validate_peer_spec
+
+        return validate_peer_spec(spec)
+    name, options = parse_strategy_spec(text)
+    _validate_diffaccel(name, options)
+    return make_spec("diffaccel", name, options)
+
+
+def _validate_diffaccel(name: str, options: dict[str, Any]) -> None:
+    from ..strategies.registry import get_entry
+
+    entry = get_entry(name)  # raises with the available names
+    entry.config_cls().replace(**options)  # raises on unknown options or bad values
+
+
+def split_spec_list(values: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Split `--strategies` values (repeated, or comma / space separated) into one string per spec."""
+    if isinstance(values, str):
+        values = [values]
+    specs: list[str] = []
+    for value in values:
+        for token in filter(None, (t.strip() for t in re.split(r"[\s,]+", value))):
+            key_part = token.split("=", 1)[0]
+            continues_options = "=" in token and ":" not in key_part
+            if continues_options:
+                if not specs:
+                    raise UnknownStrategyError(f"option '{token}' comes before any strategy name")
+                sep = "," if ":" in specs[-1] else ":"
+                specs[-1] = f"{specs[-1]}{sep}{token}"
+            else:
+                specs.append(token)
+    return specs
+
+
+def parse_spec_list(values: str | list[str] | tuple[str, ...], include_baseline: bool = True) -> list[StrategySpec]:
+    """All specs in order, duplicates (same tag) dropped, the baseline first (it is needed for the metrics)."""
+    parsed: list[StrategySpec] = []
+    for text in split_spec_list(values):
+        spec = parse_spec(text)
+        if spec not in parsed:
+            parsed.append(spec)
+    if include_baseline:
+        parsed = [BASELINE] + [s for s in parsed if not s.is_baseline]
+    return parsed
