@@ -65,7 +65,7 @@ class BidirectionalAttention(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm computed in float32 (LLaDA ``RMSLayerNorm`` / Qwen2 ``RMSNorm``)."""
+    """Root-mean-square norm computed in (at least) float32 (LLaDA ``RMSLayerNorm`` / Qwen2 ``RMSNorm``)."""
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -74,6 +74,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        xf = x.float()
+        xf = x.to(torch.promote_types(dtype, torch.float32))
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(dtype)

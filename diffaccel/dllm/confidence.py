@@ -63,7 +63,8 @@ def llada_propose(
         probs = F.softmax(logits.to(torch.float64), dim=-1)
         confidence = torch.gather(probs, -1, x0[..., None]).squeeze(-1)
     elif remasking == "random":
-        confidence = torch.rand(x0.shape, dtype=torch.float64, device=x0.device, generator=generator)
+        # float32 draws, as the reference (``torch.rand((B, L))``), so seeded runs match it
+        confidence = torch.rand(x0.shape, device=x0.device, generator=generator).to(torch.float64)
     else:
         if order_scores is None:
             raise ValueError("remasking='random_order' needs the block's order_scores")

@@ -16,7 +16,7 @@ from torch import nn
 from .attention import BidirectionalAttention, RMSNorm
 from .config import DreamConfig
 from .outputs import DiffusionLMOutput
-from .rope import apply_rope, rope_cos_sin
+from .rope import apply_rope, compute_dtype, rope_cos_sin
 
 
 class DreamAttention(nn.Module):
@@ -88,6 +88,10 @@ class DreamModel(nn.Module):
         return self.model.layers
 
     @property
+    def lm_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
     def mask_token_id(self) -> int:
         return self.config.mask_token_id
 
@@ -104,7 +108,8 @@ class DreamModel(nn.Module):
                 position_ids = position_ids.masked_fill(attention_mask == 0, 1)
         if position_ids is None:
             position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
-        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta)
+        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
+                                compute_dtype(self.lm_dtype))
         x = self.model.embed_tokens(input_ids)
         for layer in self.model.layers:
             x = layer(x, cos, sin, position_ids, key_padding_mask)

@@ -16,7 +16,7 @@ from torch import nn
 from .attention import BidirectionalAttention, RMSNorm
 from .config import LLaDAConfig
 from .outputs import DiffusionLMOutput
-from .rope import apply_rope, rope_cos_sin
+from .rope import apply_rope, compute_dtype, rope_cos_sin
 
 
 class LLaDALlamaBlock(nn.Module):
@@ -81,6 +81,10 @@ class LLaDAModelLM(nn.Module):
         return self.model.transformer["blocks"]
 
     @property
+    def lm_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
     def mask_token_id(self) -> int:
         return self.config.mask_token_id
 
@@ -92,7 +96,8 @@ class LLaDAModelLM(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
         key_padding_mask = None if attention_mask is None else attention_mask.to(torch.bool)
-        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta)
+        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
+                                compute_dtype(self.lm_dtype))
         x = t["wte"](input_ids)
         for block in t["blocks"]:
             x = block(x, cos, sin, position_ids, key_padding_mask)

@@ -10,12 +10,18 @@ from __future__ import annotations
 import torch
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables of shape ``[B, L, head_dim]`` (float32) for integer ``positions`` ``[B, L]``."""
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half/bfloat16/float32 models (as the official code), float64 for float64 models."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of shape ``[B, L, head_dim]`` (in ``dtype``) for integer ``positions`` ``[B, L]``."""
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head_dim, got {head_dim}")
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
-    freqs = positions.to(torch.float32)[..., None] * inv_freq  # [B, L, head_dim/2]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=dtype) / head_dim))
+    freqs = positions.to(dtype)[..., None] * inv_freq  # [B, L, head_dim/2]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
 
@@ -26,8 +32,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``[B, H, L, D]`` by cos/sin ``[B, L, D]`` in float32, return in x's dtype."""
+    """Rotate ``x`` ``[B, H, L, D]`` by cos/sin ``[B, L, D]`` in their dtype, return in x's dtype."""
     cos = cos[:, None]
     sin = sin[:, None]
-    xf = x.float()
+    xf = x.to(cos.dtype)
     return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
