@@ -1,0 +1,130 @@
+"""SparseD: schedule, pattern construction and FlexAttention execution (spec §10.5)."""
+
+import math
+
+import pytest
+import torch
+
+import diffaccel.dllm.sparsed as sparsed_module
+from diffaccel.dllm.sampler import llada_generate
+from diffaccel.dllm.sparse_patterns import build_sparse_pattern, dense_mask_from_pattern, generation_block_start
+from diffaccel.dllm.sparsed import SparseDConfig, attach_sparsed, detach_sparsed, flex_attention_fn, make_block_mask
+
+from .conftest import LLADA_MASK, random_prompts, tiny_llada
+
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without")
+
+RUN = dict(steps=8, gen_length=16, block_length=8, mask_id=LLADA_MASK)
+
+
+def _generate(model, prompts, config=None, **options):
+    state = attach_sparsed(model, config) if config is not None else None
+    try:
+        return llada_generate(model, prompts, **options), state
+    finally:
+        if config is not None:
+            detach_sparsed(model)
+
+
+def test_skip_one_never_leaves_dense_attention():
+    model, prompts = tiny_llada(2), random_prompts(2, 24, 12)
+    expected, _ = _generate(model, prompts, **RUN)
+    got, state = _generate(model, prompts, SparseDConfig(skip=1.0, block_size=8, compile=False), **RUN)
+    assert torch.equal(got, expected)
+    assert state.sparse_calls == 0 and state.patterns == {}
+
+
+def test_select_one_equals_dense_and_the_pattern_is_built_once_at_t_star(monkeypatch):
+    model, prompts = tiny_llada(2, dtype=torch.float32), random_prompts(2, 24, 12)
+    expected, _ = _generate(model, prompts, **RUN)
+    built_at = []
+    real_build = sparsed_module.build_sparse_pattern
+
+    def spy(q, k, **kwargs):
+        built_at.append(state_holder[0].step.index)
+        return real_build(q, k, **kwargs)
+
+    monkeypatch.setattr(sparsed_module, "build_sparse_pattern", spy)
+    config = SparseDConfig(skip=0.25, select=1.0, block_size=8, compile=False)
+    state_holder = [attach_sparsed(model, config)]
+    try:
+        got = llada_generate(model, prompts, **RUN)
+    finally:
+        detach_sparsed(model)
+    assert torch.equal(got, expected)
+    t_star = math.floor(8 * 0.25) + 1
+    assert built_at == [t_star, t_star]  # once per layer, at step floor(T*skip)+1
+    state = state_holder[0]
+    assert state.sparse_calls == 2 * (8 - t_star - 1) and state.kept_fraction() == 1.0
+
+
+def _brute_force_pattern(q, k, gen_length, bs, select, scale):
+    """Spec §5.2 with scalar loops over (batch, head, query block, key block)."""
+    b_, h_, lq, _ = q.shape
+    lk = k.shape[2]
+    nq, nk = math.ceil(lq / bs), math.ceil(lk / bs)
+    g = next((b for b in range(nk) if b * bs >= lk - gen_length), nk - 1)
+    k1, k2 = min(nk, max(1, math.floor(nk * select) + 1)), min(nk - g, max(1, math.floor((nk - g) * select) + 1))
+    out = torch.zeros(b_, h_, nq, nk, dtype=torch.bool)
+    for b in range(b_):
+        for h in range(h_):
+            for qb in range(nq):
+                rows = q[b, h, qb * bs:(qb + 1) * bs]
+                full = torch.softmax(rows @ k[b, h].T * scale, -1)
+                imp = [full[:, kb * bs:(kb + 1) * bs].mean().item() for kb in range(nk)]
+                for kb in sorted(range(nk), key=lambda i: -imp[i])[:k1]:
+                    if kb < g:
+                        out[b, h, qb, kb] = True
+                gen = torch.softmax(rows @ k[b, h, g * bs:].T * scale, -1)
+                imp2 = [gen[:, (kb - g) * bs:(kb - g + 1) * bs].mean().item() for kb in range(g, nk)]
+                for j in sorted(range(nk - g), key=lambda i: -imp2[i])[:k2]:
+                    out[b, h, qb, g + j] = True
+    return out
+
+
+@pytest.mark.parametrize("length,gen,bs,select", [(40, 16, 8, 0.3), (37, 10, 8, 0.5), (32, 4, 8, 0.9)])
+def test_pattern_matches_a_brute_force_computation(length, gen, bs, select):
+    q, k = torch.randn(2, 3, length, 8, dtype=torch.float64), torch.randn(2, 3, length, 8, dtype=torch.float64)
+    q[:, :, :, 0] *= 4  # spread the attention so that importances are distinct
+    got = build_sparse_pattern(q, k, gen_length=gen, block_size=bs, select=select, scale=0.5)
+    assert torch.equal(got, _brute_force_pattern(q, k, gen, bs, select, 0.5))
+    assert bool(got.any(-1).all()), "every query block keeps at least one key block"
+
+
+def test_generation_region_start():
+    assert generation_block_start(40, 16, 8) == 3  # blocks start at 0,8,16,24,32; 24 is the first >= 24
+    assert generation_block_start(40, 4, 8) == 4  # no block starts in the last 4 positions: the last block
+
+
+def test_block_mask_expansion_and_flex_output_match_sdpa_with_the_same_boolean_mask():
+    q, k, v = (torch.randn(1, 2, 56, 16) for _ in range(3))
+    pattern = build_sparse_pattern(q, k, gen_length=16, block_size=8, select=0.3, scale=0.25)
+    dense_mask = dense_mask_from_pattern(pattern, 56, 56, 8)
+    for qi in (0, 13, 55):
+        for ki in (3, 31, 50):
+            assert dense_mask[0, 1, qi, ki] == pattern[0, 1, qi // 8, ki // 8]
+    flex = flex_attention_fn(compiled=False)
+    out = flex(q, k, v, block_mask=make_block_mask(pattern, 56, 56, 8))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense_mask)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_steps_use_flex_and_a_new_run_rebuilds_the_pattern():
+    model, prompts = tiny_llada(2, dtype=torch.float32), random_prompts(1, 40, 12)
+    config = SparseDConfig(skip=0.2, select=0.3, block_size=8, compile=False)
+    state = attach_sparsed(model, config)
+    try:
+        llada_generate(model, prompts, **RUN)
+        first = {i: p.clone() for i, p in state.patterns.items()}
+        assert state.sparse_calls > 0 and 0 < state.kept_fraction() < 1
+        llada_generate(model, random_prompts(1, 40, 12, seed=9), **RUN)
+        assert any(not torch.equal(first[i], state.patterns[i]) for i in first)
+    finally:
+        detach_sparsed(model)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="select"):
+        SparseDConfig(select=0.0)
+    with pytest.raises(ValueError, match="block_size"):
+        SparseDConfig(block_size=0)
