@@ -117,7 +117,7 @@ def _list_strategies() -> None:
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("diffaccel").setLevel(level if verbosity else logging.INFO)
+    logging.getLogger("diffaccel").setLevel(level)
     if verbosity < 2:
         for noisy in ("diffusers", "transformers"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -5,6 +5,13 @@ strategies on its units, and writes its own shard of results; after a barrier th
 shards into one `results.jsonl` and renders the table, grid and plot. Process index and count come from
 accelerate's `PartialState`, so any accelerate launch (CPU processes, one GPU per process) works; without a
 launcher it is one process and nothing is initialised.
+
+Launch commands (accelerate 1.15): on GPUs `accelerate launch --multi_gpu --num_processes N -m diffaccel
+compare --device cuda ...`; on CPUs `accelerate launch --multi_gpu --num_processes N -m diffaccel compare
+--device cpu ...` (it starts N processes through torch's elastic launcher; with `--device cpu` we ask
+`PartialState(cpu=True)`, which joins them in a gloo process group) or, equivalently, `torchrun
+--nproc_per_node N -m diffaccel compare ...`. Note that `accelerate launch --cpu --num_processes N` starts
+only ONE process unless an MPI hostfile is configured.
 """
 
 from __future__ import annotations
@@ -22,13 +29,18 @@ class Processes:
     state: Any = None
 
     @classmethod
-    def detect(cls) -> "Processes":
+    def detect(cls, device: str = "cpu") -> "Processes":
         """accelerate's process layout when launched by accelerate/torchrun, else a single process."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return cls()
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(cpu=device == "cpu")
+        if state.num_processes <= 1:
+            raise RuntimeError(
+                f"WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate formed no process group (device {device!r}); "
+                "see diffaccel.compare.distributed for launch commands"
+            )
         return cls(state.process_index, state.num_processes, state)
 
     @property

@@ -132,8 +132,8 @@ def load_model(
         pipe = zoo.load(name, device=device, dtype=torch_dtype)
         source, fixed = "zoo", {}
     elif name in TESTING_MODELS:
-        pipe, fixed = TESTING_MODELS[name]()
-        pipe = pipe.to(device=device, dtype=torch_dtype)
+        pipe, fixed = TESTING_MODELS[name]()  # built in float32
+        pipe = pipe.to(device) if torch_dtype == torch.float32 else pipe.to(device=device, dtype=torch_dtype)
         source = "testing"
     else:
         pipe, fixed, source = _load_hub(name, device, torch_dtype), {}, "hub"

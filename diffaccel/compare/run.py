@@ -82,7 +82,7 @@ def default_out(model: str) -> Path:
 
 
 def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
-    processes = Processes.detect()
+    processes = Processes.detect(settings.device)
     if zoo_kind(settings.model) == "dllm":
         from .dllm import run_dllm_compare
 

@@ -199,6 +199,10 @@ class ResultsStore:
         atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
         for shard in shards:
             shard.unlink()
+        try:
+            (self.out_dir / SHARD_DIR).rmdir()
+        except OSError:
+            pass
         self.all = merged
         return self.main_path
 

@@ -1,0 +1,83 @@
+"""The `diffaccel` command line: argument parsing, errors, the compare subcommand, and the two-process split."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from diffaccel.cli import _seeds, build_parser, main
+
+
+def test_seed_ranges():
+    assert _seeds("0,1,2") == [0, 1, 2]
+    assert _seeds("0-3,10") == [0, 1, 2, 3, 10]
+    assert _seeds("5 5 6") == [5, 6]
+
+
+def test_strategies_are_repeatable_and_checked_before_anything_loads(capsys):
+    args = build_parser().parse_args(["compare", "--strategies", "taylorseer:interval=2,order=2", "--strategies", "diffusers:fbc"])
+    assert args.strategies == ["taylorseer:interval=2,order=2", "diffusers:fbc"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--model", "no-such-model-anywhere", "--strategies", "taylorseer:intervl=2"])
+    assert exit_info.value.code == 2
+    assert "Unknown option(s) ['intervl']" in capsys.readouterr().err
+
+
+def test_resume_and_overwrite_exclude_each_other():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--resume", "--overwrite"])
+
+
+def test_list_strategies(capsys):
+    assert main(["compare", "--list-strategies"]) == 0
+    text = capsys.readouterr().out
+    for name in ("taylorseer", "diffusers:fbc", "diffusers:magcache", "diffusers:pab", "diffusers:fastercache",
+                 "diffusers:taylorseer", "cache-dit:dbcache", "cache-dit:taylorseer", "none"):
+        assert name in text
+
+
+def test_compare_command_prints_the_table_and_stops_on_max_runs(tmp_path, capsys):
+    argv = ["compare", "--model", "testing:tiny-flux", "--steps", "2", "--seeds", "0", "--out", str(tmp_path),
+            "--strategies", "taylorseer:interval=2", "--no-progress"]
+    assert main(argv + ["--max-runs", "1"]) == 3  # stopped early: exit code 3
+    assert "--resume" in capsys.readouterr().out
+    assert main(argv) == 2  # results exist: refuse without --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "taylorseer" in out and "interval=2" in out and "LPIPS" in out
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["tag"] for r in records) == ["none", "taylorseer:interval=2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate launcher not on PATH")
+def test_two_processes_split_the_seeds_and_merge_one_file(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2 -m diffaccel compare --device cpu`: on a CPU machine
+    accelerate starts two processes that join a gloo group (accelerate's `--cpu` alone starts one)."""
+    out = tmp_path / "out"
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+               "-m", "diffaccel", "compare", "--model", "testing:tiny-flux", "--steps", "2", "--seeds", "0-3",
+               "--strategies", "taylorseer:interval=2", "--out", str(out), "--no-progress", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    keys = [(r["tag"], r["seed"]) for r in records]
+    assert sorted(keys) == sorted((tag, seed) for tag in ("none", "taylorseer:interval=2") for seed in range(4))
+    # units are dealt out round-robin: seeds 0 and 2 to process 0, 1 and 3 to process 1
+    assert {(r["seed"], r["process_index"]) for r in records} == {(0, 0), (1, 1), (2, 0), (3, 1)}
+    assert not (out / "shards").exists(), "shards are merged into results.jsonl and removed"
+    assert result.stdout.count("diffaccel compare: testing:tiny-flux") == 1, "only the main process prints the table"
