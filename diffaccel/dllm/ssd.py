@@ -95,59 +95,88 @@ class SelfSpeculativeDecoding:
         return position, int(x0[0, position])
 
     def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
+        """Decode one block for all rows in lockstep: per round, one batched forward verifies the
+        chains of every row that is still inside the block (rows accept different lengths)."""
         self.check(sampler, run)
         if self._carry_run != run.run_id:
             self._carry, self._carry_run = {}, run.run_id
-        draft_length = self.config.draft_length
-        for row in range(run.x.shape[0]):
-            state = run.x[row:row + 1]
-            mask_row = None if run.attention_mask is None else run.attention_mask[row:row + 1]
-            carried = self._carry.pop((block.index, row), None)
-            logits = carried[1] if carried is not None and torch.equal(carried[0], state) else None
-            steps_left = block.steps  # the reference commits exactly one token per step
-            while steps_left > 0:
-                masked = state == sampler.mask_id
-                candidates = masked & (torch.arange(state.shape[1], device=state.device) < block.end)
-                available = int(candidates.sum())
-                if available == 0:
-                    break
-                if logits is None:
-                    logits = sampler.forward_logits(run, state, run.make_step(sampler, block, 0), mask_row)
-                x0, confidence = sampler.propose(logits, masked, run)
+        batch = run.x.shape[0]
+        in_block = torch.arange(run.x.shape[1], device=run.x.device) < block.end
+        states = [run.x[r:r + 1].clone() for r in range(batch)]
+        masks = [None if run.attention_mask is None else run.attention_mask[r:r + 1] for r in range(batch)]
+        logits: list[torch.Tensor | None] = []
+        for r in range(batch):
+            carried = self._carry.pop((block.index, r), None)
+            logits.append(carried[1] if carried is not None and torch.equal(carried[0], states[r]) else None)
+        steps_left = [block.steps] * batch  # the reference commits exactly one token per step
+        draft_length = [self.config.draft_length] * batch
+        while True:
+            for r in range(batch):
+                if steps_left[r] > 0 and not ((states[r] == sampler.mask_id) & in_block).any():
+                    steps_left[r] = 0
+            active = [r for r in range(batch) if steps_left[r] > 0]
+            if not active:
+                break
+            need = [r for r in active if logits[r] is None]
+            if need:  # block start (or after a block-completing commit): the reference's own forward
+                fresh = self._forward(sampler, run, block, [states[r] for r in need], [masks[r] for r in need], "step")
+                for j, r in enumerate(need):
+                    logits[r] = fresh[j:j + 1]
+            chains = {}
+            for r in active:
+                masked = states[r] == sampler.mask_id
+                candidates = masked & in_block
+                x0, confidence = sampler.propose(logits[r], masked, run)
                 confidence = torch.where(candidates, confidence, float("-inf"))
                 order = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
-                chosen = order[:1 + min(draft_length, steps_left - 1, available - 1)]
+                chosen = order[:1 + min(draft_length[r], steps_left[r] - 1, int(candidates.sum()) - 1)]
                 nodes = []
                 for j in range(chosen.numel()):
                     transfer = torch.zeros_like(masked)
                     transfer[0, chosen[j]] = True
-                    nodes.append(commit(nodes[-1] if nodes else state, x0, transfer))
-                run.step_index += 1
+                    nodes.append(commit(nodes[-1] if nodes else states[r], x0, transfer))
+                chains[r] = (chosen, x0, nodes)
+            verify = [r for r in active if steps_left[r] > 1]
+            node_logits = {}
+            if verify:
+                flat = [node for r in verify for node in chains[r][2]]
+                flat_masks = [masks[r] for r in verify for _ in chains[r][2]]
+                out = self._forward(sampler, run, block, flat, flat_masks, "verify")
+                offset = 0
+                for r in verify:
+                    n_nodes = len(chains[r][2])
+                    node_logits[r] = out[offset:offset + n_nodes]
+                    offset += n_nodes
+            for r in active:
+                chosen, x0, nodes = chains[r]
                 n = len(nodes) - 1
-                if steps_left == 1:  # s_0 completes the block: the reference's next forward is the next block's
-                    state, logits, accepted = nodes[0], None, 0
+                if r not in node_logits:  # s_0 completes the block: the next forward is the next block's
+                    states[r], logits[r], accepted = nodes[0], None, 0
                 else:
-                    batch = torch.cat(nodes, dim=0)
-                    batch_mask = None if mask_row is None else mask_row.expand(len(nodes), -1)
-                    step = run.make_step(sampler, block, 0, purpose="verify")
-                    node_logits = sampler.forward_logits(run, batch, step, batch_mask)
                     accepted = 0
                     while accepted < n:
-                        choice = self.reference_choice(sampler, run, node_logits[accepted:accepted + 1],
+                        choice = self.reference_choice(sampler, run, node_logits[r][accepted:accepted + 1],
                                                        nodes[accepted], block.end)
-                        draft = (int(chosen[accepted + 1]), int(x0[0, chosen[accepted + 1]]))
-                        if choice != draft:
+                        if choice != (int(chosen[accepted + 1]), int(x0[0, chosen[accepted + 1]])):
                             break
                         accepted += 1
-                    state, logits = nodes[accepted], node_logits[accepted:accepted + 1]
+                    states[r], logits[r] = nodes[accepted], node_logits[r][accepted:accepted + 1]
+                steps_left[r] -= 1 + accepted
                 run.record.steps += 1
                 run.record.committed_tokens += 1 + accepted
                 run.record.accepted_per_round.append(1 + accepted)
-                run.step_index += accepted
-                steps_left -= 1 + accepted
                 if self.config.adaptive and n > 0:
-                    draft_length = (min(self.config.max_draft_length, 2 * max(1, draft_length))
-                                    if accepted == n else max(1, accepted + 1))
-            run.x[row] = state[0]
-            if logits is not None:
-                self._carry[(block.index + 1, row)] = (state.clone(), logits)
+                    draft_length[r] = (min(self.config.max_draft_length, 2 * max(1, draft_length[r]))
+                                       if accepted == n else max(1, accepted + 1))
+            run.step_index += 1
+        for r in range(batch):
+            run.x[r] = states[r][0]
+            if logits[r] is not None:
+                self._carry[(block.index + 1, r)] = (states[r].clone(), logits[r])
+
+    def _forward(self, sampler, run, block, sequences, masks, purpose):
+        """One batched forward over ``sequences`` (counted as one NFE)."""
+        batch = torch.cat(sequences, dim=0)
+        mask = None if masks[0] is None else torch.cat(masks, dim=0)
+        step = run.make_step(sampler, block, 0, purpose=purpose)
+        return sampler.forward_logits(run, batch, step, mask)
