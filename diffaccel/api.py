@@ -59,8 +59,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             "[diffaccel.TaylorSeerConfig(interval=4), ...]"
         )
     entries = [get_entry(spec.strategy_name if isinstance(spec, StrategyConfig) else spec) for spec in specs]
-    model_level_only = all(e.strategy_cls.unit_level == "model" for e in entries)
-    targets = _denoisers(obj, model_level_only)
+    needs_no_units = all(e.strategy_cls.unit_level in ("model", "custom") for e in entries)
+    targets = _denoisers(obj, needs_no_units)
     engines: dict[str, Engine] = {}
     try:
         for name, module in targets.items():
@@ -70,7 +70,7 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
                 spec_name = spec.strategy_name if isinstance(spec, StrategyConfig) else spec
                 config = resolve_config(spec, adapter.preset(spec_name), options)
                 strategies.append(build_strategy(config))
-            engine = Engine(module, adapter, strategies)
+            engine = Engine(module, adapter, strategies, owner=obj)
             engine.attach()
             engines[name] = engine
     except BaseException:
@@ -142,24 +142,26 @@ def _binding(obj) -> Binding:
 
 
 #: pipeline components that are denoisers, for whole-model strategies on models without an adapter
-DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior")
+DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior", "model")
 
 
-def _denoisers(obj, model_level_only: bool) -> dict[str, nn.Module]:
+def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
     """The modules of `obj` that diffaccel attaches to. Whole-model strategies (TaoCache) need no
     adapter: they also take any module, and a pipeline's usual denoiser components."""
     if isinstance(obj, nn.Module):
-        if not model_level_only:
+        if not needs_no_units:
             get_adapter(obj)  # raises with the list of supported classes
         return {"": obj}
     components = getattr(obj, "components", None)
+    if not isinstance(components, dict) and isinstance(getattr(obj, "model", None), nn.Module):
+        components = {"model": obj.model}  # pipelines that hold a single `model` (diffusion LMs)
     if not isinstance(components, dict):
         raise TypeError(
             f"diffaccel.wrap expects a diffusers pipeline or an nn.Module, got {type(obj).__name__}"
         )
     found = {name: m for name, m in components.items()
              if isinstance(m, nn.Module) and (find_adapter(m) is not None
-                                              or (model_level_only and name in DENOISER_COMPONENTS))}
+                                              or (needs_no_units and name in DENOISER_COMPONENTS))}
     if not found:
         classes = sorted({type(m).__name__ for m in components.values() if isinstance(m, nn.Module)})
         raise UnsupportedModelError(

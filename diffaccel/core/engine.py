@@ -70,8 +70,9 @@ def _as_float(value: Any) -> float | None:
 class Engine:
     """All diffaccel state attached to one denoiser module."""
 
-    def __init__(self, root: nn.Module, adapter: Adapter, strategies: list[Strategy]):
+    def __init__(self, root: nn.Module, adapter: Adapter, strategies: list[Strategy], owner: Any = None):
         self.root = root
+        self.owner = root if owner is None else owner
         self.adapter = adapter
         self.strategies = strategies
         self.clock = StepClock()
@@ -105,6 +106,8 @@ class Engine:
         claimed: dict[int, str] = {}
         plan = []
         for strategy in self.strategies:
+            if strategy.unit_level == "custom":
+                continue
             for name, module, spec in self.adapter.resolve_units(self.root, strategy.unit_level):
                 if id(module) in claimed:
                     raise ValueError(
@@ -137,9 +140,22 @@ class Engine:
                 HookRegistry.check_if_exists_or_initialize(feeder).register_hook(fhook, FEEDER_HOOK)
                 self.feeder_hooks.append(fhook)
                 hook.feeders.append(fhook)
+        attached = []
+        try:
+            for strategy in self.strategies:
+                strategy.attach(self, self.owner)
+                attached.append(strategy)
+        except BaseException:
+            for strategy in reversed(attached):
+                strategy.detach(self, self.owner)
+            for hook_name in (FEEDER_HOOK, UNIT_HOOK, ENGINE_HOOK):
+                registry.remove_hook(hook_name, recurse=True)
+            raise
         registry.invalidate_child_registries_cache()
 
     def detach(self) -> None:
+        for strategy in reversed(self.strategies):
+            strategy.detach(self, self.owner)
         registry = HookRegistry.check_if_exists_or_initialize(self.root)
         for hook_name in (FEEDER_HOOK, UNIT_HOOK, ENGINE_HOOK):
             registry.remove_hook(hook_name, recurse=True)

@@ -35,9 +35,15 @@ class RunStats:
     steps_seen: set[int] = field(default_factory=set)
     contexts: set[str] = field(default_factory=set)
     root_calls: int = 0
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Bump a named counter of this run (strategies' own figures: tokens, accepted drafts, ...)."""
+        self.counters[name] = self.counters.get(name, 0) + amount
 
     def reset(self) -> None:
         self.units.clear()
+        self.counters.clear()
         self.steps_with_forecast.clear()
         self.steps_seen.clear()
         self.contexts.clear()

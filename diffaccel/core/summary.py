@@ -23,6 +23,7 @@ class Summary:
         units: per-unit counts (computed / forecast calls, summed over contexts).
         aborted: the run raised before finishing, so its state was discarded.
         components: per-component summaries when a pipeline has several wrapped denoisers.
+        extra: strategy-specific figures (run counters and each strategy's `report`).
     """
 
     strategy: str
@@ -34,19 +35,24 @@ class Summary:
     units: dict[str, UnitCounts]
     aborted: bool = False
     components: dict[str, "Summary"] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of_engine(cls, engine: Engine) -> "Summary":
         stats = engine.stats
+        extra: dict[str, Any] = dict(stats.counters)
+        for strategy in engine.strategies:
+            extra.update(strategy.report(engine))
+        core = {"steps": stats.steps, "full_steps": stats.full_steps, "computed_fraction": stats.computed_fraction,
+                "cache_bytes": engine.cache_bytes()}
+        core.update({k: extra.pop(k) for k in list(core) if k in extra})
         return cls(
             strategy="+".join(s.config.strify() for s in engine.strategies),
-            steps=stats.steps,
-            full_steps=stats.full_steps,
-            computed_fraction=stats.computed_fraction,
-            cache_bytes=engine.cache_bytes(),
             contexts=sorted(stats.contexts),
             units=dict(stats.units),
             aborted=engine.last_run_aborted,
+            extra=extra,
+            **core,
         )
 
     @classmethod
@@ -89,6 +95,7 @@ class Summary:
             "aborted": self.aborted,
             "units": {n: {"kind": u.kind, "computed": u.computed, "forecast": u.forecast} for n, u in self.units.items()},
             "components": {c: s.as_dict() for c, s in self.components.items()},
+            **self.extra,
         }
 
     def __str__(self) -> str:
@@ -100,4 +107,6 @@ class Summary:
         ]
         for kind, k in sorted(self.by_kind().items()):
             lines.append(f"  {kind:<14}{k['units']:>7}{k['computed']:>10}{k['forecast']:>10}")
+        lines += [f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}"
+                  for key, value in self.extra.items()]
         return "\n".join(lines)

@@ -74,7 +74,9 @@ class Strategy(ABC):
     """One acceleration method attached to one engine."""
 
     config: StrategyConfig
-    #: Adapter unit level this strategy caches: "blocks" (sub-modules of transformer blocks) or "model".
+    #: What the engine attaches for this strategy: "blocks" (unit hooks on the adapter's sub-module
+    #: units), "model" (one unit hook on the whole denoiser), or "custom" (no unit hooks: the strategy
+    #: attaches its own hooks in `attach`, e.g. attention-level K/V caches of diffusion LMs).
     unit_level: ClassVar[str] = "blocks"
 
     def __init__(self, config: StrategyConfig):
@@ -88,6 +90,20 @@ class Strategy(ABC):
 
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
+
+    def attach(self, engine, owner) -> None:
+        """Called once after the engine registered its hooks; `owner` is the object passed to `wrap`
+        (a pipeline, or the model itself). Custom strategies register their hooks here, through
+        `diffusers.hooks.HookRegistry`, so that `detach` can remove exactly them."""
+
+    def detach(self, engine, owner) -> None:
+        """Undo `attach`; called by `unwrap` before the engine removes its own hooks."""
+
+    def report(self, engine) -> dict:
+        """Extra figures for `diffaccel.summary` (e.g. forwards, tokens per round). Keys `steps`,
+        `full_steps` and `computed_fraction` replace the engine's own figures, for strategies whose
+        work is not made of cache-unit calls."""
+        return {}
 
     def claims(self, step: StepInfo) -> bool:
         """Whole-model strategies: True for the steps they own when composed with block-level ones."""

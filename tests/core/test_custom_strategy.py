@@ -1,0 +1,82 @@
+"""The extension point for strategies that attach their own hooks (diffusion-LM caches): they run
+on the same engine, clock and stats, report through `summary`, and `unwrap` removes them."""
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+
+import diffaccel
+from diffaccel.strategies.base import Strategy, StrategyConfig
+from diffaccel.strategies.registry import register_strategy
+
+
+class _Halve(ModelHook):
+    def __init__(self, engine):
+        super().__init__()
+        self.engine = engine
+
+    def post_forward(self, module, output):
+        self.engine.stats.count("halved_calls")
+        return output / 2
+
+
+@dataclass
+class HalveConfig(StrategyConfig):
+    strategy_name = "test-halve"
+
+
+class Halve(Strategy):
+    unit_level = "custom"
+
+    def attach(self, engine, owner):
+        self.owner = owner
+        HookRegistry.check_if_exists_or_initialize(engine.root.inner).register_hook(_Halve(engine), "test.halve")
+
+    def detach(self, engine, owner):
+        HookRegistry.check_if_exists_or_initialize(engine.root.inner).remove_hook("test.halve")
+
+    def report(self, engine):
+        return {"forwards": engine.stats.root_calls, "full_steps": 0}
+
+    def new_state(self, unit):
+        raise AssertionError("custom strategies have no cache units")
+
+    must_compute = observe = forecast = new_state
+
+
+register_strategy(HalveConfig, Halve, "test strategy")
+
+
+class TinyLM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = torch.nn.Linear(3, 3)
+
+    def forward(self, ids):
+        return self.inner(ids)
+
+
+class TinyLMPipeline:
+    def __init__(self):
+        self.model = TinyLM()
+
+    def __call__(self, x):
+        return self.model(x)
+
+
+def test_custom_strategy_attaches_reports_and_detaches():
+    pipe = TinyLMPipeline()
+    x = torch.randn(2, 3)
+    reference = pipe(x)
+    diffaccel.wrap(pipe, "test-halve")
+    assert diffaccel.engines(pipe)["model"].strategies[0].owner is pipe
+    diffaccel.new_run(pipe)
+    outputs = [pipe(x) for _ in range(3)]
+    assert all(torch.equal(o, reference / 2) for o in outputs)
+    stats = diffaccel.summary(pipe)
+    assert stats.steps == 3 and stats.full_steps == 0
+    assert stats.extra == {"halved_calls": 3, "forwards": 3}
+    assert stats.as_dict()["forwards"] == 3 and "halved_calls: 3" in str(stats)
+    diffaccel.unwrap(pipe)
+    assert torch.equal(pipe(x), reference) and not pipe.model.inner._diffusers_hook.hooks
