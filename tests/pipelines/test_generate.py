@@ -1,0 +1,197 @@
+"""`diffaccel.generate`, the logic behind `pipelines/`: strategies, outputs, the zoo stand-in and bad input.
+
+Reference for the strategies: the same script with `--strategy none` (nothing wrapped) and the same seed.
+`taylorseer:interval=1` computes every step, so its output must be bit-identical to it; the family preset
+forecasts, so its output must differ (otherwise the equality would prove nothing).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from diffaccel.generate import GenerateError, OutputError, main, parse_args, run
+from diffaccel.generate.models import MODELS
+from diffaccel.generate.output import to_uint8
+
+STEPS = ["--steps", "4"]
+
+
+def _run(model, tmp_path, *argv, name="out"):
+    return run(parse_args(["--tiny-random", *STEPS, "--output", str(tmp_path / name), *argv], model=model))
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_interval_one_is_bit_identical_to_none(model, tmp_path):
+    baseline = _run(model, tmp_path, "--strategy", "none", name="none")
+    exact = _run(model, tmp_path, "--strategy", "taylorseer:interval=1", name="exact")
+    forecast = _run(model, tmp_path, "--strategy", "taylorseer:interval=3,warmup=1", name="forecast")
+    assert baseline.summary is None and baseline.strategy == "none"
+    assert np.array_equal(exact.array, baseline.array)
+    assert exact.summary.steps == 4 and exact.summary.full_steps == 4
+    assert [p.read_bytes() for p in exact.paths] == [p.read_bytes() for p in baseline.paths]  # the files too
+    assert forecast.summary.full_steps == 2 and not np.array_equal(forecast.array, baseline.array)
+    assert np.isfinite(forecast.array).all()
+
+
+def test_composition_keeps_family_presets_and_is_exact_when_nothing_is_skipped(tmp_path):
+    baseline = _run("wan", tmp_path, "--strategy", "none", name="none")
+    composed = _run("wan", tmp_path, "--strategy", "taylorseer:interval=1", "--strategy", "taocache:max_skips=0",
+                    name="composed")
+    assert np.array_equal(composed.array, baseline.array)
+    assert "taylorseer" in composed.summary.strategy and "taocache" in composed.summary.strategy
+    preset = _run("wan", tmp_path, "--strategy", "taylorseer:order=2", "--strategy", "taocache", name="preset")
+    # Wan's TaylorSeer preset is interval 5, warm-up 1 (spec); order=2 is added on top of it, not instead of it
+    assert "taylorseer:interval=5:order=2:warmup=1" in preset.summary.strategy
+    assert preset.summary.full_steps < 4
+
+
+def test_warmup_call_leaves_no_state_behind_and_lets_hyca_profile_first(tmp_path):
+    plain = _run("cogvideox", tmp_path, "--strategy", "taylorseer:interval=3,warmup=1", name="a")
+    warmed = _run("cogvideox", tmp_path, "--strategy", "taylorseer:interval=3,warmup=1", "--warmup", name="b")
+    assert np.array_equal(warmed.array, plain.array) and warmed.summary.full_steps == plain.summary.full_steps == 2
+    profiling = _run("cogvideox", tmp_path, "--strategy", "hyca:interval=3,warmup=1", name="c")
+    profiled = _run("cogvideox", tmp_path, "--strategy", "hyca:interval=3,warmup=1", "--warmup", name="d")
+    assert profiling.summary.computed_fraction == 1.0  # no profile given: the first call profiles
+    assert profiled.summary.full_steps == 2 and profiled.summary.computed_fraction < 1.0
+
+
+def test_video_as_gif_and_as_png_frames(tmp_path):
+    gif = _run("wan", tmp_path, "--strategy", "none", "--format", "gif", name="clip.gif")
+    frames = iio.imread(gif.paths[0], index=None)
+    assert frames.shape[:3] == gif.array.shape[1:4]
+    png = _run("wan", tmp_path, "--strategy", "none", "--format", "png", name="frames")
+    assert len(png.paths) == gif.array.shape[1] and png.paths[0].parent == tmp_path / "frames"
+    for path, frame in zip(png.paths, png.array[0]):
+        assert np.array_equal(iio.imread(path), to_uint8(frame))
+
+
+def test_mp4_without_the_video_extra_is_a_clear_error_and_gif_still_works(tmp_path, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "imageio_ffmpeg" else real_find_spec(name, *a))
+    with pytest.raises(OutputError, match=r"diffaccel\[video\]"):
+        _run("wan", tmp_path, "--strategy", "none")
+    with pytest.raises(OutputError, match=r"diffaccel\[video\]"):
+        _run("wan", tmp_path, "--strategy", "none", "--format", "mp4")
+    assert not list(tmp_path.iterdir())  # failed before generating anything
+    assert _run("wan", tmp_path, "--strategy", "none", "--format", "gif").paths[0].suffix == ".gif"
+
+
+# ------------------------------------------------------------------------------- the zoo stand-in for FLUX
+@pytest.fixture
+def untrained_flux_photos(tmp_path, monkeypatch):
+    """flux-photos files with freshly initialised weights, so the zoo path is tested whether or not the trained
+    weights are committed yet."""
+    from diffaccel.zoo import flux_photos
+    from diffaccel.zoo.data import PHOTO_CLASS_NAMES
+    from diffaccel.zoo.weights_io import model_config, save_state, write_json
+
+    torch.manual_seed(0)
+    components = flux_photos.build_components()
+    folder = tmp_path / "zoo" / "flux-photos"
+    save_state(folder / "model.safetensors", components)
+    write_json(folder / "config.json", {
+        "components": {name: model_config(module) for name, module in components.items()},
+        "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": flux_photos.SCHEDULER_CONFIG},
+        "pipeline": {"class_names": list(PHOTO_CLASS_NAMES), "image_size": flux_photos.IMAGE_SIZE,
+                     "pixel_patch": flux_photos.PIXEL_PATCH},
+    })
+    monkeypatch.setenv("DIFFACCEL_ZOO_WEIGHTS", str(tmp_path / "zoo"))
+    return PHOTO_CLASS_NAMES
+
+
+def _zoo_run(tmp_path, *argv, name="zoo"):
+    return run(parse_args(["--tiny", *STEPS, "--output", str(tmp_path / name), *argv], model="flux"))
+
+
+def test_flux_tiny_maps_the_prompt_to_a_zoo_class(untrained_flux_photos, tmp_path):
+    from diffaccel import zoo
+
+    result = _zoo_run(tmp_path, "--strategy", "none", "--prompt", "A Coffee cup, then a rocket")
+    assert result.source == "zoo:flux-photos" and result.array.shape == (1, 32, 32, 3)
+    pipe = zoo.load("flux-photos")
+    pipe.set_progress_bar_config(disable=True)
+    direct = pipe(class_labels=["coffee"], num_inference_steps=4, generator=torch.Generator().manual_seed(0),
+                  output_type="np").images
+    assert np.array_equal(result.array, direct)  # the first class named in the prompt, the zoo's default guidance
+    guided = _zoo_run(tmp_path, "--strategy", "none", "--prompt", "coffee", "--guidance", "1.0", name="g")
+    unguided = pipe(class_labels=["coffee"], num_inference_steps=4, guidance_scale=1.0,
+                    generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert np.array_equal(guided.array, unguided) and not np.array_equal(guided.array, direct)
+
+    every_class = _zoo_run(tmp_path, "--strategy", "none", "--prompt", "a lighthouse", name="all")
+    assert every_class.array.shape[0] == len(untrained_flux_photos) == len(every_class.paths)
+    direct = pipe(class_labels=None, num_inference_steps=4, generator=torch.Generator().manual_seed(0),
+                  output_type="np").images
+    assert np.array_equal(every_class.array, direct)  # a prompt naming no class: one image per class
+
+
+def test_flux_tiny_zoo_interval_one_is_bit_identical(untrained_flux_photos, tmp_path):
+    baseline = _zoo_run(tmp_path, "--strategy", "none", name="a")
+    exact = _zoo_run(tmp_path, "--strategy", "taylorseer:interval=1", name="b")
+    assert np.array_equal(exact.array, baseline.array)
+    assert exact.summary.contexts == ["cond", "uncond"]
+
+
+def test_flux_zoo_rejects_options_it_cannot_honour(untrained_flux_photos, tmp_path):
+    for argv in (["--height", "64"], ["--negative-prompt", "blurry"], ["--max-sequence-length", "8"]):
+        with pytest.raises(GenerateError, match="do not apply"):
+            _zoo_run(tmp_path, *argv)
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_unknown_model():
+    with pytest.raises(ValueError, match="unknown model 'nope'.*flux.*ltx-video"):
+        main(["--tiny"], model="nope")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nope", "--tiny"])  # python -m diffaccel.generate nope
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("warpdrive", r"Unknown strategy 'warpdrive'\. Available: hyca, taocache, taylorseer"),
+    ("taylorseer:speed=3", r"Unknown option\(s\) \['speed'\].*interval"),
+    ("taylorseer:interval=0", r"bad option value in 'taylorseer:interval=0'"),
+    ("taylorseer:interval", r"not of the form key=value"),
+    ("none:interval=2", r"takes no options"),
+])
+def test_bad_strategy_is_a_clear_error_before_any_model_loads(spec, message, tmp_path, capsys, monkeypatch):
+    import diffaccel.generate.cli as cli
+
+    monkeypatch.setattr(cli, "load_tiny", lambda *a: pytest.fail("a model was loaded"))
+    assert main(["--tiny", "--strategy", spec, "--output", str(tmp_path / "x")], model="sd3") == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())
+
+
+def test_none_cannot_be_composed(tmp_path, capsys):
+    assert main(["--tiny", "--strategy", "none", "--strategy", "taylorseer"], model="sd3") == 2
+    assert "cannot be composed" in capsys.readouterr().err
+
+
+def test_options_that_do_not_apply(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # image scripts have no --frames
+        main(["--tiny", "--frames", "9"], model="sd3")
+    assert main(["sd3", "--tiny", "--frames", "9"]) == 2
+    assert "--frames and --fps do not apply" in capsys.readouterr().err
+    assert main(["--tiny-random", "--negative-prompt", "blurry"], model="flux") == 2
+    assert "--negative-prompt does not apply" in capsys.readouterr().err
+    assert main(["--tiny", "--model-id", "some/repo"], model="sd3") == 2
+    assert "apply to the real checkpoint" in capsys.readouterr().err
+    assert main(["--tiny", "--format", "gif"], model="sd3") == 2
+    assert "image output format must be one of png" in capsys.readouterr().err
+    assert main(["--tiny", "--format", "gif", "--output", str(tmp_path / "a.mp4")], model="wan") == 2
+    assert "contradicts" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_real_checkpoint_without_cuda_is_a_clear_error(capsys):
+    assert main(["--strategy", "none"], model="wan") == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device" in err and "--tiny" in err
