@@ -4,10 +4,11 @@
   loaded from local safetensors with :func:`load_llada` / :func:`load_dream`.
 * Pipelines: :class:`LLaDAPipeline`, :class:`DreamPipeline` on one sampler core
   (:class:`MaskedDiffusionSampler`).
-* Strategies: ``dkv-cache``, ``sparsed``, ``ssd``, ``fast-dllm`` via :func:`wrap` / :func:`summary`.
+* Strategies: ``dkv-cache``, ``sparsed``, ``ssd``, ``fast-dllm`` via ``diffaccel.wrap`` / ``diffaccel.summary``
+  (registered with the engine when this package is imported).
 """
 
-from .api import DLLMSummary, dllm_strategies, summary, unwrap, wrap
+from .api import dllm_strategies, summary, unwrap, wrap
 from .config import DreamConfig, LLaDAConfig
 from .dkv_cache import DKVCacheConfig
 from .dream import DreamModel
@@ -20,7 +21,7 @@ from .sparsed import SparseDConfig
 from .ssd import SelfSpeculativeDecoding, SSDConfig
 
 __all__ = [
-    "DKVCacheConfig", "DLLMSummary", "DecodeRecord", "DecodeStep", "DiffusionLMPipelineOutput", "DreamConfig",
+    "DKVCacheConfig", "DecodeRecord", "DecodeStep", "DiffusionLMPipelineOutput", "DreamConfig",
     "DreamModel", "DreamPipeline", "FastDLLMConfig", "LLaDAConfig", "LLaDAModelLM", "LLaDAPipeline",
     "MaskedDiffusionSampler", "SSDConfig", "SamplingConfig", "SelfSpeculativeDecoding", "SparseDConfig",
     "dllm_strategies", "dream_generate", "llada_generate", "load_dream", "load_llada", "summary", "unwrap", "wrap",

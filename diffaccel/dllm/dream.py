@@ -70,6 +70,28 @@ class DreamBaseModel(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DreamDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.config = config
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None, head=None):
+        """Tokens to logits through ``head`` (the outer model's ``lm_head``, passed in because the public
+        checkpoint keeps it outside this module). Keeping the whole computation here lets hooks on this
+        inner module (KV-cache subset forwards) sit inside the diffaccel engine's hook on the outer model."""
+        b, l = input_ids.shape
+        key_padding_mask = None
+        if attention_mask is not None:
+            key_padding_mask = attention_mask.to(torch.bool)
+            if position_ids is None:
+                # Dream's sampler: tok_idx = cumsum(attn) - 1 with padding positions set to 1 (spec §2.2)
+                position_ids = attention_mask.long().cumsum(-1) - 1
+                position_ids = position_ids.masked_fill(attention_mask == 0, 1)
+        if position_ids is None:
+            position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
+        dtype = compute_dtype(self.embed_tokens.weight.dtype)
+        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x, cos, sin, position_ids, key_padding_mask)
+        return DiffusionLMOutput(logits=head(self.norm(x)))
 
 
 class DreamModel(nn.Module):
@@ -88,29 +110,16 @@ class DreamModel(nn.Module):
         return self.model.layers
 
     @property
-    def lm_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
     def mask_token_id(self) -> int:
         return self.config.mask_token_id
+
+    @property
+    def body(self) -> nn.Module:
+        """The inner module that computes logits from tokens (hook point for subset forwards)."""
+        return self.model
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
         # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
         # it tells acceleration hooks where the sampler is (block, step, run).
-        b, l = input_ids.shape
-        key_padding_mask = None
-        if attention_mask is not None:
-            key_padding_mask = attention_mask.to(torch.bool)
-            if position_ids is None:
-                # Dream's sampler: tok_idx = cumsum(attn) - 1 with padding positions set to 1 (spec §2.2)
-                position_ids = attention_mask.long().cumsum(-1) - 1
-                position_ids = position_ids.masked_fill(attention_mask == 0, 1)
-        if position_ids is None:
-            position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
-        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
-                                compute_dtype(self.lm_dtype))
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, cos, sin, position_ids, key_padding_mask)
-        return DiffusionLMOutput(logits=self.lm_head(self.model.norm(x)))
+        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          decode_step=decode_step, head=self.lm_head)

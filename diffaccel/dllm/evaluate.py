@@ -56,7 +56,7 @@ class DLLMRunRecord:
 def _strategy_tag(spec) -> str:
     if spec is None or spec == "full":
         return "full"
-    return resolve(spec, {}).strify() if isinstance(spec, (str, StrategyConfig)) else str(spec)
+    return resolve(spec).strify() if isinstance(spec, (str, StrategyConfig)) else str(spec)
 
 
 def _run_all(pipe, input_ids, batch_size, sampling, generator_seed):
@@ -110,7 +110,7 @@ def evaluate_dllm(
     for spec in tqdm(specs, desc="dllm strategies", disable=not progress):
         tag = _strategy_tag(spec)
         if spec is not None:
-            wrap(pipe, spec)
+            wrap(pipe, resolve(spec))
         try:
             _run_all(pipe, input_ids[:batch_size], batch_size, sampling, generator_seed)  # warm-up / compile
             walls = []

@@ -133,12 +133,14 @@ class SubsetForwardHook(ModelHook):
         self.planner = planner
         self.cache = cache
 
-    def new_forward(self, module: nn.Module, input_ids, attention_mask=None, position_ids=None, decode_step=None):
+    def new_forward(self, module: nn.Module, input_ids, attention_mask=None, position_ids=None, decode_step=None,
+                    **extra):
         forward = self.fn_ref.original_forward
         plan = self.planner.plan(input_ids, decode_step, self.cache) if decode_step is not None else None
         if plan is None:
             self.cache.clear()
-            return forward(input_ids, attention_mask=attention_mask, position_ids=position_ids, decode_step=decode_step)
+            return forward(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           decode_step=decode_step, **extra)
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError(f"{self.planner.name} does not support padded batches; use equal-length prompts")
         if position_ids is not None:
@@ -148,7 +150,7 @@ class SubsetForwardHook(ModelHook):
         run_index = row_positions(plan.run)
         self.cache.plan, self.cache.run_index = plan, run_index
         try:
-            out = forward(input_ids.gather(1, run_index), position_ids=run_index, decode_step=decode_step)
+            out = forward(input_ids.gather(1, run_index), position_ids=run_index, decode_step=decode_step, **extra)
         except BaseException:
             self.cache.clear()
             raise
@@ -179,9 +181,20 @@ def attention_modules(model: nn.Module) -> list[BidirectionalAttention]:
     return found
 
 
+def body_of(model: nn.Module) -> nn.Module:
+    """The module computing logits from tokens: ``model.body`` for the diffaccel ports."""
+    body = getattr(model, "body", None)
+    if not isinstance(body, nn.Module):
+        raise TypeError(f"{type(model).__name__} is not a diffaccel.dllm model (it has no `body` module)")
+    return body
+
+
 def attach_planner(model: nn.Module, planner) -> KVCache:
-    """Install the two hooks executing ``planner``'s plans on ``model``; returns the shared cache."""
-    registry = HookRegistry.check_if_exists_or_initialize(model)
+    """Install the two hooks executing ``planner``'s plans on ``model``; returns the shared cache.
+
+    The subset hook sits on ``model.body`` so that a diffaccel engine hook on ``model`` itself
+    still sees every call with the full sequence."""
+    registry = HookRegistry.check_if_exists_or_initialize(body_of(model))
     if SUBSET_HOOK in registry.hooks:
         raise ValueError("a KV-cache planner is already attached to this model; detach it first")
     cache = KVCache()
@@ -193,7 +206,7 @@ def attach_planner(model: nn.Module, planner) -> KVCache:
 
 
 def detach_planner(model: nn.Module) -> None:
-    HookRegistry.check_if_exists_or_initialize(model).remove_hook(SUBSET_HOOK, recurse=False)
+    HookRegistry.check_if_exists_or_initialize(body_of(model)).remove_hook(SUBSET_HOOK, recurse=False)
     for module in attention_modules(model):
         HookRegistry.check_if_exists_or_initialize(module).remove_hook(KV_HOOK, recurse=False)
 

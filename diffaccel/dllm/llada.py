@@ -63,6 +63,21 @@ class LLaDAModel(nn.Module):
             }
         )
 
+    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
+        """The whole computation (embedding to logits). It lives in this inner module so that hooks on
+        it (KV-cache subset forwards) sit inside the diffaccel engine's hook on the outer model."""
+        t = self.transformer
+        b, l = input_ids.shape
+        if position_ids is None:
+            position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
+        key_padding_mask = None if attention_mask is None else attention_mask.to(torch.bool)
+        dtype = compute_dtype(t["wte"].weight.dtype)
+        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
+        x = t["wte"](input_ids)
+        for block in t["blocks"]:
+            x = block(x, cos, sin, position_ids, key_padding_mask)
+        return DiffusionLMOutput(logits=t["ff_out"](t["ln_f"](x)))
+
 
 class LLaDAModelLM(nn.Module):
     """``logits = model(input_ids, attention_mask=None, position_ids=None).logits`` ``[B, L, V]``.
@@ -81,24 +96,16 @@ class LLaDAModelLM(nn.Module):
         return self.model.transformer["blocks"]
 
     @property
-    def lm_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
     def mask_token_id(self) -> int:
         return self.config.mask_token_id
+
+    @property
+    def body(self) -> nn.Module:
+        """The inner module that computes logits from tokens (hook point for subset forwards)."""
+        return self.model
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
         # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
         # it tells acceleration hooks where the sampler is (block, step, run).
-        t = self.model.transformer
-        b, l = input_ids.shape
-        if position_ids is None:
-            position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
-        key_padding_mask = None if attention_mask is None else attention_mask.to(torch.bool)
-        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta,
-                                compute_dtype(self.lm_dtype))
-        x = t["wte"](input_ids)
-        for block in t["blocks"]:
-            x = block(x, cos, sin, position_ids, key_padding_mask)
-        return DiffusionLMOutput(logits=t["ff_out"](t["ln_f"](x)))
+        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          decode_step=decode_step)

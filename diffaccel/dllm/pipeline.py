@@ -90,6 +90,10 @@ class DiffusionLMPipeline:
     def __call__(self, prompt=None, *, input_ids=None, attention_mask=None, generator=None, **sampling_options):
         if (prompt is None) == (input_ids is None):
             raise ValueError("pass exactly one of prompt (text or ids) and input_ids")
+        # one call = one run: reset stateful hooks (engine clock, caches) as diffusers pipelines do
+        registry = getattr(self.model, "_diffusers_hook", None)
+        if registry is not None:
+            registry.reset_stateful_hooks()
         ids, mask = self._encode(input_ids if input_ids is not None else prompt)
         mask = attention_mask if attention_mask is not None else mask
         config = self.sampling_config(**sampling_options)
