@@ -66,7 +66,7 @@ class ModelSpec:
     #: the pipeline argument that receives ``--fps`` (LTX conditions its rotary positions on the frame rate)
     fps_arg: str | None = None
     vae_tiling: bool = False
-    #: custom loading beyond ``PipelineClass.from_pretrained(repo, torch_dtype=...)``
+    #: custom loading beyond ``PipelineClass.from_pretrained(repo, dtype=...)``
     load: Callable[["ModelSpec", str, torch.dtype], Any] | None = None
     notes: str = ""
     extra_call: dict[str, Any] = field(default_factory=dict)
@@ -78,18 +78,20 @@ def _load_wan(spec: ModelSpec, repo_id: str, dtype: torch.dtype):
     5.0 for 720p)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
 
-    vae = AutoencoderKLWan.from_pretrained(repo_id, subfolder="vae", torch_dtype=torch.float32)
-    pipe = WanPipeline.from_pretrained(repo_id, vae=vae, torch_dtype=dtype)
+    vae = AutoencoderKLWan.from_pretrained(repo_id, subfolder="vae", dtype=torch.float32)
+    pipe = WanPipeline.from_pretrained(repo_id, vae=vae, dtype=dtype)
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=3.0)
     return pipe
 
 
 def _load_hunyuan(spec: ModelSpec, repo_id: str, dtype: torch.dtype):
-    """HunyuanVideo as in the diffusers example: the transformer in ``dtype`` (bf16), the rest in float16."""
+    """HunyuanVideo as in the diffusers example: the transformer in ``dtype`` (bf16), the rest in float16
+    (float32 throughout when ``dtype`` is float32)."""
     from diffusers import HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
 
-    transformer = HunyuanVideoTransformer3DModel.from_pretrained(repo_id, subfolder="transformer", torch_dtype=dtype)
-    return HunyuanVideoPipeline.from_pretrained(repo_id, transformer=transformer, torch_dtype=torch.float16)
+    transformer = HunyuanVideoTransformer3DModel.from_pretrained(repo_id, subfolder="transformer", dtype=dtype)
+    others = torch.float32 if dtype == torch.float32 else torch.float16
+    return HunyuanVideoPipeline.from_pretrained(repo_id, transformer=transformer, dtype=others)
 
 
 _IMAGE_PROMPT = "A cat holding a sign that says hello world"
@@ -201,7 +203,7 @@ def load_pretrained(spec: ModelSpec, repo_id: str, dtype: torch.dtype):
         return spec.load(spec, repo_id, dtype)
     import diffusers
 
-    return getattr(diffusers, spec.pipeline_class).from_pretrained(repo_id, torch_dtype=dtype)
+    return getattr(diffusers, spec.pipeline_class).from_pretrained(repo_id, dtype=dtype)
 
 
 def uses_zoo(spec: ModelSpec, force_random: bool) -> bool:
