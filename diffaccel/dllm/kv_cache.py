@@ -144,7 +144,9 @@ class SubsetForwardHook(ModelHook):
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError(f"{self.planner.name} does not support padded batches; use equal-length prompts")
         if position_ids is not None:
-            raise ValueError(f"{self.planner.name} assigns positions itself; do not pass position_ids")
+            default = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+            if not torch.equal(position_ids, default):
+                raise ValueError(f"{self.planner.name} assigns positions itself; custom position_ids are not supported")
         if self.cache.valid is not None and self.cache.valid.shape != input_ids.shape:
             raise RuntimeError(f"{self.planner.name}: the cache shape does not match this sequence; planner bug")
         run_index = row_positions(plan.run)
@@ -232,11 +234,13 @@ class BlockPlanner:
             raise ValueError(f"{self.name} does not support classifier-free guidance (cfg_scale > 0)")
         if step.purpose != "step":
             raise ValueError(f"{self.name} cannot serve '{step.purpose}' forwards; compose it with stepwise decoding")
-        if self.run_id != step.run_id or (self.previous is not None and self.previous.shape != input_ids.shape):
-            self.reset()
+        new_run = self.run_id != step.run_id
+        if new_run or (self.previous is not None and self.previous.shape != input_ids.shape):
+            self.reset()  # a new run, or a longer window (LLaDA2Pipeline's next block): nothing is reusable
             cache.clear()
             self.run_id = step.run_id
-            self.full_forwards = self.cached_forwards = 0
+            if new_run:
+                self.full_forwards = self.cached_forwards = 0
 
     @staticmethod
     def needed_outputs(input_ids, step) -> torch.Tensor:

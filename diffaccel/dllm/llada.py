@@ -100,6 +100,14 @@ class LLaDAModelLM(nn.Module):
         return self.config.mask_token_id
 
     @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
     def body(self) -> nn.Module:
         """The inner module that computes logits from tokens (hook point for subset forwards)."""
         return self.model
