@@ -97,12 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list_strategies() -> None:
-    from .compare.defaults import DIFFACCEL_SWEEPS
+    from .compare.defaults import DIFFACCEL_SWEEPS, image_strategies
     from .compare.peers import describe_peers
-    from .strategies.registry import get_entry, strategies
+    from .strategies.registry import get_entry
 
     print("diffaccel strategies (options: fields of the config; default sweep in brackets):")
-    for name in strategies():
+    for name in image_strategies():
         entry = get_entry(name)
         sweep = DIFFACCEL_SWEEPS.get(name)
         swept = " | ".join(",".join(f"{k}={v}" for k, v in o.items()) for o in sweep) if sweep else ""
@@ -112,6 +112,14 @@ def _list_strategies() -> None:
     for name, text in describe_peers():
         print(f"  {name:<24} {text}")
     print("  none                     the full-step baseline")
+    try:
+        from .dllm.api import dllm_strategies
+
+        print("dLLM strategies (for dLLM zoo models such as --model llada-addition):")
+        for name in dllm_strategies():
+            print(f"  {name:<24} options: {', '.join(get_entry(name).config_cls.option_names())}")
+    except ImportError:  # pragma: no cover - the dLLM package is part of diffaccel
+        pass
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -141,17 +149,24 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         _list_strategies()
         return 0
     from .compare import CompareSettings, OutputExistsError, parse_spec_list, run_compare
+    from .compare.models import zoo_kind
     from .core.errors import DiffaccelError
-
-    if args.strategies:
-        try:
-            parse_spec_list(args.strategies)  # fail before loading anything
-        except (DiffaccelError, ValueError, TypeError) as error:
-            parser.error(f"--strategies: {error}")
     from .zoo import DEFAULT_MODEL
 
+    model = args.model or DEFAULT_MODEL
+    if args.strategies:
+        try:  # fail before loading anything
+            if zoo_kind(model) == "dllm":
+                from .compare.dllm import dllm_specs
+
+                dllm_specs(args.strategies)
+            else:
+                parse_spec_list(args.strategies)
+        except (DiffaccelError, ValueError, TypeError) as error:
+            parser.error(f"--strategies: {error}")
+
     settings = CompareSettings(
-        model=args.model or DEFAULT_MODEL, strategies=args.strategies, steps=args.steps,
+        model=model, strategies=args.strategies, steps=args.steps,
         guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
         overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
         warmup_seed=args.warmup_seed, max_runs=args.max_runs, grid_seeds=args.grid_seeds, height=args.height,

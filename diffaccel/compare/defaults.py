@@ -21,11 +21,17 @@ CACHE_DIT_DEFAULT_OPTIONS = {"Fn_compute_blocks": 1, "Bn_compute_blocks": 0}
 CACHE_DIT_PEERS = ("dbcache", "taylorseer")
 
 
-def default_specs(include_peers: bool = True) -> list[StrategySpec]:
-    from ..strategies.registry import strategies
+def image_strategies() -> list[str]:
+    """Registered strategies for image/video denoisers (dLLM strategies share the registry once
+    `diffaccel.dllm` is imported; they are compared by the dLLM path)."""
+    from ..strategies.registry import get_entry, strategies
 
+    return [n for n in strategies() if not get_entry(n).strategy_cls.__module__.startswith("diffaccel.dllm")]
+
+
+def default_specs(include_peers: bool = True) -> list[StrategySpec]:
     specs = [BASELINE]
-    for name in strategies():
+    for name in image_strategies():
         for options in DIFFACCEL_SWEEPS.get(name, [{}]):
             specs.append(make_spec("diffaccel", name, options))
     if include_peers:

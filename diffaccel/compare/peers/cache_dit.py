@@ -57,9 +57,9 @@ def available() -> bool:
 
 
 def _import_cache_dit():
-    """Import cache-dit with its INFO logging (every enable/disable, on stdout) lowered to warnings, unless
-    the user chose a level with CACHE_DIT_LOG_LEVEL."""
-    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "warning")
+    """Import cache-dit with its logging (every enable/disable, pattern checks, on stdout) lowered to errors,
+    unless the user chose a level with CACHE_DIT_LOG_LEVEL. Only effective when cache-dit is first imported."""
+    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "error")
     import cache_dit
 
     return cache_dit

@@ -181,9 +181,10 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
                 captured.append(ast.literal_eval(message.split(":", 1)[1].strip()))
 
     hook_logger = logging.getLogger("diffusers.hooks.mag_cache")
-    handler, old_level = _Capture(level=logging.INFO), hook_logger.level
+    handler, old_level, old_propagate = _Capture(level=logging.INFO), hook_logger.level, hook_logger.propagate
     hook_logger.addHandler(handler)
     hook_logger.setLevel(logging.INFO)
+    hook_logger.propagate = False  # captured here, not echoed by diffusers' own handler
     config = MagCacheConfig(**{**base_kwargs, "calibrate": True, "mag_ratios": None})
     _enable(denoiser, config, apply_mag_cache)
     try:
@@ -193,6 +194,7 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
     finally:
         hook_logger.removeHandler(handler)
         hook_logger.setLevel(old_level)
+        hook_logger.propagate = old_propagate
         _disable(denoiser, (_MAG_CACHE_LEADER_BLOCK_HOOK, _MAG_CACHE_BLOCK_HOOK))
     if not captured:
         raise Unsupported("MagCache calibration produced no ratios (the tail block hook never finished a run)")
