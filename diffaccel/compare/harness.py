@@ -196,6 +196,11 @@ class Harness:
             logger.info("%s: unsupported: %s", spec.tag, reason)
             self._put(self._strategy_record(spec, "unsupported", str(reason)), count=False)
             return
+        except Exception as error:  # noqa: BLE001 - attaching failed in an unforeseen way: a row, not a crash
+            logger.warning("%s could not be attached: %s: %s", spec.tag, type(error).__name__, error)
+            runner.teardown()
+            self._put(self._strategy_record(spec, "failed", f"{type(error).__name__}: {error}"), count=False)
+            return
         try:
             self._warmup(runner)
             for unit in self._progress(todo, spec.tag):

@@ -30,13 +30,15 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray | None]]], path: Path, cell: int = 96,
-               label_width: int = 260, padding: int = 4, header: str = "") -> Path:
-    """Write a labelled grid: `rows` is `(label, [image or None, ...])`, all rows with the same columns."""
+               label_width: int = 260, padding: int = 4, header: str = "", group: int = 0, group_gap: int = 12) -> Path:
+    """Write a labelled grid: `rows` is `(label, [image or None, ...])`, all rows with the same columns;
+    every `group` columns (one seed's images) are followed by a wider gap."""
     from PIL import Image, ImageDraw
 
     columns = max((len(images) for _, images in rows), default=0)
     header_height = 22 if header else 0
-    width = label_width + columns * (cell + padding) + padding
+    groups = (columns - 1) // group if group and columns else 0
+    width = label_width + columns * (cell + padding) + padding + groups * group_gap
     height = header_height + len(rows) * (cell + padding) + padding
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
@@ -47,7 +49,7 @@ def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray | None]]], path: Pa
         for i, line in enumerate(_wrap(label, 38)[:5]):
             draw.text((padding, top + 4 + 14 * i), line, fill=(0, 0, 0))
         for c, image in enumerate(images):
-            left = label_width + padding + c * (cell + padding)
+            left = label_width + padding + c * (cell + padding) + (c // group if group else 0) * group_gap
             if image is None:
                 draw.rectangle([left, top, left + cell, top + cell], outline=(200, 200, 200))
                 continue

@@ -225,7 +225,7 @@ def _write_reports(out_dir: Path, model: LoadedModel, steps: int, settings: Comp
     if grid_rows:
         header = f"{model.name}, {steps} steps; columns: " + ", ".join(
             f"{u.condition.id} seed {u.seed}" for u in grid_units)
-        paths["grid"] = image_grid(grid_rows, out_dir / "grid.png", header=header[:160])
+        paths["grid"] = image_grid(grid_rows, out_dir / "grid.png", header=header[:160], group=per_unit)
     plot = speed_quality_plot(rows, out_dir / "speed_quality.png", title=title)
     if plot is not None:
         paths["plot"] = plot

@@ -132,7 +132,7 @@ def test_table_grid_and_plot(e2e):
     assert "| taylorseer | interval=2 |" in report and "| diffusers:fbc | threshold=-1 |" in report
     grid = Image.open(out / "grid.png")
     # 4 rows (baseline + 3) of 96-pixel cells, 2 columns (2 seeds x 1 image), 22-pixel header
-    assert grid.size == (260 + 2 * 100 + 4, 22 + 4 * 100 + 4)
+    assert grid.size == (260 + 2 * 100 + 4 + 12, 22 + 4 * 100 + 4)  # one 12-pixel gap between the seeds
     assert Image.open(out / "speed_quality.png").format == "PNG"
     assert outcome.paths["plot"] == out / "speed_quality.png"
 

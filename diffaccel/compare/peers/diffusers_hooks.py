@@ -187,6 +187,10 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
     hook_logger.propagate = False  # captured here, not echoed by diffusers' own handler
     config = MagCacheConfig(**{**base_kwargs, "calibrate": True, "mag_ratios": None})
     _enable(denoiser, config, apply_mag_cache)
+    if _count_hooked(denoiser, (_MAG_CACHE_LEADER_BLOCK_HOOK,)) == 0:
+        _disable(denoiser, (_MAG_CACHE_LEADER_BLOCK_HOOK, _MAG_CACHE_BLOCK_HOOK))
+        raise Unsupported(f"diffusers' apply_mag_cache attached to no block of {type(denoiser).__name__} "
+                          "(it needs transformer block lists of a class registered in TransformerBlockRegistry)")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # calibration also print()s the ratios
             _reset(denoiser)
