@@ -60,6 +60,6 @@ class Processes:
 
     def device(self, requested: str) -> str:
         """With several GPU processes each uses its own device (accelerate assigns it)."""
-        if self.state is not None and requested.startswith("cuda") and requested == "cuda":
+        if self.state is not None and requested == "cuda":
             return str(self.state.device)
         return requested

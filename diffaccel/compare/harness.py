@@ -79,6 +79,8 @@ class Harness:
             record.update(condition=None, prompt=None, **{"class": None})
         else:
             record.update(unit.condition.record_fields())
+            if unit.condition.kind == "all-classes" and self.model.class_names:
+                record["classes"] = list(self.model.class_names)
         return record
 
     def key(self, spec: StrategySpec, unit: WorkUnit | None) -> tuple:
@@ -118,16 +120,43 @@ class Harness:
 
     # ------------------------------------------------------------------ the loop
     def run(self, specs: list[StrategySpec], units: list[WorkUnit]) -> None:
+        """All specs over `units`, with one progress bar over every run still to do."""
         if not units:
             return
         want_counts = any(s.is_peer for s in specs)
-        self.run_baseline(units, want_counts)
-        if want_counts:
-            self.ctx.baseline_counts = self.load_counts(units[0])
-            self.ctx.batched_cfg = self._batched_cfg(units[0])
-        for spec in specs:
-            if not spec.is_baseline:
-                self.run_strategy(spec, units)
+        total = len(self._baseline_todo(units, want_counts)) + sum(
+            sum(not self.store.is_done(self.key(s, u)) for u in units) for s in specs if not s.is_baseline)
+        self._bar = self._make_bar(total)
+        try:
+            self.run_baseline(units, want_counts)
+            if want_counts:
+                self.ctx.baseline_counts = self.load_counts(units[0])
+                self.ctx.batched_cfg = self._batched_cfg(units[0])
+            for spec in specs:
+                if not spec.is_baseline:
+                    self.run_strategy(spec, units)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    _bar = None
+
+    def _make_bar(self, total: int):
+        if not self.progress or total == 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit="run", desc="diffaccel compare", dynamic_ncols=True)
+
+    def _advance(self, description: str, done: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(description, refresh=False)
+            self._bar.update(done)
+
+    def _baseline_todo(self, units: list[WorkUnit], want_counts: bool) -> list[WorkUnit]:
+        return [u for u in units if not self.store.is_done(self.key(BASELINE, u))
+                or load_array(self.baseline_path(u)) is None or (want_counts and not self.counts_path(u).is_file())]
 
     def _batched_cfg(self, unit: WorkUnit) -> bool:
         counts, reference = self.ctx.baseline_counts, load_array(self.baseline_path(unit))
@@ -137,8 +166,7 @@ class Harness:
 
     def run_baseline(self, units: list[WorkUnit], want_counts: bool) -> None:
         spec = BASELINE
-        todo = [u for u in units if not self.store.is_done(self.key(spec, u)) or load_array(self.baseline_path(u)) is None
-                or (want_counts and not self.counts_path(u).is_file())]
+        todo = self._baseline_todo(units, want_counts)
         if not todo:
             return
         runner = StrategyRunner(spec)
@@ -151,7 +179,7 @@ class Harness:
     def _run_baseline_units(self, runner: StrategyRunner, todo: list[WorkUnit], want_counts: bool) -> None:
         spec = BASELINE
         self._warmup(runner)
-        for unit in self._progress(todo, "baseline"):
+        for unit in todo:
             key = self.key(spec, unit)
             if not self.store.is_done(key) or load_array(self.baseline_path(unit)) is None:
                 images, wall_s = self.timed_call(runner, unit)
@@ -174,6 +202,7 @@ class Harness:
                     logger.warning("baseline %s seed %d: a second call gave a different output (non-deterministic "
                                    "pipeline); peers' counted statistics are then null", unit.condition.id, unit.seed)
                 atomic_write_text(self.counts_path(unit), json.dumps(payload))
+            self._advance("none")
 
     def load_counts(self, unit: WorkUnit) -> CallCounts | None:
         path = self.counts_path(unit)
@@ -195,6 +224,7 @@ class Harness:
         except Unsupported as reason:
             logger.info("%s: unsupported: %s", spec.tag, reason)
             self._put(self._strategy_record(spec, "unsupported", str(reason)), count=False)
+            self._advance(spec.tag, len(todo))
             return
         except Exception as error:  # noqa: BLE001 - attaching failed in an unforeseen way: a row, not a crash
             logger.warning("%s could not be attached: %s: %s", spec.tag, type(error).__name__, error)
@@ -203,8 +233,9 @@ class Harness:
             return
         try:
             self._warmup(runner)
-            for unit in self._progress(todo, spec.tag):
+            for unit in todo:
                 self.run_unit(spec, runner, unit)
+                self._advance(spec.tag)
         except RunLimitReached:
             raise
         except Exception as error:  # noqa: BLE001 - a failing row must not end the comparison
@@ -275,10 +306,3 @@ class Harness:
             self.new_records += 1
             if self.max_runs is not None and self.new_records >= self.max_runs:
                 raise RunLimitReached(f"stopped after {self.new_records} new runs (--max-runs)")
-
-    def _progress(self, items: list, description: str):
-        if not self.progress:
-            return items
-        from tqdm.auto import tqdm
-
-        return tqdm(items, desc=f"{description:>28}", leave=False, unit="run")
