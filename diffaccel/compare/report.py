@@ -70,6 +70,9 @@ def _row(tag: str, records: list[dict[str, Any]]) -> Row:
     row.source = "; ".join(sorted(sources))
     notes = {r.get("note") for r in ok if r.get("note") and r.get("family") != "baseline"}
     row.notes.extend(sorted(notes))
+    for problem in records:
+        if problem.get("status") in ("unsupported", "failed"):  # e.g. raised after some runs had finished
+            row.notes.append(f"{problem['status']} after {len(ok)} run(s): {problem.get('reason', '')}")
     return row
 
 

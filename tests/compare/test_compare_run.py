@@ -220,3 +220,28 @@ def test_state_per_module_peers_refuse_two_call_guidance(tmp_path):
     record = next(r for r in outcome.records if r["tag"] == "diffusers:fbc:threshold=-1")
     assert record["psnr"] == math.inf and record["temporal_error"] == 0.0
     assert record["calls_per_step"] == 2 and record["computed_fraction"] == 1.0
+
+
+def test_a_strategy_failing_midway_keeps_its_finished_runs_and_resumes(tmp_path, monkeypatch):
+    from diffaccel.compare.runners import DiffaccelRunner
+
+    real_after_call, calls = DiffaccelRunner.after_call, []
+
+    def failing_after_call(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated strategy bug")
+        return real_after_call(self)
+
+    monkeypatch.setattr(DiffaccelRunner, "after_call", failing_after_call)
+    outcome = run_compare(_settings(tmp_path))  # does not raise
+    row = next(r for r in outcome.rows if r.tag == "taylorseer:interval=2")
+    assert row.status == "ok" and row.runs == 1
+    assert any("failed after 1 run(s): RuntimeError: simulated strategy bug" in n for n in row.notes)
+    monkeypatch.undo()
+    resumed = run_compare(_settings(tmp_path, resume=True))
+    row = next(r for r in resumed.rows if r.tag == "taylorseer:interval=2")
+    assert row.runs == 2 and not row.notes
+    records = read_jsonl(tmp_path / "results.jsonl")
+    assert sorted((r["tag"], r["seed"], r["status"]) for r in records) == [
+        ("none", 0, "ok"), ("none", 1, "ok"), ("taylorseer:interval=2", 0, "ok"), ("taylorseer:interval=2", 1, "ok")]
