@@ -78,9 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="prompts for text-to-image/video models (.txt/.tsv/.csv/.json); class names or ids for class-conditional ones")
     compare.add_argument("--height", type=int, default=None)
     compare.add_argument("--width", type=int, default=None)
-    compare.add_argument("--out", default=None, metavar="DIR", help="output folder (default: diffaccel-compare/<model>)")
+    compare.add_argument("--out", default=None, metavar="DIR",
+                         help="output folder (default: a new diffaccel-compare/<model>/<timestamp>)")
     group = compare.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue the runs in --out, skipping finished ones")
+    group.add_argument("--resume", action="store_true",
+                       help="continue the runs in --out (default: the latest folder of this model), skipping finished ones")
     group.add_argument("--overwrite", action="store_true", help="delete earlier results in --out and start again")
     compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     compare.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")

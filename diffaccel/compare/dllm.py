@@ -55,10 +55,10 @@ def run_dllm_compare(settings, processes, console=None):
     from .. import zoo
     from ..dllm.evaluate import evaluate_dllm
     from .models import parse_dtype
-    from .run import CompareOutcome, _prepare_out_dir, default_out
+    from .run import CompareOutcome, _prepare_out_dir, resolve_out
 
     specs = dllm_specs(settings.strategies)
-    out_dir = Path(settings.out) if settings.out else default_out(settings.model)
+    out_dir = resolve_out(settings, processes)
     _prepare_out_dir(out_dir, settings, processes)
     store = ResultsStore(out_dir, shard=processes.shard_name).load()
     pipe = zoo.load(settings.model, device=processes.device(settings.device), dtype=parse_dtype(settings.dtype))

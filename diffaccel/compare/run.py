@@ -44,7 +44,7 @@ class CompareSettings:
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
     guidance_scale: float | None = None
     prompts_file: str | None = None
-    out: str | None = None
+    out: str | None = None  # default: diffaccel-compare/<model>/<timestamp> (see resolve_out)
     resume: bool = False
     overwrite: bool = False
     device: str = "cpu"
@@ -76,9 +76,27 @@ class OutputExistsError(FileExistsError):
     pass
 
 
-def default_out(model: str) -> Path:
+def model_folder(model: str) -> Path:
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
     return Path("diffaccel-compare") / slug
+
+
+def resolve_out(settings: "CompareSettings", processes: Processes) -> Path:
+    """`--out`, else a new time-stamped folder under `diffaccel-compare/<model>/` (so running the command twice
+    never collides), or with `--resume` the most recent folder there that holds results."""
+    if settings.out:
+        return Path(settings.out)
+    if processes.count > 1:
+        raise ValueError("with several processes pass --out (every process must write to the same folder)")
+    root = model_folder(settings.model)
+    if settings.resume:
+        candidates = sorted(p for p in root.glob("*") if (p / RESULTS_NAME).is_file() or (p / SHARD_DIR).is_dir())
+        if not candidates:
+            raise FileNotFoundError(f"--resume: no earlier comparison of {settings.model} under {root}; pass --out DIR")
+        return candidates[-1]
+    import time
+
+    return root / time.strftime("%Y%m%d-%H%M%S")
 
 
 def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
@@ -88,7 +106,7 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
 
         return run_dllm_compare(settings, processes, console)
     _set_threads(settings)
-    out_dir = Path(settings.out) if settings.out else default_out(settings.model)
+    out_dir = resolve_out(settings, processes)
     _prepare_out_dir(out_dir, settings, processes)
     prompts = read_prompts(settings.prompts_file) if settings.prompts_file else None
     device = processes.device(settings.device)

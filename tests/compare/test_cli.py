@@ -81,3 +81,21 @@ def test_two_processes_split_the_seeds_and_merge_one_file(tmp_path):
     assert {(r["seed"], r["process_index"]) for r in records} == {(0, 0), (1, 1), (2, 0), (3, 1)}
     assert not (out / "shards").exists(), "shards are merged into results.jsonl and removed"
     assert result.stdout.count("diffaccel compare: testing:tiny-flux") == 1, "only the main process prints the table"
+
+
+def test_default_output_folders_never_collide_and_resume_finds_the_latest(tmp_path, monkeypatch):
+    from diffaccel.compare.distributed import Processes
+    from diffaccel.compare.run import CompareSettings, resolve_out
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no earlier comparison"):
+        resolve_out(CompareSettings(model="flux-photos", resume=True), Processes())
+    fresh = resolve_out(CompareSettings(model="flux-photos"), Processes())
+    assert fresh.parent == tmp_path.joinpath("diffaccel-compare", "flux-photos").relative_to(tmp_path)
+    for stamp in ("20260101-000000", "20260102-000000", "20260103-000000"):
+        (fresh.parent / stamp).mkdir(parents=True)
+    (fresh.parent / "20260102-000000" / "results.jsonl").write_text("")
+    assert resolve_out(CompareSettings(model="flux-photos", resume=True), Processes()).name == "20260102-000000"
+    assert resolve_out(CompareSettings(model="flux-photos", out="x"), Processes()) == type(fresh)("x")
+    with pytest.raises(ValueError, match="pass --out"):
+        resolve_out(CompareSettings(model="flux-photos"), Processes(index=0, count=2))
