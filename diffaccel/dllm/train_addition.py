@@ -112,12 +112,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--eval-count", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="only (re)compute the held-out evaluation of the weights in --output and record it")
     return parser.parse_args(argv)
+
+
+def evaluate_into_manifest(model: LLaDAModelLM, task: AdditionTask, manifest: dict, eval_count: int,
+                           generator: torch.Generator) -> dict:
+    """Exact match with stepwise decoding on the held-out set, plus the SFT loss of the final weights
+    on fresh training-distribution batches (more digits than the rounded training average)."""
+    manifest["eval"] = {}
+    for block_length in sorted({task.gen_length, max(1, task.gen_length // 2)}, reverse=True):
+        acc = stepwise_exact_match(model, task, eval_count, block_length)
+        manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
+        logger.info("held-out exact match (stepwise, block %d, %d sums): %.4f", block_length, eval_count, acc)
+    manifest["eval"]["held_out_count"] = eval_count
+    manifest["eval"]["held_out_seed"] = 1234
+    with torch.no_grad():
+        losses = [sft_loss(model, *task.batch(512, generator), generator).item() for _ in range(4)]
+    manifest["eval"]["sft_loss_final_weights"] = sum(losses) / len(losses)
+    return manifest
 
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.evaluate_only:
+        return evaluate_only(args)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
@@ -155,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_weights),
               metadata={"format": "pt", "zoo_model": "llada-addition"})
     os.replace(tmp_weights, weights)
+    os.chmod(weights, 0o644)
     write_json_atomic(args.output / "config.json", {
         "architecture": "LLaDAModelLM", "model": model.config.to_dict(),
         "task": {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,
@@ -167,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output"},
         "parameters": n_params,
         "train_time_s": round(train_s, 1),
-        "final_loss": round(final_loss, 6),
+        "final_loss": final_loss,
         "final_loss_definition": "mean LLaDA SFT loss over the last 100 training steps",
         "torch_version": torch.__version__,
         "sha256": {"model.safetensors": sha256_file(weights)},
@@ -175,13 +197,24 @@ def main(argv: list[str] | None = None) -> dict:
     write_json_atomic(args.output / "manifest.json", manifest)
     logger.info("saved %s (final loss %.5f, %.0f s)", weights, final_loss, train_s)
 
-    manifest["eval"] = {}
-    for block_length in sorted({task.gen_length, max(1, task.gen_length // 2)}, reverse=True):
-        acc = stepwise_exact_match(model, task, args.eval_count, block_length)
-        manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
-        logger.info("held-out exact match (stepwise, block %d, %d sums): %.4f", block_length, args.eval_count, acc)
-    manifest["eval"]["held_out_count"] = args.eval_count
-    manifest["eval"]["held_out_seed"] = 1234
+    evaluate_into_manifest(model, task, manifest, args.eval_count, torch.Generator().manual_seed(args.seed + 1))
+    write_json_atomic(args.output / "manifest.json", manifest)
+    return manifest
+
+
+def evaluate_only(args: argparse.Namespace) -> dict:
+    """Evaluate the weights already in ``--output`` and record the result in their manifest."""
+    from .zoo import load_llada_addition_model, read_task
+
+    torch.set_num_threads(args.threads)
+    with open(args.output / "manifest.json", encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    if manifest["sha256"]["model.safetensors"] != sha256_file(args.output / "model.safetensors"):
+        raise ValueError("model.safetensors does not match its manifest; refusing to evaluate other weights")
+    model = load_llada_addition_model(args.output)
+    seed = manifest.get("seed", 0)
+    evaluate_into_manifest(model, read_task(args.output), manifest, args.eval_count, torch.Generator().manual_seed(seed + 1))
+    manifest["eval"]["command"] = "python -m diffaccel.dllm.train_addition --evaluate-only"
     write_json_atomic(args.output / "manifest.json", manifest)
     return manifest
 
