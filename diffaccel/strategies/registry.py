@@ -115,3 +115,4 @@ def _ensure_builtins() -> None:
     register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")
     register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")
     register_strategy(TaoCacheConfig, TaoCache, "late-stage fixed-point forecast of the whole denoiser output (ours)")
+    from ..dllm import strategies as _dllm_strategies  # noqa: F401  (registers the diffusion-LM strategies)
