@@ -23,7 +23,7 @@ import torch
 from ..core.errors import DiffaccelError
 from .models import MODELS, Defaults, ModelSpec, get_model, load_pretrained, load_tiny, uses_zoo, zoo_class_labels
 from .output import OutputError, resolve_format, save_images, save_video
-from .strategy import apply_strategies, parse_strategies, strategy_tag
+from .strategy import apply_strategies, parse_strategies, pipeline_strategies, strategy_tag
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--strategy", action="append", metavar="SPEC",
                         help="diffaccel strategy as name[:key=value,...], e.g. taylorseer:interval=5; repeat to "
                              "compose (--strategy taylorseer --strategy taocache); 'none' for the unaccelerated "
-                             "baseline. Default: taylorseer with the model family's preset.")
+                             f"baseline. Available: {', '.join(pipeline_strategies())}. Default: taylorseer with "
+                             "the model family's preset.")
     parser.add_argument("--prompt", help="text prompt (default: the model's example prompt)")
     parser.add_argument("--negative-prompt", help="negative prompt, for models that use one")
     parser.add_argument("--steps", type=_positive_int, help="denoising steps")

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..core.errors import UnknownStrategyError
-from ..strategies.registry import get_entry, parse_strategy_spec, resolve_config
+from ..strategies.registry import get_entry, parse_strategy_spec, resolve_config, strategies
 
 BASELINE = "none"
 #: pipeline components that are denoisers (as in `diffaccel.wrap`)
@@ -43,6 +43,11 @@ def parse_strategies(specs: Sequence[str] | None) -> list[StrategyRequest]:
             requests.append(StrategyRequest(BASELINE))
             continue
         entry = get_entry(name)  # an unknown name: an error listing the registered strategies
+        if _is_language_model_strategy(entry):
+            raise UnknownStrategyError(
+                f"'{name}' is a diffusion-language-model strategy (it replaces a dLLM decoding loop); for image and "
+                f"video pipelines use one of: {', '.join(pipeline_strategies())}"
+            )
         try:
             entry.config_cls().replace(**options)  # unknown options: an error listing the strategy's options
         except (TypeError, ValueError) as error:
@@ -56,6 +61,17 @@ def parse_strategies(specs: Sequence[str] | None) -> list[StrategyRequest]:
     if any(r.name == BASELINE for r in requests):
         return []
     return requests
+
+
+def _is_language_model_strategy(entry) -> bool:
+    """diffaccel's dLLM strategies (``diffaccel.dllm``) need a LLaDA / Dream pipeline; found here, before any
+    model loads, rather than by ``wrap`` after a checkpoint of many gigabytes has been read."""
+    return entry.strategy_cls.__module__.startswith("diffaccel.dllm")
+
+
+def pipeline_strategies() -> list[str]:
+    """Registered strategies that apply to diffusers image / video pipelines."""
+    return [name for name in strategies() if not _is_language_model_strategy(get_entry(name))]
 
 
 def strategy_tag(requests: Sequence[StrategyRequest]) -> str:
