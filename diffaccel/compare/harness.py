@@ -103,14 +103,16 @@ class Harness:
         if self.model.device.startswith("cuda") and torch.cuda.is_available():
             torch.cuda.synchronize()
 
-    def timed_call(self, runner: StrategyRunner, unit: WorkUnit) -> tuple[np.ndarray, float]:
+    def timed_call(self, runner: StrategyRunner, unit: WorkUnit) -> tuple[np.ndarray, float, float | None]:
+        """The pipeline call alone: wall-clock seconds, and on CPU also this process's CPU seconds (steadier than
+        wall-clock on a machine shared with other work, where waiting for a core counts as wall time)."""
         runner.before_call()
         self._sync()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         output = self._call(unit.seed, unit.condition)
         self._sync()
-        wall_s = time.perf_counter() - start
-        return output_array(output), wall_s
+        wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+        return output_array(output), wall_s, (cpu_s if self.model.device == "cpu" else None)
 
     def counted_call(self, runner: StrategyRunner, unit: WorkUnit) -> tuple[np.ndarray, CallCounts]:
         runner.before_call()
@@ -182,7 +184,7 @@ class Harness:
         for unit in todo:
             key = self.key(spec, unit)
             if not self.store.is_done(key) or load_array(self.baseline_path(unit)) is None:
-                images, wall_s = self.timed_call(runner, unit)
+                images, wall_s, cpu_s = self.timed_call(runner, unit)
                 save_array(self.baseline_path(unit), images)
                 save_array(self.image_path(spec, unit), to_uint8(images))
                 if not self.store.is_done(key):
@@ -190,7 +192,8 @@ class Harness:
                     record = self.base_record(spec, unit)
                     record.update(status="ok", steps=stats.steps, full_steps=stats.full_steps,
                                   computed_fraction=stats.computed_fraction, computed_fraction_source=stats.source,
-                                  wall_s=wall_s, speedup=1.0, psnr=None, ssim=None, lpips=None,
+                                  wall_s=wall_s, cpu_s=cpu_s, speedup=1.0, cpu_speedup=1.0 if cpu_s else None,
+                                  psnr=None, ssim=None, lpips=None,
                                   note="reference: the full-step output every other row is scored against")
                     self._put(record)
             if want_counts and not self.counts_path(unit).is_file():
@@ -251,17 +254,19 @@ class Harness:
         reference = load_array(self.baseline_path(unit))
         if reference is None:
             raise RuntimeError(f"baseline output missing for {unit}")
-        images, wall_s = self.timed_call(runner, unit)
+        images, wall_s, cpu_s = self.timed_call(runner, unit)
         stats = runner.after_call()
         record = self.base_record(spec, unit)
         record.update(status="ok", steps=stats.steps, full_steps=stats.full_steps,
                       computed_fraction=stats.computed_fraction, computed_fraction_source=stats.source,
-                      wall_s=wall_s, **stats.extra)
+                      wall_s=wall_s, cpu_s=cpu_s, **stats.extra)
         if runner.needs_counting:
             record.update(self._counted_fields(runner, unit, images))
         baseline = self.store.get(self.key(BASELINE, unit))
         base_wall = baseline.get("wall_s") if baseline else None
+        base_cpu = baseline.get("cpu_s") if baseline else None
         record["speedup"] = (base_wall / wall_s) if base_wall and wall_s > 0 else None
+        record["cpu_speedup"] = (base_cpu / cpu_s) if base_cpu and cpu_s else None
         record.update(self.scorer.score(reference, images))
         save_array(self.image_path(spec, unit), to_uint8(images))
         self._put(record)
@@ -293,7 +298,7 @@ class Harness:
     def _strategy_record(self, spec: StrategySpec, status: str, reason: str) -> dict[str, Any]:
         record = self.base_record(spec, None)
         record.update(status=status, reason=reason, steps=None, full_steps=None, computed_fraction=None,
-                      wall_s=None, speedup=None, psnr=None, ssim=None, lpips=None)
+                      wall_s=None, cpu_s=None, speedup=None, cpu_speedup=None, psnr=None, ssim=None, lpips=None)
         return record
 
     def _put(self, record: dict[str, Any], count: bool = True) -> None:

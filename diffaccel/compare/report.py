@@ -1,7 +1,8 @@
 """From records to the table: one row per strategy spec, numbers as mean ± spread over the runs.
 
 Spread is the population standard deviation over the scored (seed, conditioning) runs. Speedup is per run
-(baseline wall-clock of the same seed / this wall-clock), then averaged. A PSNR of `inf` means every image
+(baseline wall-clock of the same seed / this wall-clock), then averaged; "CPU speedup" is the same ratio of
+the process's CPU time for the call (CPU runs only), which a busy shared machine disturbs far less. A PSNR of `inf` means every image
 was bit-identical to the baseline (a lossless row).
 """
 
@@ -26,6 +27,7 @@ class Row:
     full_steps: Spread | None = None
     computed_fraction: Spread | None = None
     speedup: Spread | None = None
+    cpu_speedup: Spread | None = None
     wall_s: Spread | None = None
     psnr: Spread | None = None
     ssim: Spread | None = None
@@ -37,7 +39,7 @@ class Row:
         out: dict[str, Any] = {"tag": self.tag, "strategy": self.strategy, "options": self.options,
                                "family": self.family, "status": self.status, "runs": self.runs, "steps": self.steps,
                                "source": self.source, "notes": list(self.notes)}
-        for name in ("full_steps", "computed_fraction", "speedup", "wall_s", "psnr", "ssim", "lpips"):
+        for name in ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips"):
             value = getattr(self, name)
             out[name] = None if value is None else value.as_dict()
         return out
@@ -64,7 +66,7 @@ def _row(tag: str, records: list[dict[str, Any]]) -> Row:
         return row
     steps = {r.get("steps") for r in ok if r.get("steps") is not None}
     row.steps = next(iter(steps)) if len(steps) == 1 else (sum(steps) / len(steps) if steps else None)
-    for name in ("full_steps", "computed_fraction", "speedup", "wall_s", "psnr", "ssim", "lpips"):
+    for name in ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips"):
         setattr(row, name, spread(r.get(name) for r in ok))
     sources = {r.get("computed_fraction_source") for r in ok if r.get("computed_fraction_source")}
     row.source = "; ".join(sorted(sources))
@@ -99,15 +101,16 @@ def _steps_cell(row: Row) -> str:
     return f"{full:.1f} / {total}" if full != int(full) else f"{int(full)} / {total}"
 
 
-HEADERS = ("strategy", "options", "full/steps", "computed", "speedup", "wall s", "PSNR dB", "SSIM", "LPIPS", "runs")
+HEADERS = ("strategy", "options", "full/steps", "computed", "speedup", "CPU speedup", "wall s", "PSNR dB", "SSIM",
+           "LPIPS", "runs")
 
 
 def row_cells(row: Row) -> list[str]:
     if row.status != "ok":
-        return [row.strategy, row.options or "-", "-", "-", "-", "-", "-", "-", "-", "0"]
+        return [row.strategy, row.options or "-"] + ["-"] * (len(HEADERS) - 3) + ["0"]
     return [row.strategy, row.options or "-", _steps_cell(row), _fmt(row.computed_fraction, 3),
-            _fmt(row.speedup, 2), _fmt(row.wall_s, 2), _fmt(row.psnr, 2), _fmt(row.ssim, 4), _fmt(row.lpips, 4),
-            str(row.runs)]
+            _fmt(row.speedup, 2), _fmt(row.cpu_speedup, 2), _fmt(row.wall_s, 2), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
+            _fmt(row.lpips, 4), str(row.runs)]
 
 
 def row_note(row: Row) -> tuple[str, str]:

@@ -198,7 +198,8 @@ def _title(model: LoadedModel, steps: int, settings: CompareSettings) -> str:
 
 def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[str]:
     lines = ["mean ± std over runs; speedup = baseline wall-clock / wall-clock of the same seed (pipeline call only, "
-             "after one warm-up); computed = share of block work computed (diffaccel.summary; peers: counted "
+             "after one warm-up); CPU speedup = the same ratio of process CPU time (CPU runs; steadier when other "
+             "work shares the cores); computed = share of block work computed (diffaccel.summary; peers: counted "
              "Linear/Conv MACs vs the baseline)."]
     if scorer.lpips_message:
         lines.append(scorer.lpips_message)

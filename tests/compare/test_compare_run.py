@@ -80,8 +80,9 @@ def test_diffaccel_row_matches_an_independent_wrapped_run(e2e):
         assert record["ssim"] == pytest.approx(metrics.ssim(reference[0], test[0]), rel=1e-9)
         assert record["computed_fraction"] == pytest.approx(summary.computed_fraction)
         assert record["full_steps"] == summary.full_steps < STEPS
-        assert record["speedup"] == pytest.approx(
-            _by_tag(read_jsonl(out / "results.jsonl"))["none"][record["seed"]]["wall_s"] / record["wall_s"])
+        baseline = next(r for r in _by_tag(read_jsonl(out / "results.jsonl"))["none"] if r["seed"] == record["seed"])
+        assert record["speedup"] == pytest.approx(baseline["wall_s"] / record["wall_s"])
+        assert record["cpu_s"] > 0 and record["cpu_speedup"] == pytest.approx(baseline["cpu_s"] / record["cpu_s"])
 
 
 def _head_block_share() -> float:
