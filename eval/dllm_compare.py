@@ -26,7 +26,7 @@ import torch
 
 from diffaccel.dllm import LLaDAPipeline
 from diffaccel.dllm.config import LLaDAConfig
-from diffaccel.dllm.evaluate import DLLMRunRecord, FullRun, evaluate_dllm, format_table
+from diffaccel.dllm.evaluate import DLLMRunRecord, evaluate_dllm, format_table
 from diffaccel.dllm.llada import LLaDAModelLM
 
 STRATEGIES = {

@@ -13,7 +13,7 @@ from ..api import wrap as _core_wrap
 from ..core.errors import UnknownStrategyError
 from ..strategies.base import StrategyConfig
 from ..strategies.registry import get_entry, parse_strategy_spec
-from . import strategies as _registered  # noqa: F401  (registers the dLLM strategies)
+from . import strategies  # noqa: F401  (importing it registers the dLLM strategies with the engine)
 from .dkv_cache import DKVCacheConfig
 from .fast_dllm import FastDLLMConfig
 from .sparsed import SparseDConfig

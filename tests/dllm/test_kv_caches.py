@@ -121,21 +121,22 @@ def test_dkv_decode_cache_holds_exactly_the_positions_decoded_before_the_previou
         assert torch.equal(valid, x != LLADA_MASK if i > 0 else torch.zeros_like(valid))
 
 
-def test_cached_steps_compute_fewer_tokens_and_stay_close_on_the_trained_model(zoo_pipe):
-    from diffaccel.dllm import summary, unwrap, wrap
+def test_on_the_trained_model_refresh_one_is_exact_and_longer_intervals_compute_less(zoo_pipe):
+    import diffaccel
 
-    prompts, answers = zoo_pipe.task.held_out(64)
+    prompts, _ = zoo_pipe.task.held_out(64)
     full = zoo_pipe(input_ids=prompts)
-    wrap(zoo_pipe, "dkv-cache", refresh_interval=4)
-    try:
-        cached = zoo_pipe(input_ids=prompts)
-        stats = summary(zoo_pipe)
-    finally:
-        unwrap(zoo_pipe)
-    assert stats.computed_fraction < 0.9
-    assert stats.extra["cached_forwards"] > 0
-    # accuracy is a benchmark figure; here only that caching did not break the model outright
-    assert (cached.generated == answers).all(1).float().mean() > 0.5
+    computed = {}
+    for interval in (1, 4):
+        diffaccel.wrap(zoo_pipe, "dkv-cache", refresh_interval=interval)
+        try:
+            out = zoo_pipe(input_ids=prompts)
+            computed[interval] = diffaccel.summary(zoo_pipe).computed_fraction
+        finally:
+            diffaccel.unwrap(zoo_pipe)
+        if interval == 1:
+            assert torch.equal(out.sequences, full.sequences)
+    assert computed[1] == 1.0 and computed[4] < 1.0
 
 
 def test_caches_reject_cfg_and_padding():
