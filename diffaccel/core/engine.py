@@ -6,6 +6,11 @@ diffusers' offloading, layerwise casting and context-parallel hooks, receive
 
 * `EngineHook` on the denoiser itself: advances the step clock once per call and context, checks
   that input shapes stay fixed within a run, resets everything when a run raises halfway.
+
+Run boundaries: a wrapped pipeline's `scheduler.set_timesteps`, `diffaccel.new_run`, a timestep that
+rises, or `reset_state` (diffusers' `reset_stateful_hooks`, which pipelines call after a run; a
+pipeline without a scheduler, such as a diffusion-LM pipeline, calls it before each run) — the
+next call then starts a new run.
 * `UnitHook` on each cache unit: computes (and lets the strategy observe) or returns the
   strategy's forecast without running the module.
 * `FeederHook` on modules that only feed a unit: skipped whenever their unit is forecast.
@@ -89,6 +94,7 @@ class Engine:
         # Composition: a whole-model strategy (TaoCache) owns the steps it claims; there, block-level
         # strategies compute in full (and keep observing), elsewhere they forecast as usual.
         self.model_level = [s for s in strategies if s.unit_level == "model"]
+        self.fixed_shapes = not any(s.variable_input_shapes for s in strategies)
         for strategy in strategies:
             strategy.bind(self.clock)
 
@@ -202,7 +208,9 @@ class Engine:
             self.new_run(None)
         signature = _signature(args, kwargs)
         known = self._signatures.setdefault(context, signature)
-        if known != signature:
+        if not self.fixed_shapes:
+            self._signatures[context] = signature
+        elif known != signature:
             raise RunStateError(
                 f"Input shapes of {type(self.root).__name__} changed within a run (context '{context}', step "
                 f"{self.clock.steps}): {_describe(known)} -> {_describe(signature)}. Batch size and resolution "

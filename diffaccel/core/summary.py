@@ -103,8 +103,9 @@ class Summary:
             f"diffaccel summary: {self.strategy}" + ("  (last run raised; state discarded)" if self.aborted else ""),
             f"  steps {self.steps}, full steps {self.full_steps}, computed fraction {self.computed_fraction:.3f}, "
             f"cache {self.cache_bytes / 2**20:.2f} MiB, contexts {', '.join(self.contexts) or '-'}",
-            f"  {'unit kind':<14}{'units':>7}{'computed':>10}{'forecast':>10}",
         ]
+        if self.units:
+            lines.append(f"  {'unit kind':<14}{'units':>7}{'computed':>10}{'forecast':>10}")
         for kind, k in sorted(self.by_kind().items()):
             lines.append(f"  {kind:<14}{k['units']:>7}{k['computed']:>10}{k['forecast']:>10}")
         lines += [f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}"

@@ -78,6 +78,10 @@ class Strategy(ABC):
     #: units), "model" (one unit hook on the whole denoiser), or "custom" (no unit hooks: the strategy
     #: attaches its own hooks in `attach`, e.g. attention-level K/V caches of diffusion LMs).
     unit_level: ClassVar[str] = "blocks"
+    #: True for strategies whose forwards legitimately change shape within a run (speculative
+    #: verification batches, growing decode windows). The engine then skips its fixed-shape check,
+    #: which exists to protect cached feature states; such strategies keep no per-shape state.
+    variable_input_shapes: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig):
         config.validate()

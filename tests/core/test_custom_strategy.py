@@ -3,6 +3,7 @@ on the same engine, clock and stats, report through `summary`, and `unwrap` remo
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
@@ -80,3 +81,27 @@ def test_custom_strategy_attaches_reports_and_detaches():
     assert stats.as_dict()["forwards"] == 3 and "halved_calls: 3" in str(stats)
     diffaccel.unwrap(pipe)
     assert torch.equal(pipe(x), reference) and not pipe.model.inner._diffusers_hook.hooks
+
+
+class ShapeFreeHalve(Halve):
+    variable_input_shapes = True
+
+
+@dataclass
+class ShapeFreeConfig(StrategyConfig):
+    strategy_name = "test-shape-free"
+
+
+register_strategy(ShapeFreeConfig, ShapeFreeHalve, "test strategy with variable shapes")
+
+
+def test_variable_input_shapes_opt_out_of_the_fixed_shape_check():
+    fixed = diffaccel.wrap(TinyLMPipeline(), "test-halve")
+    free = diffaccel.wrap(TinyLMPipeline(), "test-shape-free")
+    for pipe in (fixed, free):
+        diffaccel.new_run(pipe)
+        pipe(torch.randn(2, 3))
+    free(torch.randn(5, 3))
+    with pytest.raises(diffaccel.RunStateError, match="changed within a run"):
+        fixed(torch.randn(5, 3))
+    assert "unit kind" not in str(diffaccel.summary(free))
