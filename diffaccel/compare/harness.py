@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +304,8 @@ class Harness:
 
     def _put(self, record: dict[str, Any], count: bool = True) -> None:
         record["process_index"] = self.process_index
+        if hasattr(os, "getloadavg"):  # how busy the machine was: context for wall-clock figures
+            record["load_avg_1m"] = round(os.getloadavg()[0], 2)
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         self.store.put(record)
         if self.on_record is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -137,8 +138,11 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     rows = summarize(records, order=[s.tag for s in specs])
     outcome.records, outcome.rows = records, rows
     outcome.paths = _write_reports(out_dir, model, steps, settings, specs, rows, harness, units)
+    footer = _footer(outcome, scorer, settings)
+    atomic_write_text(out_dir / "report.md", f"{_title(model, steps, settings)}\n\n{markdown_table(rows)}\n\n"
+                      + "\n".join(f"{line}  " for line in footer if not line.startswith(tuple(outcome.paths))) + "\n")
     if settings.print_table:
-        print_table(rows, _title(model, steps, settings), _footer(outcome, scorer, settings), console=console)
+        print_table(rows, _title(model, steps, settings), footer, console=console)
     return outcome
 
 
@@ -201,6 +205,11 @@ def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[
              "after one warm-up); CPU speedup = the same ratio of process CPU time (CPU runs; steadier when other "
              "work shares the cores); computed = share of block work computed (diffaccel.summary; peers: counted "
              "Linear/Conv MACs vs the baseline)."]
+    loads = [r["load_avg_1m"] for r in outcome.records if r.get("load_avg_1m") is not None and r.get("wall_s")]
+    if loads:
+        lines.append(f"machine load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f} on "
+                     f"{os.cpu_count()} logical CPUs" + ("; wall-clock figures are disturbed by other work"
+                                                           if max(loads) > (os.cpu_count() or 1) else ""))
     if scorer.lpips_message:
         lines.append(scorer.lpips_message)
     if outcome.interrupted:
