@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--warmup-seed", type=int, default=10_000, help="held-out seed for warm-up and calibration runs")
     compare.add_argument("--max-runs", type=_positive_int, default=None,
                          help="stop after this many new runs (finish later with --resume)")
+    compare.add_argument("--repeats", type=_positive_int, default=1,
+                         help="time every run this many times and keep the fastest (steadier on a busy machine)")
     compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -171,7 +173,7 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         model=model, strategies=args.strategies, steps=args.steps,
         guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
         overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
-        warmup_seed=args.warmup_seed, max_runs=args.max_runs, grid_seeds=args.grid_seeds, height=args.height,
+        warmup_seed=args.warmup_seed, max_runs=args.max_runs, repeats=args.repeats, grid_seeds=args.grid_seeds, height=args.height,
         width=args.width, lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
     )
     if args.seeds is not None:

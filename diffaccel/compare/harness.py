@@ -8,7 +8,8 @@ Order and measurement (identical for diffaccel's strategies and for peers):
 2. for each strategy: attach, one untimed warm-up call on a held-out seed (`warmup_seed`, never one of the
    scored seeds, so whatever a strategy learns on its first run, e.g. HyCa's probe, is not fitted to the
    scored images), then per unit: reset, time only the pipeline call (`time.perf_counter`, with a CUDA
-   synchronise on GPUs), score against the cached baseline output, write the record at once;
+   synchronise on GPUs; with `repeats` > 1 the fastest of that many calls), score against the cached
+   baseline output, write the record at once;
 3. peers get a second, untimed call under `WorkCounter` for `computed_fraction` / `full_steps`, which must
    reproduce the timed output bit for bit (else those fields are null with a note).
 
@@ -59,12 +60,15 @@ class Harness:
     def __init__(self, model: LoadedModel, store: ResultsStore, out_dir: Path, steps: int,
                  guidance_scale: float | None, warmup_seed: int, scorer: Scorer,
                  max_runs: int | None = None, progress: bool = True, process_index: int = 0,
-                 on_record: Callable[[dict], None] | None = None):
+                 on_record: Callable[[dict], None] | None = None, repeats: int = 1):
         self.model, self.store, self.out_dir = model, store, Path(out_dir)
         self.steps, self.guidance_scale, self.warmup_seed = steps, guidance_scale, warmup_seed
         self.scorer, self.max_runs, self.progress = scorer, max_runs, progress
         self.process_index = process_index
         self.on_record = on_record
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.repeats = repeats
         self.new_records = 0
         self.folder = settings_dir(steps, guidance_scale)
         self.ctx = HarnessContext(model, steps, guidance_scale, warmup_seed, self.out_dir)
@@ -107,13 +111,16 @@ class Harness:
     def timed_call(self, runner: StrategyRunner, unit: WorkUnit) -> tuple[np.ndarray, float, float | None]:
         """The pipeline call alone: wall-clock seconds, and on CPU also this process's CPU seconds (steadier than
         wall-clock on a machine shared with other work, where waiting for a core counts as wall time)."""
-        runner.before_call()
-        self._sync()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        output = self._call(unit.seed, unit.condition)
-        self._sync()
-        wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-        return output_array(output), wall_s, (cpu_s if self.model.device == "cpu" else None)
+        walls, cpus = [], []
+        for _ in range(self.repeats):  # with --repeats N: the fastest of N identical calls (least disturbed)
+            runner.before_call()
+            self._sync()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            output = self._call(unit.seed, unit.condition)
+            self._sync()
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu_start)
+        return output_array(output), min(walls), (min(cpus) if self.model.device == "cpu" else None)
 
     def counted_call(self, runner: StrategyRunner, unit: WorkUnit) -> tuple[np.ndarray, CallCounts]:
         runner.before_call()
@@ -304,6 +311,8 @@ class Harness:
 
     def _put(self, record: dict[str, Any], count: bool = True) -> None:
         record["process_index"] = self.process_index
+        if record.get("wall_s") is not None:
+            record["timing_repeats"] = self.repeats
         if hasattr(os, "getloadavg"):  # how busy the machine was: context for wall-clock figures
             record["load_avg_1m"] = round(os.getloadavg()[0], 2)
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")

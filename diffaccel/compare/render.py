@@ -4,8 +4,9 @@ Grid: one row per strategy, the baseline on top; the columns are the same (seed,
 so each strategy's output sits directly below the full-step output it is scored against. Videos show their
 middle frame.
 
-Plot: wall-clock speedup against PSNR and SSIM (and LPIPS when available), mean ± spread per row; diffaccel's
-strategies and peers get different markers. Lossless rows (PSNR inf) are drawn at the top edge.
+Plot: wall-clock speedup against PSNR and SSIM (and LPIPS when available), mean ± spread per row, one legend
+entry per row; diffaccel's strategies and peers get different markers. Rows identical to the baseline
+(PSNR inf) are drawn at the top edge.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
     metrics = [("psnr", "PSNR vs full-step (dB, higher is closer)"), ("ssim", "SSIM vs full-step")]
     if any(r.lpips is not None and r.lpips.mean is not None for r in scored):
         metrics.append(("lpips", "LPIPS vs full-step (lower is closer)"))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 6.0), squeeze=False)
     markers = {"diffaccel": "o", "diffusers": "s", "cache-dit": "^"}
     for ax, (name, label) in zip(axes[0], metrics):
         finite = [getattr(r, name).mean for r in scored
@@ -102,17 +103,19 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
             if yerr is not None and math.isnan(yerr):
                 yerr = 0.0
             ax.errorbar(row.speedup.mean, y, xerr=row.speedup.std or 0.0, yerr=yerr,
-                        fmt=markers.get(row.family, "o"), capsize=3, label=row.tag)
-            ax.annotate(row.tag + (" (lossless)" if lossless else ""), (row.speedup.mean, y), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+                        fmt=markers.get(row.family, "o"), capsize=3,
+                        label=row.tag + (" (identical to baseline)" if lossless else ""))
         ax.axvline(1.0, color="grey", lw=0.8, ls="--")
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.set_xlabel("wall-clock speedup vs full-step baseline")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    rows_of_legend = (len(labels) + 2) // 3
+    fig.tight_layout(rect=(0, min(0.45, 0.035 * rows_of_legend + 0.02), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -53,6 +53,7 @@ class CompareSettings:
     threads: int | None = None
     warmup_seed: int = DEFAULT_WARMUP_SEED
     max_runs: int | None = None
+    repeats: int = 1
     grid_seeds: int = 3
     grid_images: int = 4
     height: int | None = None
@@ -121,7 +122,8 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
 
     scorer = Scorer(use_lpips=settings.lpips, device="cpu")
     harness = Harness(model, store, out_dir, steps, settings.guidance_scale, settings.warmup_seed, scorer,
-                      max_runs=settings.max_runs, progress=settings.progress, process_index=processes.index)
+                      max_runs=settings.max_runs, progress=settings.progress, process_index=processes.index,
+                      repeats=settings.repeats)
     _write_run_info(out_dir, settings, model, steps, specs, processes)
     interrupted = False
     try:

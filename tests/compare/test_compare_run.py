@@ -246,3 +246,13 @@ def test_a_strategy_failing_midway_keeps_its_finished_runs_and_resumes(tmp_path,
     records = read_jsonl(tmp_path / "results.jsonl")
     assert sorted((r["tag"], r["seed"], r["status"]) for r in records) == [
         ("none", 0, "ok"), ("none", 1, "ok"), ("taylorseer:interval=2", 0, "ok"), ("taylorseer:interval=2", 1, "ok")]
+
+
+def test_repeats_time_every_run_several_times(tmp_path, monkeypatch):
+    calls = []
+    real_call = Harness._call
+    monkeypatch.setattr(Harness, "_call", lambda self, seed, condition: calls.append(seed) or real_call(self, seed, condition))
+    outcome = run_compare(_settings(tmp_path, seeds=[0], steps=2, repeats=2))
+    # per row: one warm-up on the held-out seed, then two timed calls on seed 0
+    assert calls == [10_000, 0, 0, 10_000, 0, 0]
+    assert all(r["timing_repeats"] == 2 for r in outcome.records)
