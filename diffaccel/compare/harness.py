@@ -40,6 +40,12 @@ from .store import ResultsStore, atomic_write_text, load_array, record_key, save
 logger = logging.getLogger(__name__)
 
 
+#: Order in which families run (the table keeps the user's order). cache-dit last: its patch functors replace
+#: the transformer's (and, for FLUX, the single blocks') forward for good (`disable_cache` in cache-dit 1.5 does
+#: not restore them), which breaks hooks that rows after it attach, e.g. diffusers' MagCache tail-block hook.
+RUN_ORDER = {"baseline": 0, "diffaccel": 1, "diffusers": 2, "cache-dit": 3}
+
+
 class RunLimitReached(Exception):
     """`max_runs` new records were written; the rest is left for `--resume`."""
 
@@ -142,7 +148,7 @@ class Harness:
             if want_counts:
                 self.ctx.baseline_counts = self.load_counts(units[0])
                 self.ctx.batched_cfg = self._batched_cfg(units[0])
-            for spec in specs:
+            for spec in sorted(specs, key=lambda s: RUN_ORDER.get(s.family, len(RUN_ORDER))):
                 if not spec.is_baseline:
                     self.run_strategy(spec, units)
         finally:

@@ -256,3 +256,15 @@ def test_repeats_time_every_run_several_times(tmp_path, monkeypatch):
     # per row: one warm-up on the held-out seed, then two timed calls on seed 0
     assert calls == [10_000, 0, 0, 10_000, 0, 0]
     assert all(r["timing_repeats"] == 2 for r in outcome.records)
+
+
+def test_cache_dit_rows_run_after_every_other_row(tmp_path, monkeypatch):
+    """cache-dit leaves its patch functors on the transformer; rows after it would see a patched model."""
+    order = []
+    real_run_strategy = Harness.run_strategy
+    monkeypatch.setattr(Harness, "run_strategy", lambda self, spec, units: order.append(spec.tag) or real_run_strategy(self, spec, units))
+    monkeypatch.setattr(Harness, "run_unit", lambda *a, **k: None)  # only the order matters here
+    outcome = run_compare(_settings(tmp_path, seeds=[0], steps=2, strategies=[
+        "cache-dit:dbcache", "diffusers:fbc", "taylorseer:interval=2"]))
+    assert order == ["taylorseer:interval=2", "diffusers:fbc", "cache-dit:dbcache"]
+    assert [row.tag for row in outcome.rows][:1] == ["none"]  # the table keeps the user's order for the rest
