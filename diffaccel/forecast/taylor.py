@@ -31,13 +31,17 @@ def taylor_update(
     if gap <= 0:
         raise ValueError(f"gap between full steps must be positive, got {gap}")
     for i in range(min(max_order, len(old))):
-        new.append((new[i] - old[i]) / gap)
+        difference = torch.sub(new[i], old[i])
+        new.append(difference if gap == 1 else difference.div_(gap))
     return new
 
 
 def taylor_forecast(factors: list[torch.Tensor], offset: int) -> torch.Tensor:
     """Truncated Taylor series `Σ_i factors[i] · offset^i / i!` (offset in steps, ≥ 1)."""
-    out = factors[0]
-    for i in range(1, len(factors)):
-        out = out + factors[i] * (offset**i / math.factorial(i))
+    if len(factors) == 1:
+        return factors[0]
+    # one fused multiply-add pass per order: on skipped steps this is all the unit costs
+    out = torch.add(factors[0], factors[1], alpha=offset)
+    for i in range(2, len(factors)):
+        out.add_(factors[i], alpha=offset**i / math.factorial(i))
     return out
