@@ -1,13 +1,16 @@
 """Late-stage fixed-point forecasting of the denoiser output (our design for TaoCache's slot).
 
-In late denoising steps the model output ε_n settles towards a fixed point: consecutive deltas
-d_n = ε_n − ε_{n−1} keep their direction (cos(d_n, d_{n−1}) ≈ 1) and shrink by a steady ratio
-ρ = ‖d_n‖/‖d_{n−1}‖ < 1. Then ε_{a+j} ≈ ε_a + d_a (ρ + ρ² + … + ρ^j), a geometric series whose
-limit ε_a + d_a ρ/(1 − ρ) is the fixed point. These pure functions are OURS (spec dit-caching
+In late denoising steps the model output ε_n settles towards a fixed point. Model the deltas
+d_n = ε_n − ε_{n−1} as d_n ≈ κ d_{n−1} + (unpredictable part), with κ = cos(d_n, d_{n−1}) · ρ and
+ρ = ‖d_n‖/‖d_{n−1}‖: then ε_{a+j} ≈ ε_a + d_a (κ + κ² + … + κ^j), a geometric series whose limit
+ε_a + d_a κ/(1 − κ) is the fixed point. Deltas that keep their direction give κ = ρ; deltas of
+unrelated direction give κ = 0, i.e. reuse of the last output. These pure functions are OURS (spec dit-caching
 §4.3); TaoCache's own formula is not public (§4.2).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -25,6 +28,18 @@ def delta_ratio(d_new: torch.Tensor, d_old: torch.Tensor) -> float:
     if old == 0.0:
         return 0.0 if new == 0.0 else float("inf")
     return new / old
+
+
+def projection_rate(cos: float, ratio: float) -> float:
+    """κ = cos · ρ: the least-squares coefficient of the newest delta on the previous one. It is ρ when
+    the deltas keep their direction, and 0 (plain reuse) when their directions are unrelated."""
+    return cos * ratio
+
+
+def skip_error(relative_change: float, cos: float, ratio: float) -> float:
+    """Expected relative error of forecasting one more step: ‖d_next − κ d‖ / ‖u‖ ≈ r · ρ · √(1 − cos²),
+    with r = ‖d‖/‖u‖ the relative size of the freshest delta. Zero on an exact geometric trajectory."""
+    return relative_change * ratio * math.sqrt(max(0.0, 1.0 - cos * cos))
 
 
 def geometric_sum(rho: float, steps: int) -> float:

@@ -10,14 +10,14 @@ only because it fills that method's slot:
 * unit: the whole denoiser output (any model, even one no block adapter knows), per guidance
   context; the decision for a step is made once, by the first context to reach it;
 * the sequence used by the sampler, u_n (computed, or forecast), and its deltas d_n = u_n − u_{n−1};
-* at step n ≥ start, if step n − 1 was computed, the freshest delta is consistent with the
-  previous one (cos(d_{n−1}, d_{n−2}) ≥ `cos_threshold`, ratio ρ = ‖d_{n−1}‖/‖d_{n−2}‖ ≤
-  `max_ratio`, and |ρ − ρ_prev| ≤ `ratio_tolerance` when a previous ratio exists), up to
-  `max_skips` following steps are forecast as u_{n−1} + d_{n−1}(ρ + … + ρ^j);
+* at step n ≥ start, after a computed step, the freshest two deltas give cos, ρ and the relative
+  change r = ‖d‖/‖u‖; the expected relative error of forecasting one step is
+  e = r · ρ · √(1 − cos²) (`forecast/fixed_point.py`); up to min(`max_skips`, ⌊`error_threshold`/e⌋)
+  following steps are forecast as u + d(κ + … + κʲ), κ = cos · ρ clamped to [0, `max_ratio`];
 * a computed step after a forecast streak measures its delta against the forecast the sampler
-  used, so the next decision checks that the real output still follows the geometric model.
+  used, so the next decision checks that the real output still follows the model.
 
-Defaults were calibrated with `diffaccel.taocache.calibrate` (see its docstring and the README).
+Defaults were calibrated on the `flux-photos` zoo model with `diffaccel.taocache.calibrate` (README).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.clock import StepInfo
-from ..forecast.fixed_point import delta_cosine, delta_ratio, fixed_point_forecast
+from ..forecast.fixed_point import delta_cosine, delta_ratio, fixed_point_forecast, projection_rate, skip_error
 from .base import Strategy, StrategyConfig, UnitState
 
 
@@ -37,22 +37,21 @@ class TaoCacheConfig(StrategyConfig):
     """Options of our TaoCache design (all ours; see the module docstring).
 
     Attributes:
-        start_frac: skipping is allowed from step ceil(start_frac · T) on (T = the run's steps).
-        start_step: an absolute first skippable step instead (overrides start_frac).
-        cos_threshold: minimum cosine of the last two output deltas.
-        max_ratio: maximum norm ratio of the last two deltas (below 1: contracting to a fixed point).
-        ratio_tolerance: maximum change of that ratio between consecutive checks.
+        start_frac: forecasting is allowed from step ceil(start_frac · T) on (T = the run's steps).
+        start_step: an absolute first forecastable step instead (overrides start_frac).
+        error_threshold: largest accepted accumulated relative error of a forecast streak
+            (the expected error per step is r · ρ · √(1 − cos²)); negative forbids forecasting.
+        max_ratio: upper clamp of the geometric rate κ (below 1: contracting to a fixed point).
         max_skips: maximum consecutive forecast steps.
     """
 
     strategy_name = "taocache"
-    tag_fields = ("start_frac", "max_skips")
+    tag_fields = ("start_frac", "error_threshold", "max_skips")
 
-    start_frac: float = 0.6
+    start_frac: float = 0.5
     start_step: int | None = None
-    cos_threshold: float = 0.9
-    max_ratio: float = 1.0
-    ratio_tolerance: float = 0.25
+    error_threshold: float = 0.025
+    max_ratio: float = 0.95
     max_skips: int = 2
 
     def validate(self) -> None:
@@ -60,12 +59,23 @@ class TaoCacheConfig(StrategyConfig):
             raise ValueError(f"taocache max_skips must be an int >= 0, got {self.max_skips!r}")
         if self.start_step is not None and (not isinstance(self.start_step, int) or self.start_step < 1):
             raise ValueError(f"taocache start_step must be an int >= 1, got {self.start_step!r}")
-        for name in ("start_frac", "cos_threshold", "max_ratio", "ratio_tolerance"):
+        for name in ("start_frac", "error_threshold", "max_ratio"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
                 raise TypeError(f"taocache option '{name}' must be a number, got {value!r}")
         if not 0.0 <= self.start_frac <= 1.0:
             raise ValueError(f"taocache start_frac must be in [0, 1], got {self.start_frac}")
+        if self.max_ratio < 0:
+            raise ValueError(f"taocache max_ratio must be >= 0, got {self.max_ratio}")
+
+
+def _allowed_streak(threshold: float, error: float, max_skips: int) -> int:
+    """How many steps may be forecast when each adds `error` and the streak may add `threshold`."""
+    if threshold < 0 or not math.isfinite(error):  # a zero previous delta gives no usable rate
+        return 0
+    if error == 0 or threshold / error >= max_skips:
+        return max_skips
+    return int(threshold / error)
 
 
 @dataclass
@@ -75,7 +85,7 @@ class TaoState(UnitState):
     prev_delta: torch.Tensor | None = None  # d_{n-2}
     last_step: int = -1
     last_computed: bool = False
-    prev_ratio: float | None = None
+    streak: int = 0  # forecast steps allowed by the last decision
     anchor: torch.Tensor | None = None  # forecast streak: u_a, d_a, ρ, a
     anchor_delta: torch.Tensor | None = None
     anchor_rho: float = 0.0
@@ -92,7 +102,7 @@ class TaoCache(Strategy):
 
     def __init__(self, config: TaoCacheConfig):
         super().__init__(config)
-        self.checks_log: list[tuple[int, float, float]] = []  # (step, cos, ratio) of every check, for calibration
+        self.checks_log: list[tuple] = []  # (step, cos, ratio, relative change, error) per check, for calibration
 
     def start(self, step: StepInfo) -> int:
         cfg = self.config
@@ -119,15 +129,16 @@ class TaoCache(Strategy):
         if state.last is None or step.index < self.start(step) or state.last_step != step.index - 1:
             return False
         if not state.last_computed:  # inside a forecast streak
-            return step.index - state.anchor_step <= cfg.max_skips
+            return step.index - state.anchor_step <= state.streak
         if cfg.max_skips == 0 or state.delta is None or state.prev_delta is None:
             return False
         cos = delta_cosine(state.delta, state.prev_delta)
         rho = delta_ratio(state.delta, state.prev_delta)
-        steady = state.prev_ratio is None or abs(rho - state.prev_ratio) <= cfg.ratio_tolerance
-        state.prev_ratio = rho
-        self.checks_log.append((step.index, cos, rho))
-        return cos >= cfg.cos_threshold and rho <= cfg.max_ratio and steady
+        change = delta_ratio(state.delta, state.last)
+        error = skip_error(change, cos, rho)
+        self.checks_log.append((step.index, cos, rho, change, error))
+        state.streak = _allowed_streak(cfg.error_threshold, error, cfg.max_skips)
+        return state.streak >= 1
 
     def _push(self, state: TaoState, output: torch.Tensor, step: StepInfo, computed: bool) -> None:
         if state.last is not None and state.last_step == step.index - 1:
@@ -149,7 +160,8 @@ class TaoCache(Strategy):
                 raise RuntimeError(f"taocache: context '{step.context}' has no delta history at step {step.index}; "
                                    "all guidance contexts must call the denoiser at every step")
             state.anchor, state.anchor_delta = state.last, state.delta
-            state.anchor_rho = min(delta_ratio(state.delta, state.prev_delta), self.config.max_ratio)
+            kappa = projection_rate(delta_cosine(state.delta, state.prev_delta), delta_ratio(state.delta, state.prev_delta))
+            state.anchor_rho = min(max(kappa, 0.0), self.config.max_ratio)
             state.anchor_step = step.index - 1
         out = fixed_point_forecast(state.anchor, state.anchor_delta, state.anchor_rho, step.index - state.anchor_step)
         self._push(state, out, step, computed=False)

@@ -13,7 +13,7 @@ from tests.synthetic import Trajectory, run
 
 DIT = "DiTTransformer2DModel"
 STEPS = 20
-PERMISSIVE = dict(cos_threshold=-1.0, max_ratio=math.inf, ratio_tolerance=math.inf)
+PERMISSIVE = dict(error_threshold=math.inf, max_ratio=math.inf)
 
 
 def _loop(model, name=DIT, steps=STEPS, probe=None, extra_probe=None):
@@ -52,7 +52,7 @@ def test_start_frac_uses_the_run_length():
 def test_forbidding_thresholds_are_bit_identical_to_unwrapped():
     model = build_tiny(DIT)
     reference, _ = _loop(model)
-    diffaccel.wrap(model, "taocache", start_step=1, cos_threshold=1.5)
+    diffaccel.wrap(model, "taocache", start_step=1, error_threshold=-1.0)
     wrapped, _ = _loop(model)
     assert all(torch.equal(a, b) for a, b in zip(reference, wrapped))
     assert diffaccel.summary(model).full_steps == STEPS
@@ -61,7 +61,7 @@ def test_forbidding_thresholds_are_bit_identical_to_unwrapped():
 def test_geometric_trajectory_is_forecast_exactly():
     fixed, start, rho = 3.0, -2.0, 0.8
     model = diffaccel.wrap(Trajectory(lambda n: fixed + start * rho**n), "taocache", start_step=5, max_skips=3,
-                           cos_threshold=0.99, ratio_tolerance=1e-9, max_ratio=0.95)
+                           error_threshold=1e-9, max_ratio=0.95)
     outs = run(model, 30)
     for n, out in enumerate(outs):
         assert out[0, 0].item() == pytest.approx(fixed + start * rho**n, abs=1e-6), n
@@ -102,11 +102,31 @@ def test_calibration_measures_the_geometric_statistics():
     model = Trajectory(lambda n: 1.0 + rho**n)
     calibration = diffaccel.taocache.calibrate(model, runs=[lambda: run(model, 12), lambda: run(model, 12)])
     assert sorted(calibration.checks) == list(range(3, 12))
-    for values in calibration.checks.values():
-        assert len(values) == 2 and all(c == pytest.approx(1.0) and r == pytest.approx(rho) for c, r in values)
-    config = calibration.config()
-    assert config.start_frac == pytest.approx(3 / 12) and config.cos_threshold == pytest.approx(1.0)
-    assert config.max_ratio == pytest.approx(rho)
+    for n, values in calibration.checks.items():
+        assert len(values) == 2
+        for cos, ratio, change, error in values:
+            delta, value = rho ** (n - 1) - rho ** (n - 2), 1.0 + rho ** (n - 1)
+            assert (cos, ratio, change) == pytest.approx((1.0, rho, abs(delta) / value))
+            assert error == pytest.approx(0.0, abs=1e-6)
+    config = calibration.config(start_frac=0.25)
+    assert config.start_frac == 0.25 and config.error_threshold == pytest.approx(0.0, abs=1e-6)
+
+
+def test_skip_error_closed_form():
+    from diffaccel.forecast.fixed_point import projection_rate, skip_error
+
+    assert skip_error(0.1, 0.6, 0.5) == pytest.approx(0.1 * 0.5 * 0.8)
+    assert projection_rate(0.6, 0.5) == pytest.approx(0.3)
+    assert skip_error(0.3, 1.0, 0.9) == 0.0
+
+
+def test_unrelated_delta_directions_forecast_plain_reuse():
+    """cos = 0 gives κ = 0: the forecast is the last output."""
+    outputs = [torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])]
+    model = diffaccel.wrap(Trajectory(lambda n: outputs[n] if n < 3 else torch.tensor([9.0, 9.0])), "taocache",
+                           start_step=3, max_skips=1, **PERMISSIVE)
+    outs = run(model, 4)
+    assert torch.equal(outs[3][0], torch.tensor([1.0, 1.0], dtype=torch.float64))
 
 
 def test_invalid_options():
