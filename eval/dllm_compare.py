@@ -91,7 +91,7 @@ def main(argv=None) -> None:
                 done.add(record.strategy)
         write_rows(args.out, rows)
     fields = DLLMRunRecord.__dataclass_fields__
-    print(format_table([DLLMRunRecord(**{k: r[k] for k in fields}) for r in rows]))
+    print(format_table([DLLMRunRecord(**{k: r[k] for k in fields if k in r}) for r in rows]))
 
 
 if __name__ == "__main__":

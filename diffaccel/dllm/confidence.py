@@ -128,22 +128,14 @@ def dream_sample_tokens(
     return confidence, x0
 
 
-def dream_propose(
-    logits: torch.Tensor,
-    masked: torch.Tensor,
-    *,
-    temperature: float = 0.0,
-    top_p: float | None = None,
-    top_k: int | None = None,
-    alg: str = "maskgit_plus",
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def dream_propose(logits: torch.Tensor, masked: torch.Tensor, **sampling) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x0, confidence)`` ``[B, L]`` for the masked positions (others: x0 = -1, confidence -inf).
 
-    Only masked rows are sampled, in row-major order, as Dream's ``_sample`` does (RNG parity).
+    ``sampling``: the keyword options of :func:`dream_sample_tokens` (``temperature``, ``top_p``,
+    ``top_k``, ``alg``, ``generator``). Only masked rows are sampled, in row-major order, as Dream's
+    ``_sample`` does (RNG parity).
     """
-    confidence_m, x0_m = dream_sample_tokens(logits[masked], temperature=temperature, top_p=top_p, top_k=top_k,
-                                             alg=alg, generator=generator)
+    confidence_m, x0_m = dream_sample_tokens(logits[masked], **sampling)
     x0 = torch.full(masked.shape, -1, dtype=torch.long, device=logits.device)
     confidence = torch.full(masked.shape, float("-inf"), dtype=torch.float64, device=logits.device)
     x0[masked] = x0_m

@@ -8,20 +8,43 @@ a real checkpoint directory can be loaded without the authors' remote code.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
-def _checked_positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+def _check_shape(config, sizes: tuple[str, ...], width: str, heads: str, kv_heads: str) -> None:
+    """The named ``sizes`` are positive integers, the model ``width`` splits into ``heads``, and the
+    query heads into groups sharing ``kv_heads`` key/value heads (field names differ per family)."""
+    for name in sizes:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    w, h, kv = getattr(config, width), getattr(config, heads), getattr(config, kv_heads)
+    if w % h:
+        raise ValueError(f"{width}={w} is not divisible by {heads}={h}")
+    if h % kv:
+        raise ValueError(f"{heads}={h} is not a multiple of {kv_heads}={kv}")
+
+
+class _DictConfig:
+    """``to_dict`` / ``from_dict`` of the architecture configs: the keys are the dataclass fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """The fields a constructor accepts (``model_type`` is fixed per class)."""
+        return {f.name for f in dataclasses.fields(cls) if f.init}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]):
+        """Rebuild from :meth:`to_dict` output; unknown keys are ignored."""
+        return cls(**{k: v for k, v in raw.items() if k in cls.field_names()})
 
 
 @dataclass
-class LLaDAConfig:
+class LLaDAConfig(_DictConfig):
     """Shape and special tokens of a LLaDA-architecture masked diffusion LM.
 
     Defaults are the LLaDA-8B values (spec §1.4). ``embedding_size`` is the number of rows of ``wte``
@@ -49,12 +72,8 @@ class LLaDAConfig:
     model_type: str = field(default="llada", init=False)
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "vocab_size"):
-            _checked_positive(name, getattr(self, name))
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+        _check_shape(self, ("d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "vocab_size"),
+                     "d_model", "n_heads", "n_kv_heads")
         if self.weight_tying:
             raise NotImplementedError("weight_tying=True is not used by any public LLaDA checkpoint")
         if self.include_bias:
@@ -102,17 +121,9 @@ class LLaDAConfig:
             pad_token_id=raw.get("pad_token_id"),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "LLaDAConfig":
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
-        return cls(**{k: v for k, v in raw.items() if k in names})
-
 
 @dataclass
-class DreamConfig:
+class DreamConfig(_DictConfig):
     """Shape and special tokens of a Dream-architecture (Qwen2-style, shifted-logit) diffusion LM.
 
     Defaults are the Dream-v0-7B values (spec §2.3).
@@ -136,13 +147,9 @@ class DreamConfig:
     model_type: str = field(default="Dream", init=False)
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                     "num_key_value_heads", "vocab_size"):
-            _checked_positive(name, getattr(self, name))
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError("hidden_size must be divisible by num_attention_heads")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        _check_shape(self, ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                            "num_key_value_heads", "vocab_size"),
+                     "hidden_size", "num_attention_heads", "num_key_value_heads")
 
     @property
     def head_dim(self) -> int:
@@ -154,18 +161,4 @@ class DreamConfig:
             raise NotImplementedError(f"rope_scaling={raw['rope_scaling']!r} is not supported")
         if raw.get("hidden_act", "silu") != "silu":
             raise NotImplementedError(f"hidden_act={raw.get('hidden_act')!r} is not supported")
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
-        return cls(**{k: v for k, v in raw.items() if k in names and v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "DreamConfig":
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
-        return cls(**{k: v for k, v in raw.items() if k in names})
-
-
-def read_config_json(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        return cls(**{k: v for k, v in raw.items() if k in cls.field_names() and v is not None})

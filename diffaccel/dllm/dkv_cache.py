@@ -102,12 +102,16 @@ def greedy_window(planned: torch.Tensor, masked: torch.Tensor, window_size: int)
     return out
 
 
-class DKVDecodePlanner(BlockPlanner):
-    name = "dkv-cache (decode)"
+class DKVPlanner(BlockPlanner):
+    """A planner reading the options of a :class:`DKVCacheConfig`."""
 
     def __init__(self, config: DKVCacheConfig) -> None:
         super().__init__()
         self.config = config
+
+
+class DKVDecodePlanner(DKVPlanner):
+    name = "dkv-cache (decode)"
 
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)
@@ -121,12 +125,8 @@ class DKVDecodePlanner(BlockPlanner):
         return self.subset(input_ids, from_cache, cacheable) or self.full(input_ids, store=cacheable)
 
 
-class DKVGreedyPlanner(BlockPlanner):
+class DKVGreedyPlanner(DKVPlanner):
     name = "dkv-cache (greedy)"
-
-    def __init__(self, config: DKVCacheConfig) -> None:
-        super().__init__()
-        self.config = config
 
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .attention import BidirectionalAttention, RMSNorm
 from .config import DreamConfig
+from .model_base import DiffusionLM
 from .outputs import DiffusionLMOutput
 from .rope import apply_rope, compute_dtype, rope_cos_sin
 
@@ -94,7 +95,7 @@ class DreamBaseModel(nn.Module):
         return DiffusionLMOutput(logits=head(self.norm(x)))
 
 
-class DreamModel(nn.Module):
+class DreamModel(DiffusionLM):
     """``model(input_ids, attention_mask=None, position_ids=None).logits`` (unshifted, next-token)."""
 
     def __init__(self, config: DreamConfig) -> None:
@@ -108,23 +109,6 @@ class DreamModel(nn.Module):
     @property
     def blocks(self) -> nn.ModuleList:
         return self.model.layers
-
-    @property
-    def mask_token_id(self) -> int:
-        return self.config.mask_token_id
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
-    def body(self) -> nn.Module:
-        """The inner module that computes logits from tokens (hook point for subset forwards)."""
-        return self.model
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
         # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;

@@ -245,12 +245,16 @@ class BlockPlanner:
     @staticmethod
     def needed_outputs(input_ids, step) -> torch.Tensor:
         """Positions whose output the sampler reads: masked ones (LLaDA) or their left neighbours
-        (Dream, whose logit for position j comes from the output at j-1)."""
-        masked = input_ids == step.mask_id
+        (Dream, whose logit for position j comes from the output at j-1); with ``step.reads_block``
+        every position of the current block as well."""
+        read = input_ids == step.mask_id
+        if step.reads_block:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            read = read | ((positions >= step.block_start) & (positions < step.block_end))
         if not step.shifted_logits:
-            return masked
-        needed = torch.zeros_like(masked)
-        needed[:, :-1] = masked[:, 1:]
+            return read
+        needed = torch.zeros_like(read)
+        needed[:, :-1] = read[:, 1:]
         return needed
 
     def full(self, input_ids, store: torch.Tensor) -> SubsetPlan:
@@ -261,8 +265,8 @@ class BlockPlanner:
     def subset(self, input_ids, from_cache: torch.Tensor, store_candidates: torch.Tensor) -> SubsetPlan | None:
         """A cached forward, or a full refresh when rows would need different token counts."""
         run = ~from_cache
-        if not equal_row_counts(run):
-            logger.debug("%s: rows need different token counts; refreshing instead", self.name)
+        if not equal_row_counts(run) or not run.any():
+            logger.debug("%s: rows need different token counts (or none); refreshing instead", self.name)
             return None
         self.cached_forwards += 1
         return SubsetPlan(run=run, from_cache=from_cache, store=store_candidates & run)

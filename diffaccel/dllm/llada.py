@@ -15,6 +15,7 @@ from torch import nn
 
 from .attention import BidirectionalAttention, RMSNorm
 from .config import LLaDAConfig
+from .model_base import DiffusionLM
 from .outputs import DiffusionLMOutput
 from .rope import apply_rope, compute_dtype, rope_cos_sin
 
@@ -79,7 +80,7 @@ class LLaDAModel(nn.Module):
         return DiffusionLMOutput(logits=t["ff_out"](t["ln_f"](x)))
 
 
-class LLaDAModelLM(nn.Module):
+class LLaDAModelLM(DiffusionLM):
     """``logits = model(input_ids, attention_mask=None, position_ids=None).logits`` ``[B, L, V]``.
 
     ``position_ids`` default to ``0..L-1``; pass the true positions when running a subset of a
@@ -94,23 +95,6 @@ class LLaDAModelLM(nn.Module):
     @property
     def blocks(self) -> nn.ModuleList:
         return self.model.transformer["blocks"]
-
-    @property
-    def mask_token_id(self) -> int:
-        return self.config.mask_token_id
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
-    def body(self) -> nn.Module:
-        """The inner module that computes logits from tokens (hook point for subset forwards)."""
-        return self.model
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
         # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;

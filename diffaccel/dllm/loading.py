@@ -22,14 +22,14 @@ exercise it on tiny checkpoints written in both layouts.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
-from .config import DreamConfig, LLaDAConfig, read_config_json
+from ..zoo.weights_io import read_json
+from .config import DreamConfig, LLaDAConfig
 from .dream import DreamModel
 from .llada import LLaDAModelLM
 
@@ -44,8 +44,7 @@ def checkpoint_shards(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     index = directory / INDEX_FILE
     if index.is_file():
-        with open(index, encoding="utf-8") as handle:
-            weight_map = json.load(handle)["weight_map"]
+        weight_map = read_json(index)["weight_map"]
         shards = sorted({directory / name for name in weight_map.values()})
         missing = [str(s) for s in shards if not s.is_file()]
         if missing:
@@ -100,7 +99,7 @@ def load_llada(directory: str | Path, *, dtype: torch.dtype | None = None, devic
                config: LLaDAConfig | None = None) -> LLaDAModelLM:
     """A :class:`LLaDAModelLM` with the weights of a LLaDA checkpoint directory (no remote code)."""
     directory = Path(directory)
-    config = config or LLaDAConfig.from_hf_dict(read_config_json(directory / "config.json"))
+    config = config or LLaDAConfig.from_hf_dict(read_json(directory / "config.json"))
     model = _build_on_meta(LLaDAModelLM, config)
     return load_state_into(model, checkpoint_shards(directory), dtype=dtype, device=device)
 
@@ -112,7 +111,7 @@ def load_dream(directory: str | Path, *, dtype: torch.dtype | None = None, devic
     Tied embeddings (``tie_word_embeddings``) are re-tied after loading.
     """
     directory = Path(directory)
-    config = config or DreamConfig.from_hf_dict(read_config_json(directory / "config.json"))
+    config = config or DreamConfig.from_hf_dict(read_json(directory / "config.json"))
     model = _build_on_meta(DreamModel, config)
     optional = frozenset({"lm_head.weight"}) if config.tie_word_embeddings else frozenset()
     model = load_state_into(model, checkpoint_shards(directory), dtype=dtype, device=device, optional=optional)

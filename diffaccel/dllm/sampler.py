@@ -50,6 +50,8 @@ class DecodeStep:
     ``planned_commit`` is set when the positions to commit are known before the forward
     (``random_order`` remasking), which dKV-Cache-Greedy requires; ``purpose`` is ``"step"`` for an
     ordinary denoising step and ``"verify"`` for a self-speculative verification batch.
+    ``reads_block``: the caller reads the outputs of every position of the current block, decoded ones
+    included (``LLaDA2Pipeline`` may re-edit decoded tokens), so caches must compute all of them.
     """
 
     run_id: int
@@ -66,6 +68,7 @@ class DecodeStep:
     planned_commit: torch.Tensor | None = None
     purpose: str = "step"
     cfg: bool = False
+    reads_block: bool = False
 
 
 @dataclass

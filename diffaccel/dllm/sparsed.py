@@ -6,6 +6,11 @@ step's post-RoPE queries and keys (:func:`~diffaccel.dllm.sparse_patterns.build_
 for ``now > t*`` attention runs as PyTorch FlexAttention with that block mask (``torch.compile``'d,
 ``dynamic=False``; CPU works through inductor's C++ backend). ``skip >= 1`` never leaves dense.
 
+[ours] A pattern belongs to one sequence shape. When the shape changes after ``t*`` (diffusers'
+``LLaDA2Pipeline`` grows its window by one block per block; a bare model may get another batch), the
+first call at the new shape runs dense and builds the layer's pattern from its queries and keys, as
+at ``t*``; the official code has no growing windows.
+
 Where FlexAttention is unavailable (old torch, compile failure) a warning says so once and the
 layer falls back to dense attention, so outputs stay correct and only the speed-up is lost.
 Scores for the pattern use ``1/sqrt(n_heads)`` for LLaDA and ``1/sqrt(head_dim)`` for Dream, as the
@@ -110,6 +115,7 @@ class SparseDState:
     step: object = None
     run_id: int | None = None
     patterns: dict[int, torch.Tensor] = field(default_factory=dict)
+    pattern_shapes: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # (batch, Lq, Lk)
     block_masks: dict[int, object] = field(default_factory=dict)
     dense_calls: int = 0
     sparse_calls: int = 0
@@ -118,6 +124,7 @@ class SparseDState:
     def reset(self) -> None:
         self.step, self.run_id = None, None
         self.patterns.clear()
+        self.pattern_shapes.clear()
         self.block_masks.clear()
         self.dense_calls = self.sparse_calls = self.fallback_calls = 0
 
@@ -174,11 +181,13 @@ class SparseDAttentionHook(ModelHook):
         if step.index < t_star:
             self.state.dense_calls += 1
             return dense()
-        if step.index == t_star or self.layer_index not in self.state.patterns:
+        shape = (q.shape[0], q.shape[2], k.shape[2])
+        if step.index == t_star or self.state.pattern_shapes.get(self.layer_index) != shape:
             n_rep = q.shape[1] // k.shape[1]
             self.state.patterns[self.layer_index] = build_sparse_pattern(
                 q, repeat_kv(k, n_rep), gen_length=step.gen_length, block_size=self.config.block_size,
                 select=self.config.select, scale=self.score_scale)
+            self.state.pattern_shapes[self.layer_index] = shape
             self.state.block_masks.pop(self.layer_index, None)
             self.state.dense_calls += 1
             return dense()
@@ -211,9 +220,10 @@ def attach_sparsed(model: nn.Module, config: SparseDConfig) -> SparseDState:
     registry = HookRegistry.check_if_exists_or_initialize(model)
     if STEP_HOOK in registry.hooks:
         raise ValueError("sparsed is already attached to this model")
+    modules = attention_modules(model)  # a TypeError for models that are not diffaccel dLLM ports
     state = SparseDState()
     scale = official_score_scale(model, config)
-    for module in attention_modules(model):
+    for module in modules:
         HookRegistry.check_if_exists_or_initialize(module).register_hook(
             SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK)
     registry.register_hook(SparseDStepHook(state), STEP_HOOK)

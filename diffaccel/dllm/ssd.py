@@ -23,7 +23,6 @@ the chain doubles (up to ``max_draft_length``), otherwise it shrinks to ``accept
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -66,14 +65,8 @@ class SSDConfig(StrategyConfig):
 class SelfSpeculativeDecoding:
     """Block policy replacing stepwise decoding; output identical to it (greedy, one token/step)."""
 
-    def __init__(self, config: SSDConfig | None = None, *, fixed_shapes: bool = False, context_owner=None) -> None:
-        """``fixed_shapes`` pads every forward to a fixed batch per call kind (``B`` rows for the
-        reference's own forwards, ``B * (N + 1)`` for verifications, under the cache context
-        ``"ssd-verify"`` of ``context_owner``), as the diffaccel engine requires input shapes to stay
-        fixed within a run; padded rows are computed and ignored."""
+    def __init__(self, config: SSDConfig | None = None) -> None:
         self.config = config or SSDConfig()
-        self.fixed_shapes = fixed_shapes
-        self.context_owner = context_owner
         self._carry: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._carry_run: int | None = None
 
@@ -182,20 +175,10 @@ class SelfSpeculativeDecoding:
                 self._carry[(block.index + 1, r)] = (states[r].clone(), logits[r])
 
     def _forward(self, sampler, run, block, sequences, masks, purpose):
-        """One batched forward over ``sequences`` (counted as one NFE)."""
-        count = len(sequences)
-        if self.fixed_shapes:
-            cap = self.config.max_draft_length if self.config.adaptive else self.config.draft_length
-            rows = run.x.shape[0] * (1 if purpose == "step" else cap + 1)
-            sequences = list(sequences) + [sequences[-1]] * (rows - count)
-            masks = list(masks) + [masks[-1]] * (rows - count)
+        """One batched forward over exactly ``sequences`` (counted as one NFE). Its batch size changes
+        from round to round (rows finish, chains shorten), which is why the engine strategy declares
+        ``variable_input_shapes``."""
         batch = torch.cat(sequences, dim=0)
         mask = None if masks[0] is None else torch.cat(masks, dim=0)
         step = run.make_step(sampler, block, 0, purpose=purpose)
-        context = contextlib.nullcontext()
-        if self.context_owner is not None and purpose == "verify":
-            from ..api import cache_context
-
-            context = cache_context(self.context_owner, "ssd-verify")
-        with context:
-            return sampler.forward_logits(run, batch, step, mask)[:count]
+        return sampler.forward_logits(run, batch, step, mask)

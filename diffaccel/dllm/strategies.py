@@ -1,15 +1,17 @@
 """The dLLM strategies as engine strategies: ``diffaccel.wrap(pipe, "dkv-cache", refresh_interval=4)``.
 
 Each is a :class:`diffaccel.strategies.base.Strategy` with ``unit_level = "custom"``: the engine
-attaches its own hook (step clock, input checks, run resets, statistics) to the pipeline's model, then
+attaches its own hook (step clock, run resets, statistics; dLLM strategies opt out of its fixed-shape
+check, see :attr:`DLLMStrategy.variable_input_shapes`) to the pipeline's model, then
 calls :meth:`attach`, where the strategy registers its hooks through ``diffusers.hooks.HookRegistry``
 (KV caches and SparseD) or installs its block policy on the pipeline (SSD); ``unwrap`` calls
 :meth:`detach`. :meth:`report` fills ``diffaccel.summary``: ``steps`` are commit rounds,
 ``full_steps`` forwards over every token, ``computed_fraction`` the share of (row, position) tokens
 the transformer computed, plus forwards (NFE), rows, tokens and method-specific figures.
 
-Runs: a dLLM pipeline call resets the model's stateful hooks first (as diffusers pipelines do
-after a call), so every call is one run of the engine's clock.
+Runs: a diffaccel dLLM pipeline has no scheduler, so each call resets the model's stateful hooks first
+(the engine's run-boundary rule), and every call is one run of the engine's clock; in diffusers'
+``LLaDA2Pipeline`` the scheduler's ``set_timesteps`` starts the run, as in every wrapped pipeline.
 """
 
 from __future__ import annotations
@@ -23,41 +25,81 @@ from .dkv_cache import make_planner as make_dkv_planner
 from .fast_dllm import FastDLLMConfig
 from .fast_dllm import make_planner as make_fast_planner
 from .kv_cache import attach_planner, detach_planner
+from .llada2 import attach_step_hook, detach_step_hook, is_llada2_pipeline
 from .sparsed import SparseDConfig, attach_sparsed, detach_sparsed
 from .ssd import SelfSpeculativeDecoding, SSDConfig
 
 
-def _pipeline(owner, strategy_name: str, needs_pipeline: bool):
-    if hasattr(owner, "block_policy") and hasattr(owner, "sampler"):
-        return owner
-    if needs_pipeline:
-        raise TypeError(f"{strategy_name} changes the decoding loop and needs a diffaccel dLLM pipeline "
-                        f"(LLaDAPipeline / DreamPipeline), got {type(owner).__name__}")
-    return None
+def _is_dllm_pipeline(owner) -> bool:
+    """A diffaccel LLaDA / Dream pipeline: its decoding loop takes a block policy and schedule overrides."""
+    return hasattr(owner, "block_policy") and hasattr(owner, "sampler")
 
 
 class DLLMStrategy(Strategy):
-    """Shared plumbing: no cache units; figures from the pipeline's last decode record."""
+    """Shared plumbing: no cache units; the owner decides where the figures come from.
+
+    Owners: a diffaccel dLLM pipeline (figures from its last decode record), diffusers'
+    ``LLaDA2Pipeline`` (a :class:`~diffaccel.dllm.llada2.LLaDA2StepHook` tells the hooks where the
+    pipeline is and counts forwards), or a bare dLLM model (the caller passes ``decode_step``).
+    Subclasses install and remove their own hooks in :meth:`install` / :meth:`uninstall`.
+    """
 
     unit_level: ClassVar[str] = "custom"
+    #: The engine's fixed-shape check protects per-shape feature caches, and dLLM strategies keep none
+    #: keyed by shape: SSD's verification batches change size every round, ``LLaDA2Pipeline``'s window
+    #: grows by one block per block, and the K/V caches and SparseD patterns are rebuilt whenever the
+    #: sequence shape changes (tests: test_llada2.py, test_api.py).
+    variable_input_shapes: ClassVar[bool] = True
+    #: True when the strategy changes the decoding loop (block policy, commit schedule), which only a
+    #: diffaccel dLLM pipeline exposes.
     needs_pipeline: ClassVar[bool] = False
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self.pipeline = None
+        self.step_hook = None
         self.planner = None
         self.cache = None
         self.sparse_state = None
 
     def attach(self, engine, owner) -> None:
-        self.pipeline = _pipeline(owner, self.config.strategy_name, self.needs_pipeline)
+        llada2 = is_llada2_pipeline(owner)
+        self.pipeline = owner if _is_dllm_pipeline(owner) else None
+        if llada2:
+            self.check_llada2()
+        elif self.needs_pipeline and self.pipeline is None:
+            raise TypeError(f"{self.config.strategy_name} changes the decoding loop and needs a diffaccel dLLM "
+                            f"pipeline (LLaDAPipeline / DreamPipeline), got {type(owner).__name__}")
+        self.install(engine.root)
+        if llada2:
+            try:
+                self.step_hook = attach_step_hook(engine.root, owner)
+            except BaseException:
+                self.uninstall(engine.root)
+                raise
 
     def detach(self, engine, owner) -> None:
+        if self.step_hook is not None:
+            detach_step_hook(engine.root)
+            self.step_hook = None
+        self.uninstall(engine.root)
         self.pipeline = None
+
+    def check_llada2(self) -> None:
+        """Raise when this configuration cannot run inside ``LLaDA2Pipeline``'s own decoding loop."""
+        if self.needs_pipeline:
+            raise TypeError(f"{self.config.strategy_name} changes the decoding loop, which in LLaDA2Pipeline is "
+                            "diffusers' own; it needs a diffaccel dLLM pipeline (LLaDAPipeline / DreamPipeline)")
+
+    def install(self, model) -> None:
+        """Register this strategy's hooks on ``model`` (and its policy on :attr:`pipeline`, if any)."""
+
+    def uninstall(self, model) -> None:
+        """Undo :meth:`install`."""
 
     def report(self, engine) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        record = getattr(self.pipeline, "last_record", None) if self.pipeline is not None else None
+        record = getattr(self.pipeline, "last_record", None)
         if record is not None and record.forward_calls:
             seq_len = self.pipeline.last_sequence_length or 0
             total = record.forward_rows * seq_len
@@ -67,6 +109,10 @@ class DLLMStrategy(Strategy):
                        query_tokens=record.query_tokens, committed_tokens=record.committed_tokens)
             if record.accepted_per_round:
                 out["mean_tokens_per_round"] = sum(record.accepted_per_round) / len(record.accepted_per_round)
+        run = self.step_hook.state if self.step_hook is not None else None
+        if run is not None and run.forwards:
+            out.update(steps=run.forwards, full_steps=run.forwards, forwards=run.forwards,
+                       query_tokens=run.query_tokens, computed_fraction=run.query_tokens / run.window_tokens)
         if self.planner is not None:
             out["full_steps"] = self.planner.full_forwards
             out["cached_forwards"] = self.planner.cached_forwards
@@ -86,60 +132,74 @@ class DLLMStrategy(Strategy):
     must_compute = observe = forecast = new_state
 
 
-class DKVCache(DLLMStrategy):
-    def attach(self, engine, owner) -> None:
-        super().attach(engine, owner)
-        self.planner = make_dkv_planner(self.config)
-        self.cache = attach_planner(engine.root, self.planner)
+class KVCacheStrategy(DLLMStrategy):
+    """A K/V-cache planner executed by the subset-forward hooks of :mod:`diffaccel.dllm.kv_cache`."""
 
-    def detach(self, engine, owner) -> None:
-        detach_planner(engine.root)
-        super().detach(engine, owner)
+    def make_planner(self):
+        raise NotImplementedError
+
+    def install(self, model) -> None:
+        self.planner = self.make_planner()
+        if self.planner is not None:
+            self.cache = attach_planner(model, self.planner)
+
+    def uninstall(self, model) -> None:
+        if self.planner is not None:
+            detach_planner(model)
 
 
-class FastDLLM(DLLMStrategy):
+class DKVCache(KVCacheStrategy):
+    def make_planner(self):
+        return make_dkv_planner(self.config)
+
+    def check_llada2(self) -> None:
+        if self.config.variant == "greedy":
+            raise ValueError("dkv-cache variant='greedy' needs a decode order fixed before each forward "
+                             "(remasking='random_order'), which LLaDA2Pipeline does not have; use variant='decode'")
+
+
+class FastDLLM(KVCacheStrategy):
     needs_pipeline = True
 
-    def attach(self, engine, owner) -> None:
-        super().attach(engine, owner)
-        self.planner = make_fast_planner(self.config)
-        if self.planner is not None:
-            self.cache = attach_planner(engine.root, self.planner)
+    def make_planner(self):
+        return make_fast_planner(self.config)
+
+    def check_llada2(self) -> None:
+        # the caches apply; the threshold rule is the pipeline's own (its `threshold=` call argument)
         if self.config.threshold is not None:
+            raise ValueError("on LLaDA2Pipeline fast-dllm attaches its cache only: the pipeline commits with its own "
+                             "threshold (pass threshold=... to the pipeline call); wrap with threshold=None")
+
+    def install(self, model) -> None:
+        super().install(model)
+        if self.pipeline is not None and self.config.threshold is not None:
             self.pipeline.sampling_overrides = {"schedule": "threshold", "threshold": float(self.config.threshold)}
 
-    def detach(self, engine, owner) -> None:
-        if self.planner is not None:
-            detach_planner(engine.root)
+    def uninstall(self, model) -> None:
+        super().uninstall(model)
         if self.pipeline is not None:
             self.pipeline.sampling_overrides = {}
-        super().detach(engine, owner)
 
 
 class SparseD(DLLMStrategy):
-    def attach(self, engine, owner) -> None:
-        super().attach(engine, owner)
-        self.sparse_state = attach_sparsed(engine.root, self.config)
+    def install(self, model) -> None:
+        self.sparse_state = attach_sparsed(model, self.config)
 
-    def detach(self, engine, owner) -> None:
-        detach_sparsed(engine.root)
-        super().detach(engine, owner)
+    def uninstall(self, model) -> None:
+        detach_sparsed(model)
 
 
 class SelfSpeculative(DLLMStrategy):
     needs_pipeline = True
 
-    def attach(self, engine, owner) -> None:
-        super().attach(engine, owner)
+    def install(self, model) -> None:
         if self.pipeline.block_policy is not None:
             raise ValueError("the pipeline already has a custom block policy")
-        # fixed shapes per call kind: the engine checks that input shapes stay fixed within a run
-        self.pipeline.block_policy = SelfSpeculativeDecoding(self.config, fixed_shapes=True, context_owner=owner)
+        self.pipeline.block_policy = SelfSpeculativeDecoding(self.config)
 
-    def detach(self, engine, owner) -> None:
+    def uninstall(self, model) -> None:
         if self.pipeline is not None:
             self.pipeline.block_policy = None
-        super().detach(engine, owner)
 
 
 def register_dllm_strategies() -> None:

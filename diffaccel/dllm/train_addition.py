@@ -14,14 +14,11 @@ cross-entropy of masked tokens divided by ``p`` and by the answer length.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..zoo.weights_io import sha256_of, verify_manifest, write_json
 from .config import LLaDAConfig
 from .llada import LLaDAModelLM
 from .tasks.addition import EOS, MASK, VOCAB_SIZE, AdditionTask
@@ -78,22 +76,6 @@ def stepwise_exact_match(model: LLaDAModelLM, task: AdditionTask, count: int, bl
         out = llada_generate(model, prompts, steps=task.gen_length, gen_length=task.gen_length,
                              block_length=block_length, mask_id=MASK)
     return task.exact_match(out[:, prompts.shape[1]:], answers).float().mean().item()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -177,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
               metadata={"format": "pt", "zoo_model": "llada-addition"})
     os.replace(tmp_weights, weights)
     os.chmod(weights, 0o644)
-    write_json_atomic(args.output / "config.json", {
+    write_json(args.output / "config.json", {
         "architecture": "LLaDAModelLM", "model": model.config.to_dict(),
         "task": {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,
                  "prompt_length": task.prompt_length},
@@ -192,13 +174,13 @@ def main(argv: list[str] | None = None) -> dict:
         "final_loss": final_loss,
         "final_loss_definition": "mean LLaDA SFT loss over the last 100 training steps",
         "torch_version": torch.__version__,
-        "sha256": {"model.safetensors": sha256_file(weights)},
+        "sha256": {"model.safetensors": sha256_of(weights)},
     }
-    write_json_atomic(args.output / "manifest.json", manifest)
+    write_json(args.output / "manifest.json", manifest)
     logger.info("saved %s (final loss %.5f, %.0f s)", weights, final_loss, train_s)
 
     evaluate_into_manifest(model, task, manifest, args.eval_count, torch.Generator().manual_seed(args.seed + 1))
-    write_json_atomic(args.output / "manifest.json", manifest)
+    write_json(args.output / "manifest.json", manifest)
     return manifest
 
 
@@ -207,15 +189,12 @@ def evaluate_only(args: argparse.Namespace) -> dict:
     from .zoo import load_llada_addition_model, read_task
 
     torch.set_num_threads(args.threads)
-    with open(args.output / "manifest.json", encoding="utf-8") as handle:
-        manifest = json.load(handle)
-    if manifest["sha256"]["model.safetensors"] != sha256_file(args.output / "model.safetensors"):
-        raise ValueError("model.safetensors does not match its manifest; refusing to evaluate other weights")
+    manifest = verify_manifest(args.output.name, root=args.output.parent)  # refuses weights its manifest does not list
     model = load_llada_addition_model(args.output)
     seed = manifest.get("seed", 0)
     evaluate_into_manifest(model, read_task(args.output), manifest, args.eval_count, torch.Generator().manual_seed(seed + 1))
     manifest["eval"]["command"] = "python -m diffaccel.dllm.train_addition --evaluate-only"
-    write_json_atomic(args.output / "manifest.json", manifest)
+    write_json(args.output / "manifest.json", manifest)
     return manifest
 
 

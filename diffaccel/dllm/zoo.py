@@ -9,12 +9,12 @@ produces them).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from ..zoo.weights_io import read_json, weights_dir
 from .config import LLaDAConfig
 from .llada import LLaDAModelLM
 from .pipeline import LLaDAPipeline
@@ -25,15 +25,12 @@ ZOO_NAME = "llada-addition"
 
 
 def weights_folder() -> Path:
-    from ..zoo.weights_io import weights_dir
-
     return weights_dir(ZOO_NAME)
 
 
 def read_task(folder: Path | None = None) -> AdditionTask:
     folder = folder or weights_folder()
-    with open(folder / "config.json", encoding="utf-8") as handle:
-        task = json.load(handle)["task"]
+    task = read_json(folder / "config.json")["task"]
     return AdditionTask(n_digits=task["n_digits"], gen_length=task["gen_length"])
 
 
@@ -43,8 +40,7 @@ def load_llada_addition_model(folder: Path | None = None, device="cpu", dtype=to
     if not weights.is_file():
         raise FileNotFoundError(f"zoo weights for {ZOO_NAME!r} are missing at {folder}; train them with "
                                 "`python -m diffaccel.dllm.train_addition`")
-    with open(folder / "config.json", encoding="utf-8") as handle:
-        config = LLaDAConfig.from_dict(json.load(handle)["model"])
+    config = LLaDAConfig.from_dict(read_json(folder / "config.json")["model"])
     model = LLaDAModelLM(config)
     model.load_state_dict(load_file(str(weights)), strict=True)
     return model.to(device=device, dtype=dtype).eval()

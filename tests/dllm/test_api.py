@@ -4,9 +4,11 @@ import pytest
 import torch
 
 import diffaccel
-from diffaccel.core.errors import AlreadyWrappedError, NotWrappedError, RunStateError, UnknownStrategyError
+from diffaccel.core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError
 from diffaccel.dllm import LLaDAPipeline, dllm_strategies
 from diffaccel.dllm.dkv_cache import DKVCacheConfig
+from diffaccel.dllm.sampler import DecodeStep, MaskedDiffusionSampler, SamplingConfig
+from diffaccel.dllm.ssd import SelfSpeculativeDecoding, SSDConfig
 
 from .conftest import random_prompts, tiny_llada
 
@@ -58,7 +60,29 @@ def test_ssd_reports_fewer_forwards_than_steps():
     finally:
         diffaccel.unwrap(pipe)
     assert stats.extra["forwards"] < 16 and stats.extra["mean_tokens_per_round"] > 1
-    assert "ssd-verify" in stats.contexts
+    assert stats.contexts == ["default"]
+
+
+def test_ssd_verification_batches_are_exactly_as_large_as_needed():
+    """Under the engine SSD runs the same forwards as the bare policy: no padded rows."""
+    model, ids = tiny_llada(2), random_prompts(4, 9, 12)
+    rows = []
+    handle = model.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    try:
+        sampler = MaskedDiffusionSampler(model, family="llada", mask_id=model.config.mask_token_id)
+        sampler.generate(ids, SamplingConfig(**RUN), policy=SelfSpeculativeDecoding(SSDConfig(draft_length=4)))
+        bare_rows, bare_record = list(rows), sampler.last_record
+        rows.clear()
+        pipe = LLaDAPipeline(model)
+        diffaccel.wrap(pipe, "ssd", draft_length=4)
+        try:
+            out = pipe(input_ids=ids, **RUN)
+        finally:
+            diffaccel.unwrap(pipe)
+    finally:
+        handle.remove()
+    assert rows == bare_rows and sum(rows) == out.record.forward_rows == bare_record.forward_rows
+    assert max(rows) <= 4 * (4 + 1) and len(set(rows)) > 2  # batch sizes vary from forward to forward
 
 
 def test_fast_dllm_threshold_zero_decodes_each_block_in_one_step():
@@ -92,13 +116,20 @@ def test_bad_input_gets_clear_errors():
         diffaccel.wrap(tiny_llada(1), "ssd")
 
 
-def test_a_bare_model_reports_a_changed_batch_within_a_run():
+def test_a_bare_model_with_a_changed_batch_within_a_run_recomputes_instead_of_reusing_the_cache():
+    """dLLM strategies opt out of the engine's fixed-shape check because their caches reset themselves."""
     model = tiny_llada(1)
-    diffaccel.wrap(model, "dkv-cache")
+    x2, x3 = random_prompts(2, 6, 12), random_prompts(3, 6, 12, seed=5)
+    x2[:, 3:] = x3[:, 3:] = model.config.mask_token_id
+    step = dict(run_id=-7, total_steps=6, block_index=0, block_start=3, block_end=6, prompt_length=3,
+                gen_length=3, mask_id=model.config.mask_token_id)
+    expected = model(x3).logits
+    diffaccel.wrap(model, "dkv-cache", refresh_interval=8)
     try:
         diffaccel.new_run(model)
-        model(random_prompts(2, 5, 12))
-        with pytest.raises(RunStateError, match="changed within a run"):
-            model(random_prompts(3, 5, 12))
+        for i in range(3):
+            model(x2, decode_step=DecodeStep(index=i, step_in_block=i, **step))
+        got = model(x3, decode_step=DecodeStep(index=3, step_in_block=3, **step))
     finally:
         diffaccel.unwrap(model)
+    assert torch.equal(got.logits, expected) and got.computed_tokens == x3.numel()
