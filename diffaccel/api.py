@@ -15,7 +15,7 @@ from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
 from .strategies.base import StrategyConfig
-from .strategies.registry import build_strategy, get_entry, resolve_config
+from .strategies.registry import build_strategy, get_entry, parse_strategy_spec, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
     Args:
         obj: a `DiffusionPipeline` (every component with a registered adapter is wrapped: `transformer`,
             `transformer_2`, `unet`), or an `nn.Module` whose class has an adapter.
-        strategy: a strategy name (see `diffaccel.strategies()`), a config object such as
-            `diffaccel.TaylorSeerConfig(interval=6)`, or a list of these to compose strategies.
+        strategy: a strategy name (see `diffaccel.strategies()`), a spec with options
+            (`"taylorseer:interval=4"`), a config object such as `diffaccel.TaylorSeerConfig(interval=6)`,
+            or a list of these to compose strategies (`["taylorseer:interval=4", "taocache"]`).
         **options: override the model family's preset (for a single strategy).
 
     Returns the same object. Runs start automatically when a wrapped pipeline's scheduler sets its
@@ -53,12 +54,13 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
     specs = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
     if not specs:
         raise UnknownStrategyError("wrap needs at least one strategy")
+    specs = [_parse_text_spec(spec) for spec in specs]
     if len(specs) > 1 and options:
         raise UnknownStrategyError(
-            "options apply to a single strategy; to compose strategies pass config objects, e.g. "
-            "[diffaccel.TaylorSeerConfig(interval=4), ...]"
+            "options apply to a single strategy; to compose strategies give each its options, e.g. "
+            "['taylorseer:interval=4', 'taocache'] or config objects"
         )
-    entries = [get_entry(spec.strategy_name if isinstance(spec, StrategyConfig) else spec) for spec in specs]
+    entries = [get_entry(_spec_name(spec)) for spec in specs]
     needs_no_units = all(e.strategy_cls.unit_level in ("model", "custom") for e in entries)
     targets = _denoisers(obj, needs_no_units)
     engines: dict[str, Engine] = {}
@@ -67,8 +69,9 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             adapter = find_adapter(module) or generic_adapter(module)
             strategies = []
             for spec in specs:
-                spec_name = spec.strategy_name if isinstance(spec, StrategyConfig) else spec
-                config = resolve_config(spec, adapter.preset(spec_name), options)
+                spec_options = {**spec[1], **options} if isinstance(spec, tuple) else options
+                base = spec[0] if isinstance(spec, tuple) else spec
+                config = resolve_config(base, adapter.preset(_spec_name(spec)), spec_options)
                 strategies.append(build_strategy(config))
             engine = Engine(module, adapter, strategies, owner=obj)
             engine.attach()
@@ -134,6 +137,20 @@ def engines(obj) -> dict[str, Engine]:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _parse_text_spec(spec):
+    """`"taylorseer:interval=4"` → `("taylorseer", {"interval": 4})`; names and configs pass through."""
+    if isinstance(spec, str) and ":" in spec:
+        name, spec_options = parse_strategy_spec(spec)
+        return name, spec_options
+    return spec
+
+
+def _spec_name(spec) -> str:
+    if isinstance(spec, tuple):
+        return spec[0]
+    return spec.strategy_name if isinstance(spec, StrategyConfig) else spec
+
+
 def _binding(obj) -> Binding:
     binding = getattr(obj, _BINDING_ATTR, None)
     if binding is None:

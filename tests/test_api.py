@@ -138,3 +138,13 @@ def test_register_adapter_for_a_custom_module():
     reference = [model(x, torch.tensor(t)) for t in (3.0, 2.0, 1.0)]
     diffaccel.wrap(model, "taylorseer", interval=1)
     assert all(torch.equal(a, model(x, torch.tensor(t))) for a, t in zip(reference, (3.0, 2.0, 1.0)))
+
+
+def test_text_specs_alone_and_in_compositions():
+    model = diffaccel.wrap(build_tiny(DIT), "taylorseer:interval=3,order=2", warmup=1)
+    cfg = diffaccel.engines(model)[""].strategies[0].config
+    assert (cfg.interval, cfg.order, cfg.warmup) == (3, 2, 1)
+    model = diffaccel.wrap(build_tiny(DIT), ["taylorseer:interval=3", "taocache:max_skips=1"])
+    ts, tao = diffaccel.engines(model)[""].strategies
+    assert (ts.config.interval, ts.config.order, ts.config.warmup) == (3, 4, 2)  # DiT preset + option
+    assert tao.config.max_skips == 1

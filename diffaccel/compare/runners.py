@@ -96,7 +96,11 @@ class DiffaccelRunner(StrategyRunner):
 
         super().setup(ctx)
         try:
-            api.wrap(ctx.model.pipe, self.spec.name, **self.spec.options_dict)
+            parts = self.spec.parts
+            if len(parts) == 1:
+                api.wrap(ctx.model.pipe, self.spec.name, **self.spec.options_dict)
+            else:
+                api.wrap(ctx.model.pipe, parts)
         except UnsupportedModelError as error:
             raise Unsupported(str(error)) from error
 

@@ -3,7 +3,8 @@
 A spec is `name[:key=value,...]`:
 
 * `none` (or `baseline`): the full-step run every other row is measured against;
-* a diffaccel strategy (`diffaccel.strategies()`), e.g. `taylorseer:interval=4,order=2`;
+* a diffaccel strategy (`diffaccel.strategies()`), e.g. `taylorseer:interval=4,order=2`, or a
+  composition of several joined by `+`, each with its own options (`taylorseer:interval=4+taocache`);
 * a peer run through its own code: `diffusers:<technique>[:options]` (diffusers' built-in cache hooks) or
   `cache-dit:<dbcache|taylorseer>[:options]`.
 
@@ -61,9 +62,22 @@ class StrategySpec:
         return ",".join(f"{k}={_format_value(v)}" for k, v in self.options)
 
     @property
+    def parts(self) -> list[str]:
+        """A diffaccel composition (`taylorseer:interval=4+taocache`) as one `name:options` text per
+        strategy; a single strategy gives one part."""
+        names = self.name.split("+")
+        if len(names) == 1:
+            return [self.strategy + (f":{self.options_text}" if self.options else "")]
+        texts = []
+        for name in names:
+            own = [(k.split(".", 1)[1], v) for k, v in self.options if k.split(".", 1)[0] == name]
+            texts.append(name + (":" + ",".join(f"{k}={_format_value(v)}" for k, v in own) if own else ""))
+        return texts
+
+    @property
     def tag(self) -> str:
         """Canonical text of the spec (options sorted); parses back to an equal spec."""
-        return self.strategy + (f":{self.options_text}" if self.options else "")
+        return "+".join(self.parts)
 
     @property
     def slug(self) -> str:
@@ -107,6 +121,14 @@ def parse_spec(text: str) -> StrategySpec:
         from .peers import validate_peer_spec
 
         return validate_peer_spec(spec)
+    if "+" in text:  # a composition: each part with its own options
+        names, options = [], {}
+        for part in text.split("+"):
+            name, part_options = parse_strategy_spec(part)
+            _validate_diffaccel(name, part_options)
+            names.append(name)
+            options.update({f"{name}.{key}": value for key, value in part_options.items()})
+        return make_spec("diffaccel", "+".join(names), options)
     name, options = parse_strategy_spec(text)
     _validate_diffaccel(name, options)
     return make_spec("diffaccel", name, options)

@@ -54,3 +54,14 @@ def test_baseline_first_and_deduplicated():
 def test_bad_specs_are_clear_errors(text, message):
     with pytest.raises((UnknownStrategyError, ValueError, TypeError), match=message):
         parse_spec(text)
+
+
+def test_compositions_keep_options_per_part_and_round_trip():
+    from diffaccel.compare.specs import parse_spec, parse_spec_list
+
+    spec = parse_spec("taylorseer:interval=4,order=2+taocache:max_skips=1")
+    assert spec.name == "taylorseer+taocache"
+    assert spec.parts == ["taylorseer:interval=4,order=2", "taocache:max_skips=1"]
+    assert parse_spec(spec.tag) == spec
+    listed = parse_spec_list("taylorseer:interval=4,order=2+taocache none")
+    assert [s.tag for s in listed] == ["none", "taylorseer:interval=4,order=2+taocache"]
