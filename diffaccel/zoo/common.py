@@ -6,6 +6,7 @@ a hub pipeline (``diffaccel.wrap``, ``.to()``, ``set_progress_bar_config``, diff
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,11 +17,21 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
+def place(module: torch.nn.Module, device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move a freshly loaded component to ``device`` and cast it only when ``dtype`` differs (diffusers warns on
+    every dtype cast of a model), returned in eval mode."""
+    module = module.to(device=device)
+    if next(module.parameters()).dtype != dtype:
+        module = module.to(dtype=dtype)
+    return module.eval()
+
+
 class ClassConditionalZooPipeline(DiffusionPipeline):
     """Base of the zoo pipelines: a fixed list of class names and the conversions every ``__call__`` needs.
 
-    Subclasses call ``self.register_to_config(class_names=...)`` in ``__init__``; the null (unconditional) class
-    used for classifier-free guidance is the id ``len(class_names)``.
+    Subclasses call ``self.register_to_config(class_names=..., default_guidance_scale=...)`` in ``__init__``; the
+    null (unconditional) class used for classifier-free guidance is the id ``len(class_names)``. A guidance scale
+    of at most 1 skips the unconditional branch entirely.
     """
 
     @property
@@ -30,6 +41,18 @@ class ClassConditionalZooPipeline(DiffusionPipeline):
     @property
     def num_classes(self) -> int:
         return len(self.config.class_names)
+
+    @property
+    def default_guidance_scale(self) -> float:
+        """Guidance used when a call passes none; stored with the weights (``config.json``) because the right
+        scale depends on how the model was trained (see each model's manifest for accuracy per scale)."""
+        return float(self.config.default_guidance_scale)
+
+    def resolve_guidance_scale(self, guidance_scale: float | None) -> float:
+        scale = self.default_guidance_scale if guidance_scale is None else float(guidance_scale)
+        if not math.isfinite(scale) or scale < 0:
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+        return scale
 
     @property
     def null_class_id(self) -> int:

@@ -80,7 +80,7 @@ def photo_crop_bank(
     names: tuple[str, ...] = PHOTO_CLASS_NAMES,
     crops_per_class: int = 512,
     size: int = 32,
-    min_fraction: float = 0.7,
+    min_fraction: float = 0.8,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random square crops of each photo, resized to ``size`` x ``size``: ``(images (N,3,size,size) in [0,1], labels)``.

@@ -1,6 +1,7 @@
 """``dit-digits``: a class-conditional :class:`diffusers.DiTTransformer2DModel` on scikit-learn's 8x8 digits.
 
-Training is DDPM (epsilon prediction, ``squaredcos_cap_v2`` betas, 1,000 steps); sampling is DDIM. Classifier-free
+Training is DDPM with v-prediction (Salimans & Ho 2022; ``squaredcos_cap_v2`` betas, 1,000 steps); sampling is
+DDIM. (An epsilon-prediction run of the same budget gave speckled DDIM samples, 76% classifier accuracy.) Classifier-free
 guidance runs as ONE doubled batch ``[cond; uncond]`` per step, as diffusers' ``DiTPipeline`` does, with the null
 label ``num_classes`` (the extra row diffusers' ``LabelEmbedding`` allocates for guidance). A small digit classifier
 trained on the real digits (:mod:`diffaccel.zoo.digit_classifier`) scores samples absolutely.
@@ -15,7 +16,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DiTTransformer2DModel
 from diffusers.models.embeddings import LabelEmbedding
 from diffusers.utils.torch_utils import randn_tensor
 
-from .common import ClassConditionalZooPipeline
+from .common import ClassConditionalZooPipeline, place
 from .data import DIGIT_CLASS_NAMES, digits_split
 
 NAME = "dit-digits"
@@ -35,11 +36,13 @@ TRANSFORMER_CONFIG = dict(
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_schedule="squaredcos_cap_v2",
-    prediction_type="epsilon",
+    prediction_type="v_prediction",
     clip_sample=True,
     timestep_spacing="trailing",
 )
-DEFAULT_GUIDANCE_SCALE = 2.0
+# Measured on the committed weights (manifest "sample_accuracy_by_guidance_scale"): guidance >= 2 over-saturates
+# 8x8 digits (28% accuracy at 2.0), while 1.25 keeps the doubled-batch guidance path in use at 98.5%.
+DEFAULT_GUIDANCE_SCALE = 1.25
 
 
 class DiTDigitsPipeline(ClassConditionalZooPipeline):
@@ -49,17 +52,23 @@ class DiTDigitsPipeline(ClassConditionalZooPipeline):
     greyscale 8x8 in [0, 1] (``"np"``: ``(B, 8, 8, 1)``).
     """
 
-    def __init__(self, transformer: DiTTransformer2DModel, scheduler: DDIMScheduler, class_names: Sequence[str] = DIGIT_CLASS_NAMES):
+    def __init__(
+        self,
+        transformer: DiTTransformer2DModel,
+        scheduler: DDIMScheduler,
+        class_names: Sequence[str] = DIGIT_CLASS_NAMES,
+        default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    ):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler)
-        self.register_to_config(class_names=list(class_names))
+        self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
 
     @torch.no_grad()
     def __call__(
         self,
         class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
         num_inference_steps: int = 50,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
         output_type: str = "pil",
@@ -67,6 +76,7 @@ class DiTDigitsPipeline(ClassConditionalZooPipeline):
     ):
         self.check_call_arguments(num_inference_steps, output_type)
         labels = self.class_label_ids(class_labels)
+        guidance_scale = self.resolve_guidance_scale(guidance_scale)
         device, dtype = self._execution_device, self.transformer.dtype
         size, channels = self.transformer.config.sample_size, self.transformer.config.in_channels
         latents = randn_tensor((len(labels), channels, size, size), generator=generator, device=device, dtype=dtype)
@@ -106,13 +116,13 @@ def disable_per_block_label_dropout(transformer: DiTTransformer2DModel) -> None:
 
 
 class DiTDigitsTraining:
-    """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM epsilon loss with per-sample label dropout)."""
+    """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
     seed = 0
-    steps = 2500
-    batch_size = 128
-    learning_rate = 5e-4
+    steps = 5000
+    batch_size = 64
+    learning_rate = 8e-4
     warmup_steps = 200
     ema_decay = 0.999
     label_dropout = 0.1
@@ -138,7 +148,7 @@ class DiTDigitsTraining:
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator)
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
         prediction = transformer(noisy, timestep=timesteps, class_labels=labels).sample
-        return torch.nn.functional.mse_loss(prediction, noise)
+        return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))
 
     def config(self, components: dict[str, torch.nn.Module]) -> dict:
         from .weights_io import model_config
@@ -146,21 +156,42 @@ class DiTDigitsTraining:
         return {
             "components": {"transformer": model_config(components["transformer"])},
             "scheduler": {"class": "DDIMScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": {"class_names": list(DIGIT_CLASS_NAMES), "default_guidance_scale": DEFAULT_GUIDANCE_SCALE},
+            "pipeline": self.pipeline_config(),
         }
 
+    def pipeline_config(self) -> dict:
+        return {"class_names": list(DIGIT_CLASS_NAMES), "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
+
     def after_training(self, folder, components: dict[str, torch.nn.Module]) -> dict:
-        """Train and save the digit classifier, then score full-step samples of the trained model."""
+        """Train and save the digit classifier, then :meth:`evaluate` the saved model."""
         from . import digit_classifier
 
         summary = digit_classifier.train_and_save(folder / digit_classifier.FILENAME, seed=self.seed)
-        pipe = DiTDigitsPipeline(components["transformer"].eval(), DDIMScheduler(**SCHEDULER_CONFIG))
+        summary.update(self.evaluate(folder))
+        return summary
+
+    def evaluate(self, folder) -> dict:
+        """Classifier accuracy of full-step (50 DDIM steps) samples, at the default and at other guidance scales."""
+        from . import digit_classifier
+
+        pipe = load(folder)
         pipe.set_progress_bar_config(disable=True)
         classifier = digit_classifier.load_classifier(folder / digit_classifier.FILENAME)
-        summary["sample_accuracy"] = digit_classifier.sample_accuracy(
-            pipe, classifier, samples_per_class=20, num_inference_steps=50, seed=1234
-        )
-        return summary
+        scales = sorted({1.0, 1.25, 1.5, 2.0, 3.0, pipe.default_guidance_scale})
+
+        def accuracy(scale: float) -> float:
+            return digit_classifier.sample_accuracy(
+                pipe, classifier, samples_per_class=20, num_inference_steps=50, seed=1234, guidance_scale=scale
+            )
+
+        by_scale = {str(scale): accuracy(scale) for scale in scales}
+        return {
+            "sample_accuracy": by_scale[str(pipe.default_guidance_scale)],
+            "sample_accuracy_guidance_scale": pipe.default_guidance_scale,
+            "sample_accuracy_definition": "share of 200 samples (20 per digit, seed 1234, 50 DDIM steps) "
+            "classified as the requested digit by the committed classifier",
+            "sample_accuracy_by_guidance_scale": by_scale,
+        }
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> DiTDigitsPipeline:
@@ -170,5 +201,10 @@ def load(folder, device="cpu", dtype=torch.float32) -> DiTDigitsPipeline:
     transformer = DiTTransformer2DModel.from_config(config["components"]["transformer"]["config"])
     load_state_into(folder / "model.safetensors", {"transformer": transformer})
     scheduler = DDIMScheduler.from_config(config["scheduler"]["config"])
-    pipe = DiTDigitsPipeline(transformer.eval(), scheduler, class_names=config["pipeline"]["class_names"])
-    return pipe.to(device=device, dtype=dtype)
+    transformer = place(transformer, device, dtype)
+    return DiTDigitsPipeline(
+        transformer,
+        scheduler,
+        class_names=config["pipeline"]["class_names"],
+        default_guidance_scale=config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
+    )

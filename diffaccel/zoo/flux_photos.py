@@ -10,8 +10,8 @@ Conditioning is "which photo": :class:`PhotoClassEmbedder` maps a class id to le
 empty prompt used by guidance. Guidance follows ``FluxPipeline``'s true CFG: TWO transformer calls per step,
 under ``transformer.cache_context("cond")`` and ``cache_context("uncond")``, so this pipeline exercises that style.
 
-Training (rectified flow, as Flux): ``x_t = (1 - t) x_0 + t * noise``, target ``noise - x_0``, ``t`` from a
-logit-normal distribution (SD3 / Flux practice); sampling uses ``FlowMatchEulerDiscreteScheduler`` with the
+Training (rectified flow, as Flux): ``x_t = (1 - t) x_0 + t * noise``, target ``noise - x_0``, ``t`` uniform in
+[0, 1] (a first run with SD3's logit-normal ``t`` rarely saw low noise levels and left 4x4 patch seams); sampling uses ``FlowMatchEulerDiscreteScheduler`` with the
 ``FluxPipeline`` sigmas ``linspace(1, 1/N, N)`` and no resolution shift (every image has the same 64 tokens).
 """
 
@@ -26,7 +26,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from .common import ClassConditionalZooPipeline
+from .common import ClassConditionalZooPipeline, place
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
 
 NAME = "flux-photos"
@@ -111,23 +111,30 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
         class_names: Sequence[str] = PHOTO_CLASS_NAMES,
         image_size: int = IMAGE_SIZE,
         pixel_patch: int = PIXEL_PATCH,
+        default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     ):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
-        self.register_to_config(class_names=list(class_names), image_size=image_size, pixel_patch=pixel_patch)
+        self.register_to_config(
+            class_names=list(class_names),
+            image_size=image_size,
+            pixel_patch=pixel_patch,
+            default_guidance_scale=default_guidance_scale,
+        )
 
     @torch.no_grad()
     def __call__(
         self,
         class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
         num_inference_steps: int = 28,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
         self.check_call_arguments(num_inference_steps, output_type)
         labels = self.class_label_ids(class_labels)
+        guidance_scale = self.resolve_guidance_scale(guidance_scale)
         device, dtype = self._execution_device, self.transformer.dtype
         size, patch = self.config.image_size, self.config.pixel_patch
         noise = randn_tensor((len(labels), 3, size, size), generator=generator, device=device, dtype=dtype)
@@ -187,9 +194,9 @@ class FluxPhotosTraining:
 
     name = NAME
     seed = 0
-    steps = 2400
+    steps = 4000
     batch_size = 32
-    learning_rate = 5e-4
+    learning_rate = 1e-3
     warmup_steps = 200
     ema_decay = 0.998
     label_dropout = 0.1
@@ -210,7 +217,7 @@ class FluxPhotosTraining:
         drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
         labels = torch.where(drop, torch.full_like(labels, len(PHOTO_CLASS_NAMES)), labels)
         noise = torch.randn(clean.shape, generator=generator)
-        t = torch.sigmoid(torch.randn(self.batch_size, generator=generator))
+        t = torch.rand(self.batch_size, generator=generator)
         noisy = (1 - t[:, None, None]) * clean + t[:, None, None] * noise
         prompt_embeds, pooled_embeds = components["class_embedder"](labels)
         velocity = components["transformer"](
@@ -233,9 +240,12 @@ class FluxPhotosTraining:
                 "class_embedder": model_config(components["class_embedder"]),
             },
             "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": {"class_names": list(PHOTO_CLASS_NAMES), "image_size": IMAGE_SIZE, "pixel_patch": PIXEL_PATCH,
-                         "default_guidance_scale": DEFAULT_GUIDANCE_SCALE},
+            "pipeline": self.pipeline_config(),
         }
+
+    def pipeline_config(self) -> dict:
+        return {"class_names": list(PHOTO_CLASS_NAMES), "image_size": IMAGE_SIZE, "pixel_patch": PIXEL_PATCH,
+                "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> FluxPhotosPipeline:
@@ -247,8 +257,12 @@ def load(folder, device="cpu", dtype=torch.float32) -> FluxPhotosPipeline:
     load_state_into(folder / "model.safetensors", {"transformer": transformer, "class_embedder": class_embedder})
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(config["scheduler"]["config"])
     pipeline = config["pipeline"]
-    pipe = FluxPhotosPipeline(
-        transformer.eval(), scheduler, class_embedder.eval(),
-        class_names=pipeline["class_names"], image_size=pipeline["image_size"], pixel_patch=pipeline["pixel_patch"],
+    return FluxPhotosPipeline(
+        place(transformer, device, dtype),
+        scheduler,
+        place(class_embedder, device, dtype),
+        class_names=pipeline["class_names"],
+        image_size=pipeline["image_size"],
+        pixel_patch=pipeline["pixel_patch"],
+        default_guidance_scale=pipeline.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
     )
-    return pipe.to(device=device, dtype=dtype)

@@ -7,6 +7,8 @@ the methods ``build() -> {component: module}``, ``loss(components, generator) ->
 ``config(components) -> dict`` and optionally ``after_training(folder, components) -> dict`` (extra files and
 scores recorded in the manifest). The saved weights are the exponential moving average of the trained ones.
 
+``--evaluate-only`` re-scores committed weights (see :func:`refresh`) without training.
+
 Runs on one thread by default (``--threads``) so that it can train in the background next to other work; CI never
 trains, it only loads the committed result.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .weights_io import WEIGHTS_ROOT, library_versions, save_state, sha256_of, write_json
+from .weights_io import WEIGHTS_ROOT, library_versions, read_json, save_state, sha256_of, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,32 @@ def train(recipe, out_root: str | Path | None = None, command: str | None = None
     return manifest
 
 
+def refresh(recipe, out_root: str | Path | None = None, command: str | None = None) -> dict:
+    """Re-evaluate already trained weights without training: rewrite the ``"pipeline"`` section of ``config.json``
+    from the current recipe (for example a new default guidance scale), run ``recipe.evaluate(folder)`` if it
+    exists, and update the manifest's metrics and sha256 list. The training record (seed, steps, losses, wall
+    time) is kept; the re-evaluation is recorded under ``"evaluation"``."""
+    folder = Path(out_root or WEIGHTS_ROOT) / recipe.name
+    manifest = read_json(folder / "manifest.json")
+    start = time.perf_counter()
+    if hasattr(recipe, "pipeline_config"):
+        config = read_json(folder / "config.json")
+        config["pipeline"] = recipe.pipeline_config()
+        write_json(folder / "config.json", config)
+    metrics = dict(manifest.get("metrics", {}))
+    if hasattr(recipe, "evaluate"):
+        metrics.update(recipe.evaluate(folder))
+    manifest["metrics"] = metrics
+    manifest["evaluation"] = {
+        "command": command or f"python -m diffaccel.zoo.train {recipe.name} --evaluate-only",
+        "wall_s": round(time.perf_counter() - start, 1),
+        "versions": library_versions(),
+    }
+    manifest["sha256"] = {name: sha256_of(folder / name) for name in sorted(manifest["sha256"])}
+    write_json(folder / "manifest.json", manifest)
+    return manifest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffaccel.zoo.train", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(RECIPES))
@@ -136,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--out", help="root folder for the weights (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, for background training)")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="do not train: refresh config.json's pipeline section and the manifest's metrics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -145,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         recipe.seed = args.seed
     command = "python -m diffaccel.zoo.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.evaluate_only:
+        manifest = refresh(recipe, args.out, command=command)
+        print(f"{manifest['name']}: metrics {manifest['metrics']}")
+        return 0
     manifest = train(recipe, args.out, command=command)
     print(f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, metrics {manifest['metrics']}")
     return 0

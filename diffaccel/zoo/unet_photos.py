@@ -1,8 +1,8 @@
 """``unet-photos``: a tiny class-conditional :class:`diffusers.UNet2DModel` on the same 32x32 photo crops.
 
 Exists so that UNet caching is measured on a trained model too. Conditioning uses the UNet's own class embedding
-(``num_class_embeds = num_classes + 1``; the last id is the null class for guidance). Training is DDPM (epsilon
-prediction, ``squaredcos_cap_v2``); sampling is DDIM with classifier-free guidance as ONE doubled batch
+(``num_class_embeds = num_classes + 1``; the last id is the null class for guidance). Training is DDPM
+(v-prediction, ``squaredcos_cap_v2``); sampling is DDIM with classifier-free guidance as ONE doubled batch
 ``[cond; uncond]`` per step, the Stable Diffusion style.
 """
 
@@ -14,7 +14,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
-from .common import ClassConditionalZooPipeline
+from .common import ClassConditionalZooPipeline, place
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
 
 NAME = "unet-photos"
@@ -35,7 +35,7 @@ UNET_CONFIG = dict(
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_schedule="squaredcos_cap_v2",
-    prediction_type="epsilon",
+    prediction_type="v_prediction",
     clip_sample=True,
     timestep_spacing="trailing",
 )
@@ -49,17 +49,23 @@ class UNetPhotosPipeline(ClassConditionalZooPipeline):
     photo names. Output images are RGB 32x32 in [0, 1].
     """
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, class_names: Sequence[str] = PHOTO_CLASS_NAMES):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        scheduler: DDIMScheduler,
+        class_names: Sequence[str] = PHOTO_CLASS_NAMES,
+        default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    ):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(class_names=list(class_names))
+        self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
 
     @torch.no_grad()
     def __call__(
         self,
         class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
         num_inference_steps: int = 50,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
         output_type: str = "pil",
@@ -67,6 +73,7 @@ class UNetPhotosPipeline(ClassConditionalZooPipeline):
     ):
         self.check_call_arguments(num_inference_steps, output_type)
         labels = self.class_label_ids(class_labels)
+        guidance_scale = self.resolve_guidance_scale(guidance_scale)
         device, dtype = self._execution_device, self.unet.dtype
         size, channels = self.unet.config.sample_size, self.unet.config.in_channels
         latents = randn_tensor((len(labels), channels, size, size), generator=generator, device=device, dtype=dtype)
@@ -92,7 +99,7 @@ def build_components() -> dict[str, torch.nn.Module]:
 
 
 class UNetPhotosTraining:
-    """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM epsilon loss, per-sample label dropout)."""
+    """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
     seed = 0
@@ -121,7 +128,7 @@ class UNetPhotosTraining:
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator)
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
         prediction = components["unet"](noisy, timesteps, class_labels=labels).sample
-        return torch.nn.functional.mse_loss(prediction, noise)
+        return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))
 
     def config(self, components: dict[str, torch.nn.Module]) -> dict:
         from .weights_io import model_config
@@ -129,8 +136,11 @@ class UNetPhotosTraining:
         return {
             "components": {"unet": model_config(components["unet"])},
             "scheduler": {"class": "DDIMScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": {"class_names": list(PHOTO_CLASS_NAMES), "default_guidance_scale": DEFAULT_GUIDANCE_SCALE},
+            "pipeline": self.pipeline_config(),
         }
+
+    def pipeline_config(self) -> dict:
+        return {"class_names": list(PHOTO_CLASS_NAMES), "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> UNetPhotosPipeline:
@@ -140,5 +150,10 @@ def load(folder, device="cpu", dtype=torch.float32) -> UNetPhotosPipeline:
     unet = UNet2DModel.from_config(config["components"]["unet"]["config"])
     load_state_into(folder / "model.safetensors", {"unet": unet})
     scheduler = DDIMScheduler.from_config(config["scheduler"]["config"])
-    pipe = UNetPhotosPipeline(unet.eval(), scheduler, class_names=config["pipeline"]["class_names"])
-    return pipe.to(device=device, dtype=dtype)
+    unet = place(unet, device, dtype)
+    return UNetPhotosPipeline(
+        unet,
+        scheduler,
+        class_names=config["pipeline"]["class_names"],
+        default_guidance_scale=config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
+    )
