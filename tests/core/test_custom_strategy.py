@@ -46,9 +46,6 @@ class Halve(Strategy):
     must_compute = observe = forecast = new_state
 
 
-register_strategy(HalveConfig, Halve, "test strategy")
-
-
 class TinyLM(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -92,9 +89,6 @@ class ShapeFreeConfig(StrategyConfig):
     strategy_name = "test-shape-free"
 
 
-register_strategy(ShapeFreeConfig, ShapeFreeHalve, "test strategy with variable shapes")
-
-
 def test_variable_input_shapes_opt_out_of_the_fixed_shape_check():
     fixed = diffaccel.wrap(TinyLMPipeline(), "test-halve")
     free = diffaccel.wrap(TinyLMPipeline(), "test-shape-free")
@@ -105,3 +99,14 @@ def test_variable_input_shapes_opt_out_of_the_fixed_shape_check():
     with pytest.raises(diffaccel.RunStateError, match="changed within a run"):
         fixed(torch.randn(5, 3))
     assert "unit kind" not in str(diffaccel.summary(free))
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch):
+    """Register the test strategies for one test only, so no other test sees them."""
+    from diffaccel.strategies import registry
+
+    registry.strategies()  # load the built-ins first
+    monkeypatch.setattr(registry, "_STRATEGIES", dict(registry._STRATEGIES))
+    register_strategy(HalveConfig, Halve, "test strategy")
+    register_strategy(ShapeFreeConfig, ShapeFreeHalve, "test strategy with variable shapes")
