@@ -243,6 +243,12 @@ class FluxPhotosTraining:
             "pipeline": self.pipeline_config(),
         }
 
+    def evaluate(self, folder) -> dict:
+        """Nearest-photo accuracy of full-step samples (:mod:`diffaccel.zoo.photo_score`)."""
+        from .photo_score import evaluate_photo_pipeline
+
+        return evaluate_photo_pipeline(load(folder), num_inference_steps=28)
+
     def pipeline_config(self) -> dict:
         return {"class_names": list(PHOTO_CLASS_NAMES), "image_size": IMAGE_SIZE, "pixel_patch": PIXEL_PATCH,
                 "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
