@@ -55,5 +55,12 @@ register_zoo_model(
     "LLaDA-architecture masked-diffusion LM (4 layers, d=96) on 4-digit addition; LLaDAPipeline with a digit tokenizer",
     kind="dllm",
 )
+register_zoo_model(
+    "wan-clips",
+    partial(_load_builtin, "diffaccel.zoo.wan_clips", "wan-clips"),
+    "WanTransformer3DModel (4 blocks, d=96) on 8-frame 20x20 clips panning across 8 shipped photos, flow matching; "
+    "two-call cache_context CFG; output .frames",
+    kind="video",
+)
 
 __all__ = ["DEFAULT_MODEL", "ZooEntry", "entry", "load", "names", "register_zoo_model", "unregister_zoo_model"]

@@ -40,6 +40,7 @@ RECIPES = {
     "dit-digits": ("diffaccel.zoo.dit_digits", "DiTDigitsTraining"),
     "flux-photos": ("diffaccel.zoo.flux_photos", "FluxPhotosTraining"),
     "unet-photos": ("diffaccel.zoo.unet_photos", "UNetPhotosTraining"),
+    "wan-clips": ("diffaccel.zoo.wan_clips", "WanClipsTraining"),
 }
 
 
