@@ -6,7 +6,7 @@
     diffaccel.unwrap(pipe)                         # exactly as before
 """
 
-from .adapters.registry import Adapter, UnitSpec, register_adapter, supported_classes
+from .adapters.registry import Adapter, StackSpec, UnitSpec, register_adapter, supported_classes
 from .api import cache_context, engines, new_run, summary, unwrap, wrap
 from .core.errors import (
     AlreadyWrappedError,
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Adapter", "AlreadyWrappedError", "HyCaConfig", "hyca", "TaoCacheConfig", "taocache", "DiffaccelError", "NotWrappedError", "RunStateError", "Summary",
-    "TaylorSeerConfig", "UnitSpec", "UnknownStrategyError", "UnsupportedModelError", "cache_context", "engines",
+    "StackSpec", "TaylorSeerConfig", "UnitSpec", "UnknownStrategyError", "UnsupportedModelError", "cache_context", "engines",
     "new_run", "parse_strategy_spec", "register_adapter", "register_strategy", "strategies", "summary",
     "supported_classes", "unwrap", "wrap",
 ]

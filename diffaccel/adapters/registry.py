@@ -27,9 +27,14 @@ class UnitSpec:
         feeders: names of sibling modules (children of the unit's parent) that are skipped whenever
             the unit is forecast; on those steps they return empty placeholders shaped like their
             last output with a last dimension of 0, so the parent's concatenations still run.
-        level: "blocks" for sub-module units, "model" for the whole denoiser output.
+        level: "blocks" for sub-module units, "stack" for the whole block stack, "model" for the
+            whole denoiser output.
         channel_dim: the feature-channel axis of the unit's outputs (per-channel strategies such as
             HyCa cluster along it): -1 for token-major transformer features, 1 for [B, C, H, W].
+        carries: for a "stack" unit, the first block's argument names whose values, at each call,
+            are subtracted from the unit's output leaves (in order) before a strategy sees them and
+            added back to its forecasts: the strategy then forecasts the stack's residual while the
+            fresh input still flows through. Feeders of a stack unit are named from the model root.
     """
 
     pattern: str
@@ -37,6 +42,23 @@ class UnitSpec:
     feeders: tuple[str, ...] = ()
     level: str = "blocks"
     channel_dim: int = -1
+    carries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """The residual stack of a transformer: the `nn.ModuleList`s of blocks a forward runs one after the
+    other, with nothing between them but the hidden states they pass on.
+
+    Attributes:
+        lists: attribute names of the block lists, in call order.
+        carries: argument names of the first block that the last block returns updated, in the order
+            of the last block's output (FLUX blocks take `hidden_states, encoder_hidden_states` and
+            return `(encoder_hidden_states, hidden_states)`).
+    """
+
+    lists: tuple[str, ...]
+    carries: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -50,11 +72,16 @@ class Adapter:
     model_channel_dim: int = 1  # channel axis of the denoiser's own output ([B, C, ...] latents)
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     notes: str = ""
+    #: the block stack, for strategies at "stack" granularity [ours]; None where blocks do not simply pass
+    #: hidden states on (UNets' skip connections, Latte's reshapes between spatial and temporal blocks)
+    stack: StackSpec | None = None
 
     def resolve_units(self, model: nn.Module, level: str) -> list[tuple[str, nn.Module, UnitSpec]]:
         """Every (qualified name, module, spec) of this level in `model`, in module order."""
         if level == "model":
             return [("", model, UnitSpec("", "model", level="model", channel_dim=self.model_channel_dim))]
+        if level == "stack":
+            return [self._resolve_stack(model)]
         compiled = [(re.compile(spec.pattern), spec) for spec in self.units if spec.level == level]
         found = []
         for name, module in model.named_modules():
@@ -68,6 +95,22 @@ class Adapter:
                 f"patterns: {[s.pattern for s in self.units]}."
             )
         return found
+
+    def _resolve_stack(self, model: nn.Module) -> tuple[str, nn.Module, UnitSpec]:
+        """The last block is the unit; every other block is a feeder, skipped whenever it is forecast."""
+        if self.stack is None:
+            raise UnsupportedModelError(
+                f"The {self.family} adapter has no block stack (granularity='stack'): its blocks do more than "
+                "pass hidden states on. Use the default granularity."
+            )
+        names = [f"{list_name}.{i}" for list_name in self.stack.lists
+                 for i in range(len(getattr(model, list_name, None) or ()))]
+        if not names:
+            raise UnsupportedModelError(f"{type(model).__name__} has no blocks in {list(self.stack.lists)}")
+        last = names[-1]
+        spec = UnitSpec(last.replace(".", r"\."), "stack", feeders=tuple(names[:-1]), level="stack",
+                        carries=self.stack.carries)
+        return last, model.get_submodule(last), spec
 
     def preset(self, strategy_name: str) -> dict[str, Any]:
         """Options this family sets for a strategy. HyCa shares TaylorSeer's interval schedule, so

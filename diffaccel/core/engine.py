@@ -137,15 +137,16 @@ class Engine:
             hook = UnitHook(self, name, spec, strategy)
             HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, UNIT_HOOK)
             self.unit_hooks.append(hook)
-            parent = self.root.get_submodule(name.rpartition(".")[0]) if "." in name else self.root
-            for feeder_name in spec.feeders:
-                feeder = getattr(parent, feeder_name, None)
-                if feeder is None:
-                    raise ValueError(f"feeder '{feeder_name}' of unit '{name}' does not exist")
-                fhook = FeederHook(self, f"{name.rpartition('.')[0]}.{feeder_name}", hook)
+            for feeder_name, feeder in self._feeders(name, spec):
+                fhook = FeederHook(self, feeder_name, hook)
                 HookRegistry.check_if_exists_or_initialize(feeder).register_hook(fhook, FEEDER_HOOK)
                 self.feeder_hooks.append(fhook)
                 hook.feeders.append(fhook)
+            if spec.carries:
+                # the stack's first block (a feeder, or the unit itself for a one-block stack) reports its input
+                source = hook.feeders[0] if hook.feeders else hook
+                source.carries = spec.carries
+                hook.carried_from = source
         attached = []
         try:
             for strategy in self.strategies:
@@ -158,6 +159,18 @@ class Engine:
                 registry.remove_hook(hook_name, recurse=True)
             raise
         registry.invalidate_child_registries_cache()
+
+    def _feeders(self, name: str, spec: UnitSpec) -> list[tuple[str, nn.Module]]:
+        """(qualified name, module) of a unit's feeders: siblings of the unit, or for a stack unit names
+        from the model root."""
+        prefix = "" if spec.level == "stack" else (name.rpartition(".")[0] + "." if "." in name else "")
+        found = []
+        for feeder_name in spec.feeders:
+            try:
+                found.append((prefix + feeder_name, self.root.get_submodule(prefix + feeder_name)))
+            except AttributeError:
+                raise ValueError(f"feeder '{feeder_name}' of unit '{name}' does not exist") from None
+        return found
 
     def detach(self) -> None:
         for strategy in reversed(self.strategies):
@@ -180,6 +193,9 @@ class Engine:
             hook.structures.clear()
         for fhook in self.feeder_hooks:
             fhook.placeholders.clear()
+            fhook.carried.clear()
+        for hook in self.unit_hooks:
+            hook.carried.clear()
         for strategy in self.strategies:
             strategy.on_new_run()
         self.runs_started += 1
@@ -189,6 +205,8 @@ class Engine:
     def release(self) -> None:
         """Free cached tensors but keep the statistics of the finished run (diffusers calls this, through
         `reset_state`, at the end of every pipeline call). The next call starts a new run."""
+        for hook in self.unit_hooks + self.feeder_hooks:
+            hook.carried.clear()
         for hook in self.unit_hooks:
             hook.states.clear()
         self.current = None
@@ -291,7 +309,22 @@ class EngineHook(ModelHook):
         return module
 
 
-class UnitHook(ModelHook):
+class _CarriesInput:
+    """For the first block of a stack unit: records, at every call, the arguments the stack carries, so
+    that the unit can hand its strategy the stack's residual and add the fresh input back to forecasts."""
+
+    carries: tuple[str, ...] = ()
+
+    def record_carried(self, module: nn.Module, context: str, args: tuple, kwargs: dict) -> None:
+        if not self.carries:
+            return
+        if not hasattr(self, "_carry_signature"):
+            self._carry_signature = inspect.signature(module.forward)
+        bound = self._carry_signature.bind(*args, **kwargs).arguments
+        self.carried[context] = [bound.get(name) for name in self.carries]
+
+
+class UnitHook(_CarriesInput, ModelHook):
     """On a cache unit: compute and let the strategy observe, or return the strategy's forecast."""
 
     def __init__(self, engine: Engine, name: str, spec: UnitSpec, strategy: Strategy):
@@ -304,6 +337,8 @@ class UnitHook(ModelHook):
         self.states: dict[str, UnitState] = {}
         self.structures: dict[str, tuple[OutputStructure, list]] = {}
         self.feeders: list[FeederHook] = []
+        self.carried: dict[str, list] = {}
+        self.carried_from: _CarriesInput | None = None
 
     def state(self, context: str) -> UnitState:
         state = self.states.get(context)
@@ -324,23 +359,57 @@ class UnitHook(ModelHook):
         if step is None:  # called outside the wrapped denoiser's forward: not part of a run
             return self.fn_ref.original_forward(*args, **kwargs)
         state = self.state(step.context)
+        self.record_carried(module, step.context, args, kwargs)
         if self.will_compute(step):
             output = engine.measure(self.name, step.context, self.fn_ref.original_forward, args, kwargs)
             leaves, structure = flatten_output(output)
             self.structures[step.context] = (structure, [None if t is None else t.dtype for t in leaves])
-            self.strategy.observe(state, leaves, step)
+            self.strategy.observe(state, self._residuals(leaves, step.context), step)
             computed = True
         else:
             structure, dtypes = self.structures[step.context]
-            leaves = self.strategy.forecast(state, step)
+            leaves = self._add_carried(self.strategy.forecast(state, step), step.context)
             output = structure.rebuild([None if t is None else t.to(d) for t, d in zip(leaves, dtypes)])
             computed = False
         flops = (engine.unit_flops(self.name, step.context) or 0.0) + self.feeder_flops(step.context)
         engine.stats.record_unit(self.name, self.kind, step.index, computed, flops)
         return output
 
+    def _inputs(self, context: str) -> list | None:
+        return None if self.carried_from is None else self.carried_from.carried[context]
 
-class FeederHook(ModelHook):
+    def _residuals(self, leaves: list, context: str) -> list:
+        """A stack unit's strategy sees output minus the stack's input (its residual)."""
+        inputs = self._inputs(context)
+        if inputs is None:
+            return leaves
+        if len(inputs) != len(leaves):
+            raise RuntimeError(
+                f"stack unit '{self.name}' returns {len(leaves)} tensors but the adapter's StackSpec carries "
+                f"{len(inputs)} ({list(self.spec.carries)})"
+            )
+        out = []
+        for leaf, fresh in zip(leaves, inputs):
+            if leaf is None:
+                out.append(None)
+            elif not isinstance(fresh, torch.Tensor) or fresh.shape != leaf.shape:
+                raise RuntimeError(
+                    f"stack unit '{self.name}': output of shape {tuple(leaf.shape)} does not match the carried "
+                    f"input {tuple(fresh.shape) if isinstance(fresh, torch.Tensor) else type(fresh).__name__}; "
+                    "the adapter's StackSpec names the wrong arguments"
+                )
+            else:
+                out.append(leaf - fresh)
+        return out
+
+    def _add_carried(self, forecasts: list, context: str) -> list:
+        inputs = self._inputs(context)
+        if inputs is None:
+            return forecasts
+        return [None if f is None else f + fresh.to(f.dtype) for f, fresh in zip(forecasts, inputs)]
+
+
+class FeederHook(_CarriesInput, ModelHook):
     """On a module that only feeds a cache unit: skipped (empty placeholder) when the unit is forecast."""
 
     def __init__(self, engine: Engine, name: str, unit: UnitHook):
@@ -349,11 +418,13 @@ class FeederHook(ModelHook):
         self.name = name
         self.unit = unit
         self.placeholders: dict[str, Any] = {}
+        self.carried: dict[str, list] = {}
 
     def new_forward(self, module: nn.Module, *args, **kwargs):
         step = self.engine.current
         if step is None:
             return self.fn_ref.original_forward(*args, **kwargs)
+        self.record_carried(module, step.context, args, kwargs)
         if self.unit.will_compute(step):
             output = self.engine.measure(self.name, step.context, self.fn_ref.original_forward, args, kwargs)
             leaves, structure = flatten_output(output)

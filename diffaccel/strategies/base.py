@@ -63,6 +63,21 @@ class StrategyConfig:
         return new
 
 
+#: The `granularity` option of block-level forecasting strategies → the engine's unit level.
+#: "modules" is TaylorSeer's official choice (attention / feed-forward outputs before gating).
+#: "stack" [ours]: the whole block stack is one unit whose residual is forecast while the embedded
+#: input flows through, so a skipped step runs only embeddings and the output layer (adapters with a
+#: `StackSpec`). "model" [ours]: the denoiser's output itself is forecast.
+GRANULARITY_LEVELS = {"modules": "blocks", "stack": "stack", "model": "model"}
+
+
+def check_granularity(strategy_name: str, granularity: Any) -> None:
+    if granularity not in GRANULARITY_LEVELS:
+        raise ValueError(
+            f"{strategy_name} granularity must be one of {sorted(GRANULARITY_LEVELS)}, got {granularity!r}"
+        )
+
+
 class UnitState:
     """Per (cache unit, guidance context) state of a strategy for one run."""
 
@@ -87,6 +102,9 @@ class Strategy(ABC):
         config.validate()
         self.config = config
         self.clock: StepClock | None = None
+        granularity = getattr(config, "granularity", None)
+        if granularity is not None:
+            self.unit_level = GRANULARITY_LEVELS[granularity]
 
     def bind(self, clock: StepClock) -> None:
         """Called once by the engine: the clock whose decisions this strategy shares."""

@@ -29,7 +29,7 @@ from ..core.clock import StepInfo
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import History, solver
-from .base import Strategy, StrategyConfig, UnitState
+from .base import Strategy, StrategyConfig, UnitState, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class HyCaConfig(StrategyConfig):
         profile: a `HycaProfile` or the path of a saved one; None = profile on the first run.
         seed: k-means seed.
         factor_dtype: "float32", "float64" or "model" (dtype of the stored history) [ours].
+        granularity: "modules" (TaylorSeer's units, the default), "stack" or "model" [ours; see
+            `diffaccel.strategies.base.GRANULARITY_LEVELS`]. A profile is tied to its granularity.
     """
 
     strategy_name = "hyca"
@@ -64,6 +66,7 @@ class HyCaConfig(StrategyConfig):
     profile: Any = None
     seed: int = 0
     factor_dtype: str = "float32"
+    granularity: str = "modules"
 
     def validate(self) -> None:
         for name in ("interval", "warmup", "num_clusters", "probe_steps", "seed"):
@@ -78,6 +81,7 @@ class HyCaConfig(StrategyConfig):
             solver(name)  # raises for unknown names
         if self.factor_dtype not in _DTYPES:
             raise ValueError(f"hyca factor_dtype must be one of {sorted(_DTYPES)}")
+        check_granularity("hyca", self.granularity)
         if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
                 self.profile, "__fspath__"):
             raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")

@@ -23,7 +23,7 @@ import torch
 from ..core.clock import StepInfo
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.taylor import taylor_forecast, taylor_update
-from .base import Strategy, StrategyConfig, UnitState
+from .base import Strategy, StrategyConfig, UnitState, check_granularity
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16, "model": None}
@@ -41,6 +41,9 @@ class TaylorSeerConfig(StrategyConfig):
             known when a pipeline's scheduler is wrapped or `new_run(num_inference_steps=...)` is used).
         factor_dtype: [ours] dtype of the stored factors: "float32" (default), "float64", "bfloat16",
             "float16", or "model" (the output's own dtype, as the official code does).
+        granularity: what a cache unit is: "modules" (official: attention and feed-forward outputs),
+            "stack" [ours: the block stack's residual, so skipped steps cost only embeddings and the
+            output layer] or "model" [ours: the denoiser's whole output].
     """
 
     strategy_name = "taylorseer"
@@ -51,6 +54,7 @@ class TaylorSeerConfig(StrategyConfig):
     warmup: int = 3
     force_last_full: int = 0
     factor_dtype: str = "float32"
+    granularity: str = "modules"
 
     def validate(self) -> None:
         for name in ("interval", "order", "warmup", "force_last_full"):
@@ -67,6 +71,7 @@ class TaylorSeerConfig(StrategyConfig):
             raise ValueError(f"taylorseer force_last_full must be >= 0, got {self.force_last_full}")
         if self.factor_dtype not in _DTYPES:
             raise ValueError(f"taylorseer factor_dtype must be one of {sorted(_DTYPES)}, got {self.factor_dtype!r}")
+        check_granularity("taylorseer", self.granularity)
 
 
 @dataclass

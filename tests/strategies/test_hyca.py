@@ -22,16 +22,18 @@ def _flux_loop(model, inputs):
         return [model(**at_step(FLUX, inputs, n, STEPS))[0] for n in range(STEPS)]
 
 
+@pytest.mark.parametrize("granularity", ["modules", "stack"])
 @pytest.mark.parametrize("solver,order", [("tf1", 1), ("tf2", 2)])
-def test_single_cluster_taylor_solver_is_exactly_taylorseer(solver, order):
+def test_single_cluster_taylor_solver_is_exactly_taylorseer(solver, order, granularity):
     inputs = tiny_inputs(FLUX)
     model = build_tiny(FLUX)
-    options = dict(interval=4, warmup=2, num_clusters=1, solvers=solver)
+    options = dict(interval=4, warmup=2, num_clusters=1, solvers=solver, granularity=granularity)
     profile = diffaccel.hyca.profile(model, run=lambda: _flux_loop(model, inputs), options=options)
     assert set(profile.summary()) == {solver}
     hyca = _flux_loop(diffaccel.wrap(model, "hyca", profile=profile, **options), inputs)
     diffaccel.unwrap(model)
-    taylor = _flux_loop(diffaccel.wrap(model, "taylorseer", interval=4, order=order, warmup=2), inputs)
+    taylor = _flux_loop(diffaccel.wrap(model, "taylorseer", interval=4, order=order, warmup=2,
+                                       granularity=granularity), inputs)
     assert all(torch.equal(a, b) for a, b in zip(hyca, taylor))
     assert not torch.equal(hyca[3], _flux_loop(diffaccel.unwrap(model), inputs)[3])  # forecasts were used
 
