@@ -21,7 +21,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ _FLOAT_FIELDS = ("psnr", "ssim", "lpips", "psnr_images", "ssim_images", "lpips_i
 def record_key(record: dict[str, Any]) -> tuple:
     """Identity of a run: the same key means the same run (model, strategy tag, seed, condition, settings)."""
     return (record.get("model"), record.get("tag"), record.get("seed"), record.get("condition"),
-            record.get("num_inference_steps"), record.get("guidance_scale"))
+            record.get("num_inference_steps"), record.get("guidance_scale"), record.get("scheduler"))
 
 
 def _encode(value: Any) -> Any:
@@ -76,13 +76,17 @@ def decode_record(line: str) -> dict[str, Any]:
     return record
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that `path` always holds either its old or its new content."""
+def _replace_atomically(path: Path, mode: str, write: Callable[[IO], Any]) -> None:
+    """Let `write` fill a temporary file beside `path`, fsync it, and `os.replace` it over `path`.
+
+    The one copy of the crash-safe write protocol (module docstring): a reader sees the old file or the whole
+    new one, never a partial write; on any failure the temporary file is removed and `path` is left as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -90,6 +94,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that `path` always holds either its old or its new content."""
+    _replace_atomically(path, "w", lambda handle: handle.write(text))
     _fsync_dir(path.parent)
 
 
@@ -209,18 +218,7 @@ class ResultsStore:
 
 def save_array(path: Path, array: np.ndarray) -> None:
     """`np.save` through a temporary file and `os.replace`, so a cached array is whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _replace_atomically(path, "wb", lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def load_array(path: Path) -> np.ndarray | None:

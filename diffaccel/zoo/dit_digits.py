@@ -3,8 +3,9 @@
 Training is DDPM with v-prediction (Salimans & Ho 2022; ``squaredcos_cap_v2`` betas, 1,000 steps); sampling is
 DDIM. (An epsilon-prediction run of the same budget gave speckled DDIM samples, 76% classifier accuracy.) Classifier-free
 guidance runs as ONE doubled batch ``[cond; uncond]`` per step, as diffusers' ``DiTPipeline`` does, with the null
-label ``num_classes`` (the extra row diffusers' ``LabelEmbedding`` allocates for guidance). A small digit classifier
-trained on the real digits (:mod:`diffaccel.zoo.digit_classifier`) scores samples absolutely.
+label ``num_classes`` (the extra row diffusers' ``LabelEmbedding`` allocates for guidance); the loop is shared with
+``unet-photos`` (:meth:`~diffaccel.zoo.common.ClassConditionalZooPipeline.sample_ddim_with_doubled_batch_guidance`).
+A small digit classifier trained on the real digits (:mod:`diffaccel.zoo.digit_classifier`) scores samples absolutely.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiTTransformer2DModel
 from diffusers.models.embeddings import LabelEmbedding
-from diffusers.utils.torch_utils import randn_tensor
 
 from .common import ClassConditionalZooPipeline, place
 from .data import DIGIT_CLASS_NAMES, digits_split
@@ -77,25 +77,15 @@ class DiTDigitsPipeline(ClassConditionalZooPipeline):
         self.check_call_arguments(num_inference_steps, output_type)
         labels = self.class_label_ids(class_labels)
         guidance_scale = self.resolve_guidance_scale(guidance_scale)
-        device, dtype = self._execution_device, self.transformer.dtype
-        size, channels = self.transformer.config.sample_size, self.transformer.config.in_channels
-        latents = randn_tensor((len(labels), channels, size, size), generator=generator, device=device, dtype=dtype)
+        samples = self.sample_ddim_with_doubled_batch_guidance(
+            self.transformer, self.predict_velocity, labels, guidance_scale, num_inference_steps, generator, eta
+        )
+        return self.to_output(samples / 2 + 0.5, output_type, return_dict)
 
-        do_guidance = guidance_scale > 1.0
-        if do_guidance:
-            labels = torch.cat([labels, torch.full_like(labels, self.null_class_id)])
-
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = torch.cat([latents, latents]) if do_guidance else latents
-            timesteps = t.expand(model_input.shape[0]).to(device)
-            noise_pred = self.transformer(model_input, timestep=timesteps, class_labels=labels).sample
-            if do_guidance:
-                cond, uncond = noise_pred.chunk(2)
-                noise_pred = uncond + guidance_scale * (cond - uncond)
-            latents = self.scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
-
-        return self.to_output(latents / 2 + 0.5, output_type, return_dict)
+    def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The transformer called as diffusers' ``DiTPipeline`` calls it: the timestep expanded to the batch."""
+        timesteps = t.expand(model_input.shape[0]).to(model_input.device)
+        return self.transformer(model_input, timestep=timesteps, class_labels=labels).sample
 
 
 def build_components() -> dict[str, torch.nn.Module]:

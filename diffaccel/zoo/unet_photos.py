@@ -3,7 +3,8 @@
 Exists so that UNet caching is measured on a trained model too. Conditioning uses the UNet's own class embedding
 (``num_class_embeds = num_classes + 1``; the last id is the null class for guidance). Training is DDPM
 (v-prediction, ``squaredcos_cap_v2``); sampling is DDIM with classifier-free guidance as ONE doubled batch
-``[cond; uncond]`` per step, the Stable Diffusion style.
+``[cond; uncond]`` per step, the Stable Diffusion style (the loop is shared with ``dit-digits``, see
+:meth:`~diffaccel.zoo.common.ClassConditionalZooPipeline.sample_ddim_with_doubled_batch_guidance`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Sequence
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from diffusers.utils.torch_utils import randn_tensor
 
 from .common import ClassConditionalZooPipeline, place
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
@@ -76,24 +76,14 @@ class UNetPhotosPipeline(ClassConditionalZooPipeline):
         self.check_call_arguments(num_inference_steps, output_type)
         labels = self.class_label_ids(class_labels)
         guidance_scale = self.resolve_guidance_scale(guidance_scale)
-        device, dtype = self._execution_device, self.unet.dtype
-        size, channels = self.unet.config.sample_size, self.unet.config.in_channels
-        latents = randn_tensor((len(labels), channels, size, size), generator=generator, device=device, dtype=dtype)
+        samples = self.sample_ddim_with_doubled_batch_guidance(
+            self.unet, self.predict_velocity, labels, guidance_scale, num_inference_steps, generator, eta
+        )
+        return self.to_output(samples / 2 + 0.5, output_type, return_dict)
 
-        do_guidance = guidance_scale > 1.0
-        if do_guidance:
-            labels = torch.cat([labels, torch.full_like(labels, self.null_class_id)])
-
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = torch.cat([latents, latents]) if do_guidance else latents
-            noise_pred = self.unet(model_input, t, class_labels=labels).sample
-            if do_guidance:
-                cond, uncond = noise_pred.chunk(2)
-                noise_pred = uncond + guidance_scale * (cond - uncond)
-            latents = self.scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
-
-        return self.to_output(latents / 2 + 0.5, output_type, return_dict)
+    def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The UNet called as the Stable Diffusion pipelines call it: the scalar timestep, broadcast by the UNet."""
+        return self.unet(model_input, t, class_labels=labels).sample
 
 
 def build_components() -> dict[str, torch.nn.Module]:
