@@ -50,6 +50,15 @@ def _seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def _key_value(text: str) -> tuple[str, object]:
+    from .strategies.registry import parse_option_value
+
+    key, eq, raw = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), parse_option_value(raw.strip())
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -76,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--guidance-scale", type=float, default=None, help="guidance scale (default: the pipeline's)")
     compare.add_argument("--prompts", default=None, metavar="FILE",
                          help="prompts for text-to-image/video models (.txt/.tsv/.csv/.json); class names or ids for class-conditional ones")
+    compare.add_argument("--scheduler", action="append", type=_key_value, default=None, metavar="KEY=VALUE",
+                         help="set a scheduler config value (repeatable), e.g. shift=0.3 for a flow-matching "
+                              "schedule that spends more steps at low noise")
     compare.add_argument("--height", type=int, default=None)
     compare.add_argument("--width", type=int, default=None)
     compare.add_argument("--out", default=None, metavar="DIR",
@@ -174,7 +186,7 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
         overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
         warmup_seed=args.warmup_seed, max_runs=args.max_runs, repeats=args.repeats, grid_seeds=args.grid_seeds, height=args.height,
-        width=args.width, lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
+        width=args.width, scheduler=dict(args.scheduler or ()), lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
     )
     if args.seeds is not None:
         settings.seeds = args.seeds

@@ -56,8 +56,9 @@ class WorkUnit:
     condition: Condition
 
 
-def settings_dir(steps: int, guidance_scale: float | None) -> str:
-    return f"steps{steps}_g{'default' if guidance_scale is None else guidance_scale}"
+def settings_dir(steps: int, guidance_scale: float | None, scheduler_tag: str | None = None) -> str:
+    base = f"steps{steps}_g{'default' if guidance_scale is None else guidance_scale}"
+    return base if scheduler_tag is None else f"{base}_sched-{scheduler_tag.replace(',', '_')}"
 
 
 class Harness:
@@ -76,7 +77,7 @@ class Harness:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         self.repeats = repeats
         self.new_records = 0
-        self.folder = settings_dir(steps, guidance_scale)
+        self.folder = settings_dir(steps, guidance_scale, model.scheduler_tag)
         self.ctx = HarnessContext(model, steps, guidance_scale, warmup_seed, self.out_dir)
 
     # ------------------------------------------------------------------ keys and paths
@@ -86,6 +87,8 @@ class Harness:
             "family": spec.family, "seed": None if unit is None else unit.seed,
             "num_inference_steps": self.steps, "guidance_scale": self.guidance_scale,
         }
+        if self.model.scheduler_tag is not None:
+            record["scheduler"] = self.model.scheduler_tag
         if unit is None:
             record.update(condition=None, prompt=None, **{"class": None})
         else:

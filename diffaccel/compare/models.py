@@ -67,6 +67,15 @@ class LoadedModel:
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
     default_steps: int = 20
     class_names: tuple[str, ...] = ()
+    #: scheduler config values set with `--scheduler KEY=VALUE` (part of every record's identity)
+    scheduler_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheduler_tag(self) -> str | None:
+        """`"shift=0.3"`-style text of the scheduler overrides, or None without any."""
+        if not self.scheduler_overrides:
+            return None
+        return ",".join(f"{k}={v}" for k, v in sorted(self.scheduler_overrides.items()))
 
     @property
     def denoisers(self) -> dict[str, torch.nn.Module]:
@@ -123,6 +132,7 @@ def load_model(
     prompts: list[str] | None = None,
     height: int | None = None,
     width: int | None = None,
+    scheduler_overrides: dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Resolve `--model` (see the module docstring) into a `LoadedModel`."""
     torch_dtype = parse_dtype(dtype)
@@ -143,9 +153,26 @@ def load_model(
         fixed["width"] = width
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
+    if scheduler_overrides:
+        override_scheduler(pipe, scheduler_overrides)
     conditions, class_names = _conditions(pipe, source, prompts)
     return LoadedModel(name=name, pipe=pipe, source=source, conditions=conditions, device=str(device),
-                       fixed_kwargs=fixed, default_steps=_default_steps(source), class_names=class_names)
+                       fixed_kwargs=fixed, default_steps=_default_steps(source), class_names=class_names,
+                       scheduler_overrides=dict(scheduler_overrides or {}))
+
+
+def override_scheduler(pipe, overrides: dict[str, Any]) -> None:
+    """Replace `pipe.scheduler` by the same class with some config values changed (e.g. a flow-matching
+    `shift` below 1, which spends more of the steps at low noise). Only keys the scheduler's config
+    already has are accepted, so a typo cannot silently leave the schedule unchanged."""
+    scheduler = getattr(pipe, "scheduler", None)
+    if scheduler is None:
+        raise ValueError("--scheduler: this pipeline has no scheduler")
+    unknown = sorted(set(overrides) - set(scheduler.config))
+    if unknown:
+        raise ValueError(f"--scheduler: {type(scheduler).__name__} has no config key(s) {unknown}; its keys are "
+                         f"{sorted(k for k in scheduler.config if not k.startswith('_'))}")
+    pipe.scheduler = type(scheduler).from_config(scheduler.config, **overrides)
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:

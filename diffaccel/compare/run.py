@@ -58,6 +58,7 @@ class CompareSettings:
     grid_images: int = 4
     height: int | None = None
     width: int | None = None
+    scheduler: dict[str, Any] = field(default_factory=dict)  # scheduler config overrides (--scheduler KEY=VALUE)
     lpips: bool = True
     peers: bool = True
     progress: bool = True
@@ -113,7 +114,7 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     prompts = read_prompts(settings.prompts_file) if settings.prompts_file else None
     device = processes.device(settings.device)
     model = load_model(settings.model, device=device, dtype=settings.dtype, prompts=prompts,
-                       height=settings.height, width=settings.width)
+                       height=settings.height, width=settings.width, scheduler_overrides=settings.scheduler)
     steps = settings.steps or model.default_steps
     specs = parse_spec_list(settings.strategies) if settings.strategies else default_specs(settings.peers)
     units = [WorkUnit(seed, condition) for condition in model.conditions for seed in settings.seeds]
@@ -181,6 +182,8 @@ def _belongs(record: dict[str, Any], model: LoadedModel, steps: int, settings: C
         return False
     if record.get("guidance_scale") != settings.guidance_scale or record.get("tag") not in {s.tag for s in specs}:
         return False
+    if record.get("scheduler") != model.scheduler_tag:
+        return False
     seed = record.get("seed")
     conditions = {c.id for c in model.conditions}
     return seed is None or (seed in settings.seeds and record.get("condition") in conditions)
@@ -199,7 +202,8 @@ def _write_run_info(out_dir: Path, settings: CompareSettings, model: LoadedModel
 def _title(model: LoadedModel, steps: int, settings: CompareSettings) -> str:
     guidance = "default" if settings.guidance_scale is None else settings.guidance_scale
     return (f"diffaccel compare: {model.name} ({model.source}), {steps} steps, guidance {guidance}, "
-            f"seeds {','.join(map(str, settings.seeds))}, {len(model.conditions)} conditioning(s), device {model.device}")
+            f"seeds {','.join(map(str, settings.seeds))}, {len(model.conditions)} conditioning(s), device {model.device}"
+            + (f", scheduler {model.scheduler_tag}" if model.scheduler_tag else ""))
 
 
 def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[str]:

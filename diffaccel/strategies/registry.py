@@ -79,11 +79,12 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, raw = item.partition("=")
         if not eq:
             raise UnknownStrategyError(f"Option '{item}' in '{spec}' is not of the form key=value.")
-        options[key.strip()] = _parse_value(raw.strip())
+        options[key.strip()] = parse_option_value(raw.strip())
     return name.strip(), options
 
 
-def _parse_value(raw: str) -> Any:
+def parse_option_value(raw: str) -> Any:
+    """`"4"` -> 4, `"0.3"` -> 0.3, `"true"` -> True, anything else stays text (spec options, `--scheduler`)."""
     for cast in (int, float):
         try:
             return cast(raw)

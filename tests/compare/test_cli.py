@@ -99,3 +99,22 @@ def test_default_output_folders_never_collide_and_resume_finds_the_latest(tmp_pa
     assert resolve_out(CompareSettings(model="flux-photos", out="x"), Processes()) == type(fresh)("x")
     with pytest.raises(ValueError, match="pass --out"):
         resolve_out(CompareSettings(model="flux-photos"), Processes(index=0, count=2))
+
+
+def test_scheduler_overrides_reach_the_pipeline_and_every_record(tmp_path, capsys):
+    from diffaccel.compare.models import load_model
+
+    model = load_model("flux-photos", scheduler_overrides={"shift": 0.3})
+    model.pipe.scheduler.set_timesteps(sigmas=[1.0, 0.5, 0.25])
+    by_hand = [0.3 * s / (1 + (0.3 - 1) * s) for s in (1.0, 0.5, 0.25)]
+    assert model.pipe.scheduler.sigmas[:3].tolist() == pytest.approx(by_hand)
+    assert model.scheduler_tag == "shift=0.3"
+
+    argv = ["compare", "--model", "testing:tiny-flux", "--steps", "2", "--seeds", "0", "--out", str(tmp_path),
+            "--strategies", "taylorseer:interval=2", "--no-progress", "--scheduler", "shift=2.0"]
+    assert main(argv) == 0
+    assert "shift=2.0" in capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {r["scheduler"] for r in records} == {"shift=2.0"} and len(records) == 2
+    assert main(argv[:-1] + ["shfit=2.0"]) == 2
+    assert "has no config key(s) ['shfit']" in capsys.readouterr().err
