@@ -116,5 +116,6 @@ def test_scheduler_overrides_reach_the_pipeline_and_every_record(tmp_path, capsy
     assert "shift=2.0" in capsys.readouterr().out
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert {r["scheduler"] for r in records} == {"shift=2.0"} and len(records) == 2
+    argv[argv.index("--out") + 1] = str(tmp_path / "typo")
     assert main(argv[:-1] + ["shfit=2.0"]) == 2
     assert "has no config key(s) ['shfit']" in capsys.readouterr().err
