@@ -46,7 +46,8 @@ class HyCaConfig(StrategyConfig):
         warmup: steps computed in full at the start (TaylorSeer's `first_enhance`).
         num_clusters: C, clusters of channels per unit output [ours: the paper does not state C;
             its figures show 2].
-        solvers: comma-separated solver pool (see `diffaccel.forecast.solvers`) [ours].
+        solvers: the solver pool, names separated by "," or "|" (see `diffaccel.forecast.solvers`) [ours];
+            "|" fits text specs, where commas separate options: `hyca:solvers=tf1|tf2`.
         probe_steps: steps of the probe run used for the descriptors [ours].
         profile: a `HycaProfile` or the path of a saved one; None = profile on the first run.
         seed: k-means seed.
@@ -88,7 +89,7 @@ class HyCaConfig(StrategyConfig):
 
     @property
     def solver_names(self) -> list[str]:
-        return [s.strip() for s in self.solvers.split(",") if s.strip()]
+        return [s.strip() for s in self.solvers.replace("|", ",").split(",") if s.strip()]
 
     def strify(self) -> str:
         tag = super().strify()

@@ -109,3 +109,9 @@ def test_profile_for_another_model_is_rejected():
 def test_unknown_solver_is_rejected():
     with pytest.raises(ValueError, match="unknown HyCa solver 'rk9'"):
         diffaccel.wrap(build_tiny(FLUX), "hyca", solvers="tf1,rk9")
+
+
+def test_solver_pool_from_a_text_spec():
+    model = diffaccel.wrap(build_tiny(FLUX), "hyca:solvers=tf1|damped,interval=3")
+    strategy = diffaccel.engines(model)[""].strategies[0]
+    assert strategy.config.solver_names == ["tf1", "damped"] and strategy.config.interval == 3
