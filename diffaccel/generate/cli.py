@@ -22,7 +22,7 @@ import torch
 
 from ..core.errors import DiffaccelError
 from .models import MODELS, Defaults, ModelSpec, get_model, load_pretrained, load_tiny, uses_zoo, zoo_class_labels
-from .output import OutputError, resolve_format, save_images, save_video
+from .output import OutputError, resolve_format, save_images, save_videos
 from .strategy import apply_strategies, parse_strategies, pipeline_strategies, strategy_tag
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ class GenerateError(DiffaccelError, ValueError):
 
 @dataclass
 class GenerationResult:
-    """What one run produced. ``array``: images ``(B, H, W, C)`` or videos ``(B, F, H, W, C)``, floats in [0, 1]."""
+    """What one run produced. ``array``: images ``(B, H, W, C)`` or videos ``(B, F, H, W, C)``, floats in [0, 1]
+    (``B`` is 1 unless a zoo model was asked for no class: then one sample per class); ``paths``: every file
+    written, in batch order."""
 
     model: str
     strategy: str
@@ -192,12 +194,7 @@ def run(args: argparse.Namespace) -> GenerationResult:
     wall_s = time.perf_counter() - start
 
     array = np.asarray(out.images if spec.kind == "image" else out.frames)
-    if spec.kind == "image":
-        paths = save_images(array, output)
-    else:
-        if len(array) != 1:
-            raise GenerateError(f"expected one video, the pipeline returned {len(array)}")
-        paths = save_video(array[0], output, fmt, settings.fps)
+    paths = save_images(array, output) if spec.kind == "image" else save_videos(array, output, fmt, settings.fps)
     summary = None
     if requests:
         import diffaccel
@@ -210,12 +207,13 @@ def _settings(spec: ModelSpec, args: argparse.Namespace, tiny: bool, zoo: bool) 
     """The model's defaults (real, tiny or zoo) with the user's values on top; options that do not apply to
     this model are errors, not silently dropped."""
     base = spec.tiny.zoo_defaults if zoo else spec.tiny.defaults if tiny else spec.defaults
-    if zoo:
-        given = [f"--{n.replace('_', '-')}" for n in ("negative_prompt", "height", "width", "max_sequence_length")
-                 if getattr(args, n) is not None]
+    if zoo:  # the zoo pipelines take a class, not text, and were trained at one size (and one clip length)
+        given = [f"--{n.replace('_', '-')}" for n in ("negative_prompt", "height", "width", "frames",
+                                                      "max_sequence_length") if getattr(args, n) is not None]
         if given:
-            raise GenerateError(f"the zoo model {spec.tiny.zoo} has no text encoder and a fixed size: "
-                                f"{', '.join(given)} do not apply (use --tiny-random for a random {spec.pipeline_class})")
+            size = "a fixed size and frame count" if spec.kind == "video" else "a fixed size"
+            raise GenerateError(f"the zoo model {spec.tiny.zoo} has no text encoder and {size}: {', '.join(given)} "
+                                f"do not apply (use --tiny-random for a random {spec.pipeline_class})")
     elif args.negative_prompt is not None and not spec.negative_prompt_supported:
         raise GenerateError(f"{spec.title} is guidance-distilled and this script does not run true CFG: "
                             "--negative-prompt does not apply")
@@ -226,7 +224,7 @@ def _settings(spec: ModelSpec, args: argparse.Namespace, tiny: bool, zoo: bool) 
 
 
 def _call_kwargs(spec: ModelSpec, pipe, s: Defaults, zoo: bool) -> dict[str, Any]:
-    if zoo:  # class-conditional zoo pipeline: diffusers-like call without text
+    if zoo:  # class-conditional zoo pipeline: a diffusers-like call without text; its weights fix the size
         kwargs = dict(class_labels=zoo_class_labels(pipe, s.prompt), num_inference_steps=s.steps, output_type="np")
         return kwargs if s.guidance is None else {**kwargs, "guidance_scale": s.guidance}
     kwargs: dict[str, Any] = dict(prompt=s.prompt, num_inference_steps=s.steps, height=s.height, width=s.width,

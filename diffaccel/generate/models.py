@@ -3,9 +3,10 @@
 Each :class:`ModelSpec` says how to load the real checkpoint on a GPU (the recipe of the model's card or of the
 diffusers pipeline's own example: dtypes per component, scheduler, VAE tiling), which call arguments and defaults
 the pipeline takes (checked against the installed diffusers' ``__call__`` signatures), and what runs under
-``--tiny`` on a CPU without the hub: the zoo model of that class where one exists (``flux-photos``), otherwise a
-tiny randomly initialised pipeline of the same diffusers class built from local components
-(:mod:`diffaccel.testing.tiny_pipelines`, :mod:`diffaccel.testing.tiny_pipelines_more`).
+``--tiny`` on a CPU without the hub: the trained zoo model of that transformer class where one exists
+(``flux-photos`` for FLUX, ``wan-clips`` for Wan), otherwise a tiny randomly initialised pipeline of the same
+diffusers class built from local components (:mod:`diffaccel.testing.tiny_pipelines`,
+:mod:`diffaccel.testing.tiny_pipelines_more`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+
+from ..zoo.data import PHOTO_CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,10 @@ class Defaults:
 @dataclass(frozen=True)
 class TinySpec:
     """What ``--tiny`` runs. ``builder`` (``"module:function"``) makes a tiny random pipeline of the real class;
-    ``zoo`` names a trained zoo model of the same transformer class, preferred by ``--tiny`` when registered
-    (``--tiny-random`` still picks the builder)."""
+    ``zoo`` names a trained zoo model of the same transformer class and of the model's kind (its pipeline returns
+    ``.images`` or ``.frames`` like the real one), preferred by ``--tiny`` when registered (``--tiny-random`` still
+    picks the builder). ``zoo_defaults`` are its settings: the prompt only chooses a class, ``guidance=None`` means
+    the guidance stored with its weights, and size and frame count are fixed by the weights (left ``None``)."""
 
     builder: str
     defaults: Defaults
@@ -99,6 +104,7 @@ _VIDEO_PROMPT = "A cat walks on the grass, realistic"
 _TINY_PROMPT = "a photo of a cat on a red house"  # words the tiny word-level tokenizers know
 _TINY_IMAGE = dict(prompt=_TINY_PROMPT, steps=6, max_sequence_length=16)
 _TINY_VIDEO = dict(prompt=_TINY_PROMPT, steps=6, max_sequence_length=16, fps=8)
+_PHOTO_CLASSES = ", ".join(PHOTO_CLASS_NAMES)  # the classes of the photo zoo models (flux-photos, wan-clips)
 _WORD_TOKENIZER_NOTE = (
     "tokenizers are word-level ones built in memory (the real vocabularies are hub files), so prompts and "
     "prompt templates tokenize differently from the real model"
@@ -117,10 +123,10 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
             zoo="flux-photos",
             zoo_defaults=Defaults("a photo of chelsea", steps=6, guidance=None),  # None: the zoo pipeline's own
             notes=("--tiny runs the trained zoo model flux-photos (a FluxTransformer2DModel on 32x32 photo crops). "
-                   "It is class-conditional: the first photo-class name found in the prompt (astronaut, camera, "
-                   "coffee, chelsea, rocket, coins, china, flower) is the class; a prompt naming none draws one "
-                   "image per class. It has no text encoder and a fixed 32x32 size, so --negative-prompt, --height "
-                   "and --width do not apply. --tiny-random runs a tiny random FluxPipeline instead (CLIP + T5)."),
+                   f"It is class-conditional: the first photo-class name found in the prompt ({_PHOTO_CLASSES}) "
+                   "is the class; a prompt naming none draws one image per class (<stem>_<i>.png). It has no text "
+                   "encoder and a fixed 32x32 size, so --negative-prompt, --height and --width do not apply. "
+                   "--tiny-random runs a tiny random FluxPipeline instead (CLIP + T5)."),
         ),
     ),
     ModelSpec(
@@ -149,9 +155,21 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
         defaults=Defaults(_VIDEO_PROMPT, steps=50, guidance=5.0, height=480, width=832, frames=81, fps=16),
         load=_load_wan,
         notes="Loaded as in the diffusers example: VAE in float32, UniPC scheduler with flow_shift=3.0 (480p).",
-        tiny=TinySpec(builder="diffaccel.testing.tiny_pipelines:tiny_wan_pipeline",
-                      defaults=Defaults(**_TINY_VIDEO, guidance=5.0, height=16, width=16, frames=5),
-                      notes=f"--tiny: a tiny random WanPipeline (UMT5); {_WORD_TOKENIZER_NOTE}."),
+        tiny=TinySpec(
+            builder="diffaccel.testing.tiny_pipelines:tiny_wan_pipeline",
+            defaults=Defaults(**_TINY_VIDEO, guidance=5.0, height=16, width=16, frames=5),
+            zoo="wan-clips",
+            # 20 steps: 0.5 s on one CPU core, and room for the Wan preset (interval 5) to forecast
+            zoo_defaults=Defaults("a pan across the rocket photo", steps=20, guidance=None, fps=8),
+            notes=("--tiny runs the trained zoo model wan-clips (a WanTransformer3DModel on 8-frame 20x20 clips "
+                   "panning across a photo, two-call guidance under cache_context as in WanPipeline; default 20 "
+                   "steps, 8 fps). It is class-conditional: the first photo-class name found in the prompt "
+                   f"({_PHOTO_CLASSES}) is the class; a prompt naming none draws one clip per class "
+                   "(<stem>_<i>.mp4). The pan direction is the model's choice. It has no VAE or text encoder, and "
+                   "a fixed size and clip length, so --height, --width, --frames, --negative-prompt and "
+                   "--max-sequence-length do not apply. --tiny-random runs a tiny random WanPipeline (UMT5) "
+                   f"instead; its {_WORD_TOKENIZER_NOTE}."),
+        ),
     ),
     ModelSpec(
         name="hunyuan-video", title="HunyuanVideo text-to-video", kind="video", pipeline_class="HunyuanVideoPipeline",
@@ -233,11 +251,11 @@ def load_tiny(spec: ModelSpec, use_zoo: bool):
 
 def zoo_class_labels(pipe, prompt: str) -> list[int] | None:
     """The class the prompt names (first class name found as a whole word, case-insensitive), or ``None``
-    (one image per class) when it names none."""
+    (one sample per class: an image or a clip) when it names none."""
     words = re.findall(r"[a-z0-9]+", prompt.lower())
     positions = {name: words.index(name.lower()) for name in pipe.class_names if name.lower() in words}
     if not positions:
-        logger.warning("the prompt names none of the classes of this zoo model (%s): drawing one image per class",
+        logger.warning("the prompt names none of the classes of this zoo model (%s): drawing one sample per class",
                        ", ".join(pipe.class_names))
         return None
     first = min(positions, key=positions.get)

@@ -1,7 +1,8 @@
 """Writing what a generation produced: PNG images, MP4 videos (imageio + ffmpeg), GIFs or PNG frames on request.
 
 Arrays come from the pipelines with ``output_type="np"``: images ``(B, H, W, C)``, videos ``(B, F, H, W, C)``, floats
-in [0, 1]. They are quantised once (round to nearest, like diffusers' ``numpy_to_pil``) and written as they are.
+in [0, 1]. They are quantised once (round to nearest, like diffusers' ``numpy_to_pil``) and written as they are; a
+batch of several (a zoo model asked for no class draws one sample per class) becomes ``<stem>_<i>`` files.
 MP4 needs the ffmpeg binary that the ``imageio-ffmpeg`` package ships (``pip install "diffaccel[video]"``); without
 it an MP4 request is an error naming the extra, never a silent switch to another format.
 """
@@ -60,6 +61,14 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+def numbered(path: Path, count: int) -> list[Path]:
+    """Where ``count`` outputs of one run go: ``path`` itself for one, ``<stem>_<i><suffix>`` for several (a
+    prompt that names no class of a zoo model draws one sample per class)."""
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(count)]
+
+
 def save_images(images: np.ndarray, path: str | os.PathLike) -> list[Path]:
     """``images`` ``(B, H, W, C)``: one PNG at ``path`` for a single image, ``<stem>_<i>.png`` for several."""
     import imageio.v3 as iio
@@ -67,10 +76,20 @@ def save_images(images: np.ndarray, path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = to_uint8(images)
-    targets = [path] if len(pixels) == 1 else [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(len(pixels))]
+    targets = numbered(path, len(pixels))
     for target, image in zip(targets, pixels):
         iio.imwrite(target, image[..., 0] if image.shape[-1] == 1 else image, extension=".png")
     return targets
+
+
+def save_videos(videos: np.ndarray, path: str | os.PathLike, fmt: str, fps: int) -> list[Path]:
+    """``videos`` ``(B, F, H, W, C)``, named as :func:`save_images` names images: one video at ``path``, several
+    at ``<stem>_<i>.<fmt>`` (PNG frames: one folder per video). Returns every file written, in order."""
+    path = Path(path)
+    if fmt == "png":  # the frames of a video go to a folder named like the file would be, without its suffix
+        path = path.with_suffix("") if path.suffix else path
+    return [written for target, frames in zip(numbered(path, len(videos)), videos)
+            for written in save_video(frames, target, fmt, fps)]
 
 
 def save_video(frames: np.ndarray, path: str | os.PathLike, fmt: str, fps: int) -> list[Path]:

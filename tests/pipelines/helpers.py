@@ -25,8 +25,9 @@ SCRIPTS = {
 }
 
 
-def flux_photos_weights_present() -> bool:
-    return (weights_dir("flux-photos") / "model.safetensors").is_file()
+def zoo_weights_present(name: str) -> bool:
+    """Whether the committed weights of zoo model ``name`` (what ``--tiny`` runs for flux and wan) are here."""
+    return (weights_dir(name) / "model.safetensors").is_file()
 
 
 def run_script(script: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:

@@ -1,8 +1,10 @@
-"""`diffaccel.generate`, the logic behind `pipelines/`: strategies, outputs, the zoo stand-in and bad input.
+"""`diffaccel.generate`, the logic behind `pipelines/`: strategies, outputs, the zoo stand-ins and bad input.
 
 Reference for the strategies: the same script with `--strategy none` (nothing wrapped) and the same seed.
 `taylorseer:interval=1` computes every step, so its output must be bit-identical to it; the family preset
-forecasts, so its output must differ (otherwise the equality would prove nothing).
+forecasts, so its output must differ (otherwise the equality would prove nothing). Reference for the zoo
+stand-ins (`--tiny` of flux and wan): the zoo pipeline called directly with the same class, steps and seed, and
+for a forecasting strategy the official TaylorSeer schedule worked out by hand.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import re
 
+import imageio.v2 as imageio
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ import torch
 
 from diffaccel.generate import GenerateError, OutputError, main, parse_args, run
 from diffaccel.generate.models import MODELS
-from diffaccel.generate.output import to_uint8
+from diffaccel.generate.output import save_videos, to_uint8
 
 STEPS = ["--steps", "4"]
 
@@ -172,6 +175,128 @@ def test_flux_zoo_rejects_options_it_cannot_honour(untrained_flux_photos, tmp_pa
     for argv in (["--height", "64"], ["--negative-prompt", "blurry"], ["--max-sequence-length", "8"]):
         with pytest.raises(GenerateError, match="do not apply"):
             _zoo_run(tmp_path, *argv)
+
+
+# -------------------------------------------------------------------------------- the zoo stand-in for Wan
+WAN_CLIP_SHAPE = (8, 20, 20, 3)  # wan-clips: 8-frame 20x20 RGB pan clips (diffaccel/zoo/wan_clips.py)
+
+
+@pytest.fixture(scope="module")
+def wan_clips():
+    """The committed wan-clips pipeline called directly, without diffaccel.generate: the reference."""
+    from diffaccel import zoo
+
+    pipe = zoo.load("wan-clips")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _wan_zoo_run(tmp_path, *argv, name="wan"):
+    return run(parse_args(["--tiny", "--output", str(tmp_path / name), *argv], model="wan"))
+
+
+def _clips(pipe, class_labels, steps, guidance_scale=None, seed=0):
+    return pipe(class_labels=class_labels, num_inference_steps=steps, guidance_scale=guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed), output_type="np").frames
+
+
+def test_every_zoo_stand_in_is_a_registered_model_of_the_same_kind():
+    from diffaccel import zoo
+
+    stand_ins = {name: spec.tiny.zoo for name, spec in MODELS.items() if spec.tiny.zoo}
+    assert stand_ins == {"flux": "flux-photos", "wan": "wan-clips"}
+    for name, zoo_name in stand_ins.items():
+        spec = MODELS[name]
+        assert zoo_name in zoo.names() and zoo.entry(zoo_name).kind == spec.kind  # .images or .frames
+        fixed = spec.tiny.zoo_defaults
+        assert fixed is not None and (fixed.height, fixed.width, fixed.frames) == (None, None, None)
+
+
+def test_wan_tiny_runs_wan_clips_on_the_class_the_prompt_names(wan_clips, tmp_path):
+    result = _wan_zoo_run(tmp_path, "--strategy", "none", "--steps", "4", "--prompt", "A Rocket, then coffee")
+    assert result.source == "zoo:wan-clips" and result.array.shape == (1, *WAN_CLIP_SHAPE)
+    direct = _clips(wan_clips, ["rocket"], 4)  # the first class named, the guidance stored with the weights
+    assert np.array_equal(result.array, direct)
+    assert result.paths == [tmp_path / "wan.mp4"]
+
+    guided = _wan_zoo_run(tmp_path, "--strategy", "none", "--steps", "4", "--prompt", "rocket", "--guidance", "1.0",
+                          name="g")
+    assert np.array_equal(guided.array, _clips(wan_clips, ["rocket"], 4, guidance_scale=1.0))
+    assert not np.array_equal(guided.array, direct)
+
+    every_class = _wan_zoo_run(tmp_path, "--strategy", "none", "--steps", "2", "--prompt", "a lighthouse",
+                               "--format", "png", name="all")  # PNG frames: lossless, so the files can be compared
+    classes, frames = len(wan_clips.class_names), WAN_CLIP_SHAPE[0]
+    assert every_class.array.shape == (classes, *WAN_CLIP_SHAPE)
+    assert np.array_equal(every_class.array, _clips(wan_clips, None, 2))  # one clip per class
+    assert every_class.paths == [tmp_path / f"all_{i}" / f"frame_{f:04d}.png" for i in range(classes)
+                                 for f in range(frames)]
+    for path, frame in zip(every_class.paths, every_class.array.reshape(-1, *WAN_CLIP_SHAPE[1:])):
+        assert np.array_equal(iio.imread(path), to_uint8(frame))
+
+
+def test_wan_tiny_strategy_follows_the_hand_computed_taylorseer_schedule(wan_clips, tmp_path):
+    """Wan's TaylorSeer preset is interval 5, warm-up 1 (official, spec §2.7): a step n is full iff n < 1 or
+    n % 5 == 0, so 12 steps compute at steps 0, 5 and 10 only: 3 of 12, a computed fraction of 0.25 (every
+    cacheable unit follows the same schedule). Each of the 4 blocks has 3 units (attn, cross_attn, mlp), each
+    called once per guidance branch (cond, uncond) per step."""
+    argv = ["--steps", "12", "--prompt", "china"]
+    baseline = _wan_zoo_run(tmp_path, "--strategy", "none", *argv, name="none")
+    exact = _wan_zoo_run(tmp_path, "--strategy", "taylorseer:interval=1", *argv, name="exact")
+    preset = _wan_zoo_run(tmp_path, "--strategy", "taylorseer", *argv, name="preset")
+    assert np.array_equal(baseline.array, _clips(wan_clips, ["china"], 12))
+    assert np.array_equal(exact.array, baseline.array) and exact.summary.full_steps == 12
+
+    full_steps, steps, branches = [0, 5, 10], 12, 2
+    summary = preset.summary
+    assert summary.strategy == "taylorseer:interval=5:order=1:warmup=1"
+    assert summary.steps == steps and summary.full_steps == len(full_steps)
+    assert summary.computed_fraction == pytest.approx(len(full_steps) / steps, abs=1e-12)
+    assert summary.contexts == ["cond", "uncond"]
+    per_kind = {"units": 4, "computed": 4 * len(full_steps) * branches,
+                "forecast": 4 * (steps - len(full_steps)) * branches}
+    assert summary.by_kind() == {"attn": per_kind, "cross_attn": per_kind, "mlp": per_kind}
+    assert not np.array_equal(preset.array, baseline.array) and np.isfinite(preset.array).all()
+
+    # the same wrap applied by hand to the zoo pipeline gives the same frames, and computes at those steps only
+    import diffaccel
+
+    transformer_calls, attn_computed_at = [], []
+    watch_calls = wan_clips.transformer.register_forward_pre_hook(lambda *_: transformer_calls.append(None))
+    watch_attn = wan_clips.transformer.blocks[0].attn1.to_q.register_forward_pre_hook(
+        lambda *_: attn_computed_at.append((len(transformer_calls) - 1) // branches))  # two calls per step
+    diffaccel.wrap(wan_clips, "taylorseer")
+    try:
+        by_hand = _clips(wan_clips, ["china"], 12)
+    finally:
+        diffaccel.unwrap(wan_clips)
+        watch_calls.remove()
+        watch_attn.remove()
+    assert np.array_equal(preset.array, by_hand)
+    assert len(transformer_calls) == steps * branches
+    assert attn_computed_at == [n for n in full_steps for _ in range(branches)]
+
+
+def test_wan_zoo_rejects_options_it_cannot_honour_and_takes_fps(tmp_path):
+    for argv in (["--height", "64"], ["--width", "64"], ["--frames", "9"], ["--negative-prompt", "blurry"],
+                 ["--max-sequence-length", "8"]):
+        with pytest.raises(GenerateError, match="fixed size and frame count: .* do not apply.*--tiny-random"):
+            _wan_zoo_run(tmp_path, *argv)
+    assert not list(tmp_path.iterdir())
+    result = _wan_zoo_run(tmp_path, "--strategy", "none", "--steps", "1", "--fps", "4", name="slow.mp4")
+    assert result.settings.fps == 4
+    with imageio.get_reader(result.paths[0], format="FFMPEG") as reader:
+        assert reader.get_meta_data()["fps"] == 4
+
+
+def test_several_videos_are_numbered_like_several_images(tmp_path):
+    videos = np.random.default_rng(0).random((3, 2, 8, 8, 3), dtype=np.float32)
+    paths = save_videos(videos, tmp_path / "clip.gif", "gif", fps=8)
+    assert paths == [tmp_path / f"clip_{i}.gif" for i in range(3)]
+    frames = save_videos(videos, tmp_path / "frames", "png", fps=8)
+    assert frames == [tmp_path / f"frames_{i}" / f"frame_{f:04d}.png" for i in range(3) for f in range(2)]
+    assert np.array_equal(iio.imread(frames[3]), to_uint8(videos[1, 1]))
+    assert save_videos(videos[:1], tmp_path / "one.gif", "gif", fps=8) == [tmp_path / "one.gif"]
 
 
 # ------------------------------------------------------------------------------------------- bad input
