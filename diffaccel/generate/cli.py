@@ -276,7 +276,8 @@ def report(result: GenerationResult) -> str:
         lines.append("diffaccel summary: none (baseline: full computation, nothing wrapped)")
     else:
         lines.append(str(result.summary))
-    lines.append(f"wall time: {result.wall_s:.3f} s (the pipeline call: text encoding, denoising, decoding)")
+    stages = "class embedding and denoising" if result.source.startswith("zoo:") else "text encoding, denoising, decoding"
+    lines.append(f"wall time: {result.wall_s:.3f} s (the pipeline call: {stages})")
     shown = result.paths if len(result.paths) <= 4 else [*result.paths[:2], "...", result.paths[-1]]
     lines.append(f"saved: {', '.join(map(str, shown))}" + (f" ({len(result.paths)} files)" if len(result.paths) > 4 else ""))
     return "\n".join(lines)

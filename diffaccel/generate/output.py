@@ -61,12 +61,24 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+#: The extensions the saver writes. Only these count as a suffix: a default name such as
+#: ``wan-tiny-taocache_threshold=0.05-seed0`` (a frames folder) has a dot that is not one.
+MEDIA_SUFFIXES = (".png", ".mp4", ".gif")
+
+
+def split_media_suffix(path: Path) -> tuple[Path, str]:
+    """``path`` without its media extension, and that extension (``""`` when it has none)."""
+    suffix = path.suffix if path.suffix.lower() in MEDIA_SUFFIXES else ""
+    return (path.with_name(path.name[: -len(suffix)]) if suffix else path), suffix
+
+
 def numbered(path: Path, count: int) -> list[Path]:
     """Where ``count`` outputs of one run go: ``path`` itself for one, ``<stem>_<i><suffix>`` for several (a
     prompt that names no class of a zoo model draws one sample per class)."""
     if count == 1:
         return [path]
-    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(count)]
+    stem, suffix = split_media_suffix(path)
+    return [stem.with_name(f"{stem.name}_{i}{suffix}") for i in range(count)]
 
 
 def save_images(images: np.ndarray, path: str | os.PathLike) -> list[Path]:
@@ -87,7 +99,7 @@ def save_videos(videos: np.ndarray, path: str | os.PathLike, fmt: str, fps: int)
     at ``<stem>_<i>.<fmt>`` (PNG frames: one folder per video). Returns every file written, in order."""
     path = Path(path)
     if fmt == "png":  # the frames of a video go to a folder named like the file would be, without its suffix
-        path = path.with_suffix("") if path.suffix else path
+        path = split_media_suffix(path)[0]
     return [written for target, frames in zip(numbered(path, len(videos)), videos)
             for written in save_video(frames, target, fmt, fps)]
 
@@ -100,7 +112,7 @@ def save_video(frames: np.ndarray, path: str | os.PathLike, fmt: str, fps: int) 
     path = Path(path)
     pixels = to_uint8(frames)
     if fmt == "png":
-        folder = path.with_suffix("") if path.suffix else path
+        folder = split_media_suffix(path)[0]
         folder.mkdir(parents=True, exist_ok=True)
         targets = [folder / f"frame_{i:04d}.png" for i in range(len(pixels))]
         for target, frame in zip(targets, pixels):

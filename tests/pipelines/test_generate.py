@@ -299,6 +299,15 @@ def test_several_videos_are_numbered_like_several_images(tmp_path):
     assert save_videos(videos[:1], tmp_path / "one.gif", "gif", fps=8) == [tmp_path / "one.gif"]
 
 
+def test_a_dot_in_a_strategy_option_is_not_taken_for_an_extension(tmp_path):
+    videos = np.random.default_rng(0).random((2, 2, 8, 8, 3), dtype=np.float32)
+    name = "wan-tiny-taocache_error_threshold=0.05-seed0"
+    frames = save_videos(videos, tmp_path / name, "png", fps=8)
+    assert frames[0] == tmp_path / f"{name}_0" / "frame_0000.png"
+    assert save_videos(videos[:1], tmp_path / name, "png", fps=8)[0] == tmp_path / name / "frame_0000.png"
+    assert save_videos(videos[:1], tmp_path / f"{name}.png", "png", fps=8)[0] == tmp_path / name / "frame_0000.png"
+
+
 # ------------------------------------------------------------------------------------------- bad input
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model 'nope'.*flux.*ltx-video"):
