@@ -14,7 +14,7 @@ from .adapters.registry import find_adapter, generic_adapter, get_adapter, suppo
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
-from .strategies.base import StrategyConfig
+from .strategies.base import GRANULARITY_LEVELS, StrategyConfig
 from .strategies.registry import build_strategy, get_entry, parse_strategy_spec, resolve_config
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             "['taylorseer:interval=4', 'taocache'] or config objects"
         )
     entries = [get_entry(_spec_name(spec)) for spec in specs]
-    needs_no_units = all(e.strategy_cls.unit_level in ("model", "custom") for e in entries)
+    needs_no_units = all(_unit_level(e, spec, options) in ("model", "custom") for e, spec in zip(entries, specs))
     targets = _denoisers(obj, needs_no_units)
     engines: dict[str, Engine] = {}
     try:
@@ -143,6 +143,18 @@ def _parse_text_spec(spec):
         name, spec_options = parse_strategy_spec(spec)
         return name, spec_options
     return spec
+
+
+def _unit_level(entry, spec, options: dict) -> str:
+    """Where a strategy attaches, before any adapter is looked up: its class's level, unless a
+    `granularity` option moves a block-level strategy to the whole model (which needs no adapter)."""
+    if isinstance(spec, StrategyConfig):
+        granularity = getattr(spec, "granularity", None)
+    else:
+        granularity = {**(spec[1] if isinstance(spec, tuple) else {}), **options}.get("granularity")
+    if isinstance(granularity, str) and granularity in GRANULARITY_LEVELS:
+        return GRANULARITY_LEVELS[granularity]
+    return entry.strategy_cls.unit_level
 
 
 def _spec_name(spec) -> str:

@@ -125,3 +125,28 @@ def test_model_granularity_forecasts_the_whole_output():
         outputs = [model(**_step_inputs(name, inputs, n))[0] for n in range(STEPS)]
     assert torch.equal(outputs[1], outputs[0])  # order 0: the last full output, reused
     assert diffaccel.summary(model).full_steps == 2
+
+
+class _NoAdapterDenoiser(torch.nn.Module):
+    """A denoiser no adapter describes: whole-model granularity still applies."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x, timestep):
+        return self.proj(x) * timestep
+
+
+def test_model_granularity_needs_no_adapter():
+    model = _NoAdapterDenoiser()
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        expected = [model(x, torch.tensor(1.0 - n / 4)) for n in range(3)]
+        diffaccel.wrap(model, "taylorseer:interval=2,warmup=1,order=1,granularity=model")
+        got = [model(x, torch.tensor(1.0 - n / 4)) for n in range(3)]
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[2], expected[2])
+    # step 1 is forecast from step 0 alone (order-1 factors need two full steps): the step-0 output
+    assert torch.equal(got[1], expected[0])
+    with pytest.raises(diffaccel.UnsupportedModelError):
+        diffaccel.wrap(_NoAdapterDenoiser(), "taylorseer", granularity="stack")
