@@ -85,6 +85,19 @@ def test_wrap_unwrap_wrap_again():
     assert diffaccel.engines(model)[""].strategies[0].config.interval == 2
 
 
+@pytest.mark.parametrize("strategy", ["taylorseer", "taocache", ["taylorseer", "taocache"],
+                                      "taylorseer:granularity=stack", "hyca:granularity=model"])
+def test_unwrap_leaves_no_wrapper_in_any_forward(strategy):
+    """diffusers restores a forward correctly only when hooks go newest first; a stale wrapper left
+    behind would keep calling diffaccel (and broke cache-dit's own unpatching after a TaoCache run)."""
+    import functools
+
+    model = build_tiny(DIT)
+    diffaccel.unwrap(diffaccel.wrap(model, strategy))
+    stale = [name for name, m in model.named_modules() if isinstance(vars(m).get("forward"), functools.partial)]
+    assert stale == []
+
+
 def test_config_object_and_options():
     config = diffaccel.TaylorSeerConfig(interval=3, order=2, warmup=1)
     model = diffaccel.wrap(build_tiny(DIT), config, warmup=2)

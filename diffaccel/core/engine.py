@@ -155,8 +155,7 @@ class Engine:
         except BaseException:
             for strategy in reversed(attached):
                 strategy.detach(self, self.owner)
-            for hook_name in (FEEDER_HOOK, UNIT_HOOK, ENGINE_HOOK):
-                registry.remove_hook(hook_name, recurse=True)
+            _remove_hooks(registry)
             raise
         registry.invalidate_child_registries_cache()
 
@@ -176,8 +175,7 @@ class Engine:
         for strategy in reversed(self.strategies):
             strategy.detach(self, self.owner)
         registry = HookRegistry.check_if_exists_or_initialize(self.root)
-        for hook_name in (FEEDER_HOOK, UNIT_HOOK, ENGINE_HOOK):
-            registry.remove_hook(hook_name, recurse=True)
+        _remove_hooks(registry)
         registry.invalidate_child_registries_cache()
         self.release()
 
@@ -276,6 +274,14 @@ class Engine:
         if self._timestep_index is not None and self._timestep_index < len(args):
             return _as_float(args[self._timestep_index])
         return None
+
+
+def _remove_hooks(registry: HookRegistry) -> None:
+    """Remove diffaccel's hooks newest first. diffusers' `remove_hook` restores a module's forward
+    correctly only for the most recently registered hook; removing an older one first (the root's
+    whole-model unit hook sits under the engine hook) would leave a stale wrapper as `forward`."""
+    for hook_name in (ENGINE_HOOK, UNIT_HOOK, FEEDER_HOOK):
+        registry.remove_hook(hook_name, recurse=True)
 
 
 def _describe(signature: tuple) -> str:
