@@ -15,6 +15,10 @@ from typing import Any, Iterable
 from ..metrics import Spread, spread
 
 
+_SPREAD_FIELDS = ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips",
+                  "temporal_error")
+
+
 @dataclass
 class Row:
     tag: str
@@ -32,6 +36,7 @@ class Row:
     psnr: Spread | None = None
     ssim: Spread | None = None
     lpips: Spread | None = None
+    temporal_error: Spread | None = None  # videos only (see diffaccel.metrics.temporal_error)
     source: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -39,7 +44,7 @@ class Row:
         out: dict[str, Any] = {"tag": self.tag, "strategy": self.strategy, "options": self.options,
                                "family": self.family, "status": self.status, "runs": self.runs, "steps": self.steps,
                                "source": self.source, "notes": list(self.notes)}
-        for name in ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips"):
+        for name in _SPREAD_FIELDS:
             value = getattr(self, name)
             out[name] = None if value is None else value.as_dict()
         return out
@@ -66,7 +71,7 @@ def _row(tag: str, records: list[dict[str, Any]]) -> Row:
         return row
     steps = {r.get("steps") for r in ok if r.get("steps") is not None}
     row.steps = next(iter(steps)) if len(steps) == 1 else (sum(steps) / len(steps) if steps else None)
-    for name in ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips"):
+    for name in _SPREAD_FIELDS:
         setattr(row, name, spread(r.get(name) for r in ok))
     sources = {r.get("computed_fraction_source") for r in ok if r.get("computed_fraction_source")}
     row.source = "; ".join(sorted(sources))
@@ -103,14 +108,28 @@ def _steps_cell(row: Row) -> str:
 
 HEADERS = ("strategy", "options", "full/steps", "computed", "speedup", "CPU speedup", "wall s", "PSNR dB", "SSIM",
            "LPIPS", "runs")
+#: For videos, PSNR / SSIM / LPIPS are per-frame means and one more column shows temporal consistency.
+VIDEO_HEADERS = HEADERS[:-1] + ("temporal err", "runs")
 
 
-def row_cells(row: Row) -> list[str]:
+def is_video_table(rows: list[Row]) -> bool:
+    return any(row.temporal_error is not None and row.temporal_error.mean is not None for row in rows)
+
+
+def headers(rows: list[Row]) -> tuple[str, ...]:
+    return VIDEO_HEADERS if is_video_table(rows) else HEADERS
+
+
+def row_cells(row: Row, video: bool = False) -> list[str]:
+    width = len(VIDEO_HEADERS if video else HEADERS)
     if row.status != "ok":
-        return [row.strategy, row.options or "-"] + ["-"] * (len(HEADERS) - 3) + ["0"]
-    return [row.strategy, row.options or "-", _steps_cell(row), _fmt(row.computed_fraction, 3),
-            _fmt(row.speedup, 2), _fmt(row.cpu_speedup, 2), _fmt(row.wall_s, 2), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
-            _fmt(row.lpips, 4), str(row.runs)]
+        return [row.strategy, row.options or "-"] + ["-"] * (width - 3) + ["0"]
+    cells = [row.strategy, row.options or "-", _steps_cell(row), _fmt(row.computed_fraction, 3),
+             _fmt(row.speedup, 2), _fmt(row.cpu_speedup, 2), _fmt(row.wall_s, 2), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
+             _fmt(row.lpips, 4)]
+    if video:
+        cells.append(_fmt(row.temporal_error, 4))
+    return cells + [str(row.runs)]
 
 
 def row_note(row: Row) -> tuple[str, str]:
@@ -123,18 +142,20 @@ def row_note(row: Row) -> tuple[str, str]:
 
 def _cells_and_footnotes(rows: list[Row]) -> tuple[list[list[str]], list[str]]:
     lines, footnotes = [], []
+    video = is_video_table(rows)
     for row in rows:
         short, long = row_note(row)
         if long:
             footnotes.append(f"[{len(footnotes) + 1}] {row.tag}: {long}")
             short = f"{short} [{len(footnotes)}]".strip()
-        lines.append(row_cells(row) + [short])
+        lines.append(row_cells(row, video) + [short])
     return lines, footnotes
 
 
 def markdown_table(rows: list[Row]) -> str:
     lines, footnotes = _cells_and_footnotes(rows)
-    out = ["| " + " | ".join(HEADERS) + " | note |", "|" + "---|" * (len(HEADERS) + 1)]
+    names = headers(rows)
+    out = ["| " + " | ".join(names) + " | note |", "|" + "---|" * (len(names) + 1)]
     for cells in lines:
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if footnotes:
@@ -145,8 +166,9 @@ def markdown_table(rows: list[Row]) -> str:
 
 def plain_table(rows: list[Row]) -> str:
     lines, footnotes = _cells_and_footnotes(rows)
-    table = [list(HEADERS) + ["note"]] + lines
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS) + 1)]
+    names = headers(rows)
+    table = [list(names) + ["note"]] + lines
+    widths = [max(len(line[i]) for line in table) for i in range(len(names) + 1)]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
     return "\n".join(out + footnotes)
 
@@ -162,7 +184,7 @@ def print_table(rows: list[Row], title: str, footer: list[str] | None = None, co
             console = Console(width=200)
     lines, footnotes = _cells_and_footnotes(rows)
     table = Table(title=title, title_justify="left")
-    for header in HEADERS:
+    for header in headers(rows):
         table.add_column(header, justify="left" if header in ("strategy", "options") else "right")
     table.add_column("note")
     for row, cells in zip(rows, lines):

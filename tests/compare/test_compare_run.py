@@ -131,6 +131,7 @@ def test_table_grid_and_plot(e2e):
     assert row.speedup.std == pytest.approx(np.std([r["speedup"] for r in records]))
     report = (out / "report.md").read_text()
     assert "| taylorseer | interval=2 |" in report and "| diffusers:fbc | threshold=-1 |" in report
+    assert "temporal err" not in report  # a column for videos only
     grid = Image.open(out / "grid.png")
     # 4 rows (baseline + 3) of 96-pixel cells, 2 columns (2 seeds x 1 image), 22-pixel header
     assert grid.size == (260 + 2 * 100 + 4 + 12, 22 + 4 * 100 + 4)  # one 12-pixel gap between the seeds
@@ -221,6 +222,8 @@ def test_state_per_module_peers_refuse_two_call_guidance(tmp_path):
     record = next(r for r in outcome.records if r["tag"] == "diffusers:fbc:threshold=-1")
     assert record["psnr"] == math.inf and record["temporal_error"] == 0.0
     assert record["calls_per_step"] == 2 and record["computed_fraction"] == 1.0
+    report = (tmp_path / "report.md").read_text()
+    assert "| temporal err |" in report and rows["diffusers:fbc:threshold=-1"].temporal_error.mean == 0.0
 
 
 def test_a_strategy_failing_midway_keeps_its_finished_runs_and_resumes(tmp_path, monkeypatch):
