@@ -167,7 +167,7 @@ def _prepare_out_dir(out_dir: Path, settings: CompareSettings, processes: Proces
         )
     processes.wait()  # every process has checked before the main one may delete anything
     if processes.is_main and exists and settings.overwrite:
-        for name in (RESULTS_NAME, "report.md", "summary.json", "grid.png", "speed_quality.png", "run.json"):
+        for name in (RESULTS_NAME, "report.md", "summary.json", "grid.png", "frames.png", "speed_quality.png", "run.json"):
             (out_dir / name).unlink(missing_ok=True)
         for name in (SHARD_DIR, "baseline", "images", "calibration"):
             shutil.rmtree(out_dir / name, ignore_errors=True)
@@ -225,6 +225,34 @@ def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[
     return lines
 
 
+#: how much the difference frames of the frame strip are amplified (differences are small)
+FRAME_DIFF_GAIN = 5.0
+
+
+def _unit_float(array: np.ndarray) -> np.ndarray:
+    """Pixels in [0, 1]: stored outputs are uint8, the cached baseline keeps the pipeline's floats."""
+    return array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array.astype(np.float32)
+
+
+def _frame_strip_rows(specs: list[StrategySpec], rows: list[Row], harness: Harness,
+                      unit: WorkUnit) -> list[tuple[str, list[np.ndarray | None]]]:
+    """One row per strategy: the first clip's frames, then their amplified absolute difference from the
+    full-step clip of the same seed (black = identical), so flicker or lag shows frame by frame."""
+    reference = _unit_float(load_array(harness.baseline_path(unit))[0])
+    strip = []
+    for spec in specs:
+        row = next((r for r in rows if r.tag == spec.tag), None)
+        videos = load_array(harness.image_path(spec, unit)) if row is not None and row.status == "ok" else None
+        if videos is None:
+            continue
+        clip = _unit_float(videos[0])
+        diffs = [np.clip(np.abs(f - r) * FRAME_DIFF_GAIN, 0.0, 1.0) for f, r in zip(clip, reference)]
+        label = spec.tag if spec.is_baseline or row.psnr is None or row.psnr.mean is None else \
+            f"{spec.tag}  PSNR {row.psnr.mean:.1f}"
+        strip.append((label, list(clip) + diffs))
+    return strip
+
+
 def _write_reports(out_dir: Path, model: LoadedModel, steps: int, settings: CompareSettings,
                    specs: list[StrategySpec], rows: list[Row], harness: Harness, units: list[WorkUnit]) -> dict[str, Path]:
     from .render import image_grid, speed_quality_plot
@@ -260,6 +288,13 @@ def _write_reports(out_dir: Path, model: LoadedModel, steps: int, settings: Comp
         header = f"{model.name}, {steps} steps; columns: " + ", ".join(
             f"{u.condition.id} seed {u.seed}" for u in grid_units)
         paths["grid"] = image_grid(grid_rows, out_dir / "grid.png", header=header[:160], group=per_unit)
+    if first is not None and first.ndim == 5:  # videos (B, F, H, W, C): every frame of the first clip
+        strip_rows = _frame_strip_rows(specs, rows, harness, grid_units[0])
+        frames = first.shape[1]
+        paths["frames"] = image_grid(
+            strip_rows, out_dir / "frames.png", group=frames, cell=64,
+            header=f"{model.name}, {steps} steps, {grid_units[0].condition.id} seed {grid_units[0].seed}, first clip: "
+                   f"{frames} frames, then |frame - full-step frame| x{FRAME_DIFF_GAIN:g}")
     plot = speed_quality_plot(rows, out_dir / "speed_quality.png", title=title)
     if plot is not None:
         paths["plot"] = plot

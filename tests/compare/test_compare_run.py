@@ -224,6 +224,14 @@ def test_state_per_module_peers_refuse_two_call_guidance(tmp_path):
     assert record["calls_per_step"] == 2 and record["computed_fraction"] == 1.0
     report = (tmp_path / "report.md").read_text()
     assert "| temporal err |" in report and rows["diffusers:fbc:threshold=-1"].temporal_error.mean == 0.0
+    # the frame strip: baseline + FBC rows, each with every frame of the first clip and its difference map
+    strip = Image.open(tmp_path / "frames.png")
+    clip_frames = np.load(next((tmp_path / "baseline").rglob("*.npy"))).shape[1]
+    assert outcome.paths["frames"] == tmp_path / "frames.png"
+    assert strip.size == (260 + 2 * clip_frames * (64 + 4) + 4 + 12, 22 + 2 * (64 + 4) + 4)
+    diff_tile = np.asarray(strip)[22 + 4 + 64 + 4 + 10, 260 + 4 + clip_frames * 68 + 12 + 10]
+    # FBC at threshold -1 computes every step: black up to the uint8 rounding of stored outputs (x5)
+    assert max(diff_tile.tolist()) <= 3
 
 
 def test_a_strategy_failing_midway_keeps_its_finished_runs_and_resumes(tmp_path, monkeypatch):
