@@ -9,8 +9,13 @@ of clusters (default 2, as in every figure of the paper), the probe length (firs
 descriptors), and the unit granularity: we cluster the same sub-module outputs TaylorSeer caches,
 along each unit's channel axis, so that one cluster with the `tf1` solver *is* TaylorSeer.
 
-Solver choice per cluster: the paper scores next-step prediction error at one step; we average
-the squared error over every step the configured schedule would forecast during the probe run.
+Solver choice per cluster [ours]: the paper scores prediction error at one step. The probe run
+computes every step, so errors are open-loop; in a real run the sampler integrates the forecast
+features, so an error that keeps its sign (a lagging solver) accumulates in the latents while a
+zero-mean one partly cancels. Over the steps the schedule would forecast in the probe, per channel,
+the default `selection="accumulated"` scores a solver by its mean squared error plus the square of
+its summed signed (token-averaged) error; `selection="squared"` uses the mean squared error alone
+(our first design: on `wan-clips` it chose lagging solvers and lost 1–4 dB to TaylorSeer; README).
 
 A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)`, saved, and passed
 as `profile=`; without one, the first run is the probe (all steps computed) and says so.
@@ -35,6 +40,7 @@ from .hyca_profile import HycaProfile, LeafAssignment
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "model": None}
+_SELECTIONS = ("accumulated", "squared")
 
 
 @dataclass
@@ -49,6 +55,9 @@ class HyCaConfig(StrategyConfig):
         solvers: the solver pool, names separated by "," or "|" (see `diffaccel.forecast.solvers`) [ours];
             "|" fits text specs, where commas separate options: `hyca:solvers=tf1|tf2`.
         probe_steps: steps of the probe run used for the descriptors [ours].
+        selection: how the probe scores solvers per cluster [ours]: "accumulated" (mean squared error
+            plus the squared sum of signed errors over the forecast steps, the default) or "squared"
+            (mean squared error only).
         profile: a `HycaProfile` or the path of a saved one; None = profile on the first run.
         seed: k-means seed.
         factor_dtype: "float32", "float64" or "model" (dtype of the stored history) [ours].
@@ -64,6 +73,7 @@ class HyCaConfig(StrategyConfig):
     num_clusters: int = 2
     solvers: str = "reuse,tf1,tf2,ab2,damped"
     probe_steps: int = 8
+    selection: str = "accumulated"
     profile: Any = None
     seed: int = 0
     factor_dtype: str = "float32"
@@ -78,6 +88,8 @@ class HyCaConfig(StrategyConfig):
             raise ValueError("hyca interval, warmup and num_clusters must be >= 1")
         if self.probe_steps < 4:
             raise ValueError("hyca probe_steps must be >= 4 (descriptors use third differences)")
+        if self.selection not in _SELECTIONS:
+            raise ValueError(f"hyca selection must be one of {list(_SELECTIONS)}, got {self.selection!r}")
         for name in self.solver_names:
             solver(name)  # raises for unknown names
         if self.factor_dtype not in _DTYPES:
@@ -101,7 +113,8 @@ class _ProbeLeaf:
     """Statistics of one output tensor of one unit during the probe run."""
 
     trajectory: list[np.ndarray] = field(default_factory=list)
-    errors: dict[str, torch.Tensor] = field(default_factory=dict)
+    errors: dict[str, torch.Tensor] = field(default_factory=dict)  # per channel: sum of squared errors
+    signed: dict[str, torch.Tensor] = field(default_factory=dict)  # per channel: sum of token-mean errors
     samples: int = 0
     shadow: History = field(default_factory=History)
     last_full: int = -1
@@ -233,8 +246,9 @@ class HyCa(Strategy):
                 continue
             offset = step.index - probe.last_full
             for name in cfg.solver_names:
-                err = _channel_view((solver(name)(probe.shadow, offset) - actual) ** 2, dim).mean(0)
-                probe.errors[name] = probe.errors.get(name, 0) + err
+                diff = _channel_view(solver(name)(probe.shadow, offset) - actual, dim)
+                probe.errors[name] = probe.errors.get(name, 0) + (diff ** 2).mean(0)
+                probe.signed[name] = probe.signed.get(name, 0) + diff.mean(0)
             probe.samples += 1
 
     def finish_probe(self) -> HycaProfile:
@@ -252,7 +266,9 @@ class HyCa(Strategy):
                         f"HyCa probe of '{name}' saw too few steps ({len(probe.trajectory)} probe steps, "
                         f"{probe.samples} forecast steps); profile with more inference steps than warmup + interval.")
                 labels = cluster_channels(channel_descriptors(np.stack(probe.trajectory)), cfg.num_clusters, cfg.seed)
-                errors = {s: (e / probe.samples).cpu().numpy() for s, e in probe.errors.items()}
+                errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
+                if cfg.selection == "accumulated":
+                    errors = {s: errors[s] / probe.samples + (probe.signed[s] ** 2).cpu().numpy() for s in errors}
                 solvers = [min(errors, key=lambda s: float(errors[s][labels == c].mean()))
                            for c in range(int(labels.max()) + 1)]
                 leaves.append(LeafAssignment(labels=labels, solvers=solvers))
@@ -261,4 +277,5 @@ class HyCa(Strategy):
         self._probe_units.clear()
         return HycaProfile(model_class=model_class, units=units,
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
-                                   "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed})
+                                   "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
+                                   "selection": cfg.selection})

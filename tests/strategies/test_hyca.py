@@ -115,3 +115,25 @@ def test_solver_pool_from_a_text_spec():
     model = diffaccel.wrap(build_tiny(FLUX), "hyca:solvers=tf1|damped,interval=3")
     strategy = diffaccel.engines(model)[""].strategies[0]
     assert strategy.config.solver_names == ["tf1", "damped"] and strategy.config.interval == 3
+
+
+def _drifting_zigzag(n: int) -> torch.Tensor:
+    """A slow drift under a fast zigzag: reuse has small errors that all lag one way, tf1 larger ones
+    that cancel."""
+    return torch.tensor([0.1 * n + 0.3 * (-1) ** n], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("selection,expected", [("squared", "reuse"), ("accumulated", "tf1")])
+def test_selection_criterion_trades_per_step_error_for_integrated_error(selection, expected):
+    model = Trajectory(_drifting_zigzag)
+    diffaccel.wrap(model, "hyca", interval=3, warmup=2, num_clusters=1, solvers="reuse|tf1", selection=selection,
+                   factor_dtype="float64")
+    run(model, 30, width=1)  # the probe
+    outputs = [float(o[0, 0]) for o in run(model, 30, width=1)]
+    truth = [float(_drifting_zigzag(n)) for n in range(30)]
+    assert diffaccel.engines(model)[""].strategies[0].profile.units["unit"][0].solvers == [expected]
+    per_step = sum((o - t) ** 2 for o, t in zip(outputs, truth))
+    integrated = abs(sum(outputs) - sum(truth))  # what a sampler that sums the outputs would be off by
+    # by hand for reuse (full steps 0, 1, 4, ..., 28): errors -0.7/-0.2 after odd, +0.5/-0.2 after even full
+    # steps: squares 5*0.53 + 4*0.29 + 0.25 = 4.06, sum 5*(-0.9) + 4*0.3 + 0.5 = -2.8; tf1's are the run's own
+    assert (round(per_step, 2), round(integrated, 2)) == ({"reuse": (4.06, 2.8), "tf1": (9.92, 1.6)}[expected])
