@@ -229,27 +229,24 @@ def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[
 FRAME_DIFF_GAIN = 5.0
 
 
-def _unit_float(array: np.ndarray) -> np.ndarray:
-    """Pixels in [0, 1]: stored outputs are uint8, the cached baseline keeps the pipeline's floats."""
-    return array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array.astype(np.float32)
-
-
 def _frame_strip_rows(specs: list[StrategySpec], rows: list[Row], harness: Harness,
                       unit: WorkUnit) -> list[tuple[str, list[np.ndarray | None]]]:
     """One row per strategy: the first clip's frames, then their amplified absolute difference from the
     full-step clip of the same seed (black = identical), so flicker or lag shows frame by frame."""
-    reference = _unit_float(load_array(harness.baseline_path(unit))[0])
+    from ..metrics import to_float_image
+
+    reference = [to_float_image(frame) for frame in load_array(harness.baseline_path(unit))[0]]
     strip = []
     for spec in specs:
         row = next((r for r in rows if r.tag == spec.tag), None)
         videos = load_array(harness.image_path(spec, unit)) if row is not None and row.status == "ok" else None
         if videos is None:
             continue
-        clip = _unit_float(videos[0])
+        clip = [to_float_image(frame) for frame in videos[0]]
         diffs = [np.clip(np.abs(f - r) * FRAME_DIFF_GAIN, 0.0, 1.0) for f, r in zip(clip, reference)]
         label = spec.tag if spec.is_baseline or row.psnr is None or row.psnr.mean is None else \
             f"{spec.tag}  PSNR {row.psnr.mean:.1f}"
-        strip.append((label, list(clip) + diffs))
+        strip.append((label, clip + diffs))
     return strip
 
 

@@ -189,11 +189,10 @@ class Engine:
         for hook in self.unit_hooks:
             hook.states.clear()
             hook.structures.clear()
+        for hook in self.unit_hooks + self.feeder_hooks:
+            hook.carried.clear()
         for fhook in self.feeder_hooks:
             fhook.placeholders.clear()
-            fhook.carried.clear()
-        for hook in self.unit_hooks:
-            hook.carried.clear()
         for strategy in self.strategies:
             strategy.on_new_run()
         self.runs_started += 1
