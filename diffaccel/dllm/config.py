@@ -68,6 +68,9 @@ class LLaDAConfig(_DictConfig):
     bos_token_id: int | None = 126080
     eot_token_id: int | None = 126348
     pad_token_id: int | None = 126081
+    scale_logits: bool = False
+    input_emb_norm: bool = False
+    rope_full_precision: bool = True
 
     model_type: str = field(default="llada", init=False)
 
@@ -89,37 +92,92 @@ class LLaDAConfig(_DictConfig):
 
     @classmethod
     def from_hf_dict(cls, raw: dict[str, Any]) -> "LLaDAConfig":
-        """Build from the checkpoint's ``config.json`` contents; unsupported variants raise."""
-        block_type = raw.get("block_type", "llama")
-        if block_type not in ("llama", "sequential_llama"):
-            raise NotImplementedError(f"LLaDA block_type={block_type!r} is not supported (only 'llama')")
-        if raw.get("activation_type", "silu") not in ("silu", "swiglu"):
-            raise NotImplementedError(f"activation_type={raw.get('activation_type')!r} is not supported")
-        if raw.get("layer_norm_type", "rms") not in ("rms",):
-            raise NotImplementedError(f"layer_norm_type={raw.get('layer_norm_type')!r} is not supported")
-        if not raw.get("rope", True):
-            raise NotImplementedError("LLaDA checkpoints without RoPE are not supported")
+        """Build from a hub ``config.json`` (the fields of LLaDA's ``ModelConfig``).
+
+        Every field that changes the computation is either implemented (shape, RoPE, norms' epsilon,
+        ``scale_logits``, ``input_emb_norm``, ``rope_full_precision``) or refused with an error naming
+        it (:data:`LLADA_REFUSED`); fields without effect at inference (dropouts, initialisation,
+        ``flash_attention``, ``precision``, ``block_group_size``, ``use_cache``) are ignored. A hub
+        config without BOS / end-of-turn ids gets the LLaDA tokenizer's (126080 / 126348) when its
+        mask id is LLaDA's, else none.
+        """
+        for name, (allowed, why) in LLADA_REFUSED.items():
+            if name in raw and raw[name] not in allowed:
+                raise NotImplementedError(f"LLaDA config {name}={raw[name]!r} is not supported ({why}); "
+                                          f"supported: {', '.join(map(repr, allowed))}")
+        for name in ("d_model", "n_heads", "n_layers", "vocab_size"):
+            if name not in raw:
+                raise KeyError(f"LLaDA config.json lacks {name!r} (is this a LLaDA hub config?)")
         n_heads = raw["n_heads"]
-        mlp_hidden = raw.get("mlp_hidden_size") or raw["mlp_ratio"] * raw["d_model"]
+        n_kv_heads = 1 if raw.get("multi_query_attention") else (raw.get("n_kv_heads") or n_heads)
+        mlp_hidden = raw.get("mlp_hidden_size") or raw.get("mlp_ratio", 4) * raw["d_model"]
+        mask_id = raw.get("mask_token_id", 126336)
+        llada_tokenizer = mask_id == LLADA_MASK_ID
         return cls(
             d_model=raw["d_model"],
             n_heads=n_heads,
-            n_kv_heads=raw.get("n_kv_heads") or n_heads,
+            n_kv_heads=n_kv_heads,
             n_layers=raw["n_layers"],
             mlp_hidden_size=mlp_hidden,
             vocab_size=raw["vocab_size"],
             embedding_size=raw.get("embedding_size"),
-            max_sequence_length=raw.get("max_sequence_length", 4096),
+            max_sequence_length=raw.get("max_sequence_length", 1024),
             rope_theta=float(raw.get("rope_theta", 10000.0)),
             rms_norm_eps=float(raw.get("rms_norm_eps", 1e-5)),
-            include_bias=bool(raw.get("include_bias", False)),
-            weight_tying=bool(raw.get("weight_tying", False)),
-            mask_token_id=raw.get("mask_token_id", 126336),
-            eos_token_id=raw.get("eos_token_id", 126081),
-            bos_token_id=raw.get("bos_token_id"),
-            eot_token_id=raw.get("eot_token_id", None),
+            mask_token_id=mask_id,
+            eos_token_id=raw.get("eos_token_id", 126081 if llada_tokenizer else None),
+            bos_token_id=raw.get("bos_token_id", LLADA_BOS_ID if llada_tokenizer else None),
+            eot_token_id=raw.get("eot_token_id", LLADA_EOT_ID if llada_tokenizer else None),
             pad_token_id=raw.get("pad_token_id"),
+            scale_logits=bool(raw.get("scale_logits", False)),
+            input_emb_norm=bool(raw.get("input_emb_norm", False)),
+            rope_full_precision=bool(raw.get("rope_full_precision", True)),
         )
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """A hub ``config.json``: every field LLaDA's own ``LLaDAConfig`` reads, so the official model
+        class builds exactly this architecture from it (its defaults differ from LLaDA-8B)."""
+        return {
+            "activation_type": "silu", "alibi": False, "alibi_bias_max": 8.0, "architectures": ["LLaDAModelLM"],
+            "attention_dropout": 0.0, "attention_layer_norm": False, "attention_layer_norm_with_affine": True,
+            "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
+                         "AutoModel": "modeling_llada.LLaDAModelLM",
+                         "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
+            "bias_for_layer_norm": False, "block_group_size": 1, "block_type": "llama", "clip_qkv": None,
+            "d_model": self.d_model, "embedding_dropout": 0.0, "embedding_size": self.num_embeddings,
+            "eos_token_id": self.eos_token_id, "flash_attention": False, "include_bias": False,
+            "include_qkv_bias": False, "init_cutoff_factor": None, "init_device": "meta", "init_fn": "mitchell",
+            "init_std": 0.02, "input_emb_norm": self.input_emb_norm, "layer_norm_type": "rms",
+            "layer_norm_with_affine": True, "mask_token_id": self.mask_token_id,
+            "max_sequence_length": self.max_sequence_length, "mlp_hidden_size": self.mlp_hidden_size,
+            "mlp_ratio": max(1, self.mlp_hidden_size // self.d_model), "model_type": "llada",
+            "multi_query_attention": None, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
+            "n_layers": self.n_layers, "pad_token_id": self.pad_token_id, "precision": "amp_bf16",
+            "residual_dropout": 0.0, "rms_norm_eps": self.rms_norm_eps, "rope": True,
+            "rope_full_precision": self.rope_full_precision, "rope_theta": self.rope_theta,
+            "scale_logits": self.scale_logits, "use_cache": False, "vocab_size": self.vocab_size,
+            "weight_tying": False, "bos_token_id": self.bos_token_id, "eot_token_id": self.eot_token_id,
+        }
+
+
+LLADA_MASK_ID, LLADA_BOS_ID, LLADA_EOT_ID = 126336, 126080, 126348
+
+#: LLaDA ``ModelConfig`` fields that change the computation and that our port does not implement:
+#: field -> (values we accept, what the field would change).
+LLADA_REFUSED: dict[str, tuple[tuple, str]] = {
+    "block_type": (("llama",), "only the Llama-style block of the public checkpoints is ported"),
+    "activation_type": (("silu",), "the Llama block computes silu(ff_proj(h)) * up_proj(h)"),
+    "layer_norm_type": (("rms",), "only RMSNorm is ported"),
+    "layer_norm_with_affine": ((True,), "norms without a weight"),
+    "bias_for_layer_norm": ((False, None), "norms with a bias"),
+    "attention_layer_norm": ((False,), "query/key layer norms"),
+    "include_bias": ((False,), "biased linear layers"),
+    "include_qkv_bias": ((False,), "biased q/k/v projections"),
+    "alibi": ((False,), "ALiBi attention bias"),
+    "rope": ((True,), "learned absolute positions instead of RoPE"),
+    "weight_tying": ((False,), "an output head tied to the embedding"),
+    "clip_qkv": ((None,), "clipping of q/k/v activations"),
+}
 
 
 @dataclass
@@ -157,8 +215,35 @@ class DreamConfig(_DictConfig):
 
     @classmethod
     def from_hf_dict(cls, raw: dict[str, Any]) -> "DreamConfig":
-        if raw.get("rope_scaling"):
-            raise NotImplementedError(f"rope_scaling={raw['rope_scaling']!r} is not supported")
-        if raw.get("hidden_act", "silu") != "silu":
-            raise NotImplementedError(f"hidden_act={raw.get('hidden_act')!r} is not supported")
+        """Build from a hub ``config.json`` (the fields of Dream's ``DreamConfig``, Qwen2-style).
+
+        Fields that change the computation and are not ported raise (:data:`DREAM_REFUSED`)."""
+        for name, (allowed, why) in DREAM_REFUSED.items():
+            if name in raw and raw[name] not in allowed:
+                raise NotImplementedError(f"Dream config {name}={raw[name]!r} is not supported ({why}); "
+                                          f"supported: {', '.join(map(repr, allowed))}")
         return cls(**{k: v for k, v in raw.items() if k in cls.field_names() and v is not None})
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """A hub ``config.json`` with the fields Dream's own ``DreamConfig`` reads."""
+        return {
+            "architectures": ["DreamModel"],
+            "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+            "attention_dropout": 0.0, "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id,
+            "hidden_act": "silu", "hidden_size": self.hidden_size, "initializer_range": 0.02,
+            "intermediate_size": self.intermediate_size, "mask_token_id": self.mask_token_id,
+            "max_position_embeddings": self.max_position_embeddings, "max_window_layers": self.num_hidden_layers,
+            "model_type": "Dream", "num_attention_heads": self.num_attention_heads,
+            "num_hidden_layers": self.num_hidden_layers, "num_key_value_heads": self.num_key_value_heads,
+            "pad_token_id": self.pad_token_id, "rms_norm_eps": self.rms_norm_eps, "rope_scaling": None,
+            "rope_theta": self.rope_theta, "sliding_window": None, "tie_word_embeddings": self.tie_word_embeddings,
+            "use_cache": False, "use_sliding_window": False, "vocab_size": self.vocab_size,
+        }
+
+
+#: Dream (Qwen2-style) config fields that change the computation and are not ported.
+DREAM_REFUSED: dict[str, tuple[tuple, str]] = {
+    "rope_scaling": ((None,), "scaled RoPE"),
+    "hidden_act": (("silu",), "the MLP computes silu(gate_proj(h)) * up_proj(h)"),
+    "use_sliding_window": ((False,), "sliding-window attention"),
+}

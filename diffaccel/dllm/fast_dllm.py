@@ -8,6 +8,14 @@
 * DualCache (§7.3): the block-start forward keeps every position; later steps run only the block
   and reuse the (stale) keys/values of the prefix and of the masked suffix.
 
+Numerics and forwards as the official code (NVlabs/Fast-dLLM ``llada/generate.py``): confidences from a
+float64 softmax, ``torch.topk`` over the positions each forward returns (the whole sequence at a block
+start; from the block start on with the prefix cache; the block alone with the dual cache), the best
+candidate taken from a full ``torch.topk`` sort, and, with a cache, at least one forward after the
+block-start forward even when that forward already completed the block (the official loop checks for
+completion only after its forward). ``skip_idle_forward=True`` [ours] skips that forward, which
+changes no token; ``numerics="stable"`` [ours] uses the deterministic lowest-position tie rule.
+
 Dream [ours]: the official Dream port commits the first block position unconditionally at the
 block start because its shifted logit is not available from block-local inputs (§7.4); here the
 position left of every masked position is simply also run, so the commit rule stays the sampler's.
@@ -34,6 +42,10 @@ class FastDLLMConfig(StrategyConfig):
     Attributes:
         threshold: confidence threshold of parallel decoding; ``None`` keeps the fixed schedule.
         cache: ``"prefix"``, ``"dual"`` or ``"none"``.
+        numerics: ``"official"`` (Fast-dLLM's float64 confidences and ``torch.topk`` windows) or
+            ``"stable"`` [ours] (float64, lowest position on ties).
+        skip_idle_forward: [ours] skip the forward the official cached loop runs on a block that its
+            block-start forward already completed (same tokens, one forward fewer per such block).
     """
 
     strategy_name: ClassVar[str] = "fast-dllm"
@@ -42,6 +54,8 @@ class FastDLLMConfig(StrategyConfig):
 
     threshold: float | None = 0.9
     cache: str = "prefix"
+    numerics: str = "official"
+    skip_idle_forward: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -51,6 +65,21 @@ class FastDLLMConfig(StrategyConfig):
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):
             raise ValueError(f"threshold must be a number or None, got {self.threshold!r}")
+        if self.numerics not in ("official", "stable"):
+            raise ValueError(f"numerics must be 'official' or 'stable', got {self.numerics!r}")
+        if not isinstance(self.skip_idle_forward, bool):
+            raise ValueError(f"skip_idle_forward must be a bool, got {self.skip_idle_forward!r}")
+
+    def sampling_overrides(self) -> dict:
+        """The sampler settings that make the shared loop run as Fast-dLLM's (see the module docstring)."""
+        overrides = {
+            "numerics": "fast-dllm" if self.numerics == "official" else "stable",
+            "selection_window": {"none": "sequence", "prefix": "from-block", "dual": "block"}[self.cache],
+            "min_block_forwards": 1 if self.skip_idle_forward or self.cache == "none" else 2,
+        }
+        if self.threshold is not None:
+            overrides.update(schedule="threshold", threshold=float(self.threshold))
+        return overrides
 
 
 def block_region(input_ids: torch.Tensor, step) -> tuple[torch.Tensor, torch.Tensor]:

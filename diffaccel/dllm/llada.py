@@ -9,6 +9,8 @@ The logit at position ``i`` predicts the token at position ``i`` (no shift).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,12 +74,19 @@ class LLaDAModel(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(l, device=input_ids.device).expand(b, l)
         key_padding_mask = None if attention_mask is None else attention_mask.to(torch.bool)
-        dtype = compute_dtype(t["wte"].weight.dtype)
-        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
+        config = self.config
+        weight_dtype = t["wte"].weight.dtype
+        dtype = compute_dtype(weight_dtype) if config.rope_full_precision else weight_dtype
+        cos, sin = rope_cos_sin(position_ids, config.head_dim, config.rope_theta, dtype)
         x = t["wte"](input_ids)
+        if config.input_emb_norm:  # LLaDA's ``input_emb_norm``: embeddings scaled by sqrt(d_model)
+            x = x * (config.d_model ** 0.5)
         for block in t["blocks"]:
             x = block(x, cos, sin, position_ids, key_padding_mask)
-        return DiffusionLMOutput(logits=t["ff_out"](t["ln_f"](x)))
+        logits = t["ff_out"](t["ln_f"](x))
+        if config.scale_logits:  # LLaDA's ``scale_logits``: logits divided by sqrt(d_model)
+            logits = logits * (1 / math.sqrt(config.d_model))
+        return DiffusionLMOutput(logits=logits)
 
 
 class LLaDAModelLM(DiffusionLM):

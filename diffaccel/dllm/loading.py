@@ -11,6 +11,7 @@ GSAI-ML/LLaDA-8B-Instruct --local-dir ./LLaDA-8B-Instruct``; diffaccel itself ne
 
     model = load_dream("./Dream-v0-Instruct-7B", dtype=torch.bfloat16, device="cuda")
 
+The same loaders read diffaccel's zoo folders, which use the hub layout (:mod:`diffaccel.dllm.hub_config`).
 The directory must hold ``config.json`` and either ``model.safetensors`` or a sharded
 ``model.safetensors.index.json`` with its shards. Parameters are created on the ``meta`` device and
 assigned shard by shard, so peak memory is one copy of the weights. Every checkpoint tensor must
@@ -30,6 +31,7 @@ from safetensors import safe_open
 
 from ..zoo.weights_io import read_json
 from .config import DreamConfig, LLaDAConfig
+from .hub_config import read_model_config
 from .dream import DreamModel
 from .llada import LLaDAModelLM
 
@@ -99,7 +101,7 @@ def load_llada(directory: str | Path, *, dtype: torch.dtype | None = None, devic
                config: LLaDAConfig | None = None) -> LLaDAModelLM:
     """A :class:`LLaDAModelLM` with the weights of a LLaDA checkpoint directory (no remote code)."""
     directory = Path(directory)
-    config = config or LLaDAConfig.from_hf_dict(read_json(directory / "config.json"))
+    config = config or read_model_config(directory, family="llada")
     model = _build_on_meta(LLaDAModelLM, config)
     return load_state_into(model, checkpoint_shards(directory), dtype=dtype, device=device)
 
@@ -111,7 +113,7 @@ def load_dream(directory: str | Path, *, dtype: torch.dtype | None = None, devic
     Tied embeddings (``tie_word_embeddings``) are re-tied after loading.
     """
     directory = Path(directory)
-    config = config or DreamConfig.from_hf_dict(read_json(directory / "config.json"))
+    config = config or read_model_config(directory, family="dream")
     model = _build_on_meta(DreamModel, config)
     optional = frozenset({"lm_head.weight"}) if config.tie_word_embeddings else frozenset()
     model = load_state_into(model, checkpoint_shards(directory), dtype=dtype, device=device, optional=optional)

@@ -13,7 +13,10 @@ through :class:`MaskedDiffusionSampler`. What varies is plugged in, never forked
   (:class:`diffaccel.dllm.ssd.SelfSpeculativeDecoding`), which calls back into the same
   :meth:`MaskedDiffusionSampler.propose` and :func:`~diffaccel.dllm.commit.top_confidence_positions`.
 
-Ties are broken by the deterministic rule of :mod:`diffaccel.dllm.commit`.
+Confidences and ties follow ``SamplingConfig.numerics`` (:mod:`diffaccel.dllm.numerics`): by default
+exactly as the official samplers compute them (softmax in the logits' dtype, ``torch.topk`` on the
+tensor the official code passes), so stepwise decoding is token-identical to the published
+``generate``; ``numerics="stable"`` is our deterministic alternative (float64, lowest position on ties).
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from typing import Protocol
 import torch
 
 from .commit import commit, top_confidence_positions
+from .numerics import NUMERICS, SELECTION_WINDOWS, select_threshold, select_top, window_bounds
 from .confidence import DREAM_ALGS, LLADA_REMASKING, dream_propose, dream_sample_tokens, llada_propose, shift_logits
 from .schedules import (
     dream_timesteps,
     dream_transfer_count,
     dream_transfer_probability,
     get_num_transfer_tokens,
-    threshold_counts,
 )
 
 logger = logging.getLogger(__name__)
@@ -96,6 +99,13 @@ class SamplingConfig:
 
     ``steps`` is the total over all blocks (LLaDA convention); ``threshold`` switches to Fast-dLLM
     parallel decoding (``schedule="threshold"``), where ``steps`` is only an upper bound.
+
+    ``numerics`` (``"official"``, ``"fast-dllm"``, ``"stable"``) picks the confidence dtype and the tie
+    rule (:mod:`diffaccel.dllm.numerics`). Two settings reproduce Fast-dLLM v1's cached loops: after a
+    block's first forward ``torch.topk`` sees only the positions its cache runs
+    (``selection_window``: ``"sequence"``, ``"from-block"`` for the prefix cache, ``"block"`` for the
+    dual cache), and ``min_block_forwards=2`` runs the second forward of a block even when the first one
+    completed it (its loop always runs once after the block-start forward).
     """
 
     gen_length: int = 128
@@ -113,6 +123,9 @@ class SamplingConfig:
     schedule: str = "linear"
     threshold: float | None = None
     eps: float = 1e-3
+    numerics: str = "official"
+    selection_window: str = "sequence"
+    min_block_forwards: int = 1
 
     def validate(self, family: str) -> "SamplingConfig":
         for name in ("gen_length", "steps", "block_length"):
@@ -143,6 +156,12 @@ class SamplingConfig:
                 raise ValueError("alg='origin' (random D3PM order) only exists with schedule='dream_native'")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.numerics not in NUMERICS:
+            raise ValueError(f"numerics must be one of {NUMERICS}, got {self.numerics!r}")
+        if self.selection_window not in SELECTION_WINDOWS:
+            raise ValueError(f"selection_window must be one of {SELECTION_WINDOWS}, got {self.selection_window!r}")
+        if self.min_block_forwards not in (1, 2):
+            raise ValueError(f"min_block_forwards must be 1 or 2, got {self.min_block_forwards!r}")
         return self
 
     @property
@@ -206,13 +225,14 @@ class StepwiseDecoding:
         if sampler.family == "llada" and cfg.remasking == "random_order":
             order_scores = torch.rand(run.x.shape, dtype=torch.float64, device=run.x.device, generator=run.generator)
         max_steps = block.steps if cfg.schedule != "threshold" else block.end - block.start
-        for i in range(max_steps):
+        for i in range(max(max_steps, cfg.min_block_forwards)):
             masked = run.x == sampler.mask_id
             candidates = masked & in_block
-            if cfg.schedule == "threshold" and not candidates.any():
+            if not candidates.any() and (cfg.schedule == "threshold" or i >= max_steps) and i >= cfg.min_block_forwards:
                 break
+            idle = not candidates.any()  # a forward the official loop runs after the block is done
             planned = None
-            if order_scores is not None:
+            if order_scores is not None and not idle:
                 planned = top_confidence_positions(torch.where(candidates, order_scores, float("-inf")), counts[:, i])
             step = run.make_step(sampler, block, i, planned_commit=planned)
             logits = sampler.forward_logits(run, run.x, step)
@@ -220,18 +240,24 @@ class StepwiseDecoding:
                 transfer, x0 = sampler.origin_transfer(logits, masked, i, block.steps, timesteps, run)
             else:
                 x0, confidence = sampler.propose(logits, masked, run, order_scores)
+                if sampler.family == "llada":  # decoded positions propose themselves, as in the original
+                    x0 = torch.where(masked, x0, run.x)
                 confidence = torch.where(candidates, confidence, float("-inf"))
-                if cfg.schedule == "linear":
-                    k = counts[:, i]
+                bounds = sampler.selection_bounds(run, block, i)
+                if idle:  # min_block_forwards: nothing left to commit
+                    transfer = torch.zeros_like(candidates)
                 elif cfg.schedule == "threshold":
-                    k = threshold_counts(confidence, candidates, cfg.threshold)
+                    transfer = select_threshold(confidence, candidates, cfg.threshold, cfg.numerics, bounds=bounds)
                 else:
-                    num_mask = masked.sum() / masked.shape[0]
-                    k = torch.full((run.x.shape[0],), dream_transfer_count(num_mask, i, block.steps, timesteps),
-                                   device=run.x.device)
-                transfer = sampler.select(confidence, k, run)
+                    if cfg.schedule == "linear":
+                        k = counts[:, i]
+                    else:
+                        num_mask = masked.sum() / masked.shape[0]
+                        k = torch.full((run.x.shape[0],), dream_transfer_count(num_mask, i, block.steps, timesteps),
+                                       device=run.x.device)
+                    transfer = sampler.select(confidence, k, run, bounds)
             run.x = commit(run.x, x0, transfer)
-            run.record.steps += 1
+            run.record.steps += 0 if idle else 1
             run.record.committed_tokens += int(transfer.sum())
             run.step_index += 1
 
@@ -290,22 +316,38 @@ class MaskedDiffusionSampler:
                 logits, temperature=cfg.temperature, remasking=cfg.remasking, generator=run.generator,
                 eos_id=self.eos_id, eot_id=self.eot_id, logits_eos_inf=cfg.logits_eos_inf,
                 confidence_eos_eot_inf=cfg.confidence_eos_eot_inf, order_scores=order_scores,
+                numerics=cfg.numerics,
             )
-        return dream_propose(logits, masked, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                             alg=cfg.alg, generator=run.generator)
+        return dream_propose(logits, masked, self.mask_id, temperature=cfg.temperature, top_p=cfg.top_p,
+                             top_k=cfg.top_k, alg=cfg.alg, generator=run.generator, numerics=cfg.numerics)
 
-    def select(self, confidence: torch.Tensor, counts: torch.Tensor, run: DecodeRun) -> torch.Tensor:
-        """Which positions to commit: top-``counts`` by confidence (Dream ``alg_temp`` samples them)."""
+    @staticmethod
+    def selection_bounds(run: DecodeRun, block: Block, step_in_block: int) -> tuple[int, int] | None:
+        """Columns the official ``torch.topk`` sees at this step (Fast-dLLM's caches: the positions run)."""
+        window = run.config.selection_window
+        if window == "sequence" or step_in_block == 0:
+            return None
+        return window_bounds(window, run.x.shape[1], block.start, block.end)
+
+    def select(self, confidence: torch.Tensor, counts: torch.Tensor, run: DecodeRun,
+               bounds: tuple[int, int] | None = None) -> torch.Tensor:
+        """Which positions to commit: top-``counts`` by confidence under the run's numerics (Dream
+        ``alg_temp`` samples them, in one batched ``torch.multinomial`` call as Dream does)."""
         alg_temp = run.config.alg_temp
         if self.family == "dream" and alg_temp:
             transfer = torch.zeros_like(confidence, dtype=torch.bool)
-            for row in range(confidence.shape[0]):
-                k = int(counts[row])
+            ks = [int(k) for k in counts]
+            if run.config.numerics != "stable" and len(set(ks)) == 1:
+                if ks[0] > 0:
+                    probs = torch.softmax(confidence / alg_temp, dim=-1)
+                    transfer.scatter_(1, torch.multinomial(probs, ks[0], generator=run.generator), True)
+                return transfer
+            for row, k in enumerate(ks):
                 if k > 0:
                     probs = torch.softmax(confidence[row] / alg_temp, dim=-1)
                     transfer[row, torch.multinomial(probs, k, generator=run.generator)] = True
             return transfer
-        return top_confidence_positions(confidence, counts)
+        return select_top(confidence, counts, run.config.numerics, family=self.family, bounds=bounds)
 
     def origin_transfer(self, logits, masked, i, steps, timesteps, run):
         """Dream ``origin``: each masked position unmasks with probability ``1 - s/t`` (spec §2.2)."""

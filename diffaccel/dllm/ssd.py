@@ -1,7 +1,7 @@
 """Lossless self-speculative decoding for diffusion LMs (spec §6.2, after arXiv 2510.04147).
 
 The reference is greedy stepwise decoding: one token per step inside the current block, the
-position with the highest confidence (ties: lowest index) and its argmax token. One SSD round at a
+position with the highest confidence (ties: as the sampler's ``numerics`` select) and its argmax token. One SSD round at a
 state ``x`` whose logits ``F(x)`` are known:
 
 1. commit the reference choice ``(p*, v*)`` from ``F(x)`` -> ``s_0`` (this *is* the reference step);
@@ -13,7 +13,7 @@ state ``x`` whose logits ``F(x)`` are known:
 By induction the state after every round is the reference state after as many tokens, so the output
 is identical to stepwise decoding while the number of (batched) forwards drops. Drafts never cross
 the block boundary. The reference choice, the proposals and the tie rule are the sampler's own
-(:meth:`MaskedDiffusionSampler.propose`, :func:`~diffaccel.dllm.commit.best_position`), so the
+(:meth:`MaskedDiffusionSampler.propose`, :meth:`MaskedDiffusionSampler.select`), so the
 equality is by construction, and tests check it token for token.
 
 The official code is not public (spec §6.1); this is the provably lossless reconstruction of §6.2
@@ -30,7 +30,7 @@ import torch
 
 from ..strategies.base import StrategyConfig
 
-from .commit import best_position, commit
+from .commit import commit
 from .sampler import Block, DecodeRun, MaskedDiffusionSampler
 
 
@@ -91,8 +91,15 @@ class SelfSpeculativeDecoding:
         x0, confidence = sampler.propose(logits, masked, run)
         candidates = masked & (torch.arange(state.shape[1], device=state.device) < block_end)
         confidence = torch.where(candidates, confidence, float("-inf"))
-        position = int(best_position(confidence)[0])
+        position = self.first_choice(sampler, run, confidence)
         return position, int(x0[0, position])
+
+    @staticmethod
+    def first_choice(sampler, run, confidence: torch.Tensor) -> int:
+        """The position the stepwise reference commits (one token per step): the sampler's own
+        selection with a count of one, so ties go where the reference's ``torch.topk`` puts them."""
+        one = torch.ones(1, dtype=torch.long, device=confidence.device)
+        return int(sampler.select(confidence, one, run).nonzero()[0, 1])
 
     def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
         """Decode one block for all rows in lockstep: per round, one batched forward verifies the
@@ -128,7 +135,9 @@ class SelfSpeculativeDecoding:
                 candidates = masked & in_block
                 x0, confidence = sampler.propose(logits[r], masked, run)
                 confidence = torch.where(candidates, confidence, float("-inf"))
-                order = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
+                first = self.first_choice(sampler, run, confidence)
+                ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
+                order = torch.cat([ranked.new_tensor([first]), ranked[ranked != first]])
                 chosen = order[:1 + min(draft_length[r], steps_left[r] - 1, int(candidates.sum()) - 1)]
                 nodes = []
                 for j in range(chosen.numel()):

@@ -172,8 +172,8 @@ class FastDLLM(KVCacheStrategy):
 
     def install(self, model) -> None:
         super().install(model)
-        if self.pipeline is not None and self.config.threshold is not None:
-            self.pipeline.sampling_overrides = {"schedule": "threshold", "threshold": float(self.config.threshold)}
+        if self.pipeline is not None:
+            self.pipeline.sampling_overrides = self.config.sampling_overrides()
 
     def uninstall(self, model) -> None:
         super().uninstall(model)

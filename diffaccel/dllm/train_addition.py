@@ -1,4 +1,4 @@
-"""Train the ``llada-addition`` zoo model: a tiny LLaDA-architecture model on n-digit addition (spec §11).
+"""Train the ``llada-addition`` zoo model: a tiny LLaDA-architecture model on n-digit addition.
 
 One command, seeded, CPU only::
 
@@ -6,7 +6,7 @@ One command, seeded, CPU only::
 
 writes ``model.safetensors``, ``config.json`` and ``manifest.json`` (command, seed, wall time, final
 loss, sha256, exact match with stepwise decoding on a held-out set) to
-``diffaccel/zoo/weights/llada-addition/``. The loss is LLaDA's SFT loss (spec §1.3): prompt never
+``diffaccel/zoo/weights/llada-addition/``. The loss is LLaDA's SFT loss (:mod:`diffaccel.dllm.training`): prompt never
 masked, every answer token (EOS padding included) masked with probability ``p = (1-eps)t + eps``,
 cross-entropy of masked tokens divided by ``p`` and by the answer length.
 """
@@ -16,26 +16,23 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import save_file
 from tqdm import tqdm
 
-from ..zoo.weights_io import sha256_of, verify_manifest, write_json
+from ..zoo.weights_io import verify_manifest, write_json
 from .config import LLaDAConfig
 from .llada import LLaDAModelLM
-from .tasks.addition import EOS, MASK, VOCAB_SIZE, AdditionTask
+from .tasks.addition import BOS, EOS, MASK, VOCAB_SIZE, AdditionTask
+from .training import command_line, lr_factor, sft_loss, stepwise_exact_match, write_zoo_folder
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "zoo" / "weights" / "llada-addition"
-MASK_EPS = 1e-3
+
+__all__ = ["build_model", "lr_factor", "main", "sft_loss"]
 
 
 def build_model(args: argparse.Namespace) -> LLaDAModelLM:
@@ -43,39 +40,9 @@ def build_model(args: argparse.Namespace) -> LLaDAModelLM:
         d_model=args.d_model, n_heads=args.n_heads, n_kv_heads=args.n_heads, n_layers=args.n_layers,
         mlp_hidden_size=args.ff, vocab_size=VOCAB_SIZE, embedding_size=VOCAB_SIZE,
         max_sequence_length=4096, rope_theta=10000.0, rms_norm_eps=1e-5,
-        mask_token_id=MASK, eos_token_id=EOS, bos_token_id=12, eot_token_id=None, pad_token_id=EOS,
+        mask_token_id=MASK, eos_token_id=EOS, bos_token_id=BOS, eot_token_id=None, pad_token_id=EOS,
     )
     return LLaDAModelLM(config)
-
-
-def sft_loss(model: LLaDAModelLM, prompts: torch.Tensor, answers: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """LLaDA SFT loss (spec §1.3) with a fixed answer length."""
-    batch, gen_length = answers.shape
-    t = torch.rand(batch, 1, generator=generator)
-    p_mask = (1 - MASK_EPS) * t + MASK_EPS
-    masked = torch.rand(batch, gen_length, generator=generator) < p_mask
-    noisy_answers = torch.where(masked, torch.full_like(answers, MASK), answers)
-    logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits[:, prompts.shape[1]:]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1), reduction="none").view(batch, gen_length)
-    return (ce * masked / p_mask).sum() / (batch * gen_length)
-
-
-def lr_factor(step: int, warmup: int, total: int, final: float = 0.05) -> float:
-    """Linear warm-up, then linear decay to ``final`` of the peak rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 1.0 - (1.0 - final) * (step - warmup) / max(1, total - warmup)
-
-
-def stepwise_exact_match(model: LLaDAModelLM, task: AdditionTask, count: int, block_length: int) -> float:
-    """Exact-match rate with the reference sampler, one token per step (greedy, low confidence)."""
-    from .sampler import llada_generate
-
-    prompts, answers = task.held_out(count)
-    with torch.no_grad():
-        out = llada_generate(model, prompts, steps=task.gen_length, gen_length=task.gen_length,
-                             block_length=block_length, mask_id=MASK)
-    return task.exact_match(out[:, prompts.shape[1]:], answers).float().mean().item()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,13 +72,13 @@ def evaluate_into_manifest(model: LLaDAModelLM, task: AdditionTask, manifest: di
     on fresh training-distribution batches (more digits than the rounded training average)."""
     manifest["eval"] = {}
     for block_length in sorted({task.gen_length, max(1, task.gen_length // 2)}, reverse=True):
-        acc = stepwise_exact_match(model, task, eval_count, block_length)
+        acc = stepwise_exact_match(model, task, eval_count, block_length, MASK)
         manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
         logger.info("held-out exact match (stepwise, block %d, %d sums): %.4f", block_length, eval_count, acc)
     manifest["eval"]["held_out_count"] = eval_count
     manifest["eval"]["held_out_seed"] = 1234
     with torch.no_grad():
-        losses = [sft_loss(model, *task.batch(512, generator), generator).item() for _ in range(4)]
+        losses = [sft_loss(model, *task.batch(512, generator), generator, MASK).item() for _ in range(4)]
     manifest["eval"]["sft_loss_final_weights"] = sum(losses) / len(losses)
     return manifest
 
@@ -137,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     progress = tqdm(range(args.steps), desc="train llada-addition", mininterval=10)
     for step in progress:
         prompts, answers = task.batch(args.batch_size, generator)
-        loss = sft_loss(model, prompts, answers, generator)
+        loss = sft_loss(model, prompts, answers, generator, MASK)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -153,30 +120,20 @@ def main(argv: list[str] | None = None) -> dict:
     model.eval()
 
     args.output.mkdir(parents=True, exist_ok=True)
-    weights = args.output / "model.safetensors"
-    tmp_weights = args.output / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_weights),
-              metadata={"format": "pt", "zoo_model": "llada-addition"})
-    os.replace(tmp_weights, weights)
-    os.chmod(weights, 0o644)
-    write_json(args.output / "config.json", {
-        "architecture": "LLaDAModelLM", "model": model.config.to_dict(),
-        "task": {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,
-                 "prompt_length": task.prompt_length},
-    })
     manifest = {
         "name": "llada-addition",
-        "command": "python -m diffaccel.dllm.train_addition " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line("diffaccel.dllm.train_addition", argv),
         "seed": args.seed,
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output"},
         "parameters": n_params,
         "train_time_s": round(train_s, 1),
         "final_loss": final_loss,
         "final_loss_definition": "mean LLaDA SFT loss over the last 100 training steps",
-        "torch_version": torch.__version__,
-        "sha256": {"model.safetensors": sha256_of(weights)},
     }
-    write_json(args.output / "manifest.json", manifest)
+    task_entry = {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,
+                  "prompt_length": task.prompt_length}
+    manifest = write_zoo_folder(args.output, model, "llada-addition", task_entry, manifest)
+    weights = args.output / "model.safetensors"
     logger.info("saved %s (final loss %.5f, %.0f s)", weights, final_loss, train_s)
 
     evaluate_into_manifest(model, task, manifest, args.eval_count, torch.Generator().manual_seed(args.seed + 1))

@@ -1,10 +1,15 @@
-"""Zoo loader for ``llada-addition``: the committed tiny LLaDA model trained on 4-digit addition.
+"""Zoo loaders for the dLLM models trained here on synthetic tasks (LLaDA architecture).
 
-``diffaccel.zoo.load("llada-addition")`` returns a :class:`~diffaccel.dllm.pipeline.LLaDAPipeline`
-with a tokenizer that reads ``"1234+5678"``; its default sampling is one token per step over the
-whole answer (``gen_length == steps == block_length == 8``). Weights are read from safetensors
-only and never trained or downloaded at load time (``python -m diffaccel.dllm.train_addition``
-produces them).
+* ``llada-addition``: 4-digit addition, 11-token prompts, 8-token answers
+  (``python -m diffaccel.dllm.train_addition``);
+* ``llada-recall``: passage recall (continue a 512-symbol passage from a cue), 515-token prompts,
+  32-token answers (``python -m diffaccel.dllm.train_recall``).
+
+``diffaccel.zoo.load(name)`` returns a :class:`~diffaccel.dllm.pipeline.LLaDAPipeline` with a tokenizer
+for the task's text prompts, the task itself (``pipe.task``, for held-out problems) and default
+sampling of one token per step over the whole answer. The folders use the hub layout
+(:mod:`diffaccel.dllm.hub_config`), so :func:`diffaccel.dllm.load_llada` reads them like a downloaded
+checkpoint. Weights are read from safetensors only and never trained or downloaded at load time.
 """
 
 from __future__ import annotations
@@ -12,50 +17,76 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from ..zoo.weights_io import read_json, weights_dir
-from .config import LLaDAConfig
+from ..zoo.weights_io import weights_dir
+from .hub_config import read_task as read_task_entry
 from .llada import LLaDAModelLM
+from .loading import load_llada
 from .pipeline import LLaDAPipeline
 from .sampler import SamplingConfig
 from .tasks.addition import AdditionTask, AdditionTokenizer
+from .tasks.recall import RecallTask, RecallTokenizer
 
 ZOO_NAME = "llada-addition"
+RECALL_ZOO_NAME = "llada-recall"
+TRAINERS = {ZOO_NAME: "diffaccel.dllm.train_addition", RECALL_ZOO_NAME: "diffaccel.dllm.train_recall"}
 
 
-def weights_folder() -> Path:
-    return weights_dir(ZOO_NAME)
+def weights_folder(name: str = ZOO_NAME) -> Path:
+    return weights_dir(name)
 
 
 def read_task(folder: Path | None = None) -> AdditionTask:
-    folder = folder or weights_folder()
-    task = read_json(folder / "config.json")["task"]
+    task = read_task_entry(folder or weights_folder())
     return AdditionTask(n_digits=task["n_digits"], gen_length=task["gen_length"])
 
 
+def read_recall_task(folder: Path | None = None) -> RecallTask:
+    task = read_task_entry(folder or weights_folder(RECALL_ZOO_NAME))
+    return RecallTask(passage_length=task["passage_length"], gen_length=task["gen_length"], n_symbols=task["n_symbols"])
+
+
+def load_zoo_model(name: str, folder: Path | None = None, device="cpu", dtype=torch.float32) -> LLaDAModelLM:
+    folder = Path(folder) if folder is not None else weights_folder(name)
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"zoo weights for {name!r} are missing at {folder}; train them with "
+                                f"`python -m {TRAINERS[name]}`")
+    return load_llada(folder, dtype=dtype, device=device).eval()
+
+
 def load_llada_addition_model(folder: Path | None = None, device="cpu", dtype=torch.float32) -> LLaDAModelLM:
-    folder = Path(folder) if folder is not None else weights_folder()
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"zoo weights for {ZOO_NAME!r} are missing at {folder}; train them with "
-                                "`python -m diffaccel.dllm.train_addition`")
-    config = LLaDAConfig.from_dict(read_json(folder / "config.json")["model"])
-    model = LLaDAModelLM(config)
-    model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.to(device=device, dtype=dtype).eval()
+    return load_zoo_model(ZOO_NAME, folder, device, dtype)
 
 
-class AdditionPipeline(LLaDAPipeline):
-    """LLaDA pipeline whose defaults fit the addition task (answer length, one token per step)."""
+def load_recall_model(folder: Path | None = None, device="cpu", dtype=torch.float32) -> LLaDAModelLM:
+    return load_zoo_model(RECALL_ZOO_NAME, folder, device, dtype)
 
-    def __init__(self, model, task: AdditionTask) -> None:
-        super().__init__(model, AdditionTokenizer(task.n_digits))
+
+class TaskPipeline(LLaDAPipeline):
+    """LLaDA pipeline whose defaults fit a zoo task: its answer length, one token per step, one block."""
+
+    def __init__(self, model, task, tokenizer) -> None:
+        super().__init__(model, tokenizer)
         self.task = task
         self.default_sampling = SamplingConfig(gen_length=task.gen_length, steps=task.gen_length,
                                                block_length=task.gen_length)
 
 
+class AdditionPipeline(TaskPipeline):
+    def __init__(self, model, task: AdditionTask) -> None:
+        super().__init__(model, task, AdditionTokenizer(task.n_digits))
+
+
+class RecallPipeline(TaskPipeline):
+    def __init__(self, model, task: RecallTask) -> None:
+        super().__init__(model, task, RecallTokenizer(task))
+
+
 def load_llada_addition(device="cpu", dtype=torch.float32, folder: Path | None = None) -> AdditionPipeline:
     folder = Path(folder) if folder is not None else weights_folder()
     return AdditionPipeline(load_llada_addition_model(folder, device, dtype), read_task(folder))
+
+
+def load_llada_recall(device="cpu", dtype=torch.float32, folder: Path | None = None) -> RecallPipeline:
+    folder = Path(folder) if folder is not None else weights_folder(RECALL_ZOO_NAME)
+    return RecallPipeline(load_recall_model(folder, device, dtype), read_recall_task(folder))

@@ -56,6 +56,13 @@ register_zoo_model(
     kind="dllm",
 )
 register_zoo_model(
+    "llada-recall",
+    "diffaccel.dllm.zoo:load_llada_recall",
+    "LLaDA-architecture masked-diffusion LM (4 layers, d=96) on long-context passage recall: 515-token prompts, "
+    "32-token answers; LLaDAPipeline with a symbol tokenizer",
+    kind="dllm",
+)
+register_zoo_model(
     "wan-clips",
     partial(_load_builtin, "diffaccel.zoo.wan_clips", "wan-clips"),
     "WanTransformer3DModel (4 blocks, d=96) on 8-frame 20x20 clips panning across 8 shipped photos, flow matching; "

@@ -85,14 +85,19 @@ def test_ssd_verification_batches_are_exactly_as_large_as_needed():
     assert max(rows) <= 4 * (4 + 1) and len(set(rows)) > 2  # batch sizes vary from forward to forward
 
 
-def test_fast_dllm_threshold_zero_decodes_each_block_in_one_step():
+@pytest.mark.parametrize("spec, forwards", [("fast-dllm:threshold=0.0,cache=prefix", 4),
+                                             ("fast-dllm:threshold=0.0,cache=prefix,skip_idle_forward=True", 2)])
+def test_fast_dllm_threshold_zero_decodes_each_block_in_one_step(spec, forwards):
+    """Every block is decoded by its first forward; the official loop runs one more (idle) forward per
+    block, which our ``skip_idle_forward`` saves."""
     pipe, ids = LLaDAPipeline(tiny_llada(2)), random_prompts(2, 9, 12)
-    diffaccel.dllm.wrap(pipe, "fast-dllm:threshold=0.0,cache=prefix")
+    diffaccel.dllm.wrap(pipe, spec)
     try:
         out = pipe(input_ids=ids, **RUN)
     finally:
         diffaccel.unwrap(pipe)
-    assert out.record.forward_calls == 2  # two blocks, one step each
+    assert out.record.forward_calls == forwards
+    assert out.record.steps == 2  # one committing step per block (idle forwards commit nothing)
     assert pipe.sampling_overrides == {}
 
 

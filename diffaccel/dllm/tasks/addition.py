@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .base import FixedLengthTask
+
 PLUS, EQUALS, BOS, EOS, MASK = 10, 11, 12, 13, 14
 VOCAB_SIZE = 16
 _SYMBOLS = {PLUS: "+", EQUALS: "=", BOS: "<s>", EOS: "</s>", MASK: "_"}
 
 
 @dataclass(frozen=True)
-class AdditionTask:
+class AdditionTask(FixedLengthTask):
     """``n_digits``-digit operands, answers padded with EOS to ``gen_length`` tokens."""
 
     n_digits: int = 4
@@ -59,14 +61,6 @@ class AdditionTask:
         """``(prompts [count, P], answers [count, G])`` of fresh random sums."""
         a, b = self.sample_operands(count, generator)
         return self.encode_prompts(a, b), self.encode_answers(a, b)
-
-    def held_out(self, count: int, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reproducible evaluation set (its own seed, independent of the training stream)."""
-        return self.batch(count, torch.Generator().manual_seed(seed))
-
-    def exact_match(self, generated: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-        """Per-row bool: the whole generated answer (digits and EOS padding) is correct."""
-        return (generated == answers).all(dim=1)
 
 
 def render(tokens: torch.Tensor) -> str:

@@ -1,0 +1,139 @@
+"""Passage recall: continue a long passage from a cue, a long-context masked-diffusion task.
+
+The prompt is a passage of ``passage_length`` distinct symbols (a random sample of ``n_symbols``), then
+a cue: one symbol of the passage. The answer is the ``gen_length`` symbols that follow the cue in the
+passage. Every answer token depends on a stretch of the prompt that may lie anywhere in it, hundreds of
+tokens away, so a cache or sparse attention that loses far context loses accuracy. Layout::
+
+    BOS  s s s ... s  QUERY  c  |  a_1 a_2 ... a_G        (a_1 follows c in the passage, a_2 follows a_1, ...)
+    <-- prompt (fixed length) -->  <---- answer --->
+
+The defaults (a 512-symbol passage, 32-token answers) give 515-token prompts. Because the symbols of a
+passage are distinct, each answer token is determined by the one before it (the cue for the first):
+decoded left to right, every step is one exact lookup of the previous token in the passage (what an
+"induction head" does), which a small transformer learns quickly on a CPU.
+Vocabulary: symbols ``0..n_symbols-1``, then BOS, QUERY, EOS, MASK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import FixedLengthTask
+
+
+@dataclass(frozen=True)
+class RecallTask(FixedLengthTask):
+    """A ``passage_length``-symbol passage of distinct symbols, a cue, and ``gen_length`` symbols to recall."""
+
+    passage_length: int = 512
+    gen_length: int = 32
+    n_symbols: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("passage_length", "gen_length", "n_symbols"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.passage_length > self.n_symbols:
+            raise ValueError(f"passage_length={self.passage_length} needs as many distinct symbols (n_symbols={self.n_symbols})")
+        if self.passage_length < self.gen_length + 1:
+            raise ValueError(f"passage_length={self.passage_length} cannot hold a cue and {self.gen_length} symbols after it")
+
+    @property
+    def bos(self) -> int:
+        return self.n_symbols
+
+    @property
+    def query(self) -> int:
+        return self.n_symbols + 1
+
+    @property
+    def eos(self) -> int:
+        return self.n_symbols + 2
+
+    @property
+    def mask(self) -> int:
+        return self.n_symbols + 3
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids in use, rounded up to a multiple of 8 (LLaDA pads its vocabulary the same way)."""
+        return -(-(self.mask + 1) // 8) * 8
+
+    def prompt_length_for(self, passage_length: int) -> int:
+        return passage_length + 3
+
+    @property
+    def prompt_length(self) -> int:
+        return self.prompt_length_for(self.passage_length)
+
+    def batch(self, count: int, generator: torch.Generator, passage_length: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prompts [count, P], answers [count, G])`` of fresh random passages and cues.
+
+        ``passage_length`` (default: the task's) lets a training curriculum start with shorter passages.
+        """
+        n = self.passage_length if passage_length is None else passage_length
+        if not self.gen_length + 1 <= n <= self.n_symbols:
+            raise ValueError(f"passage_length must be in [{self.gen_length + 1}, {self.n_symbols}], got {n}")
+        passages = torch.rand(count, self.n_symbols, generator=generator).argsort(dim=1)[:, :n]
+        cue_at = torch.randint(0, n - self.gen_length, (count, 1), generator=generator)
+        return self.encode(passages, cue_at)
+
+    def encode(self, passages: torch.Tensor, cue_at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token rows from ``passages [B, n]`` (distinct symbols per row) and cue positions ``[B, 1]``."""
+        count = passages.shape[0]
+        col = lambda token: torch.full((count, 1), token, dtype=torch.long)  # noqa: E731
+        cue = passages.gather(1, cue_at)
+        prompts = torch.cat([col(self.bos), passages, col(self.query), cue], dim=1)
+        answers = passages.gather(1, cue_at + 1 + torch.arange(self.gen_length)[None, :])
+        return prompts, answers
+
+    def render(self, tokens: torch.Tensor) -> str:
+        """Readable form of a token row: symbols as ``s17``, specials as ``<s>``, ``?``, ``</s>``, ``_``."""
+        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_"}
+        return " ".join(names.get(int(t), f"s{int(t)}" if int(t) < self.n_symbols else f"<{int(t)}>") for t in tokens)
+
+
+class RecallTokenizer:
+    """Reads prompts like ``"s5 s17 s2 ... ? s17"`` (the passage, ``?``, the cue)."""
+
+    def __init__(self, task: RecallTask) -> None:
+        self.task = task
+        self.mask_token_id, self.eos_token_id, self.bos_token_id = task.mask, task.eos, task.bos
+
+    def _symbol(self, text: str) -> int:
+        if not text.startswith("s") or not text[1:].isdigit() or int(text[1:]) >= self.task.n_symbols:
+            raise ValueError(f"symbols are s0..s{self.task.n_symbols - 1}, got {text!r}")
+        return int(text[1:])
+
+    def encode(self, text: str) -> torch.Tensor:
+        task = self.task
+        try:
+            passage_text, cue_text = text.replace("<s>", "").split("?")
+        except ValueError as exc:
+            raise ValueError("expected 's5 s17 s2 ... ? s17' (a passage, '?', a cue from it)") from exc
+        passage = [self._symbol(t) for t in passage_text.split()]
+        if len(passage) != task.passage_length or len(set(passage)) != len(passage):
+            raise ValueError(f"expected a passage of {task.passage_length} distinct symbols, got {len(passage)}")
+        cue = self._symbol(cue_text.strip())
+        if cue not in passage[: task.passage_length - task.gen_length]:
+            raise ValueError(f"the cue must be one of the first {task.passage_length - task.gen_length} passage symbols")
+        prompts, _ = task.encode(torch.tensor([passage]), torch.tensor([[passage.index(cue)]]))
+        return prompts
+
+    def __call__(self, texts, return_tensors: str = "pt", **_: object) -> dict[str, torch.Tensor]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        ids = torch.cat([self.encode(t) for t in texts], dim=0)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        tokens = [int(t) for t in ids]
+        if skip_special_tokens:
+            tokens = [t for t in tokens if t < self.task.n_symbols]
+        return self.task.render(torch.tensor(tokens, dtype=torch.long))
+
+    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
+        return [self.decode(row, skip_special_tokens) for row in rows]

@@ -1,0 +1,139 @@
+"""What the dLLM zoo trainings share: LLaDA's SFT loss, the learning-rate shape, held-out exact match
+with stepwise decoding, resumable checkpoints and the zoo folder layout (weights, hub config, manifest).
+
+The loss is LLaDA's SFT loss (Nie et al. 2025, "Large Language Diffusion Models", and the
+``GUIDELINES.md`` of ML-GSAI/LLaDA): the prompt is never masked, every answer token is masked with
+probability ``p = (1 - eps) t + eps`` with ``t ~ U(0, 1)`` per row, and the cross-entropy of the masked
+tokens is divided by ``p`` and by the answer length.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..zoo.weights_io import sha256_of, write_json
+
+logger = logging.getLogger(__name__)
+
+MASK_EPS = 1e-3
+
+
+def sft_loss(model, prompts: torch.Tensor, answers: torch.Tensor, generator: torch.Generator, mask_id: int,
+             return_predictions: bool = False):
+    """LLaDA SFT loss with a fixed answer length; with ``return_predictions`` also the argmax prediction
+    of every answer token and which ones were masked (free to compute; progress signals)."""
+    batch, gen_length = answers.shape
+    t = torch.rand(batch, 1, generator=generator)
+    p_mask = (1 - MASK_EPS) * t + MASK_EPS
+    masked = torch.rand(batch, gen_length, generator=generator) < p_mask
+    noisy_answers = torch.where(masked, torch.full_like(answers, mask_id), answers)
+    logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits[:, prompts.shape[1]:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1), reduction="none").view(batch, gen_length)
+    loss = (ce * masked / p_mask).sum() / (batch * gen_length)
+    if not return_predictions:
+        return loss
+    return loss, logits.detach().argmax(-1), masked
+
+
+def lr_factor(step: int, warmup: int, total: int, final: float = 0.05) -> float:
+    """Linear warm-up, then linear decay to ``final`` of the peak rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 1.0 - (1.0 - final) * (step - warmup) / max(1, total - warmup)
+
+
+def stepwise_exact_match(model, task, count: int, block_length: int, mask_id: int, batch_size: int = 64,
+                         seed: int = 1234) -> float:
+    """Exact-match rate on ``task.held_out(count, seed)`` with the reference sampler, one token per step
+    (greedy, low-confidence remasking), in batches of ``batch_size`` rows."""
+    from .sampler import llada_generate
+
+    prompts, answers = task.held_out(count, seed=seed)
+    right = 0
+    with torch.no_grad():
+        for start in range(0, count, batch_size):
+            rows = slice(start, start + batch_size)
+            out = llada_generate(model, prompts[rows], steps=task.gen_length, gen_length=task.gen_length,
+                                 block_length=block_length, mask_id=mask_id)
+            right += int(task.exact_match(out[:, prompts.shape[1]:], answers[rows]).sum())
+    return right / count
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    return f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+
+def save_weights(path: Path, model: torch.nn.Module, zoo_name: str) -> None:
+    """``model.safetensors`` written atomically, tensors under the checkpoint's own parameter names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+              metadata={"format": "pt", "zoo_model": zoo_name})
+    os.replace(tmp, path)
+    os.chmod(path, 0o644)
+
+
+def write_zoo_folder(output: Path, model, zoo_name: str, task: dict[str, Any], manifest: dict[str, Any]) -> dict:
+    """Weights, hub-format ``config.json`` (the checkpoint's own fields plus ``diffaccel_task``) and a
+    manifest carrying the sha256 of the weights."""
+    from .hub_config import write_hub_config
+
+    weights = output / "model.safetensors"
+    save_weights(weights, model, zoo_name)
+    write_hub_config(output, model.config, task=task)
+    manifest = {**manifest, "torch_version": torch.__version__, "sha256": {"model.safetensors": sha256_of(weights)}}
+    write_json(output / "manifest.json", manifest)
+    return manifest
+
+
+class Checkpoint:
+    """Resumable training state in ``folder``: model and AdamW moments as safetensors, the step and the
+    data generator's state, written atomically every few steps so a stopped run resumes where it was."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @property
+    def exists(self) -> bool:
+        return (self.folder / "state.safetensors").is_file()
+
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+             extra: dict[str, Any]) -> None:
+        tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        opt_state = optimizer.state_dict()
+        for index, state in opt_state["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous().clone()
+        tensors["generator"] = generator.get_state()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "state.safetensors.tmp"
+        save_file(tensors, str(tmp), metadata={"step": str(step)})
+        os.replace(tmp, self.folder / "state.safetensors")
+        write_json(self.folder / "progress.json", {"step": step, **extra})
+
+    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+        """Restore everything; returns the number of steps already done."""
+        from safetensors import safe_open
+
+        tensors = load_file(str(self.folder / "state.safetensors"))
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+        opt_state = optimizer.state_dict()
+        restored: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                restored.setdefault(int(index), {})[name] = value
+        opt_state["state"] = restored
+        optimizer.load_state_dict(opt_state)
+        generator.set_state(tensors["generator"])
+        with safe_open(str(self.folder / "state.safetensors"), framework="pt") as handle:
+            return int(handle.metadata()["step"])
