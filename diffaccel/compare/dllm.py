@@ -5,7 +5,9 @@ agreement with the full decode, NFE, tokens/s, wall-clock speedup), not by image
 gives them the same job around it as image models get: per seed a held-out problem set of the model's task
 (`pipe.task.held_out(count, seed=seed)`), the full run first (its tokens, time and NFE cached in
 `<out>/baseline/`, so a resumed comparison reuses them), then each strategy alone against that reference,
-each record written atomically to `results.jsonl` as soon as it exists, and a table of its own.
+each record written atomically to `results.jsonl` as soon as it exists, a table of its own (accuracy,
+agreement, NFE, rows through the model, tokens/s, wall-clock and CPU-time speedup) and a plot
+(`dllm.png`: accuracy and forward passes against the CPU-time speedup).
 Seeds are split across processes like image units.
 
 `--strategies` takes dLLM strategy specs (`dkv-cache:refresh_interval=4`, `ssd:draft_length=4`; default:
@@ -29,7 +31,8 @@ from .store import RESULTS_NAME, ResultsStore, atomic_write_text, load_array, re
 
 logger = logging.getLogger(__name__)
 
-DLLM_COLUMNS = ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio", "tokens_per_s", "speedup", "wall_s")
+DLLM_COLUMNS = ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio", "forward_rows", "tokens_per_s",
+                "speedup", "cpu_speedup", "wall_s")
 DEFAULT_PROBLEMS = 64
 
 
@@ -81,7 +84,8 @@ def run_dllm_compare(settings, processes, console=None):
         data = result.as_dict()
         record.update(status="ok", steps=steps, wall_s=data["wall_s"], config=data["strategy"],
                       **{k: data[k] for k in ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio",
-                                              "tokens_per_s", "speedup", "prompts", "gen_length")})
+                                              "forward_rows", "query_tokens", "tokens_per_s", "speedup", "cpu_s",
+                                              "cpu_speedup", "prompts", "gen_length")})
         return record
 
     for seed in processes.split(list(settings.seeds)):
@@ -121,6 +125,11 @@ def run_dllm_compare(settings, processes, console=None):
         atomic_write_text(out_dir / "report.md", f"diffaccel compare: {settings.model} (dLLM), {count} held-out problems "
                                                   f"per seed, seeds {','.join(map(str, settings.seeds))}\n\n{table}\n")
         outcome.paths["report"] = out_dir / "report.md"
+        from .dllm_plot import dllm_speed_accuracy_plot
+
+        plot = dllm_speed_accuracy_plot(outcome.records, tags, out_dir / "dllm.png", title=f"{settings.model} (dLLM)")
+        if plot is not None:
+            outcome.paths["plot"] = plot
         if settings.print_table:
             _print_dllm_table(outcome.records, tags, settings.model, console)
     return outcome
@@ -134,7 +143,7 @@ def _reference_paths(out_dir: Path, model: str, seed: int, steps: int, count: in
 def _save_reference(out_dir, model, seed, steps, count, reference) -> None:
     tokens, meta = _reference_paths(out_dir, model, seed, steps, count)
     save_array(tokens, reference.generated.cpu().numpy())
-    atomic_write_text(meta, json.dumps({"wall_s": reference.wall_s, "nfe": reference.nfe}))
+    atomic_write_text(meta, json.dumps({"wall_s": reference.wall_s, "nfe": reference.nfe, "cpu_s": reference.cpu_s}))
 
 
 def _load_reference(out_dir, model, seed, steps, count):
@@ -145,7 +154,7 @@ def _load_reference(out_dir, model, seed, steps, count):
     if tokens is None or not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    return FullRun(torch.from_numpy(np.asarray(tokens)), meta["wall_s"], meta["nfe"])
+    return FullRun(torch.from_numpy(np.asarray(tokens)), meta["wall_s"], meta["nfe"], meta.get("cpu_s"))
 
 
 def _rows(records: list[dict[str, Any]], tags: list[str]) -> list[tuple[str, list[dict[str, Any]], str]]:
@@ -163,7 +172,7 @@ def _cells(ok: list[dict[str, Any]]) -> list[str]:
     from ..metrics import spread
 
     digits = {"accuracy": 3, "token_agreement": 4, "sequence_agreement": 3, "nfe": 0, "nfe_ratio": 3,
-              "tokens_per_s": 1, "speedup": 2, "wall_s": 3}
+              "forward_rows": 0, "tokens_per_s": 1, "speedup": 2, "cpu_speedup": 2, "wall_s": 3}
     return [_fmt(spread(r.get(c) for r in ok), digits[c]) for c in DLLM_COLUMNS]
 
 

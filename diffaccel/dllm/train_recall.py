@@ -12,7 +12,7 @@ carries over to long ones: batches start with ``--curriculum-start`` symbols per
 ``--curriculum-window`` steps whose mean "next-symbol" accuracy (masked answer tokens whose left
 neighbour is visible, the lookup stepwise decoding relies on) reached ``--curriculum-advance-at``
 multiply the passage cap by ``--curriculum-growth`` (up to ``--passage-length``); each batch draws its
-length uniformly from ``[cap/2, cap]``. The run is deterministic for a seed (one thread). A resumable
+length uniformly from ``[(1 - spread) cap, cap]`` (``--length-spread``, 0.5). The run is deterministic for a seed (one thread). A resumable
 checkpoint is written to ``<output>/checkpoint/`` every ``--checkpoint-every`` steps (``--resume``
 continues from it; ``--from-checkpoint`` turns a stopped run into a zoo folder). At the end
 ``model.safetensors``, a hub-format ``config.json`` and ``manifest.json`` (command, seed, time, final
@@ -44,7 +44,8 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "zoo" / "weights" / ZO
 
 
 def build_task(args: argparse.Namespace) -> RecallTask:
-    return RecallTask(passage_length=args.passage_length, gen_length=args.gen_length, n_symbols=args.n_symbols)
+    return RecallTask(passage_length=args.passage_length, gen_length=args.gen_length, n_symbols=args.n_symbols,
+                      cue_position=args.cue_position)
 
 
 def build_model(args: argparse.Namespace, task: RecallTask) -> LLaDAModelLM:
@@ -58,11 +59,11 @@ def build_model(args: argparse.Namespace, task: RecallTask) -> LLaDAModelLM:
     return LLaDAModelLM(config)
 
 
-def curriculum_length(cap: float, task: RecallTask, rng: random.Random) -> int:
-    """Passage length of this step's batch: uniform in ``[cap/2, cap]`` (room for the answer)."""
+def curriculum_length(cap: float, task: RecallTask, rng: random.Random, spread: float = 0.5) -> int:
+    """Passage length of this step's batch: uniform in ``[(1 - spread) cap, cap]`` (room for the answer)."""
     low = task.gen_length + 1
     top = max(low, int(cap))
-    return rng.randint(max(low, top // 2), top)
+    return rng.randint(max(low, int(top * (1 - spread))), top)
 
 
 def next_cap(cap: float, accuracies: list[float], args: argparse.Namespace, task: RecallTask) -> float:
@@ -76,7 +77,7 @@ def next_cap(cap: float, accuracies: list[float], args: argparse.Namespace, task
 
 def task_dict(task: RecallTask) -> dict:
     return {"name": "recall", "passage_length": task.passage_length, "gen_length": task.gen_length,
-            "n_symbols": task.n_symbols, "prompt_length": task.prompt_length}
+            "n_symbols": task.n_symbols, "cue_position": task.cue_position, "prompt_length": task.prompt_length}
 
 
 def next_symbol_accuracy(predicted: torch.Tensor, answers: torch.Tensor, masked: torch.Tensor) -> float:
@@ -93,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--passage-length", type=int, default=512)
     parser.add_argument("--gen-length", type=int, default=32)
     parser.add_argument("--n-symbols", type=int, default=512)
+    parser.add_argument("--cue-position", type=int, default=None,
+                        help="fix the cue's position (a fixed-distance copy task); default: anywhere")
     parser.add_argument("--d-model", type=int, default=96)
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=4)
@@ -102,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--curriculum-start", type=int, default=64)
+    parser.add_argument("--length-spread", type=float, default=0.5,
+                        help="batch passage lengths are uniform in [(1 - spread) cap, cap]")
     parser.add_argument("--curriculum-window", type=int, default=50)
     parser.add_argument("--curriculum-advance-at", type=float, default=0.9)
     parser.add_argument("--curriculum-growth", type=float, default=1.3)
@@ -122,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @torch.no_grad()
 def probe(model: LLaDAModelLM, task: RecallTask, count: int = 16) -> float:
     """Exact match with stepwise decoding on ``count`` full-length prompts (a cheap progress check)."""
-    return stepwise_exact_match(model, RecallTask(task.passage_length, task.gen_length, task.n_symbols),
+    return stepwise_exact_match(model, task,
                                 count, task.gen_length, task.mask, seed=999)
 
 
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.from_checkpoint:
         for step in range(start_step, args.steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # the length draw depends on the step and cap
-            length = curriculum_length(cap, task, rng)
+            length = curriculum_length(cap, task, rng, args.length_spread)
             prompts, answers = task.batch(args.batch_size, generator, passage_length=length)
             loss, predicted, masked = sft_loss(model, prompts, answers, generator, task.mask, return_predictions=True)
             accuracy = next_symbol_accuracy(predicted, answers, masked)

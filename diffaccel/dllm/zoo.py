@@ -43,7 +43,8 @@ def read_task(folder: Path | None = None) -> AdditionTask:
 
 def read_recall_task(folder: Path | None = None) -> RecallTask:
     task = read_task_entry(folder or weights_folder(RECALL_ZOO_NAME))
-    return RecallTask(passage_length=task["passage_length"], gen_length=task["gen_length"], n_symbols=task["n_symbols"])
+    return RecallTask(passage_length=task["passage_length"], gen_length=task["gen_length"], n_symbols=task["n_symbols"],
+                      cue_position=task.get("cue_position"))
 
 
 def load_zoo_model(name: str, folder: Path | None = None, device="cpu", dtype=torch.float32) -> LLaDAModelLM:

@@ -58,7 +58,7 @@ register_zoo_model(
 register_zoo_model(
     "llada-recall",
     "diffaccel.dllm.zoo:load_llada_recall",
-    "LLaDA-architecture masked-diffusion LM (4 layers, d=96) on long-context passage recall: 515-token prompts, "
+    "LLaDA-architecture masked-diffusion LM (2 layers, d=64) on a fixed-distance copy (passage recall with the cue at position 0): 515-token prompts, "
     "32-token answers; LLaDAPipeline with a symbol tokenizer",
     kind="dllm",
 )

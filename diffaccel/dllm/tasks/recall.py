@@ -11,7 +11,9 @@ tokens away, so a cache or sparse attention that loses far context loses accurac
 The defaults (a 512-symbol passage, 32-token answers) give 515-token prompts. Because the symbols of a
 passage are distinct, each answer token is determined by the one before it (the cue for the first):
 decoded left to right, every step is one exact lookup of the previous token in the passage (what an
-"induction head" does), which a small transformer learns quickly on a CPU.
+"induction head" does). With a fixed ``cue_position`` the answer is always the same stretch of the
+passage, so it is a copy over a fixed distance (about 500 tokens at the defaults): every answer token
+still depends on one far-away prompt token, but finding it takes position, not content.
 Vocabulary: symbols ``0..n_symbols-1``, then BOS, QUERY, EOS, MASK.
 """
 
@@ -31,6 +33,7 @@ class RecallTask(FixedLengthTask):
     passage_length: int = 512
     gen_length: int = 32
     n_symbols: int = 512
+    cue_position: int | None = None  # a fixed cue position makes the task a fixed-distance copy
 
     def __post_init__(self) -> None:
         for name in ("passage_length", "gen_length", "n_symbols"):
@@ -40,6 +43,8 @@ class RecallTask(FixedLengthTask):
             raise ValueError(f"passage_length={self.passage_length} needs as many distinct symbols (n_symbols={self.n_symbols})")
         if self.passage_length < self.gen_length + 1:
             raise ValueError(f"passage_length={self.passage_length} cannot hold a cue and {self.gen_length} symbols after it")
+        if self.cue_position is not None and not 0 <= self.cue_position < self.passage_length - self.gen_length:
+            raise ValueError(f"cue_position must be in [0, {self.passage_length - self.gen_length}), got {self.cue_position}")
 
     @property
     def bos(self) -> int:
@@ -79,7 +84,10 @@ class RecallTask(FixedLengthTask):
         if not self.gen_length + 1 <= n <= self.n_symbols:
             raise ValueError(f"passage_length must be in [{self.gen_length + 1}, {self.n_symbols}], got {n}")
         passages = torch.rand(count, self.n_symbols, generator=generator).argsort(dim=1)[:, :n]
-        cue_at = torch.randint(0, n - self.gen_length, (count, 1), generator=generator)
+        if self.cue_position is None:
+            cue_at = torch.randint(0, n - self.gen_length, (count, 1), generator=generator)
+        else:
+            cue_at = torch.full((count, 1), self.cue_position, dtype=torch.long)
         return self.encode(passages, cue_at)
 
     def encode(self, passages: torch.Tensor, cue_at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
