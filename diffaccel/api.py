@@ -108,11 +108,14 @@ def summary(obj) -> Summary:
     return Summary.combine({name or "model": Summary.of_engine(e) for name, e in binding.engines.items()})
 
 
-def new_run(obj, num_inference_steps: int | None = None) -> None:
+def new_run(obj, num_inference_steps: int | None = None, timesteps=None) -> None:
     """Start a new generation: forget all cached state. Wrapped pipelines do this by themselves;
-    call it in hand-written denoising loops, optionally with the run's step count."""
+    call it in hand-written denoising loops, optionally with the run's step count and its timesteps
+    (needed only by schedules carried over from another step count)."""
+    if timesteps is not None and num_inference_steps is None:
+        num_inference_steps = len(timesteps)
     for engine in _binding(obj).engines.values():
-        engine.new_run(num_inference_steps)
+        engine.new_run(num_inference_steps, timesteps)
 
 
 @contextlib.contextmanager
@@ -213,8 +216,9 @@ def _hook_set_timesteps(scheduler, binding: Binding) -> None:
         result = original(*args, **kwargs)
         timesteps = getattr(scheduler, "timesteps", None)
         total = len(timesteps) if timesteps is not None else None
+        values = None if timesteps is None else [float(t) for t in timesteps]
         for engine in binding.engines.values():
-            engine.new_run(total)
+            engine.new_run(total, values)
         return result
 
     scheduler.set_timesteps = set_timesteps

@@ -34,12 +34,18 @@ class StepClock:
     """Per-context step counters for one run, plus the decisions made for each step."""
 
     num_inference_steps: int | None = None
+    #: the scheduler's timesteps of the run, when known (a wrapped pipeline's `scheduler.set_timesteps`,
+    #: or `diffaccel.new_run(obj, timesteps=...)`): schedules carry over between step counts through them
+    timesteps: tuple[float, ...] | None = None
     _steps_seen: dict[str, int] = field(default_factory=dict)
     _last_timestep: dict[str, float] = field(default_factory=dict)
     decisions: dict[object, object] = field(default_factory=dict)
 
-    def reset(self, num_inference_steps: int | None = None) -> None:
+    def reset(self, num_inference_steps: int | None = None, timesteps=None) -> None:
         self.num_inference_steps = num_inference_steps
+        self.timesteps = None if timesteps is None else tuple(float(t) for t in timesteps)
+        if self.timesteps is not None and num_inference_steps is not None and len(self.timesteps) != num_inference_steps:
+            raise ValueError(f"{len(self.timesteps)} timesteps given for a run of {num_inference_steps} steps")
         self._steps_seen.clear()
         self._last_timestep.clear()
         self.decisions.clear()

@@ -87,6 +87,10 @@ class Engine:
         self.feeder_hooks: list[FeederHook] = []
         self.flops: dict[tuple, float] = {}
         self.runs_started = 0
+        #: objects with `answer(step, args, kwargs)` (an output, or None to run the model) and
+        #: `after(step, output)`: strategies that may answer a whole denoiser call without running it
+        #: (guidance reuse). Asked after the clock ticked, so the call still counts as its branch's step.
+        self.call_answerers: list = []
         self.last_run_aborted = False
         self._signatures: dict[str, tuple] = {}
         self._needs_reset = True
@@ -180,9 +184,9 @@ class Engine:
         self.release()
 
     # ---------------------------------------------------------------------------------------- runs
-    def new_run(self, num_inference_steps: int | None = None) -> None:
+    def new_run(self, num_inference_steps: int | None = None, timesteps=None) -> None:
         """Forget all per-run state; the next call is step 0 of a new generation."""
-        self.clock.reset(num_inference_steps)
+        self.clock.reset(num_inference_steps, timesteps)
         self.stats.reset()
         self._signatures.clear()
         self.current = None
@@ -300,8 +304,14 @@ class EngineHook(ModelHook):
     def new_forward(self, module: nn.Module, *args, **kwargs):
         engine = self.engine
         try:
-            engine.begin_call(self.context_tracker.name, args, kwargs)
+            step = engine.begin_call(self.context_tracker.name, args, kwargs)
+            for answerer in engine.call_answerers:
+                output = answerer.answer(step, args, kwargs)
+                if output is not None:
+                    return output
             output = self.fn_ref.original_forward(*args, **kwargs)
+            for answerer in engine.call_answerers:
+                answerer.after(step, output)
         except BaseException:
             engine.abort_run()
             raise

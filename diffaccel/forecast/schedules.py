@@ -1,11 +1,23 @@
 """Which denoising steps compute in full.
 
+Besides TaylorSeer's official rule: a growing-gap family, carrying a schedule to another step count
+by position on the noise schedule, the predicted-error matrix and exact selection behind calibrated
+schedules, and FBCache's first-block change test for error-controlled ones.
+
 TaylorSeer's official schedule (spec dit-caching §2.6, from `cal_type` in Shenyi-Z/TaylorSeer): a
 step is full while `n < warmup` ("first_enhance"), then whenever the skip counter reaches
 `interval - 1`, which in closed form is `(n - warmup + 1) % interval == 0`.
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .step_selection import select_update_steps
+from .taylor import taylor_update
 
 
 def taylorseer_is_full(n: int, interval: int, warmup: int) -> bool:
@@ -24,3 +36,142 @@ def taylorseer_derivatives_enabled(n: int, warmup: int) -> bool:
     With FLUX's warm-up 3 this discards the step-0 → step-1 difference (spec §2.4).
     """
     return n > warmup - 2
+
+
+# ------------------------------------------------------------------------------- schedules of ours
+def growing_gap_full_steps(num_steps: int, warmup: int, first_gap: int = 2) -> list[int]:
+    """[ours] Every one of the first `warmup` steps, then gaps that grow by one: `first_gap`,
+    `first_gap + 1`, ... (warm-up 3 at 50 steps: 0, 1, 2, 4, 7, 11, 16, 22, 29, 37, 46).
+
+    Why: the output of a diffusion denoiser changes fastest early in the trajectory and ever more
+    slowly later (the observation behind LeMiCa's and EasyCache's non-uniform caching), so a forecast
+    can safely run longer the later it starts.
+    """
+    if num_steps < 1 or warmup < 1 or first_gap < 1:
+        raise ValueError(f"growing-gap schedule needs num_steps, warmup, first_gap >= 1, got "
+                         f"{num_steps}, {warmup}, {first_gap}")
+    steps = list(range(min(warmup, num_steps)))
+    gap = first_gap
+    while steps[-1] + gap < num_steps:
+        steps.append(steps[-1] + gap)
+        gap += 1
+    return steps
+
+
+def carry_full_steps(source_positions, target_positions) -> list[int]:
+    """Map full steps placed at `source_positions` (their timesteps, or any monotone position on the
+    noise schedule) onto the run whose steps sit at `target_positions`: each source step lands on the
+    target step of nearest position (ties to the earlier step), duplicates merge, and step 0 is
+    always full (nothing to forecast from before it).
+
+    This is how a schedule chosen for one step count carries over to another: by where its full steps
+    fall on the noise schedule, not by their index.
+    """
+    target = [float(t) for t in target_positions]
+    if not target:
+        raise ValueError("the target run has no steps")
+    chosen = {0}
+    for p in source_positions:
+        p = float(p)
+        chosen.add(min(range(len(target)), key=lambda j: (abs(target[j] - p), j)))
+    return sorted(chosen)
+
+
+def positions_of_steps(steps, num_steps: int, run_positions) -> list[float]:
+    """Positions on the noise schedule of steps given by index for a run of `num_steps` steps, read
+    off a run of another length that uses the same scheduler (`run_positions`, one per step).
+
+    Diffusers schedulers place step i of an N-step run at a fixed curve evaluated at i / N (flow
+    matching: sigma = shift(1 - i / N); DDIM: t = (N - i) * T / N), so step i of the source run sits
+    where the target run's curve is at fraction i / num_steps; we interpolate the target's positions
+    linearly in that fraction.
+    """
+    run = [float(t) for t in run_positions]
+    m = len(run)
+    out = []
+    for s in steps:
+        x = float(s) / num_steps * m  # fractional index in the target run
+        if x <= 0:
+            out.append(run[0])
+            continue
+        if x >= m - 1:
+            # beyond the last step: extrapolate with the last gap (the curve continues to its end)
+            last_gap = run[-1] - run[-2] if m > 1 else 0.0
+            out.append(run[-1] + (x - (m - 1)) * last_gap)
+            continue
+        i = int(x)
+        out.append(run[i] + (x - i) * (run[i + 1] - run[i]))
+    return out
+
+
+def relative_l1_change(current, reference) -> float:
+    """`mean|current - reference| / mean|reference|`: the first-block residual test of FBCache
+    (ParaAttention's `apply_cache_on_pipe`, diffusers' `FirstBlockCacheConfig`) and DBCache
+    (cache-dit); the step may be forecast when this is below the threshold."""
+    ref = reference.abs().mean()
+    return float((current - reference).abs().mean() / ref.clamp_min(1e-30))
+
+
+# -------------------------------------------------------------------------- calibrated (ours)
+#: cost of forecasting a warm-up step: such a schedule is never chosen
+_FORBIDDEN = 1e30
+
+
+def forecast_error_matrix(features, order: int, weights=None):
+    """[ours] `E[a, k]`: predicted error of forecasting step k > a from a full step at a, measured on a
+    full-step run. `features` is a list of per-unit tensors of shape [N, ...] (one row per step: the
+    outputs a strategy would forecast at its granularity); the forecast is TaylorSeer's of `order` with
+    derivatives taken from the steps just before a (the best a full step at a can know), and
+
+        E[a, k] = w_k · Σ_units ‖F(k) − forecast_a(k − a)‖² / Σ_units ‖F(k)‖²
+
+    `weights` (w_k, default 1) scale each step's error by how much it moves the sample (the sampler's
+    step size). `E[a, a] = 0` and `E[a, k] = 0` for k < a.
+    """
+    feats = [f.reshape(f.shape[0], -1).double() for f in features]
+    num_steps = feats[0].shape[0]
+    if any(f.shape[0] != num_steps for f in feats):
+        raise ValueError("every unit needs one feature row per step")
+    w = np.ones(num_steps) if weights is None else np.asarray(weights, dtype=np.float64)
+    norms = sum((f ** 2).sum(1) for f in feats).clamp_min(1e-30)
+    errors = np.zeros((num_steps, num_steps))
+    for a in range(num_steps):
+        if a == num_steps - 1:
+            break
+        offsets = torch.arange(1, num_steps - a, dtype=torch.float64)
+        total = torch.zeros(num_steps - a - 1, dtype=torch.float64)
+        for f in feats:
+            factors = None
+            for j in range(max(0, a - order), a + 1):  # gap-1 finite differences up to the available order
+                factors = taylor_update(factors, f[j], 1, order, True)
+            pred = sum(d[None, :] * (offsets[:, None] ** i) / math.factorial(i) for i, d in enumerate(factors))
+            total += ((f[a + 1:] - pred) ** 2).sum(1)
+        errors[a, a + 1:] = (total / norms[a + 1:]).numpy() * w[a + 1:]
+    return errors
+
+
+def select_full_steps(errors, num_full: int, warmup: int = 1) -> list[int]:
+    """[ours] The `num_full` full steps (every one of the first `warmup` among them) that minimise the
+    summed predicted error `Σ_k E[last full step ≤ k, k]`, exactly, with BAC's step-selection
+    dynamic programme (`select_update_steps`; Ji et al., arXiv 2506.13456)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    num_steps = errors.shape[0]
+    if num_full < min(warmup, num_steps):
+        raise ValueError(f"{num_full} full steps cannot cover a warm-up of {warmup} steps")
+    score = np.triu(errors, 1)
+    for k in range(1, min(warmup, num_steps)):
+        score[:k, k] = _FORBIDDEN
+    return select_update_steps(score, num_full, maximize=False)
+
+
+def predicted_error(errors, full_steps) -> float:
+    """Σ_k E[last full step ≤ k, k] of a schedule (what `select_full_steps` minimises)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    full = sorted(full_steps)
+    total, anchor = 0.0, 0
+    for k in range(errors.shape[0]):
+        if k in full:
+            anchor = k
+        else:
+            total += errors[anchor, k]
+    return total

@@ -34,6 +34,8 @@ from ..core.clock import StepInfo
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import History, solver
+from ..schedules.options import ScheduleOptions
+from ..schedules.runtime import StepSchedule
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
 
@@ -44,7 +46,7 @@ _SELECTIONS = ("accumulated", "squared")
 
 
 @dataclass
-class HyCaConfig(StrategyConfig):
+class HyCaConfig(StrategyConfig, ScheduleOptions):
     """Options of HyCa.
 
     Attributes:
@@ -63,6 +65,9 @@ class HyCaConfig(StrategyConfig):
         factor_dtype: "float32", "float64" or "model" (dtype of the stored history) [ours].
         granularity: "modules" (TaylorSeer's units, the default), "stack" or "model" [ours; see
             `diffaccel.strategies.base.GRANULARITY_LEVELS`]. A profile is tied to its granularity.
+        schedule, schedule_steps, full_budget, threshold, guidance_reuse: which steps compute in full
+            ("uniform" is TaylorSeer's rule, as in the paper; see `diffaccel.schedules.ScheduleOptions`). The
+            probe scores solvers over the steps this schedule forecasts ("adaptive": the uniform ones).
     """
 
     strategy_name = "hyca"
@@ -95,6 +100,7 @@ class HyCaConfig(StrategyConfig):
         if self.factor_dtype not in _DTYPES:
             raise ValueError(f"hyca factor_dtype must be one of {sorted(_DTYPES)}")
         check_granularity("hyca", self.granularity)
+        self.validate_schedule("hyca")
         if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
                 self.profile, "__fspath__"):
             raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")
@@ -126,6 +132,7 @@ class HycaState(UnitState):
     last_full: int = -1
     probe: list[_ProbeLeaf | None] | None = None
     masks: dict = field(default_factory=dict)
+    pinned: bool = False  # computes at every step (the first block under an adaptive schedule)
 
     def nbytes(self) -> int:
         return sum(h.nbytes() for h in self.histories or [] if h is not None)
@@ -147,6 +154,14 @@ class HyCa(Strategy):
         self.probing = self.profile is None
         self._probe_units: dict[str, tuple[Any, HycaState]] = {}
         self._announced = False
+        self.schedule = StepSchedule(config, lambda n: taylorseer_is_full(n, config.interval, config.warmup),
+                                     "hyca", config.warmup)
+
+    def attach(self, engine, owner) -> None:
+        self.schedule.attach(engine, self)
+
+    def detach(self, engine, owner) -> None:
+        self.schedule.detach(engine, self)
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
@@ -155,8 +170,10 @@ class HyCa(Strategy):
             self.probing = False
             logger.info("HyCa: profile built from the first run; forecasting from now on")
 
-    def _is_full(self, n: int) -> bool:
-        return taylorseer_is_full(n, self.config.interval, self.config.warmup)
+    def _is_full(self, step: StepInfo) -> bool:
+        if self.probing and self.schedule.kind == "adaptive":  # the probe computes everything: no signal
+            return self.schedule.uniform_rule(step.index)
+        return self.schedule.is_full(step, self.clock)
 
     def new_state(self, unit) -> HycaState:
         state = HycaState()
@@ -170,13 +187,19 @@ class HyCa(Strategy):
             raise ValueError(f"HyCa profile has no assignment for cache unit '{unit.name}'; it was made for "
                              f"{self.profile.model_class}. Profile this model again.")
         state.unit = unit
+        state.pinned = not self.probing and self.schedule.pins(unit.name)
         return state
 
     # ------------------------------------------------------------------------------------ engine
     def must_compute(self, step: StepInfo, state: HycaState) -> bool:
-        if self.probing or state.histories is None:
+        if self.probing or state.pinned:
             return True
-        return self.clock.decide((id(self), step.index), lambda: self._is_full(step.index))
+        if state.histories is None:
+            full = True
+        else:
+            full = self.clock.decide((id(self), step.index), lambda: self._is_full(step))
+        self.schedule.note_decision(step, full)
+        return full
 
     def observe(self, state: HycaState, leaves, step: StepInfo) -> None:
         if self.probing:
@@ -239,7 +262,7 @@ class HyCa(Strategy):
             actual = leaf.detach().to(torch.float64)
             if step.index < cfg.probe_steps:
                 probe.trajectory.append(_channel_view(actual, dim).mean(0).cpu().numpy())
-            if self._is_full(step.index) or probe.last_full < 0:
+            if self._is_full(step) or probe.last_full < 0:
                 enabled = taylorseer_derivatives_enabled(step.index, cfg.warmup)
                 probe.shadow.update(actual, step.index, enabled)
                 probe.last_full = step.index

@@ -23,6 +23,8 @@ import torch
 from ..core.clock import StepInfo
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.taylor import taylor_forecast, taylor_update
+from ..schedules.options import ScheduleOptions
+from ..schedules.runtime import StepSchedule
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
@@ -30,7 +32,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
 
 
 @dataclass
-class TaylorSeerConfig(StrategyConfig):
+class TaylorSeerConfig(StrategyConfig, ScheduleOptions):
     """Options of TaylorSeer. Defaults are FLUX's official ones; `wrap` applies a family preset.
 
     Attributes:
@@ -44,6 +46,8 @@ class TaylorSeerConfig(StrategyConfig):
         granularity: what a cache unit is: "modules" (official: attention and feed-forward outputs),
             "stack" [ours: the block stack's residual, so skipped steps cost only embeddings and the
             output layer] or "model" [ours: the denoiser's whole output].
+        schedule, schedule_steps, full_budget, threshold, guidance_reuse: which steps compute in full
+            ("uniform" is the official rule above; see `diffaccel.schedules.ScheduleOptions`).
     """
 
     strategy_name = "taylorseer"
@@ -72,6 +76,7 @@ class TaylorSeerConfig(StrategyConfig):
         if self.factor_dtype not in _DTYPES:
             raise ValueError(f"taylorseer factor_dtype must be one of {sorted(_DTYPES)}, got {self.factor_dtype!r}")
         check_granularity("taylorseer", self.granularity)
+        self.validate_schedule("taylorseer")
 
 
 @dataclass
@@ -80,6 +85,7 @@ class TaylorState(UnitState):
 
     factors: list[list[torch.Tensor] | None] | None = None
     last_full: int = -1
+    pinned: bool = False  # computes at every step (the first block under an adaptive schedule)
 
     def nbytes(self) -> int:
         if self.factors is None:
@@ -92,9 +98,20 @@ class TaylorSeer(Strategy):
 
     config: TaylorSeerConfig
 
+    def __init__(self, config: TaylorSeerConfig):
+        super().__init__(config)
+        self.schedule = StepSchedule(config, lambda n: taylorseer_is_full(n, config.interval, config.warmup),
+                                     "taylorseer", config.warmup)
+
+    def attach(self, engine, owner) -> None:
+        self.schedule.attach(engine, self)
+
+    def detach(self, engine, owner) -> None:
+        self.schedule.detach(engine, self)
+
     def is_full_step(self, step: StepInfo) -> bool:
         cfg = self.config
-        if taylorseer_is_full(step.index, cfg.interval, cfg.warmup):
+        if self.schedule.is_full(step, self.clock):
             return True
         total = step.num_inference_steps
         if cfg.force_last_full and total is None:
@@ -105,12 +122,17 @@ class TaylorSeer(Strategy):
         return bool(cfg.force_last_full) and step.index >= total - cfg.force_last_full
 
     def new_state(self, unit) -> TaylorState:
-        return TaylorState()
+        return TaylorState(pinned=self.schedule.pins(unit.name))
 
     def must_compute(self, step: StepInfo, state: TaylorState) -> bool:
-        if state.factors is None:
+        if state.pinned:
             return True
-        return self.clock.decide((id(self), step.index), lambda: self.is_full_step(step))
+        if state.factors is None:
+            full = True
+        else:
+            full = self.clock.decide((id(self), step.index), lambda: self.is_full_step(step))
+        self.schedule.note_decision(step, full)
+        return full
 
     def observe(self, state: TaylorState, leaves, step: StepInfo) -> None:
         cfg = self.config
