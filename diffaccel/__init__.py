@@ -22,6 +22,7 @@ from .strategies.hyca import HyCaConfig
 from .strategies.taylorseer import TaylorSeerConfig
 from . import hyca, schedules, taocache  # noqa: E402  (diffaccel.hyca.profile, diffaccel.taocache.calibrate)
 from .strategies.taocache import TaoCacheConfig
+from .tune import TuneResult, tune  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,5 @@ __all__ = [
     "Adapter", "AlreadyWrappedError", "HyCaConfig", "hyca", "TaoCacheConfig", "taocache", "DiffaccelError", "NotWrappedError", "RunStateError", "Summary",
     "StackSpec", "TaylorSeerConfig", "UnitSpec", "UnknownStrategyError", "UnsupportedModelError", "cache_context", "engines",
     "new_run", "parse_strategy_spec", "schedules", "register_adapter", "register_strategy", "strategies", "summary",
-    "supported_classes", "unwrap", "wrap",
+    "supported_classes", "TuneResult", "tune", "unwrap", "wrap",
 ]
