@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--repeats", type=_positive_int, default=1,
                          help="time every run this many times and keep the fastest (steadier on a busy machine)")
     compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
+    compare.add_argument("--tune", action="append", type=_tune_target, default=None, metavar="psnr=DB",
+                         help="run diffaccel.tune for this PSNR target (calibrated on --warmup-seed, validated on --seeds) "
+                              "and add its choice as a row; repeatable")
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
@@ -145,6 +148,15 @@ def _configure_logging(verbosity: int) -> None:
     if verbosity < 2:
         for noisy in ("diffusers", "transformers"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _tune_target(text: str) -> float:
+    from .tune import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +202,7 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
     )
     if args.seeds is not None:
         settings.seeds = args.seeds
+    settings.tune = list(args.tune or [])
     try:
         outcome = run_compare(settings)
     except (OutputExistsError, FileNotFoundError, ValueError) as error:

@@ -63,6 +63,7 @@ class CompareSettings:
     peers: bool = True
     progress: bool = True
     print_table: bool = True
+    tune: list[float] = field(default_factory=list)  # PSNR targets of `--tune psnr=...` (rows added by diffaccel.tune)
 
 
 @dataclass
@@ -117,6 +118,10 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
                        height=settings.height, width=settings.width, scheduler_overrides=settings.scheduler)
     steps = settings.steps or model.default_steps
     specs = parse_spec_list(settings.strategies) if settings.strategies else default_specs(settings.peers)
+    if settings.tune:
+        from .tuned import tuned_specs
+
+        specs += [s for s in tuned_specs(model, steps, settings, out_dir) if s not in specs]
     units = [WorkUnit(seed, condition) for condition in model.conditions for seed in settings.seeds]
     store = ResultsStore(out_dir, shard=processes.shard_name).load()
     from .quality import Scorer

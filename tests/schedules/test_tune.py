@@ -76,3 +76,11 @@ def test_the_search_space_holds_valid_specs_for_every_granularity(pipe, tmp_path
     assert any("schedule=adaptive" in s for s in specs) and any("schedule=growing-3" in s for s in specs)
     for spec in specs:  # every spec wraps and unwraps
         diffaccel.unwrap(diffaccel.wrap(pipe, spec))
+
+
+def test_the_cli_target_form():
+    from diffaccel.tune import parse_target
+
+    assert parse_target("psnr=35") == 35.0
+    with pytest.raises(ValueError, match="psnr="):
+        parse_target("ssim=0.9")
