@@ -18,12 +18,16 @@ errors stand in for its solver mix.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ..forecast.schedules import forecast_error_matrix, select_full_steps, taylorseer_full_steps
+from ..forecast.schedules import (
+    forecast_error_matrix,
+    select_full_steps,
+    taylorseer_full_steps,
+)
 from .calibrated import CalibratedSchedule
 
 logger = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ class CalibratedSchedule:
     errors: list[list[float]]
     forecaster: dict = field(default_factory=dict)
 
-    def with_budget(self, num_full: int) -> "CalibratedSchedule":
+    def with_budget(self, num_full: int) -> CalibratedSchedule:
         """The same measurements with another number of full steps, chosen again exactly."""
         steps = select_full_steps(self.errors, num_full, int(self.forecaster.get("warmup", 1)))
         return CalibratedSchedule(**{**asdict(self), "full_steps": steps})
@@ -52,7 +52,7 @@ class CalibratedSchedule:
         write_json(path, {"format": FORMAT, **asdict(self)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CalibratedSchedule":
+    def load(cls, path: str | os.PathLike) -> CalibratedSchedule:
         try:
             payload = read_json(path)
         except FileNotFoundError:

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from ..core.clock import StepClock, StepInfo
 from ..core.tree import flatten_output
-from ..forecast.schedules import carry_full_steps, growing_gap_full_steps, positions_of_steps, relative_l1_change
+from ..forecast.schedules import (
+    carry_full_steps,
+    growing_gap_full_steps,
+    positions_of_steps,
+    relative_l1_change,
+)
 from .options import ParsedSchedule, parse_schedule
 
 logger = logging.getLogger(__name__)

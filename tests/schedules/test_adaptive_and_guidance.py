@@ -7,7 +7,13 @@ import torch
 import diffaccel
 from diffaccel.forecast.schedules import relative_l1_change
 from diffaccel.testing.tiny_models import at_step, build_tiny, tiny_inputs
-from tests.schedules.test_schedule_option import FLUX, _computed_steps, _counting, _split, _two_call_run
+from tests.schedules.test_schedule_option import (
+    FLUX,
+    _computed_steps,
+    _counting,
+    _split,
+    _two_call_run,
+)
 
 
 def _differing_branches():

@@ -8,7 +8,11 @@ import pytest
 import torch
 
 import diffaccel
-from diffaccel.forecast.schedules import forecast_error_matrix, predicted_error, select_full_steps
+from diffaccel.forecast.schedules import (
+    forecast_error_matrix,
+    predicted_error,
+    select_full_steps,
+)
 from diffaccel.schedules.calibrated import CalibratedSchedule
 
 
@@ -64,7 +68,7 @@ def test_calibrating_a_tiny_pipeline_writes_a_file_that_drives_the_run(tmp_path)
     from diffaccel.testing.tiny_pipelines import tiny_flux_pipeline
 
     pipe = tiny_flux_pipeline()
-    kwargs = dict(prompt="a photo", height=16, width=16, max_sequence_length=16)
+    kwargs = {"prompt": "a photo", "height": 16, "width": 16, "max_sequence_length": 16}
     generate = diffaccel.schedules.pipeline_generator(pipe, 8, **kwargs)
     schedule = diffaccel.schedules.calibrate(pipe, generate, num_inference_steps=8, seeds=(0,), warmup=2, num_full=4)
     assert len(schedule.full_steps) == 4 and schedule.full_steps[:2] == [0, 1]

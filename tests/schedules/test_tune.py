@@ -3,14 +3,13 @@ here independently of tune's own bookkeeping), and an unreachable target is repo
 
 import numpy as np
 import pytest
-import torch
 
 import diffaccel
 from diffaccel import metrics
 from diffaccel.schedules.calibrate import pipeline_generator
 from diffaccel.testing.tiny_pipelines import tiny_flux_pipeline
 
-KWARGS = dict(prompt="a photo", height=16, width=16, max_sequence_length=16)
+KWARGS = {"prompt": "a photo", "height": 16, "width": 16, "max_sequence_length": 16}
 STEPS = 10
 
 
