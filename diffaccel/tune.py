@@ -109,6 +109,16 @@ def tune(obj, target_psnr: float = 35.0, generate: Callable[[int], object] | Non
         candidates: explicit text specs to measure instead of the generated search space.
         save_dir: where calibrated schedule files go (`result.spec` names them).
     """
+    return tune_targets(obj, [target_psnr], generate, num_inference_steps, calibration_seeds, validation_seeds,
+                        strategies, guidance_scale, candidates, save_dir, progress)[0]
+
+
+def tune_targets(obj, targets: Sequence[float], generate=None, num_inference_steps: int = 50,
+                 calibration_seeds: Sequence[int] = (0,), validation_seeds: Sequence[int] = (1, 2),
+                 strategies: Sequence[str] | None = None, guidance_scale: float | None = None,
+                 candidates: Sequence[str] | None = None, save_dir: str | os.PathLike = "diffaccel-schedules",
+                 progress: bool = True) -> list[TuneResult]:
+    """`tune` for several PSNR targets at once: one search, one choice per target (see `tune`)."""
     from .compare.quality import Scorer, output_array
     from .schedules.calibrate import calibrate, pipeline_generator
 
@@ -168,18 +178,27 @@ def tune(obj, target_psnr: float = 35.0, generate: Callable[[int], object] | Non
         bar.set_description(f"tune: {candidate.spec[:60]}")
         candidate.calibration = measure(candidate, calibration_seeds)
         bar.update(1)
+    results = [_choose(found, target, measure, validation_seeds, baseline_cpu, bar) for target in targets]
+    bar.close()
+    return results
+
+
+def _choose(found: list[Candidate], target_psnr: float, measure, validation_seeds, baseline_cpu: float,
+            bar) -> TuneResult:
+    """Validate, fastest first, the candidates that met the target on the calibration seeds; the first that
+    meets it on the validation seeds is the choice (validations are kept, so several targets share them)."""
     passing = sorted((c for c in found if c.calibration["psnr"] >= target_psnr),
                      key=lambda c: (c.calibration["cpu_s"], c.calibration["computed_fraction"]))
     chosen = None
     bar.reset(total=len(passing))
     for candidate in passing:
-        bar.set_description(f"tune: validating {candidate.spec[:50]}")
-        candidate.validation = measure(candidate, validation_seeds)
+        bar.set_description(f"tune {target_psnr:g} dB: validating {candidate.spec[:50]}")
+        if not candidate.validation:
+            candidate.validation = measure(candidate, validation_seeds)
         bar.update(1)
         if candidate.validation["psnr"] >= target_psnr:
             chosen = candidate
             break
-    bar.close()
     table = [_row(c) for c in found]
     if chosen is not None:
         message = (f"chosen: {chosen.spec} — validation PSNR {chosen.validation['psnr']:.2f} dB (target {target_psnr} dB) "
@@ -237,17 +256,19 @@ def _search_space(obj, strategies, num_steps: int, calibrate, generate, calibrat
             for order in orders:
                 base = f"{strategy}:granularity={granularity}" + (f",order={order}" if order else "")
                 specs += [f"{base},interval={i}" for i in intervals]
-                specs += [f"{base},schedule=growing-{g}" for g in gaps]
+                scheduled = [f"{base},schedule=growing-{g}" for g in gaps]
                 if granularity == "modules":
                     specs += [f"{base},schedule=adaptive,threshold={t}" for t in (0.05, 0.1, 0.2, 0.3)]
-                if granularity != "model" or strategy == "taylorseer":
-                    bar.set_description(f"tune: calibrating {granularity} order {order}")
-                    schedule = calibrate(obj, generate, num_steps, tuple(calibration_seeds), granularity,
-                                         order if order else 2, None, budgets[0], guidance_scale)
-                    for k in budgets:
-                        path = save_dir / f"{schedule.model_class}-{num_steps}-{granularity}-o{order or 2}-k{k}.json"
-                        schedule.with_budget(k).save(path)
-                        specs.append(f"{base},schedule={path}")
+                bar.set_description(f"tune: calibrating {granularity} order {order}")
+                schedule = calibrate(obj, generate, num_steps, tuple(calibration_seeds), granularity,
+                                     order if order else 2, None, budgets[0], guidance_scale)
+                for k in budgets:
+                    path = save_dir / f"{schedule.model_class}-{num_steps}-{granularity}-o{order or 2}-k{k}.json"
+                    schedule.with_budget(k).save(path)
+                    scheduled.append(f"{base},schedule={path}")
+                specs += scheduled
+                if granularity != "modules":  # where a forecast step is cheap, the second guidance branch is not
+                    specs += [f"{spec},guidance_reuse=true" for spec in scheduled]
     return specs
 
 
