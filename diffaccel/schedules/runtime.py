@@ -246,3 +246,29 @@ class GuidanceReuse:
         if self.engine.clock.decisions.get((id(self.strategy), step.index)) is not False:
             self.last_full[step.context] = leaves
             self.last_full_step[step.context] = step.index
+
+
+class ScheduledStrategy:
+    """Mixin of forecasting strategies with a `ScheduleOptions` config (TaylorSeer, HyCa; BAC can take it):
+    owns the `StepSchedule`, its hooks, and the one decision per step."""
+
+    schedule: StepSchedule
+
+    def init_schedule(self, config, strategy_name: str, uniform_rule: Callable[[int], bool]) -> None:
+        self.schedule = StepSchedule(config, uniform_rule, strategy_name, config.warmup)
+
+    def attach(self, engine, owner) -> None:
+        self.schedule.attach(engine, self)
+
+    def detach(self, engine, owner) -> None:
+        self.schedule.detach(engine, self)
+
+    def scheduled_must_compute(self, step: StepInfo, pinned: bool, has_history: bool,
+                               is_full: Callable[[StepInfo], bool]) -> bool:
+        """Compute this unit now? Pinned units always; a unit without history must; otherwise the step's one
+        decision, made by the first unit and guidance branch to ask (`clock.decide`)."""
+        if pinned:
+            return True
+        full = True if not has_history else self.clock.decide((id(self), step.index), lambda: is_full(step))
+        self.schedule.note_decision(step, full)
+        return full

@@ -35,7 +35,7 @@ from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import History, solver
 from ..schedules.options import ScheduleOptions
-from ..schedules.runtime import StepSchedule
+from ..schedules.runtime import ScheduledStrategy
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
 
@@ -143,7 +143,7 @@ def _channel_view(t: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return t.movedim(channel_dim, -1).reshape(-1, t.shape[channel_dim])
 
 
-class HyCa(Strategy):
+class HyCa(ScheduledStrategy, Strategy):
     config: HyCaConfig
 
     def __init__(self, config: HyCaConfig):
@@ -154,14 +154,7 @@ class HyCa(Strategy):
         self.probing = self.profile is None
         self._probe_units: dict[str, tuple[Any, HycaState]] = {}
         self._announced = False
-        self.schedule = StepSchedule(config, lambda n: taylorseer_is_full(n, config.interval, config.warmup),
-                                     "hyca", config.warmup)
-
-    def attach(self, engine, owner) -> None:
-        self.schedule.attach(engine, self)
-
-    def detach(self, engine, owner) -> None:
-        self.schedule.detach(engine, self)
+        self.init_schedule(config, "hyca", lambda n: taylorseer_is_full(n, config.interval, config.warmup))
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
@@ -192,14 +185,9 @@ class HyCa(Strategy):
 
     # ------------------------------------------------------------------------------------ engine
     def must_compute(self, step: StepInfo, state: HycaState) -> bool:
-        if self.probing or state.pinned:
+        if self.probing:
             return True
-        if state.histories is None:
-            full = True
-        else:
-            full = self.clock.decide((id(self), step.index), lambda: self._is_full(step))
-        self.schedule.note_decision(step, full)
-        return full
+        return self.scheduled_must_compute(step, state.pinned, state.histories is not None, self._is_full)
 
     def observe(self, state: HycaState, leaves, step: StepInfo) -> None:
         if self.probing:

@@ -24,7 +24,7 @@ from ..core.clock import StepInfo
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.taylor import taylor_forecast, taylor_update
 from ..schedules.options import ScheduleOptions
-from ..schedules.runtime import StepSchedule
+from ..schedules.runtime import ScheduledStrategy
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
@@ -93,21 +93,14 @@ class TaylorState(UnitState):
         return sum(t.numel() * t.element_size() for fs in self.factors if fs for t in fs)
 
 
-class TaylorSeer(Strategy):
+class TaylorSeer(ScheduledStrategy, Strategy):
     """Official TaylorSeer semantics on the engine's cache units."""
 
     config: TaylorSeerConfig
 
     def __init__(self, config: TaylorSeerConfig):
         super().__init__(config)
-        self.schedule = StepSchedule(config, lambda n: taylorseer_is_full(n, config.interval, config.warmup),
-                                     "taylorseer", config.warmup)
-
-    def attach(self, engine, owner) -> None:
-        self.schedule.attach(engine, self)
-
-    def detach(self, engine, owner) -> None:
-        self.schedule.detach(engine, self)
+        self.init_schedule(config, "taylorseer", lambda n: taylorseer_is_full(n, config.interval, config.warmup))
 
     def is_full_step(self, step: StepInfo) -> bool:
         cfg = self.config
@@ -125,14 +118,7 @@ class TaylorSeer(Strategy):
         return TaylorState(pinned=self.schedule.pins(unit.name))
 
     def must_compute(self, step: StepInfo, state: TaylorState) -> bool:
-        if state.pinned:
-            return True
-        if state.factors is None:
-            full = True
-        else:
-            full = self.clock.decide((id(self), step.index), lambda: self.is_full_step(step))
-        self.schedule.note_decision(step, full)
-        return full
+        return self.scheduled_must_compute(step, state.pinned, state.factors is not None, self.is_full_step)
 
     def observe(self, state: TaylorState, leaves, step: StepInfo) -> None:
         cfg = self.config
