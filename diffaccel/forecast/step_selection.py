@@ -44,7 +44,7 @@ def schedule_objective(score: np.ndarray, steps: Sequence[int]) -> float:
     return float(sum(score[a, a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])))
 
 
-def select_update_steps(score, num_updates: int, maximize: bool = True) -> list[int]:
+def select_update_steps(score, num_updates: int, maximize: bool = True, segment_cost=None) -> list[int]:
     """The M update steps (including step 0) that optimise `J(C)` exactly.
 
     Args:
@@ -52,6 +52,9 @@ def select_update_steps(score, num_updates: int, maximize: bool = True) -> list[
             (only `i ≤ k` is read).
         num_updates: M, how many steps compute; M ≥ K returns every step.
         maximize: True for similarities (BAC's cosine default), False for distances (l1, l2, mse).
+        segment_cost: optional K×K matrix giving the value of a whole segment `[a, b]` served by an update
+            at a directly (for costs that are not a sum of per-step scores, e.g. a forecast whose
+            derivative depends on the segment's length); `score` then only fixes K.
 
     Ties resolve to the earliest possible previous update, so the result is deterministic.
     """
@@ -65,7 +68,13 @@ def select_update_steps(score, num_updates: int, maximize: bool = True) -> list[
     num_steps = score.shape[0]
     if num_updates >= num_steps:
         return list(range(num_steps))
-    cost = segment_costs(score if maximize else -score)
+    if segment_cost is not None:
+        segment_cost = np.asarray(segment_cost, dtype=np.float64)
+        if segment_cost.shape != score.shape:
+            raise ValueError(f"segment_cost must be {score.shape}, got {segment_cost.shape}")
+        cost = segment_cost if maximize else -segment_cost
+    else:
+        cost = segment_costs(score if maximize else -score)
     best = np.full((num_updates + 1, num_steps), -np.inf)
     parent = np.full((num_updates + 1, num_steps), -1, dtype=np.int64)
     best[1] = cost[0]  # one update (step 0) serves [0, i]
