@@ -11,6 +11,7 @@ step is full while `n < warmup` ("first_enhance"), then whenever the skip counte
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -113,65 +114,73 @@ def relative_l1_change(current, reference) -> float:
 
 
 # -------------------------------------------------------------------------- calibrated (ours)
-#: cost of forecasting a warm-up step: such a schedule is never chosen
+#: cost of a schedule that forecasts a warm-up step: never chosen
 _FORBIDDEN = 1e30
 
 
-def forecast_error_matrix(features, order: int, weights=None):
-    """[ours] `E[a, k]`: predicted error of forecasting step k > a from a full step at a, measured on a
-    full-step run. `features` is a list of per-unit tensors of shape [N, ...] (one row per step: the
-    outputs a strategy would forecast at its granularity); the forecast is TaylorSeer's of `order` with
-    derivatives taken from the steps just before a (the best a full step at a can know), and
+def _earlier_full_steps(a: int, spacing: int, count: int, warmup: int) -> list[int]:
+    """The `count` full steps before a, newest first, when full steps are `spacing` apart except in the
+    warm-up (where every step is full)."""
+    out, n = [], a
+    for _ in range(count):
+        if n == 0:
+            break
+        n = n - 1 if n <= warmup - 1 else max(n - spacing, warmup - 1)
+        out.append(n)
+    return out
 
-        E[a, k] = w_k · Σ_units ‖F(k) − forecast_a(k − a)‖² / Σ_units ‖F(k)‖²
 
-    `weights` (w_k, default 1) scale each step's error by how much it moves the sample (the sampler's
-    step size). `E[a, a] = 0` and `E[a, k] = 0` for k < a.
+def forecast_segment_costs(features, order: int, weights=None, warmup: int = 1) -> np.ndarray:
+    """[ours] `C[a, b]`: predicted error of forecasting steps a+1 … b from a full step at a, measured on a
+    full-step run. `features` is a list of per-unit tensors of shape [N, ...] (one row per step: what the
+    strategy forecasts at its granularity). The forecast is TaylorSeer's of `order`, with its derivatives
+    built (as the official code does) from the earlier full steps; those are assumed to be spaced like this
+    segment, L = b − a + 1 steps apart (a schedule's gaps change slowly), except inside the warm-up:
+
+        C[a, b] = Σ_{k=a+1..b} w_k · Σ_units ‖F(k) − forecast_a(k − a)‖² / Σ_units ‖F(k)‖²
+
+    `weights` (w_k, default 1) scale each step by how much it moves the sample. A segment that would
+    forecast a warm-up step costs `_FORBIDDEN`.
     """
     feats = [f.reshape(f.shape[0], -1).double() for f in features]
     num_steps = feats[0].shape[0]
     if any(f.shape[0] != num_steps for f in feats):
         raise ValueError("every unit needs one feature row per step")
-    w = np.ones(num_steps) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = torch.ones(num_steps, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     norms = sum((f ** 2).sum(1) for f in feats).clamp_min(1e-30)
-    errors = np.zeros((num_steps, num_steps))
+    costs = np.zeros((num_steps, num_steps))
     for a in range(num_steps):
-        if a == num_steps - 1:
-            break
-        offsets = torch.arange(1, num_steps - a, dtype=torch.float64)
-        total = torch.zeros(num_steps - a - 1, dtype=torch.float64)
-        for f in feats:
-            factors = None
-            for j in range(max(0, a - order), a + 1):  # gap-1 finite differences up to the available order
-                factors = taylor_update(factors, f[j], 1, order, True)
-            pred = sum(d[None, :] * (offsets[:, None] ** i) / math.factorial(i) for i, d in enumerate(factors))
-            total += ((f[a + 1:] - pred) ** 2).sum(1)
-        errors[a, a + 1:] = (total / norms[a + 1:]).numpy() * w[a + 1:]
-    return errors
+        for b in range(a + 1, num_steps):
+            if a < warmup - 1:
+                costs[a, b] = _FORBIDDEN
+                continue
+            anchors = [a] + _earlier_full_steps(a, b - a + 1, order, warmup)
+            offsets = torch.arange(1, b - a + 1, dtype=torch.float64)[:, None]
+            total = torch.zeros(b - a, dtype=torch.float64)
+            for f in feats:
+                factors, last = None, None
+                for n in reversed(anchors):  # oldest first, each difference divided by its own gap
+                    factors = taylor_update(factors, f[n], 1 if last is None else n - last, order, True)
+                    last = n
+                pred = sum(d[None, :] * offsets ** i / math.factorial(i) for i, d in enumerate(factors))
+                total += ((f[a + 1:b + 1] - pred) ** 2).sum(1)
+            costs[a, b] = float((total / norms[a + 1:b + 1] * w[a + 1:b + 1]).sum())
+    return costs
 
 
-def select_full_steps(errors, num_full: int, warmup: int = 1) -> list[int]:
-    """[ours] The `num_full` full steps (every one of the first `warmup` among them) that minimise the
-    summed predicted error `Σ_k E[last full step ≤ k, k]`, exactly, with BAC's step-selection
-    dynamic programme (`select_update_steps`; Ji et al., arXiv 2506.13456)."""
-    errors = np.asarray(errors, dtype=np.float64)
-    num_steps = errors.shape[0]
-    if num_full < min(warmup, num_steps):
-        raise ValueError(f"{num_full} full steps cannot cover a warm-up of {warmup} steps")
-    score = np.triu(errors, 1)
-    for k in range(1, min(warmup, num_steps)):
-        score[:k, k] = _FORBIDDEN
-    return select_update_steps(score, num_full, maximize=False)
+def select_full_steps(costs, num_full: int) -> list[int]:
+    """[ours] The `num_full` full steps minimising the summed segment costs (`forecast_segment_costs`)
+    exactly, with BAC's step-selection dynamic programme (`select_update_steps`; Ji et al., arXiv
+    2506.13456). Warm-up steps are kept by the costs themselves."""
+    costs = np.asarray(costs, dtype=np.float64)
+    steps = select_update_steps(np.zeros_like(costs), num_full, maximize=False, segment_cost=costs)
+    if predicted_error(costs, steps) >= _FORBIDDEN:
+        raise ValueError(f"{num_full} full steps cannot cover the warm-up these costs were measured with")
+    return steps
 
 
-def predicted_error(errors, full_steps) -> float:
-    """Σ_k E[last full step ≤ k, k] of a schedule (what `select_full_steps` minimises)."""
-    errors = np.asarray(errors, dtype=np.float64)
-    full = sorted(full_steps)
-    total, anchor = 0.0, 0
-    for k in range(errors.shape[0]):
-        if k in full:
-            anchor = k
-        else:
-            total += errors[anchor, k]
-    return total
+def predicted_error(costs, full_steps) -> float:
+    """Σ over the schedule's segments of `C[first step, last step]` (what `select_full_steps` minimises)."""
+    costs = np.asarray(costs, dtype=np.float64)
+    bounds = sorted(set(full_steps)) + [costs.shape[0]]
+    return float(sum(costs[a, b - 1] for a, b in itertools.pairwise(bounds)))

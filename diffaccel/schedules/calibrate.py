@@ -7,11 +7,12 @@ earlier one, and choose the full steps that minimise the summed predicted error 
 
 The measurement wraps the object with TaylorSeer computing every step at the chosen granularity, so the
 recorded rows are exactly what the forecasting strategy would see (sub-module outputs, the stack's
-residual, or the denoiser output), per guidance branch. `forecast_error_matrix` turns them into
-`E[a, k]`, the relative squared error of a TaylorSeer forecast of step k from a full step at a, weighted
-by the sampler's squared step size (an error in the model output moves the sample in proportion to the
-step it is integrated over); the errors are averaged over seeds and guidance branches, and
-`select_full_steps` (BAC's dynamic programme) picks the `num_full` steps. For HyCa the same Taylor
+residual, or the denoiser output), per guidance branch. `forecast_segment_costs` turns them into
+`C[a, b]`, the summed relative squared error of TaylorSeer forecasts of steps a+1 … b from a full step
+at a (derivatives from earlier full steps spaced like the segment), each step weighted by the sampler's
+squared step size (an error in the model output moves the sample in proportion to the step it is
+integrated over); the costs are averaged over seeds and guidance branches, and `select_full_steps`
+(BAC's dynamic programme) picks the `num_full` steps. For HyCa the same Taylor
 errors stand in for its solver mix.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ..forecast.schedules import (
-    forecast_error_matrix,
+    forecast_segment_costs,
     select_full_steps,
     taylorseer_full_steps,
 )
@@ -108,13 +109,13 @@ def calibrate(obj, generate: Callable[[int], object] | None = None, num_inferenc
                     raise RuntimeError("calibration needs the run's timesteps: call the wrapped pipeline, or "
                                        "`diffaccel.new_run(model, timesteps=scheduler.timesteps)` in your loop")
                 timesteps = list(clock.timesteps)
-                matrices += _error_matrices(recorders, num_inference_steps, config.order, timesteps)
+                matrices += _cost_matrices(recorders, num_inference_steps, config.order, config.warmup, timesteps)
     finally:
         api.unwrap(obj)
     errors = np.mean(matrices, axis=0)
     if num_full is None:
         num_full = len(taylorseer_full_steps(num_inference_steps, config.interval, config.warmup))
-    full_steps = select_full_steps(errors, num_full, config.warmup)
+    full_steps = select_full_steps(errors, num_full)
     logger.info("calibrated schedule: %d full steps of %d: %s", len(full_steps), num_inference_steps, full_steps)
     return CalibratedSchedule(
         model_class=model_class, num_steps=num_inference_steps, guidance_scale=guidance_scale, timesteps=timesteps,
@@ -130,8 +131,8 @@ def step_weights(timesteps) -> np.ndarray:
     return (gaps / max(gaps.mean(), 1e-30)) ** 2
 
 
-def _error_matrices(recorders, num_steps: int, order: int, timesteps) -> list[np.ndarray]:
-    """One E matrix per guidance branch of this run (all units of all denoisers together)."""
+def _cost_matrices(recorders, num_steps: int, order: int, warmup: int, timesteps) -> list[np.ndarray]:
+    """One segment-cost matrix per guidance branch of this run (all units of all denoisers together)."""
     by_context: dict[str, list[torch.Tensor]] = {}
     for recorder in recorders:
         for (unit, context), rows in recorder.rows.items():
@@ -143,4 +144,4 @@ def _error_matrices(recorders, num_steps: int, order: int, timesteps) -> list[np
     if not by_context:
         raise RuntimeError("calibration recorded nothing: generate(seed) never called the wrapped denoiser")
     weights = step_weights(timesteps)
-    return [forecast_error_matrix(features, order, weights) for features in by_context.values()]
+    return [forecast_segment_costs(features, order, weights, warmup) for features in by_context.values()]

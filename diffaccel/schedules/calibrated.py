@@ -26,8 +26,8 @@ class CalibratedSchedule:
         guidance_scale: the guidance scale of the calibration runs (None when unknown).
         timesteps: the scheduler's timesteps of the calibration runs (one per step).
         full_steps: the chosen full steps (indices into the calibration run).
-        errors: E[a][k], the predicted error of forecasting step k from a full step at a
-            (`forecast_error_matrix`), averaged over the calibration runs and guidance branches.
+        errors: C[a][b], the predicted error of forecasting steps a+1 … b from a full step at a
+            (`forecast_segment_costs`), averaged over the calibration runs and guidance branches.
         forecaster: what the errors were measured for: strategy, order, granularity, warm-up.
     """
 
@@ -41,7 +41,7 @@ class CalibratedSchedule:
 
     def with_budget(self, num_full: int) -> CalibratedSchedule:
         """The same measurements with another number of full steps, chosen again exactly."""
-        steps = select_full_steps(self.errors, num_full, int(self.forecaster.get("warmup", 1)))
+        steps = select_full_steps(self.errors, num_full)
         return CalibratedSchedule(**{**asdict(self), "full_steps": steps})
 
     @property

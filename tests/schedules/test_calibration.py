@@ -9,43 +9,40 @@ import torch
 
 import diffaccel
 from diffaccel.forecast.schedules import (
-    forecast_error_matrix,
+    forecast_segment_costs,
     predicted_error,
     select_full_steps,
 )
 from diffaccel.schedules.calibrated import CalibratedSchedule
 
 
-def test_error_matrix_matches_the_closed_form_of_a_quadratic():
-    # F(k) = k² (+1 to avoid zero norms): order 1 from a predicts a² + (2a - 1)(k - a), error (k - a)(k - a + 1)
-    steps = 7
+def test_segment_costs_match_the_closed_form_of_a_quadratic():
+    # F(k) = k² + 1. From a full step at a with the previous one at p, order 1 predicts F(a) + (a + p)·o, so
+    # the error at offset o is o(o + a − p); p = a − L for a segment of L steps (L = b − a + 1), never
+    # before the warm-up's last step, and p = a − 1 inside the warm-up; step 0 has no derivative (reuse: o²).
+    steps, warmup = 8, 3
     k = torch.arange(steps, dtype=torch.float64)
     feature = (k ** 2 + 1)[:, None].repeat(1, 3)
     weights = np.linspace(0.5, 2.0, steps)
-    got = forecast_error_matrix([feature], order=1, weights=weights)
-    for a in range(1, steps):
-        for kk in range(a + 1, steps):
-            expected = weights[kk] * ((kk - a) * (kk - a + 1)) ** 2 / (kk ** 2 + 1) ** 2
-            assert got[a, kk] == pytest.approx(expected, rel=1e-12)
-    # order 2 (backward differences 2a - 1 and 2, TaylorSeer's factors) predicts (a + o)² + 1 - o: error o = k - a
-    second = forecast_error_matrix([feature], order=2)
-    for a in range(2, steps):
-        for kk in range(a + 1, steps):
-            assert second[a, kk] == pytest.approx((kk - a) ** 2 / (kk ** 2 + 1) ** 2, rel=1e-12)
-    assert np.all(np.tril(got) == 0)
+    got = forecast_segment_costs([feature], order=1, weights=weights, warmup=warmup)
+    for a in range(warmup - 1, steps):
+        for b in range(a + 1, steps):
+            p = a - 1 if a <= warmup - 1 else max(a - (b - a + 1), warmup - 1)
+            expected = sum(weights[a + o] * (o * (o + a - p)) ** 2 / ((a + o) ** 2 + 1) ** 2 for o in range(1, b - a + 1))
+            assert got[a, b] == pytest.approx(expected, rel=1e-12), (a, b)
+    assert got[0, 1] >= 1e30 and got[1, 5] >= 1e30  # segments that would forecast a warm-up step
+    assert np.all(np.diag(got) == 0)
+    reuse = forecast_segment_costs([feature], order=1)  # warm-up 1: step 0 reuses its output
+    assert reuse[0, 2] == pytest.approx(sum(o ** 4 / (o ** 2 + 1) ** 2 for o in (1, 2)), rel=1e-12)
 
 
-def _brute_force(errors, num_full, warmup):
-    n = errors.shape[0]
+def _brute_force(costs, num_full, warmup):
+    n = costs.shape[0]
     best = None
     for rest in itertools.combinations(range(warmup, n), num_full - warmup):
         steps = list(range(warmup)) + list(rest)
-        total, anchor = 0.0, 0
-        for kk in range(n):  # independent re-statement of the objective
-            if kk in steps:
-                anchor = kk
-            else:
-                total += errors[anchor, kk]
+        ends = steps[1:] + [n]  # independent re-statement of the objective: each segment's own cost
+        total = sum(costs[a, b - 1] for a, b in zip(steps, ends))
         if best is None or total < best[0] - 1e-12:
             best = (total, steps)
     return best
@@ -57,11 +54,19 @@ def test_the_chosen_full_steps_equal_brute_force(seed):
     n = int(rng.integers(5, 10))
     warmup = int(rng.integers(1, 3))
     num_full = int(rng.integers(warmup, n))
-    errors = np.triu(rng.random((n, n)) * rng.random((n, 1)) * 10, 1)
-    chosen = select_full_steps(errors, num_full, warmup)
-    best_total, _ = _brute_force(errors, num_full, warmup)
+    costs = np.triu(rng.random((n, n)) * rng.random((n, 1)) * 10, 1)
+    costs[: warmup - 1, :] = np.triu(np.full((max(warmup - 1, 0), n), 1e30), 1)  # warm-up steps are full
+    chosen = select_full_steps(costs, num_full)
+    best_total, _ = _brute_force(costs, num_full, warmup)
     assert len(chosen) == num_full and chosen[:warmup] == list(range(warmup))
-    assert predicted_error(errors, chosen) == pytest.approx(best_total, abs=1e-9)
+    assert predicted_error(costs, chosen) == pytest.approx(best_total, abs=1e-9)
+
+
+def test_too_few_full_steps_for_the_warmup_is_an_error():
+    costs = np.triu(np.ones((6, 6)), 1)
+    costs[:2] = np.triu(np.full((2, 6), 1e30), 1)
+    with pytest.raises(ValueError, match="warm-up"):
+        select_full_steps(costs, 2)
 
 
 def test_calibrating_a_tiny_pipeline_writes_a_file_that_drives_the_run(tmp_path):
