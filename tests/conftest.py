@@ -25,7 +25,7 @@ REPORTED_PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "s
                      "tokenizers", "numpy", "scipy", "scikit-image", "scikit-learn")
 
 
-def pytest_report_header(config):
+def _versions() -> str:
     versions = []
     for name in REPORTED_PACKAGES:
         try:
@@ -33,3 +33,12 @@ def pytest_report_header(config):
         except metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
     return "versions: " + ", ".join(versions)
+
+
+def pytest_report_header(config):
+    return _versions()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Also at the end, where ``-q`` (which hides the header) still prints it."""
+    terminalreporter.write_line(_versions())
