@@ -10,8 +10,9 @@ counted for peers), `harness` (the timed and scored loop), `distributed` (accele
 (the table), `render` (grid and plot), `dllm` (dispatch for diffusion language models), `run` (the job).
 """
 
+from . import peers  # each peer registers itself in `peer_table` on import
 from .run import CompareOutcome, CompareSettings, OutputExistsError, run_compare
 from .specs import BASELINE, StrategySpec, parse_spec, parse_spec_list, split_spec_list
 
-__all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec",
+__all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec", "peers",
            "parse_spec_list", "run_compare", "split_spec_list"]

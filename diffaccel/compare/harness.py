@@ -35,7 +35,8 @@ from .models import Condition, LoadedModel
 from .quality import Scorer, output_array
 from .runners import HarnessContext, StrategyRunner, Unsupported, make_runner
 from .specs import BASELINE, StrategySpec
-from .store import ResultsStore, atomic_write_text, load_array, record_key, save_array, to_uint8
+from ..core.atomic import atomic_write_text
+from .store import ResultsStore, load_array, record_key, save_array, to_uint8
 
 logger = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..adapters.registry import DENOISER_COMPONENTS
 from .prompts import BUILTIN_PROMPTS
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 # Module lists that hold a denoiser's blocks (diffusers' `_ALL_TRANSFORMER_BLOCK_IDENTIFIERS` plus UNet stages).
 BLOCK_LIST_NAMES = ("transformer_blocks", "single_transformer_blocks", "blocks", "layers",
                     "visual_transformer_blocks", "temporal_transformer_blocks", "down_blocks", "up_blocks")
-DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .peer_table import make_peer_runner
 from .specs import StrategySpec
 
 if TYPE_CHECKING:
@@ -123,6 +124,4 @@ def make_runner(spec: StrategySpec) -> StrategyRunner:
         return StrategyRunner(spec)
     if spec.family == "diffaccel":
         return DiffaccelRunner(spec)
-    from .peers import make_peer_runner
-
     return make_peer_runner(spec)

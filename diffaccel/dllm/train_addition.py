@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import shlex
 import sys
 import time
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..core.atomic import atomic_write
 from ..zoo.weights_io import sha256_of, verify_manifest, write_json
 from .config import LLaDAConfig
 from .llada import LLaDAModelLM
@@ -154,11 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     args.output.mkdir(parents=True, exist_ok=True)
     weights = args.output / "model.safetensors"
-    tmp_weights = args.output / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_weights),
-              metadata={"format": "pt", "zoo_model": "llada-addition"})
-    os.replace(tmp_weights, weights)
-    os.chmod(weights, 0o644)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "zoo_model": "llada-addition"}))
     write_json(args.output / "config.json", {
         "architecture": "LLaDAModelLM", "model": model.config.to_dict(),
         "task": {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,

@@ -35,6 +35,7 @@ from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import History, solver
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
+from .registry import register_strategy
 from .hyca_profile import HycaProfile, LeafAssignment
 
 logger = logging.getLogger(__name__)
@@ -279,3 +280,6 @@ class HyCa(Strategy):
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
                                    "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
                                    "selection": cfg.selection})
+
+
+register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")

@@ -30,6 +30,7 @@ import torch
 from ..core.clock import StepInfo
 from ..forecast.fixed_point import delta_cosine, delta_ratio, fixed_point_forecast, projection_rate, skip_error
 from .base import Strategy, StrategyConfig, UnitState
+from .registry import register_strategy
 
 
 @dataclass
@@ -166,3 +167,6 @@ class TaoCache(Strategy):
         out = fixed_point_forecast(state.anchor, state.anchor_delta, state.anchor_rho, step.index - state.anchor_step)
         self._push(state, out, step, computed=False)
         return [out]
+
+
+register_strategy(TaoCacheConfig, TaoCache, "late-stage fixed-point forecast of the whole denoiser output (ours)")

@@ -24,6 +24,7 @@ from ..core.clock import StepInfo
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.taylor import taylor_forecast, taylor_update
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
+from .registry import register_strategy
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16, "model": None}
@@ -131,3 +132,6 @@ class TaylorSeer(Strategy):
     def forecast(self, state: TaylorState, step: StepInfo):
         offset = step.index - state.last_full
         return [None if fs is None else taylor_forecast(fs, offset) for fs in state.factors]
+
+
+register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .tiny_pipelines import _t5_encoder, tiny_tokenizer
+from .tiny_pipelines import tiny_t5_encoder, tiny_tokenizer
 
 #: token ids above the tiny tokenizers' vocabulary, given to Qwen2.5-VL's image/video/vision special tokens so
 #: that a text prompt never contains them (the model then takes its text-only rotary-position path)
@@ -58,7 +58,7 @@ def tiny_sd3_pipeline(seed: int = 0):
         transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae.eval(),
         text_encoder=_clip_with_projection(16), tokenizer=tiny_tokenizer(77),
         text_encoder_2=_clip_with_projection(16), tokenizer_2=tiny_tokenizer(77),
-        text_encoder_3=_t5_encoder(32), tokenizer_3=tiny_tokenizer(),
+        text_encoder_3=tiny_t5_encoder(32), tokenizer_3=tiny_tokenizer(),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -160,7 +160,7 @@ def tiny_cogvideox_pipeline(seed: int = 0):
     scheduler = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                        prediction_type="v_prediction", rescale_betas_zero_snr=True,
                                        timestep_spacing="trailing", snr_shift_scale=3.0, clip_sample=False)
-    pipe = CogVideoXPipeline(tokenizer=tiny_tokenizer(), text_encoder=_t5_encoder(32), vae=vae.eval(),
+    pipe = CogVideoXPipeline(tokenizer=tiny_tokenizer(), text_encoder=tiny_t5_encoder(32), vae=vae.eval(),
                              transformer=transformer.eval(), scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -184,7 +184,7 @@ def tiny_ltx_pipeline(seed: int = 0):
                                 encoder_causal=True, decoder_causal=False)
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=_t5_encoder(32),
+    pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=tiny_t5_encoder(32),
                        tokenizer=tiny_tokenizer(), transformer=transformer.eval())
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -67,7 +67,7 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
 
 
-def _downscale_short_side(image: np.ndarray, short_side: int) -> torch.Tensor:
+def downscale_short_side(image: np.ndarray, short_side: int) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, h, w)`` float in [0, 1] with the short side resized to ``short_side`` (antialiased)."""
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
     height, width = tensor.shape[-2:]
@@ -94,7 +94,7 @@ def photo_crop_bank(
     images, labels = [], []
     work_side = 4 * size
     for class_id, name in enumerate(names):
-        photo = _downscale_short_side(load_photo(name), work_side)
+        photo = downscale_short_side(load_photo(name), work_side)
         height, width = photo.shape[-2:]
         crops = []
         for index in range(crops_per_class):

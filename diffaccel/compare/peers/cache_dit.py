@@ -27,6 +27,7 @@ from typing import Any
 
 from ...core.errors import UnknownStrategyError
 from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
+from ..peer_table import register_peer
 from ..specs import StrategySpec, make_spec
 
 COUNTED = "counted"
@@ -143,3 +144,6 @@ class Runner(StrategyRunner):
         if self.enabled:
             _import_cache_dit().disable_cache(self.ctx.model.pipe)
             self.enabled = False
+
+
+register_peer("cache-dit", validate=validate, make_runner=Runner, names=names, describe=describe)

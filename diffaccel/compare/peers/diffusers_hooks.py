@@ -38,6 +38,7 @@ import torch
 
 from ...core.errors import UnknownStrategyError
 from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
+from ..peer_table import register_peer
 from ..specs import StrategySpec, make_spec
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
     if not captured:
         raise Unsupported("MagCache calibration produced no ratios (the tail block hook never finished a run)")
     ratios = [float(r) for r in captured[0]]
-    from ..store import atomic_write_text
+    from ...core.atomic import atomic_write_text
 
     atomic_write_text(cache, json.dumps({"mag_ratios": ratios, "contexts_logged": len(captured)}))
     return ratios
@@ -361,3 +362,6 @@ class Runner(StrategyRunner):
         if self.probe is not None:
             self.probe.remove()
             self.probe = None
+
+
+register_peer("diffusers", validate=validate, make_runner=Runner, names=names, describe=describe)
