@@ -11,7 +11,8 @@ counted for peers), `harness` (the timed and scored loop), `distributed` (accele
 """
 
 from . import peers  # each peer registers itself in `peer_table` on import
-from .run import CompareOutcome, CompareSettings, OutputExistsError, run_compare
+from .output import CompareOutcome, OutputExistsError
+from .run import CompareSettings, run_compare
 from .specs import BASELINE, StrategySpec, parse_spec, parse_spec_list, split_spec_list
 
 __all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec", "peers",

@@ -26,7 +26,8 @@ from ..strategies.registry import StrategyRequest
 from .output import CompareOutcome, prepare_out_dir, resolve_out
 from .report import format_number
 from .specs import BASELINE_NAMES, split_spec_list
-from .store import RESULTS_NAME, ResultsStore, atomic_write_text, load_array, record_key, save_array
+from ..core.atomic import atomic_write_text
+from .store import RESULTS_NAME, ResultsStore, load_array, record_key, save_array
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ from .defaults import default_specs
 from .distributed import Processes
 from .harness import Harness, RunLimitReached, WorkUnit
 from .models import LoadedModel, load_model, zoo_kind
-from .output import CompareOutcome, OutputExistsError, prepare_out_dir, resolve_out
+from .output import CompareOutcome, prepare_out_dir, resolve_out
 from .prompts import read_prompts
 from .report import Row, markdown_table, print_table, summarize
 from .specs import StrategySpec, parse_spec_list
-from .store import RESULTS_NAME, SHARD_DIR, ResultsStore, atomic_write_text, load_array
+from ..core.atomic import atomic_write_text
+from .store import RESULTS_NAME, ResultsStore, load_array
 
 logger = logging.getLogger(__name__)
 
