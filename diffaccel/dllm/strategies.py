@@ -126,11 +126,6 @@ class DLLMStrategy(Strategy):
                 out["attention_kept_fraction"] = s.kept_fraction()
         return out
 
-    def new_state(self, *args, **kwargs):
-        raise AssertionError("dLLM strategies have no cache units")
-
-    must_compute = observe = forecast = new_state
-
 
 class KVCacheStrategy(DLLMStrategy):
     """A K/V-cache planner executed by the subset-forward hooks of :mod:`diffaccel.dllm.kv_cache`."""

@@ -34,7 +34,7 @@ from ..core.clock import StepInfo
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import History, solver
-from .base import Strategy, StrategyConfig, UnitState, check_granularity
+from .base import UnitStrategy, StrategyConfig, UnitState, check_granularity
 from .registry import register_strategy
 from .hyca_profile import HycaProfile, LeafAssignment
 
@@ -137,7 +137,7 @@ def _channel_view(t: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return t.movedim(channel_dim, -1).reshape(-1, t.shape[channel_dim])
 
 
-class HyCa(Strategy):
+class HyCa(UnitStrategy):
     config: HyCaConfig
 
     def __init__(self, config: HyCaConfig):

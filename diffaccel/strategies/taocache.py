@@ -29,7 +29,7 @@ import torch
 
 from ..core.clock import StepInfo
 from ..forecast.fixed_point import delta_cosine, delta_ratio, fixed_point_forecast, projection_rate, skip_error
-from .base import Strategy, StrategyConfig, UnitState
+from .base import UnitStrategy, StrategyConfig, UnitState
 from .registry import register_strategy
 
 
@@ -97,7 +97,7 @@ class TaoState(UnitState):
                                                            self.anchor_delta) if t is not None)
 
 
-class TaoCache(Strategy):
+class TaoCache(UnitStrategy):
     config: TaoCacheConfig
     unit_level = "model"
 
