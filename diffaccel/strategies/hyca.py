@@ -17,13 +17,18 @@ the default `selection="accumulated"` scores a solver by its mean squared error 
 its summed signed (token-averaged) error; `selection="squared"` uses the mean squared error alone
 (our first design: on `wan-clips` it chose lagging solvers and lost 1–4 dB to TaylorSeer; README).
 
-A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)`, saved, and passed
-as `profile=`; without one, the first run is the probe (all steps computed) and says so.
+A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)` (`profile` below), saved, and
+passed as `profile=`; without one, the first run is the probe (all steps computed) and says so:
+
+    profile = diffaccel.hyca.profile(pipe, prompt="a cat", num_inference_steps=50)
+    profile.save("flux-hyca.safetensors")
+    pipe = diffaccel.wrap(pipe, "hyca", profile="flux-hyca.safetensors")
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +39,9 @@ from ..core.clock import StepInfo
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import History, solver
-from .base import UnitStrategy, StrategyConfig, UnitState, check_granularity
-from .registry import register_strategy
+from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
+from .registry import register_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +285,32 @@ class HyCa(UnitStrategy):
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
                                    "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
                                    "selection": cfg.selection})
+
+
+
+# ------------------------------------------------------------------------------------------- profiling
+def profile(obj, run: Callable[[], Any] | None = None, *, options: dict | None = None, **call_kwargs) -> HycaProfile:
+    """Profile `obj` (a pipeline or a wrapped-able model) on one generation.
+
+    Args:
+        obj: what you will later wrap with HyCa; must not be wrapped now.
+        run: a callable that performs one generation (for bare models in hand-written loops);
+            by default `obj(**call_kwargs)` is called.
+        options: HyCa options (interval, warmup, num_clusters, solvers, probe_steps, seed); the
+            model family's preset fills the rest.
+    """
+    from ..api import engines, unwrap, wrap
+
+    wrap(obj, "hyca", **(options or {}))
+    try:
+        obj(**call_kwargs) if run is None else run()
+        strategies = [s for e in engines(obj).values() for s in e.strategies if isinstance(s, HyCa)]
+        profiles = [s.finish_probe() for s in strategies]
+    finally:
+        unwrap(obj)
+    if len(profiles) != 1:
+        raise NotImplementedError("profiling a pipeline with several wrapped denoisers: profile each model alone")
+    return profiles[0]
 
 
 register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")

@@ -23,7 +23,7 @@ import torch
 from ..core.clock import StepInfo
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.taylor import taylor_forecast, taylor_update
-from .base import UnitStrategy, StrategyConfig, UnitState, check_granularity
+from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
 from .registry import register_strategy
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
