@@ -100,7 +100,7 @@ def run_dllm_compare(settings, processes, console=None):
                 store.put(as_record(records[0], "none", "none", {}, seed))
         for tag, name, options in todo:
             try:
-                records, _ = evaluate_dllm(pipe, [f"{name}:" + ",".join(f"{k}={v}" for k, v in options.items()) if options else name],
+                records, _ = evaluate_dllm(pipe, [StrategyRequest.of(name, options).text],
                                            input_ids, answers, sampling=sampling, generator_seed=seed,
                                            reference=reference, progress=False)
                 store.put(as_record(records[0], tag, name, options, seed))
