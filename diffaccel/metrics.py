@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .core.extras import require
+
+_skimage_metrics = require("skimage.metrics", "compare")
+peak_signal_noise_ratio = _skimage_metrics.peak_signal_noise_ratio
+structural_similarity = _skimage_metrics.structural_similarity
 
 logger = logging.getLogger(__name__)
 

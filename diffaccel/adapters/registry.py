@@ -9,8 +9,9 @@ skipped whenever that unit is forecast (FLUX single blocks: `attn` and `proj_mlp
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from torch import nn
 

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_write_text
+from ..core.extras import require
 from ..strategies.registry import StrategyRequest
 from .output import CompareOutcome, prepare_out_dir, resolve_out
 from .report import format_number
 from .specs import BASELINE_NAMES, split_spec_list
-from ..core.atomic import atomic_write_text
 from .store import RESULTS_NAME, ResultsStore, load_array, record_key, save_array
 
 logger = logging.getLogger(__name__)
@@ -175,8 +176,8 @@ def dllm_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
 
 
 def _print_dllm_table(records: list[dict[str, Any]], tags: list[str], model: str, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    Console = require("rich.console", "compare").Console
+    Table = require("rich.table", "compare").Table
 
     console = console or Console()
     if not console.is_terminal:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class CompareOutcome:
     out_dir: Path
     records: list[dict[str, Any]]
-    rows: list["Row"]
+    rows: list[Row]
     interrupted: bool = False
     paths: dict[str, Path] = field(default_factory=dict)
     lpips_message: str = ""
@@ -39,7 +39,7 @@ def model_folder(model: str) -> Path:
     return Path("diffaccel-compare") / slug
 
 
-def resolve_out(settings: "CompareSettings", processes: Processes) -> Path:
+def resolve_out(settings: CompareSettings, processes: Processes) -> Path:
     """`--out`, else a new time-stamped folder under `diffaccel-compare/<model>/` (so running the command twice
     never collides), or with `--resume` the most recent folder there that holds results."""
     if settings.out:
@@ -55,7 +55,7 @@ def resolve_out(settings: "CompareSettings", processes: Processes) -> Path:
     return root / time.strftime("%Y%m%d-%H%M%S")
 
 
-def prepare_out_dir(out_dir: Path, settings: "CompareSettings", processes: Processes) -> None:
+def prepare_out_dir(out_dir: Path, settings: CompareSettings, processes: Processes) -> None:
     exists = (out_dir / RESULTS_NAME).is_file() or (out_dir / SHARD_DIR).is_dir()
     if exists and not (settings.resume or settings.overwrite):
         raise OutputExistsError(

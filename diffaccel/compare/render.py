@@ -12,12 +12,13 @@ entry per row; diffaccel's strategies and peers get different markers. Rows iden
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..core.atomic import atomic_write
+from ..core.extras import require
 from .report import Row
 
 
@@ -75,8 +76,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | None:
     """Speedup vs PSNR / SSIM (/ LPIPS) for every scored row; None when no row has both numbers."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "compare")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,11 +9,12 @@ was bit-identical to the baseline (a lossless row).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
+from ..core.extras import require
 from ..metrics import Spread, spread
-
 
 _SPREAD_FIELDS = ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips",
                   "temporal_error")
@@ -175,8 +176,8 @@ def plain_table(rows: list[Row]) -> str:
 
 def print_table(rows: list[Row], title: str, footer: list[str] | None = None, console=None) -> None:
     """A rich table on the terminal (wide enough when the output is a file or a pipe)."""
-    from rich.console import Console
-    from rich.table import Table
+    Console = require("rich.console", "compare").Console
+    Table = require("rich.table", "compare").Table
 
     if console is None:
         console = Console()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_write_text
 from .defaults import default_specs
 from .distributed import Processes
 from .harness import Harness, RunLimitReached, WorkUnit
@@ -26,7 +27,6 @@ from .output import CompareOutcome, prepare_out_dir, resolve_out
 from .prompts import read_prompts
 from .report import Row, markdown_table, print_table, summarize
 from .specs import StrategySpec, parse_spec_list
-from ..core.atomic import atomic_write_text
 from .store import RESULTS_NAME, ResultsStore, load_array
 
 logger = logging.getLogger(__name__)

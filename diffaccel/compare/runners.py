@@ -45,12 +45,12 @@ class RunStats:
 class HarnessContext:
     """What a runner may need to know about the comparison it is part of."""
 
-    model: "LoadedModel"
+    model: LoadedModel
     steps: int
     guidance_scale: float | None
     warmup_seed: int
     out_dir: Path
-    baseline_counts: "CallCounts | None" = None
+    baseline_counts: CallCounts | None = None
     #: the baseline's denoiser batch was twice its image count: guidance as one doubled batch
     batched_cfg: bool = False
 

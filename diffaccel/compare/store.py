@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class ResultsStore:
     def shard_paths(self) -> list[Path]:
         return sorted((self.out_dir / SHARD_DIR).glob("results.*.jsonl"))
 
-    def load(self) -> "ResultsStore":
+    def load(self) -> ResultsStore:
         """Read the main file and every shard (all of a previous run, however many processes it had)."""
         self.all = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in self.shard_paths()])
         self.own = merge_records([read_jsonl(self.path)])

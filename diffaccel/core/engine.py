@@ -125,7 +125,7 @@ class Engine:
     def _register_hooks(self, registry: HookRegistry, plan: list[tuple[str, nn.Module, UnitSpec, Strategy]]) -> None:
         """A hook registered later wraps the earlier ones, so a whole-model unit goes in first and the
         engine hook last: the clock must tick before any unit decides."""
-        for name, module, spec, strategy in plan:
+        for _name, module, spec, strategy in plan:
             if module is self.root:
                 hook = UnitHook(self, "model", spec, strategy)
                 registry.register_hook(hook, UNIT_HOOK)

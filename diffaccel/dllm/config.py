@@ -88,7 +88,7 @@ class LLaDAConfig(_DictConfig):
         return self.embedding_size or self.vocab_size
 
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "LLaDAConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> LLaDAConfig:
         """Build from the checkpoint's ``config.json`` contents; unsupported variants raise."""
         block_type = raw.get("block_type", "llama")
         if block_type not in ("llama", "sequential_llama"):
@@ -156,7 +156,7 @@ class DreamConfig(_DictConfig):
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "DreamConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> DreamConfig:
         if raw.get("rope_scaling"):
             raise NotImplementedError(f"rope_scaling={raw['rope_scaling']!r} is not supported")
         if raw.get("hidden_act", "silu") != "silu":

@@ -28,7 +28,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
 SHIFT_TYPES = ("un", "un_right", "right")

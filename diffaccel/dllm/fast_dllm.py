@@ -21,7 +21,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
 CACHE_MODES = ("none", "prefix", "dual")

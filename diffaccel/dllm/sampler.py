@@ -114,7 +114,7 @@ class SamplingConfig:
     threshold: float | None = None
     eps: float = 1e-3
 
-    def validate(self, family: str) -> "SamplingConfig":
+    def validate(self, family: str) -> SamplingConfig:
         for name in ("gen_length", "steps", "block_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -176,7 +176,7 @@ class DecodeRun:
     run_id: int
     step_index: int = 0
 
-    def make_step(self, sampler: "MaskedDiffusionSampler", block: Block, step_in_block: int, **extra) -> DecodeStep:
+    def make_step(self, sampler: MaskedDiffusionSampler, block: Block, step_in_block: int, **extra) -> DecodeStep:
         return DecodeStep(
             run_id=self.run_id, index=self.step_index, total_steps=self.config.steps, block_index=block.index,
             step_in_block=step_in_block, block_start=block.start, block_end=block.end,
@@ -188,13 +188,13 @@ class DecodeRun:
 class BlockPolicy(Protocol):
     """Decodes one semi-autoregressive block in place on ``run.x``."""
 
-    def decode_block(self, sampler: "MaskedDiffusionSampler", run: DecodeRun, block: Block) -> None: ...
+    def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None: ...
 
 
 class StepwiseDecoding:
     """The reference policy: forward, propose, count, commit; once per step (spec §1.2, §2.2, §7.1)."""
 
-    def decode_block(self, sampler: "MaskedDiffusionSampler", run: DecodeRun, block: Block) -> None:
+    def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
         cfg = run.config
         positions = torch.arange(run.x.shape[1], device=run.x.device)
         in_block = (positions < block.end)[None, :]

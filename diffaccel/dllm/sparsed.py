@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
-
-from ..strategies.base import StrategyConfig
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
+from ..strategies.base import StrategyConfig
 from .attention import dense_attention, repeat_kv
 from .kv_cache import attention_modules
 from .sparse_patterns import build_sparse_pattern, dense_mask_from_pattern

@@ -29,7 +29,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .commit import best_position, commit
 from .sampler import Block, DecodeRun, MaskedDiffusionSampler
 

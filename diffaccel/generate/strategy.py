@@ -8,7 +8,7 @@ own options on top. `none` is the baseline: the pipeline is not wrapped at all.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..core.errors import UnknownStrategyError
 from ..strategies.registry import StrategyRequest, format_requests, parse_requests, strategies

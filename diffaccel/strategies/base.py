@@ -53,7 +53,7 @@ class StrategyConfig:
     def option_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    def replace(self, **options) -> "StrategyConfig":
+    def replace(self, **options) -> StrategyConfig:
         unknown = sorted(set(options) - set(self.option_names()))
         if unknown:
             raise UnknownStrategyError(

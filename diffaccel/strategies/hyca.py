@@ -261,7 +261,7 @@ class HyCa(UnitStrategy):
         """Cluster channels and pick a solver per cluster from the probe run's statistics."""
         cfg = self.config
         units: dict[str, list[LeafAssignment | None]] = {}
-        for name, (unit, state) in self._probe_units.items():
+        for name, (_unit, state) in self._probe_units.items():
             leaves = []
             for probe in state.probe or []:
                 if probe is None:

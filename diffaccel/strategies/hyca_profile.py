@@ -47,7 +47,7 @@ class HycaProfile:
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "HycaProfile":
+    def load(cls, path: str | os.PathLike) -> HycaProfile:
         from safetensors import safe_open
 
         with safe_open(os.fspath(path), framework="pt") as f:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.extras import require
+
 DIGIT_CLASS_NAMES = tuple(str(d) for d in range(10))
 
 # class name -> (package, item). Every item is a file inside the installed wheel (checked: no pooch fetch).
@@ -52,9 +54,7 @@ def load_photo(name: str) -> np.ndarray:
         raise KeyError(f"unknown photo {name!r}; available: {', '.join(PHOTO_SOURCES)}")
     package, item = PHOTO_SOURCES[name]
     if package == "skimage":
-        import skimage.data
-
-        image = getattr(skimage.data, item)()
+        image = getattr(require("skimage.data", "zoo"), item)()
     else:
         from sklearn.datasets import load_sample_image
 

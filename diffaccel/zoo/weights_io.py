@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..core.atomic import atomic_write, atomic_write_bytes
+from ..core.extras import require
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 # Optional override of WEIGHTS_ROOT, e.g. to load weights retrained with ``--out`` without touching the package.
@@ -90,8 +91,9 @@ def library_versions() -> dict[str, str]:
     import diffusers
     import numpy
     import safetensors
-    import skimage
     import sklearn
+
+    skimage = require("skimage", "zoo")
 
     return {
         "python": platform.python_version(),

@@ -26,8 +26,8 @@ import os
 from typing import Any
 
 from ...core.errors import UnknownStrategyError
-from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
 from ..peer_table import register_peer
+from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
 from ..specs import StrategySpec, make_spec
 
 COUNTED = "counted"

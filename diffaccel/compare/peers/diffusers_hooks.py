@@ -37,8 +37,8 @@ from typing import Any
 import torch
 
 from ...core.errors import UnknownStrategyError
-from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
 from ..peer_table import register_peer
+from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
 from ..specs import StrategySpec, make_spec
 
 logger = logging.getLogger(__name__)
