@@ -1,4 +1,4 @@
-"""SparseD against dense attention at long context on this CPU (issue 4; spec §5).
+"""SparseD against dense attention at long context on a CPU (SparseD, arXiv 2509.24014).
 
 For each sequence length a LLaDA-architecture model with random weights (speed only: the pattern
 comes from its own queries and keys, as SparseD builds it at step ``t*``) is run:

@@ -9,8 +9,8 @@
    quality numbers mean nothing);
 3. anything else is a Hugging Face hub id or a local folder, loaded with
    `DiffusionPipeline.from_pretrained(model, torch_dtype=dtype)` and moved to `--device`. That is the GPU path
-   (`--device cuda --dtype bfloat16`); it is written for real but cannot run on this project's offline CPU
-   machines (no hub access), so it is untested here.
+   (`--device cuda --dtype bfloat16`); it is written for real; the project's tests and measurements run offline on
+   CPU, so it has not been exercised against the hub.
 
 Conditioning: zoo pipelines draw one sample per class in one call (`class_labels=None`), which is one run;
 text-to-image/video pipelines get one prompt per run (`--prompts FILE`, else a small built-in list).

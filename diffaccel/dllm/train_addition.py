@@ -1,4 +1,4 @@
-"""Train the ``llada-addition`` zoo model: a tiny LLaDA-architecture model on n-digit addition (spec §11).
+"""Train the ``llada-addition`` zoo model: a tiny LLaDA-architecture model on n-digit addition (ours; docs/methods.md).
 
 One command, seeded, CPU only::
 
@@ -6,7 +6,7 @@ One command, seeded, CPU only::
 
 writes ``model.safetensors``, ``config.json`` and ``manifest.json`` (command, seed, wall time, final
 loss, sha256, exact match with stepwise decoding on a held-out set) to
-``diffaccel/zoo/weights/llada-addition/``. The loss is LLaDA's SFT loss (spec §1.3): prompt never
+``diffaccel/zoo/weights/llada-addition/``. The loss is LLaDA's SFT loss (ML-GSAI/LLaDA `GUIDELINES.md`): prompt never
 masked, every answer token (EOS padding included) masked with probability ``p = (1-eps)t + eps``,
 cross-entropy of masked tokens divided by ``p`` and by the answer length.
 """
@@ -49,7 +49,7 @@ def build_model(args: argparse.Namespace) -> LLaDAModelLM:
 
 
 def sft_loss(model: LLaDAModelLM, prompts: torch.Tensor, answers: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """LLaDA SFT loss (spec §1.3) with a fixed answer length."""
+    """LLaDA SFT loss (ML-GSAI/LLaDA `GUIDELINES.md`) with a fixed answer length."""
     batch, gen_length = answers.shape
     t = torch.rand(batch, 1, generator=generator)
     p_mask = (1 - MASK_EPS) * t + MASK_EPS

@@ -1,9 +1,9 @@
 """HyCa: hybrid per-channel solvers for feature caching (arXiv 2510.04188, ICLR 2026).
 
-What the paper states (spec dit-caching §3.1): feature channels of a cached unit are clustered by
+What the paper states: feature channels of a cached unit are clustered by
 descriptors of their temporal behaviour from a short probe run, each cluster gets the solver of a
 pool that predicts it best ("one-time choosing, all-time solving"), and inference follows
-TaylorSeer's interval schedule. What it does not publish is OURS and marked so (spec §3.3): the
+TaylorSeer's interval schedule. What it does not publish is OURS and marked so (docs/methods.md): the
 solver formulas (`forecast/solvers.py`), the descriptors (`forecast/descriptors.py`), the number
 of clusters (default 2, as in every figure of the paper), the probe length (first 8 steps for
 descriptors), and the unit granularity: we cluster the same sub-module outputs TaylorSeer caches,

@@ -1,10 +1,10 @@
 """TaoCache slot: late-stage fixed-point prediction of the whole denoiser output.
 
-What is public of TaoCache (arXiv 2508.08978; spec dit-caching §4.1): a training-free cache that
+What is public of TaoCache (arXiv 2508.08978, its abstract and introduction): a training-free cache that
 predicts the model's noise output from a fixed-point perspective, is effective in *late* steps,
 and decides by calibrating cosine similarities and norm ratios of consecutive noise deltas. The
-paper's prediction formula, decision rule, thresholds and step range are NOT PUBLIC (§4.2), so
-everything below is OUR design, built on the spec's placeholder (§4.3), and named `taocache`
+paper's prediction formula, decision rule, thresholds and step range are NOT PUBLIC, so
+everything below is OUR design (docs/methods.md), and named `taocache`
 only because it fills that method's slot:
 
 * unit: the whole denoiser output (any model, even one no block adapter knows), per guidance

@@ -1,6 +1,6 @@
 """TaylorSeer: forecast skipped features with a Taylor series (arXiv 2503.06923, ICCV 2025).
 
-Faithful to the official code (Shenyi-Z/TaylorSeer), per spec dit-caching §2:
+Faithful to the official code (Shenyi-Z/TaylorSeer; paper arXiv 2503.06923):
 
 * cache units are the heavy sub-module outputs before adaLN gating (the adapters name them);
 * full steps follow the official schedule `n < warmup or (n - warmup + 1) % interval == 0`, with
@@ -11,7 +11,7 @@ Faithful to the official code (Shenyi-Z/TaylorSeer), per spec dit-caching §2:
 
 Options beyond the official code are ours and say so: `force_last_full` (compute the last steps
 in full) and `factor_dtype` (the official code keeps factors in the model dtype; we default to
-float32 because bf16 finite differences lose precision, spec §2.9).
+float32 because bf16 finite differences lose precision; ours).
 """
 
 from __future__ import annotations

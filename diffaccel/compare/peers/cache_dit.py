@@ -11,7 +11,7 @@ Options are fields of `DBCacheConfig` (e.g. `Fn_compute_blocks`, `Bn_compute_blo
 `enable_separate_cfg` from the baseline run: cache-dit tells the guidance branches apart by the parity of
 the transformer call counter, so it must know whether the pipeline makes two calls per step.
 
-Caveats. As the spec notes (peers §3.4), cache-dit patches the pipeline *class*'s `__call__`; `disable_cache`
+Caveats. cache-dit (vipshop/cache-dit) patches the pipeline *class*'s `__call__`; `disable_cache`
 removes that again. Its patch functors, however, stay: for FLUX, `FluxPatchFunctor` replaces
 `transformer.forward` and every single block's `forward` and marks the transformer `_is_patched`, and
 `disable_cache` (cache-dit 1.5.3) does not restore them. Outputs stay bit-identical, but hooks attached

@@ -2,7 +2,7 @@
 
 Each technique is applied through diffusers' own code: `model.enable_cache(config)` on models with
 `CacheMixin` (which also resets the hooks after every pipeline call), else the `apply_*` function, with the
-hooks reset before every call and removed by their registered names afterwards (spec peers §4.1–4.5).
+hooks reset before every call and removed by their registered names afterwards (`src/diffusers/hooks/hooks.py`, diffusers 0.42).
 Options are fields of the diffusers config dataclass; what the harness supplies, and why:
 
 * `pab`, `fastercache`: `current_timestep_callback` (not a user option). diffusers' docs use
