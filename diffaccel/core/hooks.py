@@ -8,6 +8,8 @@
 
 The guidance branch of a call comes from diffusers' `model.cache_context(name)`, which calls
 `StateManager.set_context` on every stateful hook (public since diffusers 0.42; `ContextTracker` records it).
+The recorded `CacheContext` also carries the pipeline's `step_index` when the pipeline passes it (diffusers'
+`WanPipeline` does); the step clock still counts calls, which works for every pipeline, with or without it.
 """
 
 from __future__ import annotations
