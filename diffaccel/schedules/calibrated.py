@@ -9,11 +9,12 @@ another budget of full steps can be chosen again without recalibrating.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from ..core.atomic import atomic_write_bytes
 from ..forecast.schedules import predicted_error, select_full_steps
-from ..zoo.weights_io import read_json, write_json
 
 FORMAT = "diffaccel.calibrated-schedule/1"
 
@@ -49,12 +50,13 @@ class CalibratedSchedule:
         return predicted_error(self.errors, self.full_steps)
 
     def save(self, path: str | os.PathLike) -> None:
-        write_json(path, {"format": FORMAT, **asdict(self)})
+        atomic_write_bytes(path, (json.dumps({"format": FORMAT, **asdict(self)}, indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CalibratedSchedule:
         try:
-            payload = read_json(path)
+            with open(path, encoding="utf-8") as handle:
+                payload = json.load(handle)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"calibrated schedule file {os.fspath(path)!r} does not exist; make one with "

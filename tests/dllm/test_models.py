@@ -49,7 +49,7 @@ def _rms(x, w, eps):
 
 
 def _reference_llada_logits(model: LLaDAModelLM, ids: torch.Tensor) -> torch.Tensor:
-    """LLaDA forward (spec §1.4) written from the equations with explicit loops over heads."""
+    """LLaDA forward (`modeling_llada.py`) written from the equations with explicit loops over heads."""
     cfg, sd = model.config, {k: v.double() for k, v in model.state_dict().items()}
     p = "model.transformer."
     x = sd[p + "wte.weight"][ids[0]]

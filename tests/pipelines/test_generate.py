@@ -247,7 +247,7 @@ def test_wan_tiny_runs_wan_clips_on_the_class_the_prompt_names(wan_clips, tmp_pa
 
 
 def test_wan_tiny_strategy_follows_the_hand_computed_taylorseer_schedule(wan_clips, tmp_path):
-    """Wan's TaylorSeer preset is interval 5, warm-up 1 (official, spec §2.7): a step n is full iff n < 1 or
+    """Wan's TaylorSeer preset is interval 5, warm-up 1 (official TaylorSeer-Wan2.1): a step n is full iff n < 1 or
     n % 5 == 0, so 12 steps compute at steps 0, 5 and 10 only: 3 of 12, a computed fraction of 0.25 (every
     cacheable unit follows the same schedule). Each of the 4 blocks has 3 units (attn, cross_attn, mlp), each
     called once per guidance branch (cond, uncond) per step."""
