@@ -20,13 +20,14 @@ from .core.summary import Summary
 from .strategies.registry import parse_strategy_spec, register_strategy, strategies
 from .strategies.hyca import HyCaConfig
 from .strategies.taylorseer import TaylorSeerConfig
-from . import hyca, taocache  # noqa: E402  (diffaccel.hyca.profile, diffaccel.taocache.calibrate)
+from . import bac, hyca, taocache  # noqa: E402  (diffaccel.hyca.profile, diffaccel.taocache.calibrate)
 from .strategies.taocache import TaoCacheConfig
+from .strategies.bac import BacConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adapter", "AlreadyWrappedError", "HyCaConfig", "hyca", "TaoCacheConfig", "taocache", "DiffaccelError", "NotWrappedError", "RunStateError", "Summary",
+    "Adapter", "AlreadyWrappedError", "BacConfig", "bac", "HyCaConfig", "hyca", "TaoCacheConfig", "taocache", "DiffaccelError", "NotWrappedError", "RunStateError", "Summary",
     "StackSpec", "TaylorSeerConfig", "UnitSpec", "UnknownStrategyError", "UnsupportedModelError", "cache_context", "engines",
     "new_run", "parse_strategy_spec", "register_adapter", "register_strategy", "strategies", "summary",
     "supported_classes", "unwrap", "wrap",

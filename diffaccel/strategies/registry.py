@@ -109,11 +109,13 @@ def _ensure_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
+    from .bac import Bac, BacConfig
     from .hyca import HyCa, HyCaConfig
     from .taocache import TaoCache, TaoCacheConfig
     from .taylorseer import TaylorSeer, TaylorSeerConfig
 
     register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")
     register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")
+    register_strategy(BacConfig, Bac, "block-wise adaptive caching: per-unit update steps from an exact DP")
     register_strategy(TaoCacheConfig, TaoCache, "late-stage fixed-point forecast of the whole denoiser output (ours)")
     from ..dllm import strategies as _dllm_strategies  # noqa: F401  (registers the diffusion-LM strategies)
