@@ -57,10 +57,10 @@ class PolicyTraining:
 
     name: str = "dp-reach"
     seed: int = 0
-    steps: int = 8000
+    steps: int = 4000
     batch_size: int = 128
     learning_rate: float = 1e-3
-    warmup_steps: int = 300
+    warmup_steps: int = 200
     ema_decay: float = 0.998
     demos: int = 200
     n_emb: int = 64
@@ -106,7 +106,7 @@ class DPReachTraining(PolicyTraining):
 
 class DPReachTwoTraining(PolicyTraining):
     def __init__(self):
-        super().__init__(name="dp-reach-two", demos=400, steps=10000)
+        super().__init__(name="dp-reach-two", demos=400, steps=5000)
 
 
 def load_dp_reach(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:

@@ -140,11 +140,8 @@ class Bac(Strategy):
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
-        if self.calibrating and self._recordings:
-            self.schedule = self.finish_calibration()
-            self.calibrating = False
-            logger.info("BAC: schedule built from the first run (%.3f of unit calls compute); caching from now on",
-                        self.schedule.computed_fraction())
+        if self.calibrating and self._recordings:  # a run of unknown length: finish at the next run's start
+            self._finish_now()
         self._update_sets.clear()
 
     def new_state(self, unit) -> BacState:
@@ -190,6 +187,22 @@ class Bac(Strategy):
         if self.calibrating:
             flat = torch.cat([t.detach().reshape(-1).float().cpu() for t in leaves if t is not None])
             self._recordings[state.unit.name].steps.setdefault(step.index, {})[step.context] = flat
+            if self._calibration_complete(step):
+                self._finish_now()
+
+    def _calibration_complete(self, step: StepInfo) -> bool:
+        """True once every unit has recorded the run's last step in every context seen at step 0, so the
+        schedule is built at the end of the calibration run rather than inside the next (timed) one."""
+        total = step.num_inference_steps
+        if total is None or step.index != total - 1:
+            return False
+        return all(set(r.steps.get(total - 1, {})) == set(r.steps.get(0, {})) for r in self._recordings.values())
+
+    def _finish_now(self) -> None:
+        self.schedule = self.finish_calibration()
+        self.calibrating = False
+        logger.info("BAC: schedule built from the calibration run (%.3f of unit calls compute); caching from the "
+                    "next run on", self.schedule.computed_fraction())
 
     def forecast(self, state: BacState, step: StepInfo):
         return list(state.cached)
