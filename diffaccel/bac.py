@@ -10,13 +10,14 @@ returns the per-unit update schedule, to save and pass to `wrap(obj, "bac", sche
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .api import engines, unwrap, wrap
 from .strategies.bac import FFN_KINDS, Bac, BacConfig
 from .strategies.bac_schedule import BacSchedule
 
-__all__ = ["BacConfig", "BacSchedule", "FFN_KINDS", "calibrate"]
+__all__ = ["FFN_KINDS", "BacConfig", "BacSchedule", "calibrate"]
 
 
 def calibrate(obj, run: Callable[[], Any] | None = None, *, path: str | os.PathLike | None = None,

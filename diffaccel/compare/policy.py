@@ -70,7 +70,7 @@ def run_policy_compare(settings, processes, console=None):
     import torch
 
     from .. import zoo
-    from ..policy.fidelity import action_chunks, chunk_errors, fidelity_observations
+    from ..policy.fidelity import action_chunks, fidelity_observations
     from .models import parse_dtype
     from .run import DEFAULT_SEEDS, CompareOutcome, _prepare_out_dir, resolve_out
 
@@ -137,7 +137,7 @@ def run_policy_compare(settings, processes, console=None):
 
 def _evaluate_row(policy, name, options, record, env, episodes, seed, steps, fid_obs, reference_chunks, full,
                   out_dir: Path, settings) -> dict:
-    from .. import api, bac
+    from .. import api
     from ..policy.evaluate import evaluate
     from ..policy.fidelity import action_chunks, chunk_errors
 
@@ -229,8 +229,9 @@ def _fmt(value, digits) -> str:
 
 
 def policy_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
-    lines = ["| strategy | episodes | success ± stderr | collisions | chunk RMSE | chunk max | NFE | unit calls computed "
-             "| FLOP computed | wall s | speedup | CPU speedup | note |", "|" + "---|" * 13]
+    header = ("| strategy | episodes | success ± stderr | collisions | chunk RMSE | chunk max | NFE | unit calls computed "
+              "| FLOP computed | wall s | speedup | CPU speedup | note |")
+    lines = [header, "|" + "---|" * 13]
     for tag in tags:
         group = [r for r in records if r.get("tag") == tag]
         if not group:

@@ -10,5 +10,14 @@ from .envs import TASKS, ObstacleReach, ScriptedExpert, collect_demos
 from .evaluate import evaluate
 from .transformer import DiffusionTransformerPolicy, PolicyConfig, TransformerDenoiser, make_scheduler
 
-__all__ = ["DiffusionTransformerPolicy", "ObstacleReach", "PolicyConfig", "ScriptedExpert", "TASKS",
-           "TransformerDenoiser", "collect_demos", "evaluate", "make_scheduler"]
+__all__ = [
+           "TASKS",
+           "DiffusionTransformerPolicy",
+           "ObstacleReach",
+           "PolicyConfig",
+           "ScriptedExpert",
+           "TransformerDenoiser",
+           "collect_demos",
+           "evaluate",
+           "make_scheduler",
+]

@@ -139,14 +139,17 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--demos", type=int, default=None, help="expert demonstrations (default: the recipe's)")
     parser.add_argument("--eval-episodes", type=int, default=200, help="episodes scored after training")
+    parser.add_argument("--init-from", default=None, help="continue from the weights in this folder")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--out", default=None, help="weights root (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     defaults = {"dp-reach": {}, "dp-reach-two": {"demos": 400, "steps": 5000}}[args.name]
+    overrides = {k: v for k, v in (("steps", args.steps), ("demos", args.demos), ("learning_rate", args.lr)) if v}
     recipe = PolicyTraining(name=args.name, seed=args.seed, eval_episodes=args.eval_episodes,
-                            **{**defaults, **{k: v for k, v in (("steps", args.steps), ("demos", args.demos)) if v}})
+                            init_from=args.init_from, **{**defaults, **overrides})
     command = "python policies/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     manifest = train(recipe, args.out, command=command)
     print(f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, "

@@ -65,6 +65,7 @@ class PolicyTraining:
     demos: int = 200
     n_emb: int = 64
     eval_episodes: int = 200
+    init_from: str | None = None  # a folder with earlier weights of the same architecture: continue training
 
     def __post_init__(self):
         self.env = ZOO_ENVS[self.name]
@@ -76,7 +77,10 @@ class PolicyTraining:
                            "action_min": flat_act.min(0).values.tolist(), "action_max": flat_act.max(0).values.tolist()}
 
     def build(self) -> dict:
-        return {"policy": build_policy({"policy": self.policy_config.as_dict(), "normalizer": self.normalizer})}
+        policy = build_policy({"policy": self.policy_config.as_dict(), "normalizer": self.normalizer})
+        if self.init_from is not None:
+            load_state_into(Path(self.init_from) / "model.safetensors", {"policy": policy})
+        return {"policy": policy}
 
     def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
@@ -85,7 +89,8 @@ class PolicyTraining:
     def config(self, components: dict) -> dict:
         return {"policy": self.policy_config.as_dict(), "normalizer": self.normalizer, "env": self.env,
                 "scheduler": dict(components["policy"].noise_scheduler.config),
-                "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)}}
+                "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)},
+                "continued_from": self.init_from}
 
     def after_training(self, folder: Path, components: dict) -> dict:
         return self.evaluate(folder)

@@ -27,7 +27,7 @@ class BacSchedule:
         write_json(path, {"format": FORMAT, **asdict(self)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "BacSchedule":
+    def load(cls, path: str | os.PathLike) -> BacSchedule:
         data = read_json(path)
         if data.pop("format", None) != FORMAT:
             raise ValueError(f"{path} is not a BAC schedule ({FORMAT})")
