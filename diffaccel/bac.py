@@ -17,6 +17,8 @@ from .api import engines, unwrap, wrap
 from .strategies.bac import FFN_KINDS, Bac, BacConfig
 from .strategies.bac_schedule import BacSchedule
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["FFN_KINDS", "BacConfig", "BacSchedule", "calibrate"]
 
 
@@ -35,6 +37,10 @@ def calibrate(obj, run: Callable[[], Any] | None = None, *, path: str | os.PathL
     if "schedule" in options or options.get("mode", "optimal") != "optimal":
         raise ValueError("calibrate builds a schedule: do not pass 'schedule' or mode='uniform'")
     wrap(obj, "bac", **options)
+    for engine in engines(obj).values():
+        for strategy in engine.strategies:
+            strategy.explicit_calibration = True
+    logger.info("BAC: calibrating on one run with every step computed")
     try:
         if run is not None:
             run()

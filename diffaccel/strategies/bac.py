@@ -137,6 +137,8 @@ class Bac(Strategy):
         self._recordings: dict[str, _Recording] = {}
         self._update_sets: dict[str, frozenset[int]] = {}
         self._announced = False
+        #: set by `diffaccel.bac.calibrate`, which says what it does itself
+        self.explicit_calibration = False
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
@@ -146,7 +148,7 @@ class Bac(Strategy):
 
     def new_state(self, unit) -> BacState:
         if self.calibrating:
-            if not self._announced:
+            if not self._announced and not self.explicit_calibration:
                 logger.warning("BAC: no schedule given; calibrating on this first run (every step computed). "
                                "Save one with diffaccel.bac.calibrate(...) to skip this.")
                 self._announced = True
