@@ -9,6 +9,7 @@ returns the per-unit update schedule, to save and pass to `wrap(obj, "bac", sche
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
