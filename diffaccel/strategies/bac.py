@@ -44,6 +44,7 @@ from ..forecast.step_selection import (
 )
 from .bac_schedule import BacSchedule
 from .base import Strategy, StrategyConfig, UnitState
+from .registry import register_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -252,3 +253,6 @@ def _layer_indices(names: list[str]) -> dict[str, int]:
         block = name if re.search(r"\.\d+$", name) else name.rpartition(".")[0]
         out[name] = blocks.setdefault(block, len(blocks))
     return out
+
+
+register_strategy(BacConfig, Bac, "block-wise adaptive caching: per-unit update steps from an exact dynamic programme")
