@@ -43,7 +43,7 @@ from ..forecast.step_selection import (
     uniform_update_steps,
 )
 from .bac_schedule import BacSchedule
-from .base import Strategy, StrategyConfig, UnitState
+from .base import StrategyConfig, UnitState, UnitStrategy
 from .registry import register_strategy
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class _Recording:
     steps: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
-class Bac(Strategy):
+class Bac(UnitStrategy):
     config: BacConfig
 
     def __init__(self, config: BacConfig):
