@@ -176,11 +176,12 @@ def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
     """The modules of `obj` that diffaccel attaches to. Whole-model strategies (TaoCache) need no
     adapter: they also take any module, and a pipeline's usual denoiser components."""
     if isinstance(obj, nn.Module):
-        if find_adapter(obj) is None and not needs_no_units:
+        if find_adapter(obj) is None:
             inner = _adapted_submodules(obj)
             if inner:  # a policy holding its noise predictor (`policy.model`, `policy.diffusion.unet`)
                 return inner
-            get_adapter(obj)  # raises with the list of supported classes
+            if not needs_no_units:
+                get_adapter(obj)  # raises with the list of supported classes
         return {"": obj}
     components = getattr(obj, "components", None)
     if not isinstance(components, dict) and isinstance(getattr(obj, "model", None), nn.Module):

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 SAMPLER_ROWS = ("ddim", "ddpm")  # fewer steps of a sampler, no caching
 DEFAULT_EPISODES = 200
+#: `--seeds` left at the image default (four seeds) means one evaluation set here: seed 0, `episodes` episodes
+IMAGE_DEFAULT_SEEDS = (0, 1, 2, 3)
 FIDELITY_COUNT = 64
 CALIBRATION_BATCH = 64
 #: BAC at the official S=10 and at S=5; uniform block reuse (BAC's "threshold" mode) and whole-output reuse
@@ -76,7 +78,6 @@ def run_policy_compare(settings, processes, console=None):
     from ..policy.fidelity import action_chunks, fidelity_observations
     from .models import parse_dtype
     from .output import CompareOutcome, prepare_out_dir, resolve_out
-    from .run import DEFAULT_SEEDS
 
     specs = policy_specs(settings.strategies)
     out_dir = resolve_out(settings, processes)
@@ -89,7 +90,7 @@ def run_policy_compare(settings, processes, console=None):
     policy = zoo.load(settings.model, device=processes.device(settings.device), dtype=parse_dtype(settings.dtype))
     env = policy.env_name
     steps = settings.steps or policy.num_inference_steps
-    seeds = [0] if list(settings.seeds) == list(DEFAULT_SEEDS) else list(settings.seeds)
+    seeds = [0] if list(settings.seeds) == list(IMAGE_DEFAULT_SEEDS) else list(settings.seeds)
     episodes = settings.episodes if getattr(settings, "episodes", None) else DEFAULT_EPISODES
 
     def base(tag, name, options, seed):

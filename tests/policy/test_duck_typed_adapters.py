@@ -48,4 +48,8 @@ def test_adapters_attach_to_reference_layouts(build, family, units):
     _act(policy)
     assert 0.4 < diffaccel.summary(policy).computed_fraction < 0.7
     diffaccel.unwrap(policy)
+    diffaccel.wrap(policy, "taylorseer", interval=2, warmup=1, granularity="model")  # whole-output reuse of the noise predictor
+    _act(policy)
+    assert list(diffaccel.engines(policy)) == ["model"] and diffaccel.summary(policy).computed_fraction == 0.5
+    diffaccel.unwrap(policy)
     assert torch.equal(_act(policy), reference)
