@@ -4,10 +4,11 @@ reuse-error proxy, layer indices). Saved as JSON, written atomically."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from ..zoo.weights_io import read_json, write_json
+from ..core.atomic import atomic_write_text
 
 FORMAT = "diffaccel.bac-schedule/1"
 
@@ -24,11 +25,12 @@ class BacSchedule:
     config: dict = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
-        write_json(path, {"format": FORMAT, **asdict(self)})
+        atomic_write_text(path, json.dumps({"format": FORMAT, **asdict(self)}, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BacSchedule:
-        data = read_json(path)
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
         if data.pop("format", None) != FORMAT:
             raise ValueError(f"{path} is not a BAC schedule ({FORMAT})")
         return cls(**data)
