@@ -36,7 +36,7 @@ def segment_costs(score: np.ndarray) -> np.ndarray:
 def schedule_objective(score: np.ndarray, steps: Sequence[int]) -> float:
     """J(C) of a set of update steps (which must contain 0): the sum, over every step, of the score of
     the latest update at or before it against that step."""
-    steps = sorted(set(int(s) for s in steps))
+    steps = sorted({int(s) for s in steps})
     if not steps or steps[0] != 0:
         raise ValueError(f"update steps must include step 0, got {steps}")
     score = np.asarray(score, dtype=np.float64)
