@@ -6,6 +6,10 @@ it, and `os.replace`s it over the old one, so a reader or a resumed run sees eit
 new one, never half a line. A run killed at any point therefore loses at most the run in progress, and
 `--resume` skips every record already on disk (records are keyed, so nothing is duplicated).
 
+Concurrent writers: every change is a read-merge-write of the file on disk under an exclusive lock on the
+output folder (`folder_lock`), so any number of processes sharing one `--out` (two `--resume` runs started
+side by side, say) lose and duplicate nothing.
+
 Several processes (accelerate) each write their own shard, `shards/results.<i>-of-<n>.jsonl`; the main
 process merges all shards into `results.jsonl` at the end. Loading reads the main file and every shard,
 so a resume after a kill of a multi-process run also loses nothing.
@@ -15,6 +19,7 @@ JSON has no infinity: a PSNR of identical images is stored as the string "inf" a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -24,6 +29,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
 import numpy as np
+
+from .folder_lock import folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +96,21 @@ def _replace_atomically(path: Path, mode: str, write: Callable[[IO], Any]) -> No
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; results are as readable as the images
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@functools.lru_cache(maxsize=None)
+def _default_file_mode() -> int:
+    """0666 minus the process umask: the mode `open(path, "w")` (and so every PNG we write) gets.
+    Read once: reading the umask means setting it, which is not thread-safe."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -188,26 +205,35 @@ class ResultsStore:
         for name in RECORD_FIELDS:
             record.setdefault(name, None)
         key = record_key(record)
-        self.all[key] = record
-        self.own[key] = record
+        with folder_lock(self.out_dir):
+            self.own = merge_records([read_jsonl(self.path)])  # what other writers of this file added meanwhile
+            self.own[key] = record
+            self._write_own()
+
+    def _write_own(self) -> None:
+        """Rewrite this store's file from `own` (caller holds the folder lock) and fold it into `all`."""
         atomic_write_text(self.path, "".join(encode_record(r) + "\n" for r in self.own.values()))
+        self.all.update(self.own)
 
     def remove(self, key: tuple) -> None:
         """Drop a record (a stale "unsupported"/"failed" row once the strategy ran) and rewrite atomically."""
         self.all.pop(key, None)
-        if self.own.pop(key, None) is not None:
-            atomic_write_text(self.path, "".join(encode_record(r) + "\n" for r in self.own.values()))
+        with folder_lock(self.out_dir):
+            self.own = merge_records([read_jsonl(self.path)])
+            if self.own.pop(key, None) is not None:
+                self._write_own()
 
     def records(self) -> list[dict[str, Any]]:
         return list(self.all.values())
 
     def merge_shards(self) -> Path:
         """Main process, after every process finished: fold all shards into `results.jsonl`, then remove them."""
-        shards = self.shard_paths()
-        merged = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in shards])
-        atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
-        for shard in shards:
-            shard.unlink()
+        with folder_lock(self.out_dir):
+            shards = self.shard_paths()
+            merged = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in shards])
+            atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
+            for shard in shards:
+                shard.unlink()
         try:
             (self.out_dir / SHARD_DIR).rmdir()
         except OSError:
