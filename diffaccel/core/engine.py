@@ -210,9 +210,11 @@ class Engine:
         self._needs_reset = True
 
     def abort_run(self) -> None:
-        """A call raised: nothing of this run may be reused."""
+        """A call raised: nothing of this run may be reused, nor committed by a strategy."""
         self.release()
         self.last_run_aborted = True
+        for strategy in self.strategies:
+            strategy.on_run_aborted()
 
     def begin_call(self, context: str, args: tuple, kwargs: dict) -> StepInfo:
         timestep = self._read_timestep(args, kwargs)

@@ -113,6 +113,10 @@ class Strategy(ABC):
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
 
+    def on_run_aborted(self) -> None:
+        """Called when a call of the run raised. State that outlives a run (a probe, a calibration) must be
+        left exactly as it was before the run began: only a run that finished may commit it."""
+
     def attach(self, engine, owner) -> None:
         """Called once after the engine registered its hooks; `owner` is the object passed to `wrap`
         (a pipeline, or the model itself). Custom strategies register their hooks here, through

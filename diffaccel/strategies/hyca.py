@@ -146,14 +146,57 @@ class HyCa(Strategy):
             profile, "__fspath__") else profile
         self.probing = self.profile is None
         self._probe_units: dict[str, tuple[Any, HycaState]] = {}
+        self._probe_steps = 0  # steps the probe run in progress has seen
+        self._probe_planned: int | None = None  # its planned step count, when known
         self._announced = False
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
+        """The previous run is over: a probe run that finished all its steps, and saw enough of them,
+        becomes the profile; any other probe run is dropped and the next run probes again (a short first
+        call must not decide every later one)."""
         if self.probing and self._probe_units:
-            self.profile = self.finish_probe()
-            self.probing = False
-            logger.info("HyCa: profile built from the first run; forecasting from now on")
+            problem = self._probe_problem()
+            if problem is None:
+                self.profile = self.finish_probe()
+                self.probing = False
+                logger.info("HyCa: profile built from the first run; forecasting from now on")
+            elif self.min_probe_steps() is not None:  # (interval 1 forecasts nothing: no profile is needed)
+                logger.warning("HyCa: %s; no profile was built from it and the next run probes again.", problem)
+        self._discard_probe()
+
+    def on_run_aborted(self) -> None:
+        """A probe run that raised is dropped entirely: the strategy is as freshly wrapped."""
+        self._discard_probe()
+
+    def _discard_probe(self) -> None:
+        self._probe_units.clear()
+        self._probe_steps, self._probe_planned = 0, None
+
+    def min_probe_steps(self) -> int | None:
+        """Fewest steps a probe run needs: `probe_steps`-long descriptors need 4 steps (third differences),
+        and scoring the solvers needs one step the schedule would forecast. None when nothing is ever
+        forecast (interval 1): then no profile is needed."""
+        cfg = self.config
+        horizon = cfg.warmup + cfg.interval + 1
+        first_forecast = next((n for n in range(horizon) if not self._is_full(n)), None)
+        return None if first_forecast is None else max(4, first_forecast + 1)
+
+    def _probe_problem(self) -> str | None:
+        """Why the probe data gathered so far cannot make a profile, or None when it can."""
+        seen, planned = self._probe_steps, self._probe_planned
+        if planned is not None and seen < planned:
+            return f"the probe run stopped after {seen} of its {planned} steps"
+        needed = self.min_probe_steps()
+        short = any(len(p.trajectory) < 4 or p.samples == 0
+                    for _, state in self._probe_units.values() for p in state.probe or [] if p is not None)
+        if needed is None and short:
+            return f"interval {self.config.interval} computes every step, so there is nothing to profile"
+        if short:
+            return (f"the probe run had {seen} steps; a HyCa probe needs at least {needed} (4 for the channel "
+                    f"descriptors and one step that interval={self.config.interval}, warmup={self.config.warmup} "
+                    "would forecast)")
+        return None
 
     def _is_full(self, n: int) -> bool:
         return taylorseer_is_full(n, self.config.interval, self.config.warmup)
@@ -180,6 +223,8 @@ class HyCa(Strategy):
 
     def observe(self, state: HycaState, leaves, step: StepInfo) -> None:
         if self.probing:
+            self._probe_steps = max(self._probe_steps, step.index + 1)
+            self._probe_planned = step.num_inference_steps
             self._observe_probe(state, leaves, step)
             return
         dtype = _DTYPES[self.config.factor_dtype]
@@ -254,6 +299,9 @@ class HyCa(Strategy):
     def finish_probe(self) -> HycaProfile:
         """Cluster channels and pick a solver per cluster from the probe run's statistics."""
         cfg = self.config
+        problem = self._probe_problem() if self._probe_units else "no probe run was recorded"
+        if problem is not None:
+            raise RuntimeError(f"HyCa cannot build a profile: {problem}.")
         units: dict[str, list[LeafAssignment | None]] = {}
         for name, (unit, state) in self._probe_units.items():
             leaves = []
@@ -261,10 +309,6 @@ class HyCa(Strategy):
                 if probe is None:
                     leaves.append(None)
                     continue
-                if len(probe.trajectory) < 4 or probe.samples == 0:
-                    raise RuntimeError(
-                        f"HyCa probe of '{name}' saw too few steps ({len(probe.trajectory)} probe steps, "
-                        f"{probe.samples} forecast steps); profile with more inference steps than warmup + interval.")
                 labels = cluster_channels(channel_descriptors(np.stack(probe.trajectory)), cfg.num_clusters, cfg.seed)
                 errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
                 if cfg.selection == "accumulated":
@@ -274,7 +318,7 @@ class HyCa(Strategy):
                 leaves.append(LeafAssignment(labels=labels, solvers=solvers))
             units[name] = leaves
         model_class = type(next(iter(self._probe_units.values()))[0].engine.root).__name__
-        self._probe_units.clear()
+        self._discard_probe()
         return HycaProfile(model_class=model_class, units=units,
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
                                    "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,

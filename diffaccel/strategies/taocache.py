@@ -104,6 +104,10 @@ class TaoCache(Strategy):
         super().__init__(config)
         self.checks_log: list[tuple] = []  # (step, cos, ratio, relative change, error) per check, for calibration
 
+    def on_new_run(self) -> None:
+        """The log holds one run's checks (calibration reads it after each run): bounded memory in long use."""
+        self.checks_log.clear()
+
     def start(self, step: StepInfo) -> int:
         cfg = self.config
         if cfg.start_step is not None:
