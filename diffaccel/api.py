@@ -210,6 +210,8 @@ def _hook_set_timesteps(scheduler, binding: Binding) -> None:
 
     @functools.wraps(original)
     def set_timesteps(*args, **kwargs):
+        for engine in binding.engines.values():  # refuse a second thread before the shared scheduler changes
+            engine.claim_run()
         result = original(*args, **kwargs)
         timesteps = getattr(scheduler, "timesteps", None)
         total = len(timesteps) if timesteps is not None else None

@@ -32,6 +32,7 @@ from ..adapters.registry import Adapter, UnitSpec
 from ..strategies.base import Strategy, UnitState
 from .clock import DEFAULT_CONTEXT, StepClock, StepInfo
 from .errors import AlreadyWrappedError, RunStateError
+from .run_owner import RunOwner
 from .stats import RunStats
 from .tree import OutputStructure, flatten_output
 
@@ -90,6 +91,7 @@ class Engine:
         self.last_run_aborted = False
         self._signatures: dict[str, tuple] = {}
         self._needs_reset = True
+        self.run_owner = RunOwner(f"wrapped {type(root).__name__}")
         self._timestep_index = self._find_timestep_index()
         # Composition: a whole-model strategy (TaoCache) owns the steps it claims; there, block-level
         # strategies compute in full (and keep observing), elsewhere they forecast as usual.
@@ -182,6 +184,7 @@ class Engine:
     # ---------------------------------------------------------------------------------------- runs
     def new_run(self, num_inference_steps: int | None = None) -> None:
         """Forget all per-run state; the next call is step 0 of a new generation."""
+        self.claim_run()
         self.clock.reset(num_inference_steps)
         self.stats.reset()
         self._signatures.clear()
@@ -202,6 +205,7 @@ class Engine:
     def release(self) -> None:
         """Free cached tensors but keep the statistics of the finished run (diffusers calls this, through
         `reset_state`, at the end of every pipeline call). The next call starts a new run."""
+        self.run_owner.release(self.run_finished)
         for hook in self.unit_hooks + self.feeder_hooks:
             hook.carried.clear()
         for hook in self.unit_hooks:
@@ -215,6 +219,16 @@ class Engine:
         self.last_run_aborted = True
         for strategy in self.strategies:
             strategy.on_run_aborted()
+
+    def claim_run(self) -> None:
+        """Raise `ConcurrentUseError` if another thread's run is in progress; else this thread owns the run."""
+        self.run_owner.claim(self.run_finished)
+
+    def run_finished(self) -> bool:
+        """No run in progress: released, or all its planned steps done (a hand-written loop that told
+        `new_run` its step count may be followed by a loop in another thread)."""
+        planned = self.clock.num_inference_steps
+        return self._needs_reset or (planned is not None and self.clock.steps >= planned)
 
     def begin_call(self, context: str, args: tuple, kwargs: dict) -> StepInfo:
         timestep = self._read_timestep(args, kwargs)
@@ -301,6 +315,7 @@ class EngineHook(ModelHook):
 
     def new_forward(self, module: nn.Module, *args, **kwargs):
         engine = self.engine
+        engine.claim_run()  # a second thread is refused here, before it touches the owner's run
         try:
             engine.begin_call(self.context_tracker.name, args, kwargs)
             output = self.fn_ref.original_forward(*args, **kwargs)
