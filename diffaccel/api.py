@@ -14,6 +14,7 @@ from .adapters.registry import find_adapter, generic_adapter, get_adapter, suppo
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
+from .model_kind import check_not_compiled, check_strategy_kinds
 from .strategies.base import GRANULARITY_LEVELS, StrategyConfig
 from .strategies.registry import build_strategy, get_entry, parse_strategy_spec, resolve_config
 
@@ -61,6 +62,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             "['taylorseer:interval=4', 'taocache'] or config objects"
         )
     entries = [get_entry(_spec_name(spec)) for spec in specs]
+    check_not_compiled(obj)
+    check_strategy_kinds(obj, entries)
     needs_no_units = all(_unit_level(e, spec, options) in ("model", "custom") for e, spec in zip(entries, specs))
     targets = _denoisers(obj, needs_no_units)
     engines: dict[str, Engine] = {}
@@ -73,6 +76,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
                 base = spec[0] if isinstance(spec, tuple) else spec
                 config = resolve_config(base, adapter.preset(_spec_name(spec)), spec_options)
                 strategies.append(build_strategy(config))
+            for strategy in strategies:
+                strategy.check_composition([s for s in strategies if s is not strategy])
             engine = Engine(module, adapter, strategies, owner=obj)
             engine.attach()
             engines[name] = engine

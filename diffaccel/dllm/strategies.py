@@ -45,6 +45,7 @@ class DLLMStrategy(Strategy):
     """
 
     unit_level: ClassVar[str] = "custom"
+    model_kind: ClassVar[str] = "dllm"
     #: The engine's fixed-shape check protects per-shape feature caches, and dLLM strategies keep none
     #: keyed by shape: SSD's verification batches change size every round, ``LLaDA2Pipeline``'s window
     #: grows by one block per block, and the K/V caches and SparseD patterns are rebuilt whenever the
@@ -191,6 +192,13 @@ class SparseD(DLLMStrategy):
 
 class SelfSpeculative(DLLMStrategy):
     needs_pipeline = True
+
+    def check_composition(self, others) -> None:
+        caches = [o.config.strategy_name for o in others if isinstance(o, KVCacheStrategy)]
+        if caches:
+            raise ValueError(f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
+                             "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
+                             f"or {' or '.join(caches)} alone")
 
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:

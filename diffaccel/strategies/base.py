@@ -22,6 +22,7 @@ import torch
 
 from ..core.clock import StepClock, StepInfo
 from ..core.errors import UnknownStrategyError
+from .option_types import check_option_types
 
 
 @dataclasses.dataclass
@@ -58,6 +59,7 @@ class StrategyConfig:
                 f"Unknown option(s) {unknown} for strategy '{self.strategy_name}'; "
                 f"its options are {self.option_names()}."
             )
+        check_option_types(type(self), options)
         new = dataclasses.replace(self, **options)
         new.validate()
         return new
@@ -97,8 +99,12 @@ class Strategy(ABC):
     #: verification batches, growing decode windows). The engine then skips its fixed-shape check,
     #: which exists to protect cached feature states; such strategies keep no per-shape state.
     variable_input_shapes: ClassVar[bool] = False
+    #: What the strategy accelerates: "diffusion" (image/video denoisers) or "dllm" (diffusion language
+    #: models); `wrap` refuses a strategy on the other kind of model, naming the ones that fit.
+    model_kind: ClassVar[str] = "diffusion"
 
     def __init__(self, config: StrategyConfig):
+        check_option_types(type(config), config.as_dict())
         config.validate()
         self.config = config
         self.clock: StepClock | None = None
@@ -112,6 +118,9 @@ class Strategy(ABC):
 
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
+
+    def check_composition(self, others: list["Strategy"]) -> None:
+        """Raise when this strategy cannot run beside `others` (the other strategies of one wrap)."""
 
     def on_run_aborted(self) -> None:
         """Called when a call of the run raised. State that outlives a run (a probe, a calibration) must be

@@ -33,7 +33,7 @@ import torch
 from ..core.clock import StepInfo
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
-from ..forecast.solvers import History, solver
+from ..forecast.solvers import SOLVERS, History, solver
 from .base import Strategy, StrategyConfig, UnitState, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
 
@@ -90,6 +90,8 @@ class HyCaConfig(StrategyConfig):
             raise ValueError("hyca probe_steps must be >= 4 (descriptors use third differences)")
         if self.selection not in _SELECTIONS:
             raise ValueError(f"hyca selection must be one of {list(_SELECTIONS)}, got {self.selection!r}")
+        if not self.solver_names:
+            raise ValueError(f"hyca solvers is empty; give one or more of {sorted(SOLVERS)}, e.g. solvers=tf1|tf2")
         for name in self.solver_names:
             solver(name)  # raises for unknown names
         if self.factor_dtype not in _DTYPES:

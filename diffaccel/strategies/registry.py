@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +80,20 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, raw = item.partition("=")
         if not eq:
             raise UnknownStrategyError(f"Option '{item}' in '{spec}' is not of the form key=value.")
+        _reject_stray_colon(spec, key.strip(), raw.strip())
         options[key.strip()] = parse_option_value(raw.strip())
     return name.strip(), options
+
+
+def _reject_stray_colon(spec: str, key: str, raw: str) -> None:
+    """`taylorseer:interval=3:order=1` separates options with a colon; say so instead of reporting that
+    interval "3:order=1" is not an int."""
+    stray = re.search(r":[A-Za-z_]\w*=", raw)
+    if stray:
+        tail = raw[stray.start():]
+        raise UnknownStrategyError(
+            f"'{spec}': stray '{tail}' after {key}={raw[:stray.start()]}; options are separated by commas, "
+            f"e.g. '{spec.partition(':')[0]}:{key}={raw[:stray.start()]},{tail[1:]}'")
 
 
 def parse_option_value(raw: str) -> Any:
