@@ -256,6 +256,22 @@ class Engine:
     def cache_bytes(self) -> int:
         return sum(state.nbytes() for hook in self.unit_hooks for state in hook.states.values())
 
+    def cache_bytes_by_strategy(self) -> dict[str, int]:
+        """Bytes each strategy (by tag) holds in its unit states now."""
+        tags = self.__dict__.setdefault("_strategy_tags", {id(s): s.config.strify() for s in self.strategies})
+        held = {tags[id(s)]: 0 for s in self.strategies if s.unit_level != "custom"}
+        for hook in self.unit_hooks:
+            tag = tags[id(hook.strategy)]
+            held[tag] = held.get(tag, 0) + sum(state.nbytes() for state in hook.states.values())
+        return held
+
+    def note_cache_bytes(self) -> None:
+        """Record the run's peak per strategy (states are freed when a pipeline call ends, so the summary
+        of a finished run reports the peak, the figure that decides whether a model fits in memory)."""
+        peak = self.stats.peak_cache_bytes
+        for tag, held in self.cache_bytes_by_strategy().items():
+            peak[tag] = max(peak.get(tag, 0), held)
+
     def unit_flops(self, name: str, context: str) -> float | None:
         return self.flops.get((name, self._signatures.get(context)))
 
@@ -319,6 +335,7 @@ class EngineHook(ModelHook):
         try:
             engine.begin_call(self.context_tracker.name, args, kwargs)
             output = self.fn_ref.original_forward(*args, **kwargs)
+            engine.note_cache_bytes()
         except BaseException:
             engine.abort_run()
             raise

@@ -27,3 +27,7 @@ class RunStateError(DiffaccelError, RuntimeError):
 
 class ConcurrentUseError(RunStateError):
     """A wrapped object was called from a second thread while a run of another thread was in progress."""
+
+
+class OptionTypeError(DiffaccelError, TypeError):
+    """A strategy option has the wrong type (text where a number is needed, a bool for an int, ...)."""

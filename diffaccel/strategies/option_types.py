@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from ..core.errors import UnknownStrategyError
+from ..core.errors import OptionTypeError
 
 _NAMES = {int: "an int", float: "a number", bool: "true or false", str: "a string", type(None): "None"}
 
@@ -39,7 +39,7 @@ def _matches(value: Any, allowed: tuple[type, ...]) -> bool:
 
 
 def check_option_types(config_cls: type, values: dict[str, Any]) -> None:
-    """Raise `UnknownStrategyError` (a ValueError) naming the option, the expected type and the value given.
+    """Raise `OptionTypeError` (a TypeError) naming the option, the expected type and the value given.
     Checked before the config is built, because some configs validate ranges in `__post_init__`."""
     hints = typing.get_type_hints(config_cls)
     for name, value in values.items():
@@ -48,5 +48,5 @@ def check_option_types(config_cls: type, values: dict[str, Any]) -> None:
             continue
         if not _matches(value, allowed):
             expected = " or ".join(_NAMES[t] for t in allowed)
-            raise UnknownStrategyError(
+            raise OptionTypeError(
                 f"{config_cls.strategy_name} option '{name}' must be {expected}, got {value!r} ({type(value).__name__})")
