@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .api import engines, unwrap, wrap
+from .core.ranks import from_rank_zero
 from .strategies.hyca import HyCa
 from .strategies.hyca_profile import HycaProfile, LeafAssignment
 
@@ -31,7 +32,7 @@ def profile(obj, run: Callable[[], Any] | None = None, *, options: dict | None =
     try:
         obj(**call_kwargs) if run is None else run()
         strategies = [s for e in engines(obj).values() for s in e.strategies if isinstance(s, HyCa)]
-        profiles = [s.finish_probe() for s in strategies]
+        profiles = [from_rank_zero(s.finish_probe()) for s in strategies]  # one profile on every rank
     finally:
         unwrap(obj)
     if len(profiles) != 1:

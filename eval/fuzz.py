@@ -99,7 +99,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     checker = SequenceChecker()
     objects = make_objects()
-    counts = {"sequences": 0, "operations": 0, "runs_compared": 0, "runs_raised_on_purpose": 0, "mismatches": 0,
+    counts = {"sequences": 0, "operations": 0, "runs_compared": 0, "runs_raised_on_purpose": 0,
+              "runs_refused_as_ambiguous": 0, "mismatches": 0,
               "errors": 0, "bad_catalogue": 0, "bad_catalogue_clear": 0, "random_inputs": 0, "random_clear": 0,
               "random_unclear": 0, "random_valid": 0, "random_failed_later": 0}
     findings: list[str] = []
@@ -130,6 +131,7 @@ def main() -> None:
     while time.time() - started < args.minutes * 60:
         ops = random_sequence(rng)
         compared, raised = checker.runs_compared, checker.runs_failed_on_purpose
+        ambiguous = checker.runs_refused_as_ambiguous
         try:
             problems = checker.run_sequence(ops)
         except Exception:  # noqa: BLE001 - an unexpected exception is a finding too
@@ -140,6 +142,7 @@ def main() -> None:
         counts["operations"] += len(ops)
         counts["runs_compared"] += checker.runs_compared - compared
         counts["runs_raised_on_purpose"] += checker.runs_failed_on_purpose - raised
+        counts["runs_refused_as_ambiguous"] += checker.runs_refused_as_ambiguous - ambiguous
         counts["mismatches"] += len(problems)
         findings += problems
         for _ in range(3):

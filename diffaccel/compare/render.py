@@ -12,6 +12,7 @@ entry per row; diffaccel's strategies and peers get different markers. Rows iden
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -57,7 +58,7 @@ def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray | None]]], path: Pa
             tile = Image.fromarray(_as_rgb_uint8(image)).resize((cell, cell), Image.NEAREST)
             canvas.paste(tile, (left, top))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # per process: several may share --out
     canvas.save(tmp)
     tmp.replace(path)
     return path
@@ -117,7 +118,7 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
     rows_of_legend = (len(labels) + 2) // 3
     fig.tight_layout(rect=(0, min(0.45, 0.035 * rows_of_legend + 0.02), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # per process: several may share --out
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)

@@ -24,6 +24,7 @@ as `profile=`; without one, the first run is the probe (all steps computed) and 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from ..core.clock import StepInfo
+from ..core.ranks import from_rank_zero
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import SOLVERS, History, solver
@@ -100,6 +102,9 @@ class HyCaConfig(StrategyConfig):
         if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
                 self.profile, "__fspath__"):
             raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")
+        if (isinstance(self.profile, str) or hasattr(self.profile, "__fspath__")) and not os.path.isfile(self.profile):
+            raise ValueError(f"hyca profile file {str(self.profile)!r} does not exist; make one with "
+                             "diffaccel.hyca.profile(...).save(path), or leave profile out to probe on the first run")
 
     @property
     def solver_names(self) -> list[str]:
@@ -160,7 +165,7 @@ class HyCa(Strategy):
         if self.probing and self._probe_units:
             problem = self._probe_problem()
             if problem is None:
-                self.profile = self.finish_probe()
+                self.profile = from_rank_zero(self.finish_probe())  # one profile on every rank (core/ranks.py)
                 self.probing = False
                 logger.info("HyCa: profile built from the first run; forecasting from now on")
             elif self.min_probe_steps() is not None:  # (interval 1 forecasts nothing: no profile is needed)

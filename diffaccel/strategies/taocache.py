@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.clock import StepInfo
+from ..core.ranks import agreed_max
 from ..forecast.fixed_point import delta_cosine, delta_ratio, fixed_point_forecast, projection_rate, skip_error
 from .base import Strategy, StrategyConfig, UnitState
 
@@ -139,7 +140,7 @@ class TaoCache(Strategy):
         cos = delta_cosine(state.delta, state.prev_delta)
         rho = delta_ratio(state.delta, state.prev_delta)
         change = delta_ratio(state.delta, state.last)
-        error = skip_error(change, cos, rho)
+        error = agreed_max(skip_error(change, cos, rho))  # every rank decides alike (core/ranks.py)
         self.checks_log.append((step.index, cos, rho, change, error))
         state.streak = _allowed_streak(cfg.error_threshold, error, cfg.max_skips)
         return state.streak >= 1
