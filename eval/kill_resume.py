@@ -71,7 +71,7 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
     for i in range(kills):
         proc = subprocess.Popen(compare_command(out, strategies, resume=i > 0), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(8.0, 45.0)
+        delay = rng.uniform(15.0, 80.0)
         try:
             proc.wait(timeout=delay)
             delays.append((round(delay, 1), "finished before the kill"))
