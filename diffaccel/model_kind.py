@@ -8,7 +8,7 @@ sub-modules from the adapters.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch import nn
 

@@ -13,7 +13,7 @@ parallel freely.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import ConcurrentUseError
 

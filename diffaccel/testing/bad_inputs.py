@@ -7,8 +7,9 @@ a `DiffaccelError`, `ValueError` or `TypeError` whose message matches `pattern`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -103,7 +103,7 @@ def denoise(model, run: Run, wrapped: bool) -> list[torch.Tensor]:
                     if not run.fail_inside:
                         raise Boom(f"between steps, at step {n}")
 
-                    def explode(*_):
+                    def explode(*_, n=n):
                         raise Boom(f"inside the denoiser, at step {n}")
                     handle = model.x_embedder.register_forward_pre_hook(explode)
                 uncond_text, uncond_pooled = torch.zeros_like(x["text"]), torch.zeros_like(x["pooled"])

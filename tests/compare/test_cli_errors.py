@@ -57,7 +57,7 @@ def test_empty_strategies(tmp_path, capsys, value):
 
 
 def test_ctrl_c_names_the_resume_command(tmp_path, capsys, monkeypatch):
-    import diffaccel.compare as compare
+    from diffaccel import compare
 
     def interrupted(settings, console=None):
         raise KeyboardInterrupt

@@ -11,6 +11,7 @@ import pytest
 
 from diffaccel.compare.store import ResultsStore, read_jsonl, record_key
 
+
 def _writer(out: str, writer: int, count: int, barrier) -> None:
     """A cheap stand-in for a compare process: the same store API, one record per "run", no model."""
     store = ResultsStore(out).load()

@@ -28,7 +28,7 @@ def _loop(model, inputs, steps, fail_at=None):
         for n in range(steps):
             handle = None
             if n == fail_at:  # raises inside the wrapped forward, after the engine started the step
-                def explode(*_):
+                def explode(*_, n=n):
                     raise Boom(f"step {n}")
                 handle = model.transformer_blocks[0].register_forward_pre_hook(explode)
             try:
