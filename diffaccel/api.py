@@ -5,18 +5,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from torch import nn
 
-from .adapters.registry import find_adapter, generic_adapter, get_adapter, supported_classes
+from .adapters.registry import DENOISER_COMPONENTS, find_adapter, generic_adapter, get_adapter, supported_classes
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
 from .model_kind import check_not_compiled, check_strategy_kinds
 from .strategies.base import GRANULARITY_LEVELS, StrategyConfig
-from .strategies.registry import build_strategy, get_entry, parse_strategy_spec, resolve_config
+from .strategies.registry import StrategyRequest, build_strategy, get_entry, parse_requests, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             `transformer_2`, `unet`), or an `nn.Module` whose class has an adapter.
         strategy: a strategy name (see `diffaccel.strategies()`), a spec with options
             (`"taylorseer:interval=4"`), a config object such as `diffaccel.TaylorSeerConfig(interval=6)`,
-            or a list of these to compose strategies (`["taylorseer:interval=4", "taocache"]`).
+            a `diffaccel.StrategyRequest`, or several of these to compose strategies: a list
+            (`["taylorseer:interval=4", "taocache"]`) or one text joined by `+` (`"taylorseer:interval=4+taocache"`).
         **options: override the model family's preset (for a single strategy).
 
     Returns the same object. Runs start automatically when a wrapped pipeline's scheduler sets its
@@ -52,10 +54,10 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             f"{type(obj).__name__} is already wrapped by diffaccel; call diffaccel.unwrap(obj) first, or pass "
             "several strategies in one call: diffaccel.wrap(obj, [a, b])."
         )
-    specs = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
+    specs = [parsed for spec in (strategy if isinstance(strategy, (list, tuple)) else [strategy])
+             for parsed in _requests(spec)]
     if not specs:
         raise UnknownStrategyError("wrap needs at least one strategy")
-    specs = [_parse_text_spec(spec) for spec in specs]
     if len(specs) > 1 and options:
         raise UnknownStrategyError(
             "options apply to a single strategy; to compose strategies give each its options, e.g. "
@@ -72,9 +74,10 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             adapter = find_adapter(module) or generic_adapter(module)
             strategies = []
             for spec in specs:
-                spec_options = {**spec[1], **options} if isinstance(spec, tuple) else options
-                base = spec[0] if isinstance(spec, tuple) else spec
-                config = resolve_config(base, adapter.preset(_spec_name(spec)), spec_options)
+                if isinstance(spec, StrategyRequest):
+                    config = spec.config(adapter.preset(spec.name), **options)
+                else:
+                    config = resolve_config(spec, adapter.preset(spec.strategy_name), options)
                 strategies.append(build_strategy(config))
             for strategy in strategies:
                 strategy.check_composition([s for s in strategies if s is not strategy])
@@ -142,12 +145,13 @@ def engines(obj) -> dict[str, Engine]:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _parse_text_spec(spec):
-    """`"taylorseer:interval=4"` → `("taylorseer", {"interval": 4})`; names and configs pass through."""
-    if isinstance(spec, str) and ":" in spec:
-        name, spec_options = parse_strategy_spec(spec)
-        return name, spec_options
-    return spec
+def _requests(spec) -> list[StrategyRequest | StrategyConfig]:
+    """Text (`"taylorseer:interval=4"`, `"a+b"`) → requests; requests and config objects pass through."""
+    if isinstance(spec, str):
+        return parse_requests(spec)
+    if isinstance(spec, (StrategyRequest, StrategyConfig)):
+        return [spec]
+    raise TypeError(f"a strategy is a name (str), a StrategyRequest or a config object, got {type(spec).__name__}")
 
 
 def _unit_level(entry, spec, options: dict) -> str:
@@ -156,16 +160,14 @@ def _unit_level(entry, spec, options: dict) -> str:
     if isinstance(spec, StrategyConfig):
         granularity = getattr(spec, "granularity", None)
     else:
-        granularity = {**(spec[1] if isinstance(spec, tuple) else {}), **options}.get("granularity")
+        granularity = {**spec.options_dict, **options}.get("granularity")
     if isinstance(granularity, str) and granularity in GRANULARITY_LEVELS:
         return GRANULARITY_LEVELS[granularity]
     return entry.strategy_cls.unit_level
 
 
-def _spec_name(spec) -> str:
-    if isinstance(spec, tuple):
-        return spec[0]
-    return spec.strategy_name if isinstance(spec, StrategyConfig) else spec
+def _spec_name(spec: StrategyRequest | StrategyConfig) -> str:
+    return spec.strategy_name if isinstance(spec, StrategyConfig) else spec.name
 
 
 def _binding(obj) -> Binding:
@@ -173,10 +175,6 @@ def _binding(obj) -> Binding:
     if binding is None:
         raise NotWrappedError(f"{type(obj).__name__} is not wrapped by diffaccel (call diffaccel.wrap first)")
     return binding
-
-
-#: pipeline components that are denoisers, for whole-model strategies on models without an adapter
-DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior", "model")
 
 
 def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 COMPARE_EPILOG = """\
 strategy specs:
@@ -28,8 +28,8 @@ models:
   or a Hugging Face hub id / local folder for a real pipeline, e.g.
     diffaccel compare --model black-forest-labs/FLUX.1-dev --device cuda --dtype bfloat16 --steps 28 \\
         --prompts prompts.txt --strategies "taylorseer:interval=4 diffusers:fbc"
-  The hub path is written for real but cannot run on this project's offline CPU machines (no hub access,
-  no GPU), so it is untested here.
+  The hub path is written for real; the project's own tests and measurements run offline on CPU (zoo and
+  testing models), so it has not been exercised against the hub.
 
 output (in --out): results.jsonl (one record per run, written atomically as each run finishes; --resume
 skips finished runs), report.md, summary.json, grid.png, speed_quality.png, baseline/ (cached full-step

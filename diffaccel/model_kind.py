@@ -1,6 +1,6 @@
 """Checks at the door of `wrap`: is this object something the requested strategies can accelerate?
 
-Two mistakes otherwise pass `wrap` and fail at every call: a strategy for the other kind of model (an
+Two mistakes otherwise pass `wrap` and fail at every call: a strategy for another kind of model (an
 image-caching strategy on a diffusion language model, or a dLLM decoding strategy on an image pipeline),
 and a module already compiled by `torch.compile`, whose compiled wrapper hides the module's classes and
 sub-modules from the adapters.
@@ -14,32 +14,28 @@ from torch import nn
 
 from .core.errors import UnknownStrategyError, UnsupportedModelError
 
-KIND_NAMES = {"diffusion": "image/video diffusion models", "dllm": "diffusion language models"}
-
-
-def model_kind(obj) -> str:
-    """"dllm" for diffusion-LM pipelines and models (diffaccel's LLaDA/Dream, diffusers' LLaDA2), else "diffusion"."""
+def is_diffusion_lm(obj) -> bool:
+    """Diffusion-LM pipelines and models (diffaccel's LLaDA/Dream, diffusers' LLaDA2)."""
     from .dllm.llada2 import is_llada2_pipeline
     from .dllm.model_base import DiffusionLM
 
     if isinstance(obj, DiffusionLM) or is_llada2_pipeline(obj):
-        return "dllm"
-    if hasattr(obj, "block_policy") and hasattr(obj, "sampler"):
-        return "dllm"
-    return "diffusion"
+        return True
+    return hasattr(obj, "block_policy") and hasattr(obj, "sampler")
 
 
 def check_strategy_kinds(obj, entries: Iterable) -> None:
-    """Refuse strategies made for the other kind of model, naming the registered ones that fit."""
-    from .strategies.registry import get_entry, strategies
+    """Refuse diffusion-LM strategies on other models and other strategies on diffusion LMs, naming the
+    registered strategies that fit (the registry's `domain` of each strategy)."""
+    from .strategies.registry import strategies
 
-    kind = model_kind(obj)
-    wrong = [e.name for e in entries if e.strategy_cls.model_kind != kind]
+    dllm = is_diffusion_lm(obj)
+    wrong = [e.name for e in entries if (e.domain == "dllm") != dllm]
     if wrong:
-        fitting = [n for n in strategies() if get_entry(n).strategy_cls.model_kind == kind]
+        kind, domain = ("a diffusion language model", "dllm") if dllm else ("an image/video denoiser", "denoiser")
         raise UnknownStrategyError(
-            f"{', '.join(repr(n) for n in wrong)} cannot accelerate {type(obj).__name__} (one of the "
-            f"{KIND_NAMES[kind]}); strategies for it: {', '.join(fitting)}")
+            f"{', '.join(repr(n) for n in wrong)} cannot accelerate {type(obj).__name__} ({kind}); "
+            f"strategies for it: {', '.join(strategies(domain))}")
 
 
 def check_not_compiled(obj) -> None:

@@ -1,6 +1,6 @@
 """Data safety of `diffaccel compare` under SIGKILL and concurrent writers, counted on real processes.
 
-* kill: start a small comparison (`testing:tiny-flux`, 6 steps, 8 seeds), SIGKILL it after a random delay, start it
+* kill: start a small comparison (`testing:tiny-flux`, 6 steps, 200 seeds: 800 records, so that every kill lands mid-run), SIGKILL it after a random delay, start it
   again with `--resume`, `--kills` times, then let it finish; count the records lost (expected but absent)
   and duplicated (one key on several lines), and lines that are not valid JSON.
 * concurrent: start `--writers` comparisons with different strategy sets on one `--out` at the same
@@ -24,8 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-SEEDS = "0-7"
-SEED_COUNT = 8
+SEEDS = "0-199"
+SEED_COUNT = 200
 STRATEGY_SETS = ["taylorseer:interval=2", "taylorseer:interval=3", "taocache", "hyca:interval=2",
                  "taylorseer:interval=2,order=2", "taylorseer:interval=3,granularity=stack"]
 

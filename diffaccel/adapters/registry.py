@@ -9,8 +9,9 @@ skipped whenever that unit is forecast (FLUX single blocks: `attn` and `proj_mlp
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -124,6 +125,12 @@ class Adapter:
 _ADAPTERS: dict[str, Adapter] = {}
 
 
+#: pipeline components that are denoisers: what `wrap` attaches to (with an adapter, or for whole-model
+#: strategies without one), what `compare` and the generation scripts treat as the model. `model` is the single
+#: model of a diffusion-LM pipeline.
+DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior", "model")
+
+
 def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
     """Describe a model family to diffaccel. Returns the adapter.
 
@@ -135,7 +142,6 @@ def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
                    diffaccel.UnitSpec(r"layers\\.\\d+\\.mlp", "mlp")),
             presets={"taylorseer": {"interval": 5, "order": 1, "warmup": 3}}))
     """
-    _ensure_builtins()
     for name in adapter.class_names:
         if name in _ADAPTERS and not replace and _ADAPTERS[name] != adapter:
             raise ValueError(f"an adapter for {name} is already registered; pass replace=True to override it")
@@ -146,7 +152,6 @@ def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
 
 def find_adapter(module: nn.Module) -> Adapter | None:
     """The adapter registered for `module`'s class (or a base class), or None."""
-    _ensure_builtins()
     for cls in type(module).__mro__:
         if cls.__name__ in _ADAPTERS:
             return _ADAPTERS[cls.__name__]
@@ -177,15 +182,4 @@ def generic_adapter(module: nn.Module) -> Adapter:
 
 
 def supported_classes() -> list[str]:
-    _ensure_builtins()
     return sorted(_ADAPTERS)
-
-
-_BUILTINS_LOADED = False
-
-
-def _ensure_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from . import diffusers_models  # noqa: F401  (registers the built-in adapters)

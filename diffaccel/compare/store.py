@@ -19,17 +19,16 @@ JSON has no infinity: a PSNR of identical images is stored as the string "inf" a
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
-import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
+from ..core.atomic import atomic_write, atomic_write_text
 from .folder_lock import folder_lock
 
 logger = logging.getLogger(__name__)
@@ -81,55 +80,6 @@ def decode_record(line: str) -> dict[str, Any]:
         if name in record:
             record[name] = _decode_float(record[name])
     return record
-
-
-def _replace_atomically(path: Path, mode: str, write: Callable[[IO], Any]) -> None:
-    """Let `write` fill a temporary file beside `path`, fsync it, and `os.replace` it over `path`.
-
-    The one copy of the crash-safe write protocol (module docstring): a reader sees the old file or the whole
-    new one, never a partial write; on any failure the temporary file is removed and `path` is left as it was.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; results are as readable as the images
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-@functools.lru_cache(maxsize=None)
-def _default_file_mode() -> int:
-    """0666 minus the process umask: the mode `open(path, "w")` (and so every PNG we write) gets.
-    Read once: reading the umask means setting it, which is not thread-safe."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that `path` always holds either its old or its new content."""
-    _replace_atomically(path, "w", lambda handle: handle.write(text))
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -184,7 +134,7 @@ class ResultsStore:
     def shard_paths(self) -> list[Path]:
         return sorted((self.out_dir / SHARD_DIR).glob("results.*.jsonl"))
 
-    def load(self) -> "ResultsStore":
+    def load(self) -> ResultsStore:
         """Read the main file and every shard (all of a previous run, however many processes it had)."""
         self.all = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in self.shard_paths()])
         self.own = merge_records([read_jsonl(self.path)])
@@ -244,7 +194,7 @@ class ResultsStore:
 
 def save_array(path: Path, array: np.ndarray) -> None:
     """`np.save` through a temporary file and `os.replace`, so a cached array is whole or absent."""
-    _replace_atomically(path, "wb", lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
+    atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False), mode="wb")
 
 
 def load_array(path: Path) -> np.ndarray | None:

@@ -3,8 +3,7 @@
 Classifier-free guidance reaches a denoiser in two shapes: one doubled batch per step (one call),
 or two calls per step under `model.cache_context("cond")` / `cache_context("uncond")`. The clock
 counts calls per context name, so step `n` of the "uncond" branch is the same step as step `n` of
-the "cond" branch, and a schedule decision made for step `n` is shared by both (spec
-dit-caching §1, "Step clock ≠ call count").
+the "cond" branch, and a schedule decision made for step `n` is shared by both (ours; docs/methods.md).
 
 A timestep, when the denoiser receives one, guards the count: two calls at the same timestep in
 the same context mean the caller runs several branches without naming them, which would silently

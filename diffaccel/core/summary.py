@@ -37,11 +37,11 @@ class Summary:
     units: dict[str, UnitCounts]
     aborted: bool = False
     peak_cache_bytes: int = 0
-    components: dict[str, "Summary"] = field(default_factory=dict)
+    components: dict[str, Summary] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of_engine(cls, engine: Engine) -> "Summary":
+    def of_engine(cls, engine: Engine) -> Summary:
         stats = engine.stats
         extra: dict[str, Any] = dict(stats.counters)
         for strategy in engine.strategies:
@@ -62,7 +62,7 @@ class Summary:
         )
 
     @classmethod
-    def combine(cls, parts: dict[str, "Summary"]) -> "Summary":
+    def combine(cls, parts: dict[str, Summary]) -> Summary:
         if len(parts) == 1:
             return next(iter(parts.values()))
         units = {f"{comp}.{name}": counts for comp, s in parts.items() for name, counts in s.units.items()}

@@ -1,7 +1,7 @@
-"""Candidate tokens and their confidences (spec §1.2 for LLaDA, §2.2 for Dream).
+"""Candidate tokens and their confidences (LLaDA's `generate.py`, Dream's `generation_utils.py`).
 
 Confidences are computed from a float64 softmax (as Fast-dLLM and dKV-Cache do); the LLaDA reference
-uses the model dtype, which only matters for ties in bf16 (spec §9). All functions are pure.
+uses the model dtype, which only matters for ties in bf16 (as dKV-Cache and Fast-dLLM do). All functions are pure.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """LLaDA's Gumbel-max trick in float64: ``exp(logits) / (-log u)^T``; logits unchanged at T = 0.
 
-    ``argmax`` of the result is a sample from ``softmax(logits / T)`` (spec §1.2).
+    ``argmax`` of the result is a sample from ``softmax(logits / T)`` (LLaDA's ``add_gumbel_noise``).
     """
     if temperature == 0:
         return logits
@@ -42,9 +42,9 @@ def llada_propose(
     * ``low_confidence``: probability of the chosen token under ``softmax(logits)`` (no temperature).
     * ``random``: uniform scores drawn after the token (same RNG order as the reference).
     * ``random_order``: scores fixed in advance for the whole block (``order_scores``), so the commit
-      order is known before the forward; dKV-Cache-Greedy needs this (spec §4.3).
+      order is known before the forward; dKV-Cache-Greedy needs this.
     * ``confidence_eos_eot_inf``: EOS/EoT get confidence 0 (the reference's intent; its T > 0 code
-      only zeroes EoT, see spec §1.2).
+      only zeroes EoT, as LLaDA's `generate.py`).
     """
     if remasking not in LLADA_REMASKING:
         raise ValueError(f"remasking must be one of {LLADA_REMASKING}, got {remasking!r}")
@@ -144,5 +144,5 @@ def dream_propose(logits: torch.Tensor, masked: torch.Tensor, **sampling) -> tup
 
 
 def shift_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Dream re-alignment: row ``i`` takes the output at ``i - 1`` (row 0 is a dummy copy), spec §2.1."""
+    """Dream re-alignment: row ``i`` takes the output at ``i - 1`` (row 0 is a dummy copy), as Dream's `generation_utils.py`."""
     return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)

@@ -1,4 +1,4 @@
-"""Configuration classes for the LLaDA and Dream architectures (spec dllm.md §1.4, §2.3).
+"""Configuration classes for the LLaDA and Dream architectures (the `config.json` of GSAI-ML/LLaDA-8B and Dream-org/Dream-v0).
 
 The field names follow our own conventions; ``from_hf_dict`` maps the public ``config.json`` of the
 official checkpoints (``GSAI-ML/LLaDA-8B-Instruct``, ``Dream-org/Dream-v0-Instruct-7B``) onto them so
@@ -47,7 +47,7 @@ class _DictConfig:
 class LLaDAConfig(_DictConfig):
     """Shape and special tokens of a LLaDA-architecture masked diffusion LM.
 
-    Defaults are the LLaDA-8B values (spec §1.4). ``embedding_size`` is the number of rows of ``wte``
+    Defaults are the LLaDA-8B values (GSAI-ML/LLaDA-8B-Instruct `config.json`). ``embedding_size`` is the number of rows of ``wte``
     and of the output head (LLaDA pads the vocabulary to a multiple of 128).
     """
 
@@ -88,7 +88,7 @@ class LLaDAConfig(_DictConfig):
         return self.embedding_size or self.vocab_size
 
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "LLaDAConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> LLaDAConfig:
         """Build from the checkpoint's ``config.json`` contents; unsupported variants raise."""
         block_type = raw.get("block_type", "llama")
         if block_type not in ("llama", "sequential_llama"):
@@ -126,7 +126,7 @@ class LLaDAConfig(_DictConfig):
 class DreamConfig(_DictConfig):
     """Shape and special tokens of a Dream-architecture (Qwen2-style, shifted-logit) diffusion LM.
 
-    Defaults are the Dream-v0-7B values (spec §2.3).
+    Defaults are the Dream-v0-7B values (Dream-org/Dream-v0-Instruct-7B `config.json`).
     """
 
     hidden_size: int = 3584
@@ -156,7 +156,7 @@ class DreamConfig(_DictConfig):
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "DreamConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> DreamConfig:
         if raw.get("rope_scaling"):
             raise NotImplementedError(f"rope_scaling={raw['rope_scaling']!r} is not supported")
         if raw.get("hidden_act", "silu") != "silu":

@@ -1,15 +1,15 @@
-"""Fast-dLLM (v1) as a peer baseline: threshold parallel decoding and block-level caches (spec §7).
+"""Fast-dLLM (v1) as a peer baseline: threshold parallel decoding and block-level caches (arXiv 2505.22618; NVlabs/Fast-dLLM v1).
 
-* Parallel decoding (§7.1): inside the current block commit the top-1 masked position plus every
+* Parallel decoding: inside the current block commit the top-1 masked position plus every
   masked position whose confidence reaches ``threshold`` (0.9 in the paper), until the block is
   complete. This is the sampler's ``schedule="threshold"``.
-* PrefixCache (§7.2): at each block start a full forward keeps the keys/values of every position
+* PrefixCache: at each block start a full forward keeps the keys/values of every position
   before the block; later steps of the block run ``x[block_start:]`` against them.
-* DualCache (§7.3): the block-start forward keeps every position; later steps run only the block
+* DualCache: the block-start forward keeps every position; later steps run only the block
   and reuse the (stale) keys/values of the prefix and of the masked suffix.
 
 Dream [ours]: the official Dream port commits the first block position unconditionally at the
-block start because its shifted logit is not available from block-local inputs (§7.4); here the
+block start because its shifted logit is not available from block-local inputs (Fast-dLLM's Dream code); here the
 position left of every masked position is simply also run, so the commit rule stays the sampler's.
 """
 
@@ -21,7 +21,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
 CACHE_MODES = ("none", "prefix", "dual")

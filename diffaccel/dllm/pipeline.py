@@ -127,14 +127,14 @@ class DiffusionLMPipeline:
 
 
 class LLaDAPipeline(DiffusionLMPipeline):
-    """LLaDA sampler (spec §1.2). Defaults: the repository demo (128 tokens, 128 steps, block 32)."""
+    """LLaDA sampler (ML-GSAI/LLaDA `generate.py`). Defaults: the repository demo (128 tokens, 128 steps, block 32)."""
 
     family = "llada"
     default_sampling = SamplingConfig(gen_length=128, steps=128, block_length=32)
 
 
 class DreamPipeline(DiffusionLMPipeline):
-    """Dream sampler (spec §2.2), native timestep schedule by default; ``schedule="linear"`` with
+    """Dream sampler (Dream's `generation_utils.py`), native timestep schedule by default; ``schedule="linear"`` with
     ``block_length`` is our one-token-per-step, semi-autoregressive option."""
 
     family = "dream"

@@ -45,7 +45,6 @@ class DLLMStrategy(Strategy):
     """
 
     unit_level: ClassVar[str] = "custom"
-    model_kind: ClassVar[str] = "dllm"
     #: The engine's fixed-shape check protects per-shape feature caches, and dLLM strategies keep none
     #: keyed by shape: SSD's verification batches change size every round, ``LLaDA2Pipeline``'s window
     #: grows by one block per block, and the K/V caches and SparseD patterns are rebuilt whenever the
@@ -127,11 +126,6 @@ class DLLMStrategy(Strategy):
                 out["attention_kept_fraction"] = s.kept_fraction()
         return out
 
-    def new_state(self, *args, **kwargs):
-        raise AssertionError("dLLM strategies have no cache units")
-
-    must_compute = observe = forecast = new_state
-
 
 class KVCacheStrategy(DLLMStrategy):
     """A K/V-cache planner executed by the subset-forward hooks of :mod:`diffaccel.dllm.kv_cache`."""
@@ -211,10 +205,13 @@ class SelfSpeculative(DLLMStrategy):
 
 
 def register_dllm_strategies() -> None:
-    register_strategy(DKVCacheConfig, DKVCache, "dKV-Cache: delayed key/value caching for diffusion LMs (Decode, Greedy)")
-    register_strategy(SparseDConfig, SparseD, "SparseD: head-specific block-sparse attention after the early steps")
-    register_strategy(SSDConfig, SelfSpeculative, "lossless self-speculative decoding for diffusion LMs")
-    register_strategy(FastDLLMConfig, FastDLLM, "Fast-dLLM peer: confidence-threshold parallel decoding + prefix/dual cache")
+    register_strategy(DKVCacheConfig, DKVCache, "dKV-Cache: delayed key/value caching for diffusion LMs (Decode, Greedy)",
+                      domain="dllm")
+    register_strategy(SparseDConfig, SparseD, "SparseD: head-specific block-sparse attention after the early steps",
+                      domain="dllm")
+    register_strategy(SSDConfig, SelfSpeculative, "lossless self-speculative decoding for diffusion LMs", domain="dllm")
+    register_strategy(FastDLLMConfig, FastDLLM, "Fast-dLLM peer: confidence-threshold parallel decoding + prefix/dual cache",
+                      domain="dllm")
 
 
 register_dllm_strategies()

@@ -1,4 +1,4 @@
-"""Train the ``llada-addition`` zoo model: a tiny LLaDA-architecture model on n-digit addition (spec §11).
+"""Train the ``llada-addition`` zoo model: a tiny LLaDA-architecture model on n-digit addition (ours; docs/methods.md).
 
 One command, seeded, CPU only::
 
@@ -6,7 +6,7 @@ One command, seeded, CPU only::
 
 writes ``model.safetensors``, ``config.json`` and ``manifest.json`` (command, seed, wall time, final
 loss, sha256, exact match with stepwise decoding on a held-out set) to
-``diffaccel/zoo/weights/llada-addition/``. The loss is LLaDA's SFT loss (spec §1.3): prompt never
+``diffaccel/zoo/weights/llada-addition/``. The loss is LLaDA's SFT loss (ML-GSAI/LLaDA `GUIDELINES.md`): prompt never
 masked, every answer token (EOS padding included) masked with probability ``p = (1-eps)t + eps``,
 cross-entropy of masked tokens divided by ``p`` and by the answer length.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import shlex
 import sys
 import time
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..core.atomic import atomic_write
 from ..zoo.weights_io import sha256_of, verify_manifest, write_json
 from .config import LLaDAConfig
 from .llada import LLaDAModelLM
@@ -49,7 +49,7 @@ def build_model(args: argparse.Namespace) -> LLaDAModelLM:
 
 
 def sft_loss(model: LLaDAModelLM, prompts: torch.Tensor, answers: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """LLaDA SFT loss (spec §1.3) with a fixed answer length."""
+    """LLaDA SFT loss (ML-GSAI/LLaDA `GUIDELINES.md`) with a fixed answer length."""
     batch, gen_length = answers.shape
     t = torch.rand(batch, 1, generator=generator)
     p_mask = (1 - MASK_EPS) * t + MASK_EPS
@@ -154,11 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     args.output.mkdir(parents=True, exist_ok=True)
     weights = args.output / "model.safetensors"
-    tmp_weights = args.output / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_weights),
-              metadata={"format": "pt", "zoo_model": "llada-addition"})
-    os.replace(tmp_weights, weights)
-    os.chmod(weights, 0o644)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "zoo_model": "llada-addition"}))
     write_json(args.output / "config.json", {
         "architecture": "LLaDAModelLM", "model": model.config.to_dict(),
         "task": {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,

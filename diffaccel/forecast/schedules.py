@@ -1,6 +1,6 @@
 """Which denoising steps compute in full.
 
-TaylorSeer's official schedule (spec dit-caching §2.6, from `cal_type` in Shenyi-Z/TaylorSeer): a
+TaylorSeer's official schedule (`cal_type` / `force_scheduler` in Shenyi-Z/TaylorSeer): a
 step is full while `n < warmup` ("first_enhance"), then whenever the skip counter reaches
 `interval - 1`, which in closed form is `(n - warmup + 1) % interval == 0`.
 """
@@ -21,6 +21,6 @@ def taylorseer_full_steps(num_steps: int, interval: int, warmup: int) -> list[in
 def taylorseer_derivatives_enabled(n: int, warmup: int) -> bool:
     """Official rule for updating finite differences at a full step: only when `n > warmup - 2`.
 
-    With FLUX's warm-up 3 this discards the step-0 → step-1 difference (spec §2.4).
+    With FLUX's warm-up 3 this discards the step-0 → step-1 difference (as the official `derivative_approximation` does).
     """
     return n > warmup - 2

@@ -1,9 +1,9 @@
 """HyCa: hybrid per-channel solvers for feature caching (arXiv 2510.04188, ICLR 2026).
 
-What the paper states (spec dit-caching §3.1): feature channels of a cached unit are clustered by
+What the paper states: feature channels of a cached unit are clustered by
 descriptors of their temporal behaviour from a short probe run, each cluster gets the solver of a
 pool that predicts it best ("one-time choosing, all-time solving"), and inference follows
-TaylorSeer's interval schedule. What it does not publish is OURS and marked so (spec §3.3): the
+TaylorSeer's interval schedule. What it does not publish is OURS and marked so (docs/methods.md): the
 solver formulas (`forecast/solvers.py`), the descriptors (`forecast/descriptors.py`), the number
 of clusters (default 2, as in every figure of the paper), the probe length (first 8 steps for
 descriptors), and the unit granularity: we cluster the same sub-module outputs TaylorSeer caches,
@@ -17,14 +17,19 @@ the default `selection="accumulated"` scores a solver by its mean squared error 
 its summed signed (token-averaged) error; `selection="squared"` uses the mean squared error alone
 (our first design: on `wan-clips` it chose lagging solvers and lost 1–4 dB to TaylorSeer; README).
 
-A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)`, saved, and passed
-as `profile=`; without one, the first run is the probe (all steps computed) and says so.
+A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)` (`profile` below), saved, and
+passed as `profile=`; without one, the first run is the probe (all steps computed) and says so:
+
+    profile = diffaccel.hyca.profile(pipe, prompt="a cat", num_inference_steps=50)
+    profile.save("flux-hyca.safetensors")
+    pipe = diffaccel.wrap(pipe, "hyca", profile="flux-hyca.safetensors")
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +41,9 @@ from ..core.ranks import from_rank_zero
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import SOLVERS, History, solver
-from .base import Strategy, StrategyConfig, UnitState, check_granularity
+from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
+from .registry import register_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +149,7 @@ def _channel_view(t: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return t.movedim(channel_dim, -1).reshape(-1, t.shape[channel_dim])
 
 
-class HyCa(Strategy):
+class HyCa(UnitStrategy):
     config: HyCaConfig
 
     def __init__(self, config: HyCaConfig):
@@ -310,7 +316,7 @@ class HyCa(Strategy):
         if problem is not None:
             raise RuntimeError(f"HyCa cannot build a profile: {problem}.")
         units: dict[str, list[LeafAssignment | None]] = {}
-        for name, (unit, state) in self._probe_units.items():
+        for name, (_unit, state) in self._probe_units.items():
             leaves = []
             for probe in state.probe or []:
                 if probe is None:
@@ -330,3 +336,32 @@ class HyCa(Strategy):
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
                                    "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
                                    "selection": cfg.selection})
+
+
+
+# ------------------------------------------------------------------------------------------- profiling
+def profile(obj, run: Callable[[], Any] | None = None, *, options: dict | None = None, **call_kwargs) -> HycaProfile:
+    """Profile `obj` (a pipeline or a wrapped-able model) on one generation.
+
+    Args:
+        obj: what you will later wrap with HyCa; must not be wrapped now.
+        run: a callable that performs one generation (for bare models in hand-written loops);
+            by default `obj(**call_kwargs)` is called.
+        options: HyCa options (interval, warmup, num_clusters, solvers, probe_steps, seed); the
+            model family's preset fills the rest.
+    """
+    from ..api import engines, unwrap, wrap
+
+    wrap(obj, "hyca", **(options or {}))
+    try:
+        obj(**call_kwargs) if run is None else run()
+        strategies = [s for e in engines(obj).values() for s in e.strategies if isinstance(s, HyCa)]
+        profiles = [from_rank_zero(s.finish_probe()) for s in strategies]  # one profile on every rank
+    finally:
+        unwrap(obj)
+    if len(profiles) != 1:
+        raise NotImplementedError("profiling a pipeline with several wrapped denoisers: profile each model alone")
+    return profiles[0]
+
+
+register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")

@@ -1,6 +1,6 @@
 """TaylorSeer: forecast skipped features with a Taylor series (arXiv 2503.06923, ICCV 2025).
 
-Faithful to the official code (Shenyi-Z/TaylorSeer), per spec dit-caching §2:
+Faithful to the official code (Shenyi-Z/TaylorSeer; paper arXiv 2503.06923):
 
 * cache units are the heavy sub-module outputs before adaLN gating (the adapters name them);
 * full steps follow the official schedule `n < warmup or (n - warmup + 1) % interval == 0`, with
@@ -11,7 +11,7 @@ Faithful to the official code (Shenyi-Z/TaylorSeer), per spec dit-caching §2:
 
 Options beyond the official code are ours and say so: `force_last_full` (compute the last steps
 in full) and `factor_dtype` (the official code keeps factors in the model dtype; we default to
-float32 because bf16 finite differences lose precision, spec §2.9).
+float32 because bf16 finite differences lose precision; ours).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch
 from ..core.clock import StepInfo
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.taylor import taylor_forecast, taylor_update
-from .base import Strategy, StrategyConfig, UnitState, check_granularity
+from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
+from .registry import register_strategy
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
            "float16": torch.float16, "model": None}
@@ -94,7 +95,7 @@ class TaylorState(UnitState):
         return sum(t.numel() * t.element_size() for fs in self.factors if fs for t in fs)
 
 
-class TaylorSeer(Strategy):
+class TaylorSeer(UnitStrategy):
     """Official TaylorSeer semantics on the engine's cache units."""
 
     config: TaylorSeerConfig
@@ -145,3 +146,6 @@ class TaylorSeer(Strategy):
         if state.devices is not None:
             out = [t if t is None else t.to(d) for t, d in zip(out, state.devices)]
         return out
+
+
+register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")

@@ -1,8 +1,8 @@
-"""Test-only transcriptions of the published samplers, written from spec §1.2 and §2.2.
+"""Test-only transcriptions of the published samplers, written from LLaDA's `generate.py` and Dream's `generation_utils.py`.
 
 They follow the original control flow and RNG call order (``torch.topk`` for selection, global RNG)
 so that our shared sampler core can be compared with them token for token. Softmax confidences are
-taken in float64, the documented choice of diffaccel (spec §9); the test models are float64 anyway.
+taken in float64, the documented choice of diffaccel (docs/methods.md); the test models are float64 anyway.
 """
 
 import torch
