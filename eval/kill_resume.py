@@ -1,11 +1,12 @@
 """Data safety of `diffaccel compare` under SIGKILL and concurrent writers, counted on real processes.
 
-* kill: start a small comparison (`testing:tiny-flux`, 6 steps, 200 seeds: 800 records, so that every kill lands mid-run), SIGKILL it after a random delay, start it
-  again with `--resume`, `--kills` times, then let it finish; count the records lost (expected but absent)
-  and duplicated (one key on several lines), and lines that are not valid JSON.
-* concurrent: start `--writers` comparisons with different strategy sets on one `--out` at the same
-  moment (each with `--resume`, as two sweeps started side by side); when all exit, count the records of
-  every set that are missing or duplicated.
+* kill: start a comparison (`testing:tiny-flux`, 6 steps, 200 seeds: 800 records, enough work that every
+  kill lands mid-run), SIGKILL it after a random delay, start it again with `--resume`, `--kills` times,
+  then let it finish; count the records lost (expected but absent) and duplicated (one key on several
+  lines), and lines that are not valid JSON.
+* concurrent: start `--writers` comparisons with different strategy sets on one `--out` at the same moment
+  (8 seeds each, each with `--resume`, as two sweeps started side by side); when all exit, count the
+  records of every set that are missing or duplicated.
 
     OMP_NUM_THREADS=1 python eval/kill_resume.py --kills 20 --writers 2 4 --out eval/results/kill_resume.json
 """
@@ -24,15 +25,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-SEEDS = "0-199"
-SEED_COUNT = 200
+KILL_SEEDS = 200  # 800 records: enough work that every kill lands mid-run
+CONCURRENT_SEEDS = 8
 STRATEGY_SETS = ["taylorseer:interval=2", "taylorseer:interval=3", "taocache", "hyca:interval=2",
                  "taylorseer:interval=2,order=2", "taylorseer:interval=3,granularity=stack"]
 
 
-def compare_command(out: Path, strategies: str, resume: bool) -> list[str]:
+def compare_command(out: Path, strategies: str, resume: bool, seeds: int) -> list[str]:
     cmd = [sys.executable, "-m", "diffaccel.cli", "compare", "--model", "testing:tiny-flux", "--steps", "6",
-           "--seeds", SEEDS, "--strategies", strategies, "--no-peers", "--no-lpips", "--no-progress",
+           "--seeds", f"0-{seeds - 1}", "--strategies", strategies, "--no-peers", "--no-lpips", "--no-progress",
            "--out", str(out)]
     return cmd + (["--resume"] if resume else [])
 
@@ -53,10 +54,10 @@ def key(record: dict) -> tuple:
     return (record.get("tag"), record.get("seed"), record.get("condition"))
 
 
-def count(out: Path, strategy_sets: list[str]) -> dict:
+def count(out: Path, strategy_sets: list[str], seed_count: int) -> dict:
     records, invalid = read_records(out)
     keys = Counter(key(r) for r in records if r.get("status") == "ok")
-    seeds = range(SEED_COUNT)
+    seeds = range(seed_count)
     conditions = {k[2] for k in keys} or {None}
     expected = {(tag, s, c) for c in conditions for s in seeds for tag in ["none", *strategy_sets]}
     return {"records": len(records), "expected": len(expected), "lost": len(expected - set(keys)),
@@ -69,7 +70,7 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
     strategies = " ".join(STRATEGY_SETS[:3])
     delays = []
     for i in range(kills):
-        proc = subprocess.Popen(compare_command(out, strategies, resume=i > 0), env=env,
+        proc = subprocess.Popen(compare_command(out, strategies, resume=i > 0, seeds=KILL_SEEDS), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         delay = rng.uniform(15.0, 80.0)
         try:
@@ -79,18 +80,18 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             delays.append((round(delay, 1), "killed"))
-        print(f"kill {i + 1}/{kills}: {delays[-1]}; {count(out, strategies.split())}", flush=True)
-    final = subprocess.run(compare_command(out, strategies, resume=True), env=env, capture_output=True, text=True, check=False)
-    return {"kills": kills, "delays_s": delays, "final_exit_code": final.returncode, **count(out, strategies.split())}
+        print(f"kill {i + 1}/{kills}: {delays[-1]}; {count(out, strategies.split(), KILL_SEEDS)}", flush=True)
+    final = subprocess.run(compare_command(out, strategies, resume=True, seeds=KILL_SEEDS), env=env, capture_output=True, text=True, check=False)
+    return {"kills": kills, "delays_s": delays, "final_exit_code": final.returncode, **count(out, strategies.split(), KILL_SEEDS)}
 
 
 def concurrent(writers: int, env: dict, root: Path) -> dict:
     out = root / f"concurrent-{writers}"
     sets = [STRATEGY_SETS[i % len(STRATEGY_SETS)] for i in range(writers)]
-    procs = [subprocess.Popen(compare_command(out, s, resume=True), env=env, stdout=subprocess.DEVNULL,
+    procs = [subprocess.Popen(compare_command(out, s, resume=True, seeds=CONCURRENT_SEEDS), env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for s in sets]
     codes = [p.wait() for p in procs]
-    return {"writers": writers, "strategy_sets": sets, "exit_codes": codes, **count(out, sets)}
+    return {"writers": writers, "strategy_sets": sets, "exit_codes": codes, **count(out, sets, CONCURRENT_SEEDS)}
 
 
 def main() -> None:
