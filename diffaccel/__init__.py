@@ -23,6 +23,7 @@ from .core.errors import (
     UnsupportedModelError,
 )
 from .core.summary import Summary
+from .strategies.bac import BacConfig
 from .strategies.hyca import HyCaConfig
 from .strategies.registry import (
     StrategyRequest,
@@ -49,7 +50,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Adapter", "AlreadyWrappedError", "DiffaccelError", "HyCaConfig", "NotWrappedError", "RunStateError",
+    "Adapter", "AlreadyWrappedError", "BacConfig", "DiffaccelError", "HyCaConfig", "NotWrappedError", "RunStateError",
     "StackSpec", "StrategyRequest", "Summary", "TaoCacheConfig", "TaylorSeerConfig", "UnitSpec",
     "UnknownStrategyError", "UnsupportedModelError", "cache_context", "engines", "new_run", "parse_strategy_spec",
     "register_adapter", "register_strategy", "strategies", "summary", "supported_classes", "unwrap", "wrap",

@@ -89,7 +89,7 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             engine.detach()
         raise
     binding = Binding(engines)
-    scheduler = getattr(obj, "scheduler", None) if not isinstance(obj, nn.Module) else None
+    scheduler = _owned_scheduler(obj, targets)
     if scheduler is not None and hasattr(scheduler, "set_timesteps"):
         _hook_set_timesteps(scheduler, binding)
     setattr(obj, _BINDING_ATTR, binding)
@@ -181,8 +181,12 @@ def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
     """The modules of `obj` that diffaccel attaches to. Whole-model strategies (TaoCache) need no
     adapter: they also take any module, and a pipeline's usual denoiser components."""
     if isinstance(obj, nn.Module):
-        if not needs_no_units:
-            get_adapter(obj)  # raises with the list of supported classes
+        if find_adapter(obj) is None:
+            inner = _adapted_submodules(obj)
+            if inner:  # a policy holding its noise predictor (`policy.model`, `policy.diffusion.unet`)
+                return inner
+            if not needs_no_units:
+                get_adapter(obj)  # raises with the list of supported classes
         return {"": obj}
     components = getattr(obj, "components", None)
     if not isinstance(components, dict) and isinstance(getattr(obj, "model", None), nn.Module):
@@ -202,6 +206,32 @@ def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
             "diffaccel.register_adapter(...)."
         )
     return found
+
+
+def _adapted_submodules(obj: nn.Module) -> dict[str, nn.Module]:
+    """The outermost sub-modules of `obj` that have an adapter (a policy's noise predictor)."""
+    found: dict[str, nn.Module] = {}
+    for name, module in obj.named_modules():
+        if name and not any(name.startswith(f"{outer}.") for outer in found) and find_adapter(module) is not None:
+            found[name] = module
+    return found
+
+
+#: where a pipeline, or a policy wrapping its noise predictor, keeps the scheduler whose
+#: `set_timesteps` starts each generation
+SCHEDULER_ATTRIBUTES = ("scheduler", "noise_scheduler", "diffusion.noise_scheduler")
+
+
+def _owned_scheduler(obj, targets: dict[str, nn.Module]):
+    if isinstance(obj, nn.Module) and "" in targets:
+        return None
+    for path in SCHEDULER_ATTRIBUTES:
+        scheduler = obj
+        for part in path.split("."):
+            scheduler = getattr(scheduler, part, None)
+        if scheduler is not None and not isinstance(scheduler, nn.Module):
+            return scheduler
+    return None
 
 
 def _hook_set_timesteps(scheduler, binding: Binding) -> None:

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--repeats", type=_positive_int, default=1,
                          help="time every run this many times and keep the fastest (steadier on a busy machine)")
     compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
+    compare.add_argument("--episodes", type=_positive_int, default=None,
+                         help="policy models: evaluation episodes per seed (default 200)")
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
@@ -185,6 +187,10 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
                 from .compare.dllm import dllm_specs
 
                 dllm_specs(args.strategies)
+            elif zoo_kind(model) == "policy":
+                from .compare.policy import policy_specs
+
+                policy_specs(args.strategies)
             else:
                 parse_spec_list(args.strategies)
         except (DiffaccelError, ValueError, TypeError) as error:
@@ -195,7 +201,7 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
         overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
         warmup_seed=args.warmup_seed, max_runs=args.max_runs, repeats=args.repeats, grid_seeds=args.grid_seeds, height=args.height,
-        width=args.width, scheduler=dict(args.scheduler or ()), lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
+        width=args.width, episodes=args.episodes, scheduler=dict(args.scheduler or ()), lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
     )
     if args.seeds is not None:
         settings.seeds = args.seeds

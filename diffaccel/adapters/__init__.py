@@ -4,3 +4,4 @@
 """
 
 from . import diffusers_models  # noqa: F401  (registers the built-in adapters)
+from . import policy_models  # noqa: F401  (structural adapters for diffusion policies)

@@ -59,6 +59,7 @@ class CompareSettings:
     grid_images: int = 4
     height: int | None = None
     width: int | None = None
+    episodes: int | None = None  # policies: evaluation episodes per seed (default 200)
     scheduler: dict[str, Any] = field(default_factory=dict)  # scheduler config overrides (--scheduler KEY=VALUE)
     lpips: bool = True
     peers: bool = True
@@ -72,6 +73,10 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
         from .dllm import run_dllm_compare
 
         return run_dllm_compare(settings, processes, console)
+    if zoo_kind(settings.model) == "policy":
+        from .policy import run_policy_compare
+
+        return run_policy_compare(settings, processes, console)
     _set_threads(settings)
     out_dir = resolve_out(settings, processes)
     prepare_out_dir(out_dir, settings, processes)

@@ -3,4 +3,4 @@
 Each strategy module registers itself in `registry` when imported; importing this package imports them.
 """
 
-from . import hyca, taocache, taylorseer  # noqa: F401  (each registers its strategy)
+from . import bac, hyca, taocache, taylorseer  # noqa: F401  (each registers its strategy)

@@ -330,7 +330,7 @@ def test_unknown_model():
 
 @pytest.mark.parametrize("spec, message", [
     ("warpdrive", r"Unknown strategy 'warpdrive'\. Available: .*hyca, .*taocache, taylorseer"),
-    ("ssd", r"'ssd' is a diffusion-language-model strategy.*use one of: hyca, taocache, taylorseer$"),
+    ("ssd", r"'ssd' is a diffusion-language-model strategy.*use one of: bac, hyca, taocache, taylorseer$"),
     ("taylorseer:speed=3", r"Unknown option\(s\) \['speed'\].*interval"),
     ("taylorseer:interval=0", r"bad option value in 'taylorseer:interval=0'"),
     ("taylorseer:interval", r"not of the form key=value"),
