@@ -15,6 +15,7 @@ from .adapters.registry import DENOISER_COMPONENTS, find_adapter, generic_adapte
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
+from .model_kind import check_not_compiled, check_strategy_kinds
 from .strategies.base import GRANULARITY_LEVELS, StrategyConfig
 from .strategies.registry import StrategyRequest, build_strategy, get_entry, parse_requests, resolve_config
 
@@ -63,6 +64,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             "['taylorseer:interval=4', 'taocache'] or config objects"
         )
     entries = [get_entry(_spec_name(spec)) for spec in specs]
+    check_not_compiled(obj)
+    check_strategy_kinds(obj, entries)
     needs_no_units = all(_unit_level(e, spec, options) in ("model", "custom") for e, spec in zip(entries, specs))
     targets = _denoisers(obj, needs_no_units)
     engines: dict[str, Engine] = {}
@@ -76,6 +79,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
                 else:
                     config = resolve_config(spec, adapter.preset(spec.strategy_name), options)
                 strategies.append(build_strategy(config))
+            for strategy in strategies:
+                strategy.check_composition([s for s in strategies if s is not strategy])
             engine = Engine(module, adapter, strategies, owner=obj)
             engine.attach()
             engines[name] = engine
@@ -241,6 +246,8 @@ def _hook_set_timesteps(scheduler, binding: Binding) -> None:
 
     @functools.wraps(original)
     def set_timesteps(*args, **kwargs):
+        for engine in binding.engines.values():  # refuse a second thread before the shared scheduler changes
+            engine.claim_run()
         result = original(*args, **kwargs)
         timesteps = getattr(scheduler, "timesteps", None)
         total = len(timesteps) if timesteps is not None else None

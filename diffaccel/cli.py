@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -163,7 +164,9 @@ def _tune_target(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command is None:
         parser.print_help()
         return 2
@@ -179,11 +182,17 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         _list_strategies()
         return 0
     from .compare import CompareSettings, OutputExistsError, parse_spec_list, run_compare
+    from .cli_checks import UsageError, check_compare_args
     from .compare.models import zoo_kind
     from .core.errors import DiffaccelError
     from .zoo import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
+    try:
+        check_compare_args(args, model, zoo_kind(model))
+    except UsageError as error:
+        print(f"diffaccel compare: error: {error}", file=sys.stderr)
+        return 2
     if args.strategies:
         try:  # fail before loading anything
             if zoo_kind(model) == "dllm":
@@ -211,10 +220,29 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
     settings.tune = list(args.tune or [])
     try:
         outcome = run_compare(settings)
-    except (OutputExistsError, FileNotFoundError, ValueError) as error:
+    except KeyboardInterrupt:
+        print(f"diffaccel compare: interrupted; finished runs are saved. Continue with: "
+              f"{_resume_command(args, settings)}", file=sys.stderr)
+        return 130
+    except (OutputExistsError, OSError, DiffaccelError, ValueError) as error:
         print(f"diffaccel compare: error: {error}", file=sys.stderr)
         return 2
     return 0 if not outcome.interrupted else 3
+
+
+def _resume_command(args, settings) -> str:
+    """`diffaccel compare <the same arguments> --out <the folder> --resume`."""
+    from .cli_checks import resume_command
+    from .compare.distributed import Processes
+    from .compare.run import resolve_out
+
+    out = args.out
+    if out is None:
+        try:  # the most recent folder of this model: the one just interrupted
+            out = resolve_out(dataclasses.replace(settings, resume=True), Processes.detect(settings.device))
+        except (FileNotFoundError, ValueError):
+            out = None
+    return resume_command(["compare", *args.argv[args.argv.index("compare") + 1:]], out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,7 +110,7 @@ class DiffaccelRunner(StrategyRunner):
 
         summary = api.summary(self.ctx.model.pipe)
         return RunStats(summary.steps, summary.full_steps, summary.computed_fraction, "diffaccel.summary",
-                        {"config": summary.strategy})
+                        {"config": summary.strategy, "peak_cache_bytes": summary.peak_cache_bytes})
 
     def teardown(self) -> None:
         from .. import api

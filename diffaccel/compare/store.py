@@ -6,6 +6,10 @@ it, and `os.replace`s it over the old one, so a reader or a resumed run sees eit
 new one, never half a line. A run killed at any point therefore loses at most the run in progress, and
 `--resume` skips every record already on disk (records are keyed, so nothing is duplicated).
 
+Concurrent writers: every change is a read-merge-write of the file on disk under an exclusive lock on the
+output folder (`folder_lock`), so any number of processes sharing one `--out` (two `--resume` runs started
+side by side, say) lose and duplicate nothing.
+
 Several processes (accelerate) each write their own shard, `shards/results.<i>-of-<n>.jsonl`; the main
 process merges all shards into `results.jsonl` at the end. Loading reads the main file and every shard,
 so a resume after a kill of a multi-process run also loses nothing.
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic import atomic_write, atomic_write_text
+from .folder_lock import folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -150,26 +155,35 @@ class ResultsStore:
         for name in RECORD_FIELDS:
             record.setdefault(name, None)
         key = record_key(record)
-        self.all[key] = record
-        self.own[key] = record
+        with folder_lock(self.out_dir):
+            self.own = merge_records([read_jsonl(self.path)])  # what other writers of this file added meanwhile
+            self.own[key] = record
+            self._write_own()
+
+    def _write_own(self) -> None:
+        """Rewrite this store's file from `own` (caller holds the folder lock) and fold it into `all`."""
         atomic_write_text(self.path, "".join(encode_record(r) + "\n" for r in self.own.values()))
+        self.all.update(self.own)
 
     def remove(self, key: tuple) -> None:
         """Drop a record (a stale "unsupported"/"failed" row once the strategy ran) and rewrite atomically."""
         self.all.pop(key, None)
-        if self.own.pop(key, None) is not None:
-            atomic_write_text(self.path, "".join(encode_record(r) + "\n" for r in self.own.values()))
+        with folder_lock(self.out_dir):
+            self.own = merge_records([read_jsonl(self.path)])
+            if self.own.pop(key, None) is not None:
+                self._write_own()
 
     def records(self) -> list[dict[str, Any]]:
         return list(self.all.values())
 
     def merge_shards(self) -> Path:
         """Main process, after every process finished: fold all shards into `results.jsonl`, then remove them."""
-        shards = self.shard_paths()
-        merged = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in shards])
-        atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
-        for shard in shards:
-            shard.unlink()
+        with folder_lock(self.out_dir):
+            shards = self.shard_paths()
+            merged = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in shards])
+            atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
+            for shard in shards:
+                shard.unlink()
         try:
             (self.out_dir / SHARD_DIR).rmdir()
         except OSError:

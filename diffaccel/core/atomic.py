@@ -8,14 +8,24 @@ survives a crash. On any failure the temporary file is removed and the target is
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: permissions of written files (a bare temporary file would be private to its owner)
-FILE_MODE = 0o644
+#: permissions of written files before the umask (a bare temporary file would be private to its owner)
+FILE_MODE = 0o666
+
+
+@functools.lru_cache(maxsize=None)
+def _file_mode() -> int:
+    """FILE_MODE minus the process umask: what `open(path, "w")` (and so every image library) creates.
+    Read once: reading the umask means setting it, which is not thread-safe."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return FILE_MODE & ~umask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any], mode: str | None = None) -> None:
@@ -35,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any], mode: str
                 write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

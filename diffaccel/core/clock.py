@@ -55,9 +55,11 @@ class StepClock:
         return max(self._steps_seen.values(), default=0)
 
     def timestep_starts_new_run(self, context: str, timestep: float | None) -> bool:
-        """True when `timestep` rises above the context's previous one: a new trajectory began."""
-        last = self._last_timestep.get(context)
-        return timestep is not None and last is not None and timestep > last
+        """True when `timestep` rises above the lowest timestep any context reached: a new trajectory began.
+        Every context, not only this call's: a run whose guidance style changed (one doubled batch, then
+        named branches) starts in a context the previous run never used."""
+        lowest = min(self._last_timestep.values(), default=None)
+        return timestep is not None and lowest is not None and timestep > lowest
 
     def advance(self, context: str, timestep: float | None) -> StepInfo:
         """Register one denoiser call in `context` and return its step."""

@@ -30,6 +30,7 @@ from ..strategies.base import Strategy
 from .clock import StepClock, StepInfo
 from .errors import AlreadyWrappedError, RunStateError
 from .hooks import ENGINE_HOOK, FEEDER_HOOK, UNIT_HOOK, EngineHook, FeederHook, UnitHook, remove_hooks
+from .run_owner import RunOwner
 from .stats import RunStats
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Engine:
         self.last_run_aborted = False
         self._signatures: dict[str, tuple] = {}
         self._needs_reset = True
+        self.run_owner = RunOwner(f"wrapped {type(root).__name__}")
         self._timestep_index = self._find_timestep_index()
         # Composition: a whole-model strategy (TaoCache) owns the steps it claims; there, block-level
         # strategies compute in full (and keep observing), elsewhere they forecast as usual.
@@ -176,6 +178,7 @@ class Engine:
     # ---------------------------------------------------------------------------------------- runs
     def new_run(self, num_inference_steps: int | None = None, timesteps=None) -> None:
         """Forget all per-run state; the next call is step 0 of a new generation."""
+        self.claim_run()
         self.clock.reset(num_inference_steps, timesteps)
         self.stats.reset()
         self._signatures.clear()
@@ -196,6 +199,7 @@ class Engine:
     def release(self) -> None:
         """Free cached tensors but keep the statistics of the finished run (diffusers calls this, through
         `reset_state`, at the end of every pipeline call). The next call starts a new run."""
+        self.run_owner.release(self.run_finished)
         for hook in self.unit_hooks + self.feeder_hooks:
             hook.carried.clear()
         for hook in self.unit_hooks:
@@ -204,9 +208,21 @@ class Engine:
         self._needs_reset = True
 
     def abort_run(self) -> None:
-        """A call raised: nothing of this run may be reused."""
+        """A call raised: nothing of this run may be reused, nor committed by a strategy."""
         self.release()
         self.last_run_aborted = True
+        for strategy in self.strategies:
+            strategy.on_run_aborted()
+
+    def claim_run(self) -> None:
+        """Raise `ConcurrentUseError` if another thread's run is in progress; else this thread owns the run."""
+        self.run_owner.claim(self.run_finished)
+
+    def run_finished(self) -> bool:
+        """No run in progress: released, or all its planned steps done (a hand-written loop that told
+        `new_run` its step count may be followed by a loop in another thread)."""
+        planned = self.clock.num_inference_steps
+        return self._needs_reset or (planned is not None and self.clock.steps >= planned)
 
     def begin_call(self, context: str, args: tuple, kwargs: dict) -> StepInfo:
         timestep = self._read_timestep(args, kwargs)
@@ -233,6 +249,22 @@ class Engine:
     # --------------------------------------------------------------------------------- inspection
     def cache_bytes(self) -> int:
         return sum(state.nbytes() for hook in self.unit_hooks for state in hook.states.values())
+
+    def cache_bytes_by_strategy(self) -> dict[str, int]:
+        """Bytes each strategy (by tag) holds in its unit states now."""
+        tags = self.__dict__.setdefault("_strategy_tags", {id(s): s.config.strify() for s in self.strategies})
+        held = {tags[id(s)]: 0 for s in self.strategies if s.unit_level != "custom"}
+        for hook in self.unit_hooks:
+            tag = tags[id(hook.strategy)]
+            held[tag] = held.get(tag, 0) + sum(state.nbytes() for state in hook.states.values())
+        return held
+
+    def note_cache_bytes(self) -> None:
+        """Record the run's peak per strategy (states are freed when a pipeline call ends, so the summary
+        of a finished run reports the peak, the figure that decides whether a model fits in memory)."""
+        peak = self.stats.peak_cache_bytes
+        for tag, held in self.cache_bytes_by_strategy().items():
+            peak[tag] = max(peak.get(tag, 0), held)
 
     def unit_flops(self, name: str, context: str) -> float | None:
         return self.flops.get((name, self._signatures.get(context)))

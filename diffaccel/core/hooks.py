@@ -83,6 +83,7 @@ class EngineHook(ModelHook):
 
     def new_forward(self, module: nn.Module, *args, **kwargs):
         engine = self.engine
+        engine.claim_run()  # a second thread is refused here, before it touches the owner's run
         try:
             step = engine.begin_call(self.context_tracker.name, args, kwargs)
             for answerer in engine.call_answerers:
@@ -92,6 +93,7 @@ class EngineHook(ModelHook):
             output = self.fn_ref.original_forward(*args, **kwargs)
             for answerer in engine.call_answerers:
                 answerer.after(step, output)
+            engine.note_cache_bytes()
         except BaseException:
             engine.abort_run()
             raise

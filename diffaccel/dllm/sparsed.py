@@ -65,8 +65,8 @@ class SparseDConfig(StrategyConfig):
         self.validate()
 
     def validate(self) -> None:
-        if not 0.0 <= self.skip:
-            raise ValueError(f"skip must be >= 0, got {self.skip}")
+        if not 0.0 <= self.skip <= 1.0:
+            raise ValueError(f"skip is a fraction of the steps, in [0, 1], got {self.skip}")
         if not 0.0 < self.select <= 1.0:
             raise ValueError(f"select must be in (0, 1], got {self.select}")
         if not isinstance(self.block_size, int) or self.block_size < 1:

@@ -187,6 +187,13 @@ class SparseD(DLLMStrategy):
 class SelfSpeculative(DLLMStrategy):
     needs_pipeline = True
 
+    def check_composition(self, others) -> None:
+        caches = [o.config.strategy_name for o in others if isinstance(o, KVCacheStrategy)]
+        if caches:
+            raise ValueError(f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
+                             "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
+                             f"or {' or '.join(caches)} alone")
+
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:
             raise ValueError("the pipeline already has a custom block policy")

@@ -24,6 +24,7 @@ import torch
 
 from ..core.clock import StepClock, StepInfo
 from ..core.errors import UnknownStrategyError
+from .option_types import check_option_types
 
 
 @dataclasses.dataclass
@@ -60,6 +61,7 @@ class StrategyConfig:
                 f"Unknown option(s) {unknown} for strategy '{self.strategy_name}'; "
                 f"its options are {self.option_names()}."
             )
+        check_option_types(type(self), options)
         new = dataclasses.replace(self, **options)
         new.validate()
         return new
@@ -111,6 +113,7 @@ class Strategy:
     variable_input_shapes: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig):
+        check_option_types(type(config), config.as_dict())
         config.validate()
         self.config = config
         self.clock: StepClock | None = None
@@ -124,6 +127,13 @@ class Strategy:
 
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
+
+    def check_composition(self, others: list["Strategy"]) -> None:
+        """Raise when this strategy cannot run beside `others` (the other strategies of one wrap)."""
+
+    def on_run_aborted(self) -> None:
+        """Called when a call of the run raised. State that outlives a run (a probe, a calibration) must be
+        left exactly as it was before the run began: only a run that finished may commit it."""
 
     def attach(self, engine, owner) -> None:
         """Called once after the engine registered its hooks; `owner` is the object passed to `wrap`

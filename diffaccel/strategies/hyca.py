@@ -28,6 +28,7 @@ passed as `profile=`; without one, the first run is the probe (all steps compute
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +37,10 @@ import numpy as np
 import torch
 
 from ..core.clock import StepInfo
+from ..core.ranks import from_rank_zero
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
-from ..forecast.solvers import History, solver
+from ..forecast.solvers import SOLVERS, History, solver
 from ..schedules.options import ScheduleOptions
 from ..schedules.runtime import ScheduledStrategy
 from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
@@ -101,6 +103,8 @@ class HyCaConfig(StrategyConfig, ScheduleOptions):
             raise ValueError("hyca probe_steps must be >= 4 (descriptors use third differences)")
         if self.selection not in _SELECTIONS:
             raise ValueError(f"hyca selection must be one of {list(_SELECTIONS)}, got {self.selection!r}")
+        if not self.solver_names:
+            raise ValueError(f"hyca solvers is empty; give one or more of {sorted(SOLVERS)}, e.g. solvers=tf1|tf2")
         for name in self.solver_names:
             solver(name)  # raises for unknown names
         if self.factor_dtype not in _DTYPES:
@@ -110,6 +114,9 @@ class HyCaConfig(StrategyConfig, ScheduleOptions):
         if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
                 self.profile, "__fspath__"):
             raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")
+        if (isinstance(self.profile, str) or hasattr(self.profile, "__fspath__")) and not os.path.isfile(self.profile):
+            raise ValueError(f"hyca profile file {str(self.profile)!r} does not exist; make one with "
+                             "diffaccel.hyca.profile(...).save(path), or leave profile out to probe on the first run")
 
     @property
     def solver_names(self) -> list[str]:
@@ -159,15 +166,58 @@ class HyCa(ScheduledStrategy, UnitStrategy):
             profile, "__fspath__") else profile
         self.probing = self.profile is None
         self._probe_units: dict[str, tuple[Any, HycaState]] = {}
+        self._probe_steps = 0  # steps the probe run in progress has seen
+        self._probe_planned: int | None = None  # its planned step count, when known
         self._announced = False
         self.init_schedule(config, "hyca", lambda n: taylorseer_is_full(n, config.interval, config.warmup))
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
+        """The previous run is over: a probe run that finished all its steps, and saw enough of them,
+        becomes the profile; any other probe run is dropped and the next run probes again (a short first
+        call must not decide every later one)."""
         if self.probing and self._probe_units:
-            self.profile = self.finish_probe()
-            self.probing = False
-            logger.info("HyCa: profile built from the first run; forecasting from now on")
+            problem = self._probe_problem()
+            if problem is None:
+                self.profile = from_rank_zero(self.finish_probe())  # one profile on every rank (core/ranks.py)
+                self.probing = False
+                logger.info("HyCa: profile built from the first run; forecasting from now on")
+            elif self.min_probe_steps() is not None:  # (interval 1 forecasts nothing: no profile is needed)
+                logger.warning("HyCa: %s; no profile was built from it and the next run probes again.", problem)
+        self._discard_probe()
+
+    def on_run_aborted(self) -> None:
+        """A probe run that raised is dropped entirely: the strategy is as freshly wrapped."""
+        self._discard_probe()
+
+    def _discard_probe(self) -> None:
+        self._probe_units.clear()
+        self._probe_steps, self._probe_planned = 0, None
+
+    def min_probe_steps(self) -> int | None:
+        """Fewest steps a probe run needs: `probe_steps`-long descriptors need 4 steps (third differences),
+        and scoring the solvers needs one step the interval rule would forecast. None when nothing is ever
+        forecast (interval 1): then no profile is needed."""
+        cfg = self.config
+        horizon = cfg.warmup + cfg.interval + 1
+        first_forecast = next((n for n in range(horizon) if not taylorseer_is_full(n, cfg.interval, cfg.warmup)), None)
+        return None if first_forecast is None else max(4, first_forecast + 1)
+
+    def _probe_problem(self) -> str | None:
+        """Why the probe data gathered so far cannot make a profile, or None when it can."""
+        seen, planned = self._probe_steps, self._probe_planned
+        if planned is not None and seen < planned:
+            return f"the probe run stopped after {seen} of its {planned} steps"
+        needed = self.min_probe_steps()
+        short = any(len(p.trajectory) < 4 or p.samples == 0
+                    for _, state in self._probe_units.values() for p in state.probe or [] if p is not None)
+        if needed is None and short:
+            return f"interval {self.config.interval} computes every step, so there is nothing to profile"
+        if short:
+            return (f"the probe run had {seen} steps; a HyCa probe needs at least {needed} (4 for the channel "
+                    f"descriptors and one step that interval={self.config.interval}, warmup={self.config.warmup} "
+                    "would forecast)")
+        return None
 
     def _is_full(self, step: StepInfo) -> bool:
         if self.probing and self.schedule.kind == "adaptive":  # the probe computes everything: no signal
@@ -197,6 +247,8 @@ class HyCa(ScheduledStrategy, UnitStrategy):
 
     def observe(self, state: HycaState, leaves, step: StepInfo) -> None:
         if self.probing:
+            self._probe_steps = max(self._probe_steps, step.index + 1)
+            self._probe_planned = step.num_inference_steps
             self._observe_probe(state, leaves, step)
             return
         dtype = _DTYPES[self.config.factor_dtype]
@@ -271,6 +323,9 @@ class HyCa(ScheduledStrategy, UnitStrategy):
     def finish_probe(self) -> HycaProfile:
         """Cluster channels and pick a solver per cluster from the probe run's statistics."""
         cfg = self.config
+        problem = self._probe_problem() if self._probe_units else "no probe run was recorded"
+        if problem is not None:
+            raise RuntimeError(f"HyCa cannot build a profile: {problem}.")
         units: dict[str, list[LeafAssignment | None]] = {}
         for name, (_unit, state) in self._probe_units.items():
             leaves = []
@@ -278,10 +333,6 @@ class HyCa(ScheduledStrategy, UnitStrategy):
                 if probe is None:
                     leaves.append(None)
                     continue
-                if len(probe.trajectory) < 4 or probe.samples == 0:
-                    raise RuntimeError(
-                        f"HyCa probe of '{name}' saw too few steps ({len(probe.trajectory)} probe steps, "
-                        f"{probe.samples} forecast steps); profile with more inference steps than warmup + interval.")
                 labels = cluster_channels(channel_descriptors(np.stack(probe.trajectory)), cfg.num_clusters, cfg.seed)
                 errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
                 if cfg.selection == "accumulated":
@@ -291,7 +342,7 @@ class HyCa(ScheduledStrategy, UnitStrategy):
                 leaves.append(LeafAssignment(labels=labels, solvers=solvers))
             units[name] = leaves
         model_class = type(next(iter(self._probe_units.values()))[0].engine.root).__name__
-        self._probe_units.clear()
+        self._discard_probe()
         return HycaProfile(model_class=model_class, units=units,
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
                                    "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
@@ -316,7 +367,7 @@ def profile(obj, run: Callable[[], Any] | None = None, *, options: dict | None =
     try:
         obj(**call_kwargs) if run is None else run()
         strategies = [s for e in engines(obj).values() for s in e.strategies if isinstance(s, HyCa)]
-        profiles = [s.finish_probe() for s in strategies]
+        profiles = [from_rank_zero(s.finish_probe()) for s in strategies]  # one profile on every rank
     finally:
         unwrap(obj)
     if len(profiles) != 1:

@@ -14,6 +14,7 @@ so this module never imports a domain itself.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,17 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return request.name, request.options_dict
 
 
+def _reject_stray_colon(spec: str, key: str, raw: str) -> None:
+    """`taylorseer:interval=3:order=1` separates options with a colon; say so instead of reporting that
+    interval "3:order=1" is not an int."""
+    stray = re.search(r":[A-Za-z_]\w*=", raw)
+    if stray:
+        tail = raw[stray.start():]
+        raise UnknownStrategyError(
+            f"'{spec}': stray '{tail}' after {key}={raw[:stray.start()]}; options are separated by commas, "
+            f"e.g. '{spec.partition(':')[0]}:{key}={raw[:stray.start()]},{tail[1:]}'")
+
+
 def parse_option_value(raw: str) -> Any:
     """`"4"` -> 4, `"0.3"` -> 0.3, `"true"` -> True, anything else stays text (spec options, `--scheduler`)."""
     for cast in (int, float):
@@ -147,6 +159,7 @@ class StrategyRequest:
             key, eq, raw = item.partition("=")
             if not eq:
                 raise UnknownStrategyError(f"Option '{item}' in '{text}' is not of the form key=value.")
+            _reject_stray_colon(text, key.strip(), raw.strip())
             options[key.strip()] = parse_option_value(raw.strip())
         return cls.of(name.strip(), options)
 

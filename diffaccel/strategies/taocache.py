@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..core.clock import StepInfo
+from ..core.ranks import agreed_max
 from ..forecast.fixed_point import (
     delta_cosine,
     delta_ratio,
@@ -156,7 +157,7 @@ class TaoCache(UnitStrategy):
         cos = delta_cosine(state.delta, state.prev_delta)
         rho = delta_ratio(state.delta, state.prev_delta)
         change = delta_ratio(state.delta, state.last)
-        error = skip_error(change, cos, rho)
+        error = agreed_max(skip_error(change, cos, rho))  # every rank decides alike (core/ranks.py)
         if self.on_check is not None:
             self.on_check(step.index, cos, rho, change, error)
         state.streak = _allowed_streak(cfg.error_threshold, error, cfg.max_skips)

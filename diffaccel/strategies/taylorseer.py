@@ -44,6 +44,9 @@ class TaylorSeerConfig(StrategyConfig, ScheduleOptions):
             known when a pipeline's scheduler is wrapped or `new_run(num_inference_steps=...)` is used).
         factor_dtype: [ours] dtype of the stored factors: "float32" (default), "float64", "bfloat16",
             "float16", or "model" (the output's own dtype, as the official code does).
+        factor_device: [ours] where the factors live: "model" (the output's device, default) or "cpu"
+            (frees accelerator memory: (order + 1) copies of every cached output; each forecast is then
+            computed on the CPU and copied back, which costs time on a GPU).
         granularity: what a cache unit is: "modules" (official: attention and feed-forward outputs),
             "stack" [ours: the block stack's residual, so skipped steps cost only embeddings and the
             output layer] or "model" [ours: the denoiser's whole output].
@@ -59,6 +62,7 @@ class TaylorSeerConfig(StrategyConfig, ScheduleOptions):
     warmup: int = 3
     force_last_full: int = 0
     factor_dtype: str = "float32"
+    factor_device: str = "model"
     granularity: str = "modules"
 
     def validate(self) -> None:
@@ -76,6 +80,8 @@ class TaylorSeerConfig(StrategyConfig, ScheduleOptions):
             raise ValueError(f"taylorseer force_last_full must be >= 0, got {self.force_last_full}")
         if self.factor_dtype not in _DTYPES:
             raise ValueError(f"taylorseer factor_dtype must be one of {sorted(_DTYPES)}, got {self.factor_dtype!r}")
+        if self.factor_device not in ("model", "cpu"):
+            raise ValueError(f"taylorseer factor_device must be 'model' or 'cpu', got {self.factor_device!r}")
         check_granularity("taylorseer", self.granularity)
         self.validate_schedule("taylorseer")
 
@@ -87,6 +93,7 @@ class TaylorState(UnitState):
     factors: list[list[torch.Tensor] | None] | None = None
     last_full: int = -1
     pinned: bool = False  # computes at every step (the first block under an adaptive schedule)
+    devices: list[torch.device | None] | None = None  # of the unit's outputs, when factors live elsewhere
 
     def nbytes(self) -> int:
         if self.factors is None:
@@ -133,13 +140,20 @@ class TaylorSeer(ScheduledStrategy, UnitStrategy):
                 new.append(None)
                 continue
             fresh = leaf.detach() if dtype is None else leaf.detach().to(dtype)
+            if cfg.factor_device == "cpu":
+                fresh = fresh.to("cpu")
             new.append(taylor_update(old[i] if old else None, fresh, gap, cfg.order, enabled))
         state.factors = new
         state.last_full = step.index
+        if cfg.factor_device != "model":
+            state.devices = [None if leaf is None else leaf.device for leaf in leaves]
 
     def forecast(self, state: TaylorState, step: StepInfo):
         offset = step.index - state.last_full
-        return [None if fs is None else taylor_forecast(fs, offset) for fs in state.factors]
+        out = [None if fs is None else taylor_forecast(fs, offset) for fs in state.factors]
+        if state.devices is not None:
+            out = [t if t is None else t.to(d) for t, d in zip(out, state.devices)]
+        return out
 
 
 register_strategy(TaylorSeerConfig, TaylorSeer, "Taylor-series forecasting of cached sub-module outputs")
