@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from torch import nn
 
-from .adapters.registry import find_adapter, generic_adapter, get_adapter, supported_classes
+from .adapters.registry import DENOISER_COMPONENTS, find_adapter, generic_adapter, get_adapter, supported_classes
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
 from .core.summary import Summary
+from .model_kind import check_not_compiled, check_strategy_kinds
 from .strategies.base import GRANULARITY_LEVELS, StrategyConfig
-from .strategies.registry import build_strategy, get_entry, parse_strategy_spec, resolve_config
+from .strategies.registry import StrategyRequest, build_strategy, get_entry, parse_requests, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             `transformer_2`, `unet`), or an `nn.Module` whose class has an adapter.
         strategy: a strategy name (see `diffaccel.strategies()`), a spec with options
             (`"taylorseer:interval=4"`), a config object such as `diffaccel.TaylorSeerConfig(interval=6)`,
-            or a list of these to compose strategies (`["taylorseer:interval=4", "taocache"]`).
+            a `diffaccel.StrategyRequest`, or several of these to compose strategies: a list
+            (`["taylorseer:interval=4", "taocache"]`) or one text joined by `+` (`"taylorseer:interval=4+taocache"`).
         **options: override the model family's preset (for a single strategy).
 
     Returns the same object. Runs start automatically when a wrapped pipeline's scheduler sets its
@@ -51,16 +54,18 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             f"{type(obj).__name__} is already wrapped by diffaccel; call diffaccel.unwrap(obj) first, or pass "
             "several strategies in one call: diffaccel.wrap(obj, [a, b])."
         )
-    specs = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
+    specs = [parsed for spec in (strategy if isinstance(strategy, (list, tuple)) else [strategy])
+             for parsed in _requests(spec)]
     if not specs:
         raise UnknownStrategyError("wrap needs at least one strategy")
-    specs = [_parse_text_spec(spec) for spec in specs]
     if len(specs) > 1 and options:
         raise UnknownStrategyError(
             "options apply to a single strategy; to compose strategies give each its options, e.g. "
             "['taylorseer:interval=4', 'taocache'] or config objects"
         )
     entries = [get_entry(_spec_name(spec)) for spec in specs]
+    check_not_compiled(obj)
+    check_strategy_kinds(obj, entries)
     needs_no_units = all(_unit_level(e, spec, options) in ("model", "custom") for e, spec in zip(entries, specs))
     targets = _denoisers(obj, needs_no_units)
     engines: dict[str, Engine] = {}
@@ -69,10 +74,13 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             adapter = find_adapter(module) or generic_adapter(module)
             strategies = []
             for spec in specs:
-                spec_options = {**spec[1], **options} if isinstance(spec, tuple) else options
-                base = spec[0] if isinstance(spec, tuple) else spec
-                config = resolve_config(base, adapter.preset(_spec_name(spec)), spec_options)
+                if isinstance(spec, StrategyRequest):
+                    config = spec.config(adapter.preset(spec.name), **options)
+                else:
+                    config = resolve_config(spec, adapter.preset(spec.strategy_name), options)
                 strategies.append(build_strategy(config))
+            for strategy in strategies:
+                strategy.check_composition([s for s in strategies if s is not strategy])
             engine = Engine(module, adapter, strategies, owner=obj)
             engine.attach()
             engines[name] = engine
@@ -81,7 +89,7 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             engine.detach()
         raise
     binding = Binding(engines)
-    scheduler = getattr(obj, "scheduler", None) if not isinstance(obj, nn.Module) else None
+    scheduler = _owned_scheduler(obj, targets)
     if scheduler is not None and hasattr(scheduler, "set_timesteps"):
         _hook_set_timesteps(scheduler, binding)
     setattr(obj, _BINDING_ATTR, binding)
@@ -108,11 +116,14 @@ def summary(obj) -> Summary:
     return Summary.combine({name or "model": Summary.of_engine(e) for name, e in binding.engines.items()})
 
 
-def new_run(obj, num_inference_steps: int | None = None) -> None:
+def new_run(obj, num_inference_steps: int | None = None, timesteps=None) -> None:
     """Start a new generation: forget all cached state. Wrapped pipelines do this by themselves;
-    call it in hand-written denoising loops, optionally with the run's step count."""
+    call it in hand-written denoising loops, optionally with the run's step count and its timesteps
+    (needed only by schedules carried over from another step count)."""
+    if timesteps is not None and num_inference_steps is None:
+        num_inference_steps = len(timesteps)
     for engine in _binding(obj).engines.values():
-        engine.new_run(num_inference_steps)
+        engine.new_run(num_inference_steps, timesteps)
 
 
 @contextlib.contextmanager
@@ -137,12 +148,13 @@ def engines(obj) -> dict[str, Engine]:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _parse_text_spec(spec):
-    """`"taylorseer:interval=4"` → `("taylorseer", {"interval": 4})`; names and configs pass through."""
-    if isinstance(spec, str) and ":" in spec:
-        name, spec_options = parse_strategy_spec(spec)
-        return name, spec_options
-    return spec
+def _requests(spec) -> list[StrategyRequest | StrategyConfig]:
+    """Text (`"taylorseer:interval=4"`, `"a+b"`) → requests; requests and config objects pass through."""
+    if isinstance(spec, str):
+        return parse_requests(spec)
+    if isinstance(spec, (StrategyRequest, StrategyConfig)):
+        return [spec]
+    raise TypeError(f"a strategy is a name (str), a StrategyRequest or a config object, got {type(spec).__name__}")
 
 
 def _unit_level(entry, spec, options: dict) -> str:
@@ -151,16 +163,14 @@ def _unit_level(entry, spec, options: dict) -> str:
     if isinstance(spec, StrategyConfig):
         granularity = getattr(spec, "granularity", None)
     else:
-        granularity = {**(spec[1] if isinstance(spec, tuple) else {}), **options}.get("granularity")
+        granularity = {**spec.options_dict, **options}.get("granularity")
     if isinstance(granularity, str) and granularity in GRANULARITY_LEVELS:
         return GRANULARITY_LEVELS[granularity]
     return entry.strategy_cls.unit_level
 
 
-def _spec_name(spec) -> str:
-    if isinstance(spec, tuple):
-        return spec[0]
-    return spec.strategy_name if isinstance(spec, StrategyConfig) else spec
+def _spec_name(spec: StrategyRequest | StrategyConfig) -> str:
+    return spec.strategy_name if isinstance(spec, StrategyConfig) else spec.name
 
 
 def _binding(obj) -> Binding:
@@ -170,16 +180,16 @@ def _binding(obj) -> Binding:
     return binding
 
 
-#: pipeline components that are denoisers, for whole-model strategies on models without an adapter
-DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior", "model")
-
-
 def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
     """The modules of `obj` that diffaccel attaches to. Whole-model strategies (TaoCache) need no
     adapter: they also take any module, and a pipeline's usual denoiser components."""
     if isinstance(obj, nn.Module):
-        if not needs_no_units:
-            get_adapter(obj)  # raises with the list of supported classes
+        if find_adapter(obj) is None:
+            inner = _adapted_submodules(obj)
+            if inner:  # a policy holding its noise predictor (`policy.model`, `policy.diffusion.unet`)
+                return inner
+            if not needs_no_units:
+                get_adapter(obj)  # raises with the list of supported classes
         return {"": obj}
     components = getattr(obj, "components", None)
     if not isinstance(components, dict) and isinstance(getattr(obj, "model", None), nn.Module):
@@ -201,6 +211,32 @@ def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
     return found
 
 
+def _adapted_submodules(obj: nn.Module) -> dict[str, nn.Module]:
+    """The outermost sub-modules of `obj` that have an adapter (a policy's noise predictor)."""
+    found: dict[str, nn.Module] = {}
+    for name, module in obj.named_modules():
+        if name and not any(name.startswith(f"{outer}.") for outer in found) and find_adapter(module) is not None:
+            found[name] = module
+    return found
+
+
+#: where a pipeline, or a policy wrapping its noise predictor, keeps the scheduler whose
+#: `set_timesteps` starts each generation
+SCHEDULER_ATTRIBUTES = ("scheduler", "noise_scheduler", "diffusion.noise_scheduler")
+
+
+def _owned_scheduler(obj, targets: dict[str, nn.Module]):
+    if isinstance(obj, nn.Module) and "" in targets:
+        return None
+    for path in SCHEDULER_ATTRIBUTES:
+        scheduler = obj
+        for part in path.split("."):
+            scheduler = getattr(scheduler, part, None)
+        if scheduler is not None and not isinstance(scheduler, nn.Module):
+            return scheduler
+    return None
+
+
 def _hook_set_timesteps(scheduler, binding: Binding) -> None:
     """Start a new run whenever the pipeline's scheduler sets its timesteps (once per pipeline call,
     before the denoising loop, in every diffusers pipeline). Instance-level: other pipelines sharing
@@ -210,11 +246,14 @@ def _hook_set_timesteps(scheduler, binding: Binding) -> None:
 
     @functools.wraps(original)
     def set_timesteps(*args, **kwargs):
+        for engine in binding.engines.values():  # refuse a second thread before the shared scheduler changes
+            engine.claim_run()
         result = original(*args, **kwargs)
         timesteps = getattr(scheduler, "timesteps", None)
         total = len(timesteps) if timesteps is not None else None
+        values = None if timesteps is None else [float(t) for t in timesteps]
         for engine in binding.engines.values():
-            engine.new_run(total)
+            engine.new_run(total, values)
         return result
 
     scheduler.set_timesteps = set_timesteps

@@ -8,9 +8,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 COMPARE_EPILOG = """\
 strategy specs:
@@ -27,8 +28,8 @@ models:
   or a Hugging Face hub id / local folder for a real pipeline, e.g.
     diffaccel compare --model black-forest-labs/FLUX.1-dev --device cuda --dtype bfloat16 --steps 28 \\
         --prompts prompts.txt --strategies "taylorseer:interval=4 diffusers:fbc"
-  The hub path is written for real but cannot run on this project's offline CPU machines (no hub access,
-  no GPU), so it is untested here.
+  The hub path is written for real; the project's own tests and measurements run offline on CPU (zoo and
+  testing models), so it has not been exercised against the hub.
 
 output (in --out): results.jsonl (one record per run, written atomically as each run finishes; --resume
 skips finished runs), report.md, summary.json, grid.png, speed_quality.png, baseline/ (cached full-step
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--repeats", type=_positive_int, default=1,
                          help="time every run this many times and keep the fastest (steadier on a busy machine)")
     compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
+    compare.add_argument("--tune", action="append", type=_tune_target, default=None, metavar="psnr=DB",
+                         help="run diffaccel.tune for this PSNR target (calibrated on --warmup-seed, validated on --seeds) "
+                              "and add its choice as a row; repeatable")
+    compare.add_argument("--episodes", type=_positive_int, default=None,
+                         help="policy models: evaluation episodes per seed (default 200)")
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
@@ -147,9 +153,20 @@ def _configure_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _tune_target(text: str) -> float:
+    from .tune import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command is None:
         parser.print_help()
         return 2
@@ -165,17 +182,27 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         _list_strategies()
         return 0
     from .compare import CompareSettings, OutputExistsError, parse_spec_list, run_compare
+    from .cli_checks import UsageError, check_compare_args
     from .compare.models import zoo_kind
     from .core.errors import DiffaccelError
     from .zoo import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
+    try:
+        check_compare_args(args, model, zoo_kind(model))
+    except UsageError as error:
+        print(f"diffaccel compare: error: {error}", file=sys.stderr)
+        return 2
     if args.strategies:
         try:  # fail before loading anything
             if zoo_kind(model) == "dllm":
                 from .compare.dllm import dllm_specs
 
                 dllm_specs(args.strategies)
+            elif zoo_kind(model) == "policy":
+                from .compare.policy import policy_specs
+
+                policy_specs(args.strategies)
             else:
                 parse_spec_list(args.strategies)
         except (DiffaccelError, ValueError, TypeError) as error:
@@ -186,16 +213,36 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
         overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
         warmup_seed=args.warmup_seed, max_runs=args.max_runs, repeats=args.repeats, grid_seeds=args.grid_seeds, height=args.height,
-        width=args.width, scheduler=dict(args.scheduler or ()), lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
+        width=args.width, episodes=args.episodes, scheduler=dict(args.scheduler or ()), lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
     )
     if args.seeds is not None:
         settings.seeds = args.seeds
+    settings.tune = list(args.tune or [])
     try:
         outcome = run_compare(settings)
-    except (OutputExistsError, FileNotFoundError, ValueError) as error:
+    except KeyboardInterrupt:
+        print(f"diffaccel compare: interrupted; finished runs are saved. Continue with: "
+              f"{_resume_command(args, settings)}", file=sys.stderr)
+        return 130
+    except (OutputExistsError, OSError, DiffaccelError, ValueError) as error:
         print(f"diffaccel compare: error: {error}", file=sys.stderr)
         return 2
     return 0 if not outcome.interrupted else 3
+
+
+def _resume_command(args, settings) -> str:
+    """`diffaccel compare <the same arguments> --out <the folder> --resume`."""
+    from .cli_checks import resume_command
+    from .compare.distributed import Processes
+    from .compare.run import resolve_out
+
+    out = args.out
+    if out is None:
+        try:  # the most recent folder of this model: the one just interrupted
+            out = resolve_out(dataclasses.replace(settings, resume=True), Processes.detect(settings.device))
+        except (FileNotFoundError, ValueError):
+            out = None
+    return resume_command(["compare", *args.argv[args.argv.index("compare") + 1:]], out)
 
 
 if __name__ == "__main__":  # pragma: no cover

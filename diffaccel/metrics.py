@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .core.extras import require
+
+_skimage_metrics = require("skimage.metrics", "compare")
+peak_signal_noise_ratio = _skimage_metrics.peak_signal_noise_ratio
+structural_similarity = _skimage_metrics.structural_similarity
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +137,7 @@ def lpips_status() -> tuple[bool, str]:
     if backbone is None:
         folder = lpips_backbone_candidates()[-1].parent
         return False, (
-            f"LPIPS unavailable: the AlexNet backbone weights are not on this machine and diffaccel never downloads "
+            f"LPIPS unavailable: the AlexNet backbone weights were not found locally and diffaccel never downloads "
             f"them. Put the torchvision file '{LPIPS_BACKBONE_FILENAME}' (AlexNet IMAGENET1K_V1, about 233 MB) in "
             f"'{folder}' or set {LPIPS_BACKBONE_ENV} to its path. LPIPS is reported as null until then."
         )

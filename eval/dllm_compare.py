@@ -1,15 +1,12 @@
-"""dLLM strategies against the full run: accuracy, token agreement, NFE, tokens/s, speedup.
+"""dLLM strategies against the full run on a long prompt, for speed: NFE, tokens/s, speedup.
 
-Models:
-
-* ``llada-addition``: the committed zoo model on held-out 4-digit sums (task accuracy = exact match);
-  the full run is stepwise decoding (one token per step, ``gen_length == steps == block_length``).
-* ``llada-random-long``: a LLaDA-architecture model with random weights and a long prompt, for speed
-  only (no task; agreement with the full run is still reported): prompt 512, answer 64, blocks of 32.
+The model is ``llada-random-long``: a LLaDA-architecture model with random weights and a long prompt (no task;
+agreement with the full run is still reported): prompt 512, answer 64, blocks of 32. The task-scored comparison on
+the ``llada-addition`` zoo model is ``diffaccel compare --model llada-addition`` (this script's former
+``--model llada-addition`` mode).
 
 Every finished strategy is appended to ``--out`` (JSON lines, atomic rewrite) and skipped on a rerun.
 
-    nice python eval/dllm_compare.py --model llada-addition --prompts 256 --out eval/results/dllm_compare_addition.jsonl
     nice python eval/dllm_compare.py --model llada-random-long --prompts 4 --out eval/results/dllm_compare_long.jsonl
 """
 
@@ -18,35 +15,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from diffaccel.core.atomic import atomic_write_text
 from diffaccel.dllm import LLaDAPipeline
 from diffaccel.dllm.config import LLaDAConfig
 from diffaccel.dllm.evaluate import DLLMRunRecord, evaluate_dllm, format_table
 from diffaccel.dllm.llada import LLaDAModelLM
 
 STRATEGIES = {
-    "llada-addition": ["dkv-cache:refresh_interval=2", "dkv-cache:refresh_interval=4", "dkv-cache:refresh_interval=8",
-                       "fast-dllm:cache=prefix", "fast-dllm:cache=dual", "fast-dllm:cache=none",
-                       "ssd:draft_length=2", "ssd:draft_length=4", "ssd:draft_length=8", "ssd:adaptive=true",
-                       "sparsed:block_size=4,select=0.5,compile=false"],
     "llada-random-long": ["dkv-cache:refresh_interval=4", "dkv-cache:refresh_interval=8", "fast-dllm:cache=prefix",
                           "fast-dllm:cache=dual", "ssd:draft_length=4"],
 }
 
 
 def load(model_name: str, prompts: int):
-    if model_name == "llada-addition":
-        from diffaccel.zoo import load as zoo_load
-
-        pipe = zoo_load("llada-addition")
-        ids, answers = pipe.task.held_out(prompts, seed=2024)
-        g = pipe.task.gen_length
-        return pipe, ids, answers, dict(gen_length=g, steps=g, block_length=g)
     torch.manual_seed(0)
     config = LLaDAConfig(d_model=256, n_heads=4, n_kv_heads=4, n_layers=4, mlp_hidden_size=512, vocab_size=1024,
                          embedding_size=1024, rope_theta=10000.0, mask_token_id=1000, eos_token_id=1001)
@@ -60,15 +45,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(handle.name, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(STRATEGIES), default="llada-addition")
+    parser.add_argument("--model", choices=sorted(STRATEGIES), default="llada-random-long")
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)

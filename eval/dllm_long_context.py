@@ -1,4 +1,4 @@
-"""SparseD against dense attention at long context on this CPU (issue 4; spec §5).
+"""SparseD against dense attention at long context on a CPU (SparseD, arXiv 2509.24014).
 
 For each sequence length a LLaDA-architecture model with random weights (speed only: the pattern
 comes from its own queries and keys, as SparseD builds it at step ``t*``) is run:
@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from diffaccel.core.atomic import atomic_write_text
 from diffaccel.dllm.config import LLaDAConfig
 from diffaccel.dllm.llada import LLaDAModelLM
 from diffaccel.dllm.sampler import DecodeStep
@@ -120,9 +119,7 @@ def load_done(path: Path) -> dict[int, dict]:
 def append_atomic(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text() if path.is_file() else ""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(existing + json.dumps(row) + "\n")
-    os.replace(handle.name, path)
+    atomic_write_text(path, existing + json.dumps(row) + "\n")
 
 
 def table(rows: list[dict]) -> str:

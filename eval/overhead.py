@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import diffaccel
+from diffaccel.core.atomic import atomic_write_text
 from diffaccel.forecast.schedules import taylorseer_full_steps
 
 
@@ -121,9 +122,7 @@ def main() -> None:
     record = dict(args={k: str(v) for k, v in vars(args).items()}, params=params, forward_s=one_forward,
                   base_s=base, rows=rows, torch=torch.__version__, machine=platform.machine(),
                   when=time.strftime("%Y-%m-%d %H:%M:%S"))
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

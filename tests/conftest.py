@@ -1,6 +1,7 @@
 """Shared test fixtures. Nothing here downloads: every model is built from a local config."""
 
 import logging
+from importlib import metadata
 
 import pytest
 import torch
@@ -16,3 +17,28 @@ torch.set_num_threads(1)
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+#: The packages whose releases change what the suite computes; their versions head every test run, so a green
+#: run records what it was green with (the README names the tested range).
+REPORTED_PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "safetensors", "accelerate",
+                     "tokenizers", "numpy", "scipy", "scikit-image", "scikit-learn")
+
+
+def _versions() -> str:
+    versions = []
+    for name in REPORTED_PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return "versions: " + ", ".join(versions)
+
+
+def pytest_report_header(config):
+    return _versions()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Also at the end, where ``-q`` (which hides the header) still prints it."""
+    terminalreporter.write_line(_versions())

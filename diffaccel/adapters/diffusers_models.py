@@ -1,6 +1,6 @@
 """Built-in adapters for the diffusers model families diffaccel supports.
 
-Cache units follow TaylorSeer's official granularity (spec dit-caching §2.2, §6): attention and
+Cache units follow TaylorSeer's official granularity (Shenyi-Z/TaylorSeer): attention and
 feed-forward outputs *before* adaLN gating (diffusers blocks apply gates and residual additions
 outside these sub-modules, so a hook on the sub-module caches exactly the pre-gate output while
 norms and gates still run every step); FLUX/HunyuanVideo single blocks cache `proj_out` with
@@ -13,7 +13,7 @@ a skipped step runs only the embeddings and the output layer. UNets (skip connec
 (reshapes between spatial and temporal blocks) have none.
 
 TaylorSeer presets: FLUX 6/1/3, HunyuanVideo and Wan 5/1/1, DiT 4/4/2 are the official defaults
-(spec §2.7); every other family uses our default, marked below.
+(the official scripts' defaults); every other family uses our default, marked below.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ skipped whenever that unit is forecast (FLUX single blocks: `attn` and `proj_mlp
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -75,6 +76,16 @@ class Adapter:
     #: the block stack, for strategies at "stack" granularity [ours]; None where blocks do not simply pass
     #: hidden states on (UNets' skip connections, Latte's reshapes between spatial and temporal blocks)
     stack: StackSpec | None = None
+    #: structural match for modules of classes no adapter names: a regular expression matched in full
+    #: against the class names of the module's sub-modules; the module's forward must also take
+    #: `timestep_arg`. Lets policies from other code bases attach without importing them.
+    detect: str | None = None
+
+    def matches_structure(self, module: nn.Module) -> bool:
+        if self.detect is None or not _forward_takes(module, self.timestep_arg):
+            return False
+        pattern = re.compile(self.detect)
+        return any(pattern.fullmatch(type(m).__name__) for m in module.modules() if m is not module)
 
     def resolve_units(self, model: nn.Module, level: str) -> list[tuple[str, nn.Module, UnitSpec]]:
         """Every (qualified name, module, spec) of this level in `model`, in module order."""
@@ -122,6 +133,22 @@ class Adapter:
 
 
 _ADAPTERS: dict[str, Adapter] = {}
+_STRUCTURAL: list[Adapter] = []  # adapters with `detect`, tried in registration order
+
+
+def _forward_takes(module: nn.Module, name: str | None) -> bool:
+    import inspect
+
+    try:
+        return name is not None and name in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+#: pipeline components that are denoisers: what `wrap` attaches to (with an adapter, or for whole-model
+#: strategies without one), what `compare` and the generation scripts treat as the model. `model` is the single
+#: model of a diffusion-LM pipeline.
+DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior", "model")
 
 
 def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
@@ -135,21 +162,24 @@ def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
                    diffaccel.UnitSpec(r"layers\\.\\d+\\.mlp", "mlp")),
             presets={"taylorseer": {"interval": 5, "order": 1, "warmup": 3}}))
     """
-    _ensure_builtins()
     for name in adapter.class_names:
         if name in _ADAPTERS and not replace and _ADAPTERS[name] != adapter:
             raise ValueError(f"an adapter for {name} is already registered; pass replace=True to override it")
     for name in adapter.class_names:
         _ADAPTERS[name] = adapter
+    if adapter.detect is not None and adapter not in _STRUCTURAL:
+        _STRUCTURAL.append(adapter)
     return adapter
 
 
 def find_adapter(module: nn.Module) -> Adapter | None:
     """The adapter registered for `module`'s class (or a base class), or None."""
-    _ensure_builtins()
     for cls in type(module).__mro__:
         if cls.__name__ in _ADAPTERS:
             return _ADAPTERS[cls.__name__]
+    for adapter in _STRUCTURAL:
+        if adapter.matches_structure(module):
+            return adapter
     return None
 
 
@@ -177,15 +207,4 @@ def generic_adapter(module: nn.Module) -> Adapter:
 
 
 def supported_classes() -> list[str]:
-    _ensure_builtins()
     return sorted(_ADAPTERS)
-
-
-_BUILTINS_LOADED = False
-
-
-def _ensure_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from . import diffusers_models  # noqa: F401  (registers the built-in adapters)

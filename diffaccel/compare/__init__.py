@@ -5,13 +5,16 @@
     for row in outcome.rows: print(row.tag, row.speedup.mean, row.psnr.mean)
 
 Modules: `specs` (parsing strategy specs), `models` (what `--model` means), `prompts`, `store`
-(atomic results.jsonl, cached arrays), `runners` and `peers/` (how each row attaches), `counting` (work
-counted for peers), `harness` (the timed and scored loop), `distributed` (accelerate scale-out), `report`
-(the table), `render` (grid and plot), `dllm` (dispatch for diffusion language models), `run` (the job).
+(atomic results.jsonl, cached arrays), `runners` (how each row attaches), `peer_table` and `peers/` (peers
+register themselves in the table), `counting` (work counted for peers), `harness` (the timed and scored loop),
+`distributed` (accelerate scale-out), `report` (the table), `render` (grid and plot), `output` (run folders and
+the outcome), `dllm` (dispatch for diffusion language models), `run` (the job).
 """
 
-from .run import CompareOutcome, CompareSettings, OutputExistsError, run_compare
+from . import peers  # each peer registers itself in `peer_table` on import
+from .output import CompareOutcome, OutputExistsError
+from .run import CompareSettings, run_compare
 from .specs import BASELINE, StrategySpec, parse_spec, parse_spec_list, split_spec_list
 
-__all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec",
+__all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec", "peers",
            "parse_spec_list", "run_compare", "split_spec_list"]

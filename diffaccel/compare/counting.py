@@ -69,7 +69,7 @@ class CallCounts:
         return {"calls": {k: list(v) for k, v in self.calls.items()}, "first_batch": dict(self.first_batch)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CallCounts":
+    def from_dict(cls, data: dict) -> CallCounts:
         return cls({k: [int(x) for x in v] for k, v in data["calls"].items()},
                    {k: int(v) for k, v in data.get("first_batch", {}).items()})
 
@@ -87,7 +87,7 @@ class WorkCounter:
         self.counts = CallCounts({name: [] for name in denoisers})
         self._handles: list = []
 
-    def __enter__(self) -> "WorkCounter":
+    def __enter__(self) -> WorkCounter:
         for name, denoiser in self.denoisers.items():
             self._handles.append(denoiser.register_forward_pre_hook(self._start_call(name), with_kwargs=True))
             for scope in block_modules(denoiser):

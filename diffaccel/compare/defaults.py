@@ -22,11 +22,11 @@ CACHE_DIT_PEERS = ("dbcache", "taylorseer")
 
 
 def image_strategies() -> list[str]:
-    """Registered strategies for image/video denoisers (dLLM strategies share the registry once
-    `diffaccel.dllm` is imported; they are compared by the dLLM path)."""
-    from ..strategies.registry import get_entry, strategies
+    """Registered strategies for image/video denoisers (diffusion-LM and policy strategies share the registry;
+    they are compared by their own paths)."""
+    from ..strategies.registry import strategies
 
-    return [n for n in strategies() if not get_entry(n).strategy_cls.__module__.startswith("diffaccel.dllm")]
+    return strategies(domain="denoiser")
 
 
 def default_specs(include_peers: bool = True) -> list[StrategySpec]:

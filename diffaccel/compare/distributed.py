@@ -17,9 +17,9 @@ only ONE process unless an MPI hostfile is configured.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
-
+from typing import Any
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Processes:
     state: Any = None
 
     @classmethod
-    def detect(cls, device: str = "cpu") -> "Processes":
+    def detect(cls, device: str = "cpu") -> Processes:
         """accelerate's process layout when launched by accelerate/torchrun, else a single process."""
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return cls()

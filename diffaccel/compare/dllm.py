@@ -5,9 +5,7 @@ agreement with the full decode, NFE, tokens/s, wall-clock speedup), not by image
 gives them the same job around it as image models get: per seed a held-out problem set of the model's task
 (`pipe.task.held_out(count, seed=seed)`), the full run first (its tokens, time and NFE cached in
 `<out>/baseline/`, so a resumed comparison reuses them), then each strategy alone against that reference,
-each record written atomically to `results.jsonl` as soon as it exists, a table of its own (accuracy,
-agreement, NFE, rows through the model, tokens/s, wall-clock and CPU-time speedup) and a plot
-(`dllm.png`: accuracy and forward passes against the CPU-time speedup).
+each record written atomically to `results.jsonl` as soon as it exists, and a table of its own.
 Seeds are split across processes like image units.
 
 `--strategies` takes dLLM strategy specs (`dkv-cache:refresh_interval=4`, `ssd:draft_length=4`; default:
@@ -24,10 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..strategies.registry import parse_strategy_spec
-from .report import _fmt
+from ..core.atomic import atomic_write_text
+from ..core.extras import require
+from ..strategies.registry import StrategyRequest
+from .output import CompareOutcome, prepare_out_dir, resolve_out
+from .report import format_number
 from .specs import BASELINE_NAMES, split_spec_list
-from .store import RESULTS_NAME, ResultsStore, atomic_write_text, load_array, record_key, save_array
+from .store import RESULTS_NAME, ResultsStore, load_array, record_key, save_array
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,13 @@ def dllm_specs(values: list[str] | None) -> list[tuple[str, str, dict[str, Any]]
     texts = split_spec_list(values) if values else list(dllm_strategies())
     specs, seen = [], set()
     for text in texts:
-        name, options = parse_strategy_spec(text)
-        if name.lower() in BASELINE_NAMES or name == "full":
+        request = StrategyRequest.parse(text).sorted()
+        if request.name.lower() in BASELINE_NAMES or request.name == "full":
             continue
-        resolve(name, options)  # raises with the list of dLLM strategies
-        tag = name + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
-        if tag not in seen:
-            seen.add(tag)
-            specs.append((tag, name, dict(sorted(options.items()))))
+        resolve(request.name, request.options_dict)  # raises with the list of dLLM strategies
+        if request.text not in seen:
+            seen.add(request.text)
+            specs.append((request.text, request.name, request.options_dict))
     return specs
 
 
@@ -58,11 +58,10 @@ def run_dllm_compare(settings, processes, console=None):
     from .. import zoo
     from ..dllm.evaluate import evaluate_dllm
     from .models import parse_dtype
-    from .run import CompareOutcome, _prepare_out_dir, resolve_out
 
     specs = dllm_specs(settings.strategies)
     out_dir = resolve_out(settings, processes)
-    _prepare_out_dir(out_dir, settings, processes)
+    prepare_out_dir(out_dir, settings, processes)
     store = ResultsStore(out_dir, shard=processes.shard_name).load()
     pipe = zoo.load(settings.model, device=processes.device(settings.device), dtype=parse_dtype(settings.dtype))
     task = getattr(pipe, "task", None)
@@ -104,7 +103,7 @@ def run_dllm_compare(settings, processes, console=None):
                 store.put(as_record(records[0], "none", "none", {}, seed))
         for tag, name, options in todo:
             try:
-                records, _ = evaluate_dllm(pipe, [f"{name}:" + ",".join(f"{k}={v}" for k, v in options.items()) if options else name],
+                records, _ = evaluate_dllm(pipe, [StrategyRequest.of(name, options).text],
                                            input_ids, answers, sampling=sampling, generator_seed=seed,
                                            reference=reference, progress=False)
                 store.put(as_record(records[0], tag, name, options, seed))
@@ -173,7 +172,7 @@ def _cells(ok: list[dict[str, Any]]) -> list[str]:
 
     digits = {"accuracy": 3, "token_agreement": 4, "sequence_agreement": 3, "nfe": 0, "nfe_ratio": 3,
               "forward_rows": 0, "tokens_per_s": 1, "speedup": 2, "cpu_speedup": 2, "wall_s": 3}
-    return [_fmt(spread(r.get(c) for r in ok), digits[c]) for c in DLLM_COLUMNS]
+    return [format_number(spread(r.get(c) for r in ok), digits[c]) for c in DLLM_COLUMNS]
 
 
 def dllm_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
@@ -184,8 +183,8 @@ def dllm_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
 
 
 def _print_dllm_table(records: list[dict[str, Any]], tags: list[str], model: str, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    Console = require("rich.console", "compare").Console
+    Table = require("rich.table", "compare").Table
 
     console = console or Console()
     if not console.is_terminal:

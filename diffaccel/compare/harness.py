@@ -23,19 +23,21 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_write_text
 from .counting import CallCounts, WorkCounter, compare_counts
 from .models import Condition, LoadedModel
 from .quality import Scorer, output_array
 from .runners import HarnessContext, StrategyRunner, Unsupported, make_runner
 from .specs import BASELINE, StrategySpec
-from .store import ResultsStore, atomic_write_text, load_array, record_key, save_array, to_uint8
+from .store import ResultsStore, load_array, record_key, save_array, to_uint8
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@
    quality numbers mean nothing);
 3. anything else is a Hugging Face hub id or a local folder, loaded with
    `DiffusionPipeline.from_pretrained(model, torch_dtype=dtype)` and moved to `--device`. That is the GPU path
-   (`--device cuda --dtype bfloat16`); it is written for real but cannot run on this project's offline CPU
-   machines (no hub access), so it is untested here.
+   (`--device cuda --dtype bfloat16`); it is written for real; the project's tests and measurements run offline on
+   CPU, so it has not been exercised against the hub.
 
 Conditioning: zoo pipelines draw one sample per class in one call (`class_labels=None`), which is one run;
 text-to-image/video pipelines get one prompt per run (`--prompts FILE`, else a small built-in list).
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from ..adapters.registry import DENOISER_COMPONENTS
 from .prompts import BUILTIN_PROMPTS
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 # Module lists that hold a denoiser's blocks (diffusers' `_ALL_TRANSFORMER_BLOCK_IDENTIFIERS` plus UNet stages).
 BLOCK_LIST_NAMES = ("transformer_blocks", "single_transformer_blocks", "blocks", "layers",
                     "visual_transformer_blocks", "temporal_transformer_blocks", "down_blocks", "up_blocks")
-DENOISER_COMPONENTS = ("transformer", "transformer_2", "unet", "prior")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Prompt lists for text-to-image/video models: a small built-in set, and `--prompts FILE` readers.
 
-Accepted files (spec policy-and-eval §B3):
+Accepted files (the formats of the prompt sets caching papers report on):
 
 * `.txt`: one prompt per non-empty line (lines starting with `#` are comments);
 * `.tsv` / `.csv`: the column named `prompt` (any case, e.g. PartiPrompts' `Prompt`), else the first column;

@@ -12,11 +12,13 @@ entry per row; diffaccel's strategies and peers get different markers. Rows iden
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from ..core.atomic import atomic_write
+from ..core.extras import require
 from .report import Row
 
 
@@ -57,9 +59,7 @@ def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray | None]]], path: Pa
             tile = Image.fromarray(_as_rgb_uint8(image)).resize((cell, cell), Image.NEAREST)
             canvas.paste(tile, (left, top))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    canvas.save(tmp)
-    tmp.replace(path)
+    atomic_write(path, canvas.save)
     return path
 
 
@@ -76,8 +76,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | None:
     """Speedup vs PSNR / SSIM (/ LPIPS) for every scored row; None when no row has both numbers."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "compare")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -116,9 +115,8 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
         fig.suptitle(title, fontsize=10)
     rows_of_legend = (len(labels) + 2) // 3
     fig.tight_layout(rect=(0, min(0.45, 0.035 * rows_of_legend + 0.02), 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        plt.close(fig)
     return path

@@ -9,11 +9,12 @@ was bit-identical to the baseline (a lossless row).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
+from ..core.extras import require
 from ..metrics import Spread, spread
-
 
 _SPREAD_FIELDS = ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips",
                   "temporal_error")
@@ -84,7 +85,7 @@ def _row(tag: str, records: list[dict[str, Any]]) -> Row:
 
 
 # ---------------------------------------------------------------------------------------------- formatting
-def _fmt(value: Spread | None, digits: int = 2, spread_digits: int | None = None) -> str:
+def format_number(value: Spread | None, digits: int = 2, spread_digits: int | None = None) -> str:
     if value is None or value.mean is None:
         return "-"
     spread_digits = digits if spread_digits is None else spread_digits
@@ -124,11 +125,11 @@ def row_cells(row: Row, video: bool = False) -> list[str]:
     width = len(VIDEO_HEADERS if video else HEADERS)
     if row.status != "ok":
         return [row.strategy, row.options or "-"] + ["-"] * (width - 3) + ["0"]
-    cells = [row.strategy, row.options or "-", _steps_cell(row), _fmt(row.computed_fraction, 3),
-             _fmt(row.speedup, 2), _fmt(row.cpu_speedup, 2), _fmt(row.wall_s, 2), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
-             _fmt(row.lpips, 4)]
+    cells = [row.strategy, row.options or "-", _steps_cell(row), format_number(row.computed_fraction, 3),
+             format_number(row.speedup, 2), format_number(row.cpu_speedup, 2), format_number(row.wall_s, 2), format_number(row.psnr, 2), format_number(row.ssim, 4),
+             format_number(row.lpips, 4)]
     if video:
-        cells.append(_fmt(row.temporal_error, 4))
+        cells.append(format_number(row.temporal_error, 4))
     return cells + [str(row.runs)]
 
 
@@ -175,8 +176,8 @@ def plain_table(rows: list[Row]) -> str:
 
 def print_table(rows: list[Row], title: str, footer: list[str] | None = None, console=None) -> None:
     """A rich table on the terminal (wide enough when the output is a file or a pipe)."""
-    from rich.console import Console
-    from rich.table import Table
+    Console = require("rich.console", "compare").Console
+    Table = require("rich.table", "compare").Table
 
     if console is None:
         console = Console()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_write_text
 from .defaults import default_specs
 from .distributed import Processes
 from .harness import Harness, RunLimitReached, WorkUnit
 from .models import LoadedModel, load_model, zoo_kind
+from .output import CompareOutcome, prepare_out_dir, resolve_out
 from .prompts import read_prompts
 from .report import Row, markdown_table, print_table, summarize
 from .specs import StrategySpec, parse_spec_list
-from .store import RESULTS_NAME, SHARD_DIR, ResultsStore, atomic_write_text, load_array
+from .store import RESULTS_NAME, ResultsStore, load_array
 
 logger = logging.getLogger(__name__)
 
@@ -58,48 +59,13 @@ class CompareSettings:
     grid_images: int = 4
     height: int | None = None
     width: int | None = None
+    episodes: int | None = None  # policies: evaluation episodes per seed (default 200)
     scheduler: dict[str, Any] = field(default_factory=dict)  # scheduler config overrides (--scheduler KEY=VALUE)
     lpips: bool = True
     peers: bool = True
     progress: bool = True
     print_table: bool = True
-
-
-@dataclass
-class CompareOutcome:
-    out_dir: Path
-    records: list[dict[str, Any]]
-    rows: list[Row]
-    interrupted: bool = False
-    paths: dict[str, Path] = field(default_factory=dict)
-    lpips_message: str = ""
-
-
-class OutputExistsError(FileExistsError):
-    pass
-
-
-def model_folder(model: str) -> Path:
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-    return Path("diffaccel-compare") / slug
-
-
-def resolve_out(settings: "CompareSettings", processes: Processes) -> Path:
-    """`--out`, else a new time-stamped folder under `diffaccel-compare/<model>/` (so running the command twice
-    never collides), or with `--resume` the most recent folder there that holds results."""
-    if settings.out:
-        return Path(settings.out)
-    if processes.count > 1:
-        raise ValueError("with several processes pass --out (every process must write to the same folder)")
-    root = model_folder(settings.model)
-    if settings.resume:
-        candidates = sorted(p for p in root.glob("*") if (p / RESULTS_NAME).is_file() or (p / SHARD_DIR).is_dir())
-        if not candidates:
-            raise FileNotFoundError(f"--resume: no earlier comparison of {settings.model} under {root}; pass --out DIR")
-        return candidates[-1]
-    import time
-
-    return root / time.strftime("%Y%m%d-%H%M%S")
+    tune: list[float] = field(default_factory=list)  # PSNR targets of `--tune psnr=...` (rows added by diffaccel.tune)
 
 
 def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
@@ -108,15 +74,23 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
         from .dllm import run_dllm_compare
 
         return run_dllm_compare(settings, processes, console)
+    if zoo_kind(settings.model) == "policy":
+        from .policy import run_policy_compare
+
+        return run_policy_compare(settings, processes, console)
     _set_threads(settings)
     out_dir = resolve_out(settings, processes)
-    _prepare_out_dir(out_dir, settings, processes)
+    prepare_out_dir(out_dir, settings, processes)
     prompts = read_prompts(settings.prompts_file) if settings.prompts_file else None
     device = processes.device(settings.device)
     model = load_model(settings.model, device=device, dtype=settings.dtype, prompts=prompts,
                        height=settings.height, width=settings.width, scheduler_overrides=settings.scheduler)
     steps = settings.steps or model.default_steps
     specs = parse_spec_list(settings.strategies) if settings.strategies else default_specs(settings.peers)
+    if settings.tune:
+        from .tuned import tuned_specs
+
+        specs += [s for s in tuned_specs(model, steps, settings, out_dir) if s not in specs]
     units = [WorkUnit(seed, condition) for condition in model.conditions for seed in settings.seeds]
     store = ResultsStore(out_dir, shard=processes.shard_name).load()
     from .quality import Scorer
@@ -156,23 +130,6 @@ def _set_threads(settings: CompareSettings) -> None:
         torch.set_num_threads(settings.threads)
     elif settings.device == "cpu" and (zoo_kind(settings.model) is not None or settings.model.startswith("testing:")):
         torch.set_num_threads(1)
-
-
-def _prepare_out_dir(out_dir: Path, settings: CompareSettings, processes: Processes) -> None:
-    exists = (out_dir / RESULTS_NAME).is_file() or (out_dir / SHARD_DIR).is_dir()
-    if exists and not (settings.resume or settings.overwrite):
-        raise OutputExistsError(
-            f"{out_dir} already holds results; pass --resume to continue them (finished runs are skipped), "
-            "--overwrite to start again, or another --out"
-        )
-    processes.wait()  # every process has checked before the main one may delete anything
-    if processes.is_main and exists and settings.overwrite:
-        for name in (RESULTS_NAME, "report.md", "summary.json", "grid.png", "frames.png", "speed_quality.png", "run.json"):
-            (out_dir / name).unlink(missing_ok=True)
-        for name in (SHARD_DIR, "baseline", "images", "calibration"):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    processes.wait()
 
 
 def _belongs(record: dict[str, Any], model: LoadedModel, steps: int, settings: CompareSettings,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .peer_table import make_peer_runner
 from .specs import StrategySpec
 
 if TYPE_CHECKING:
@@ -44,12 +45,12 @@ class RunStats:
 class HarnessContext:
     """What a runner may need to know about the comparison it is part of."""
 
-    model: "LoadedModel"
+    model: LoadedModel
     steps: int
     guidance_scale: float | None
     warmup_seed: int
     out_dir: Path
-    baseline_counts: "CallCounts | None" = None
+    baseline_counts: CallCounts | None = None
     #: the baseline's denoiser batch was twice its image count: guidance as one doubled batch
     batched_cfg: bool = False
 
@@ -109,7 +110,7 @@ class DiffaccelRunner(StrategyRunner):
 
         summary = api.summary(self.ctx.model.pipe)
         return RunStats(summary.steps, summary.full_steps, summary.computed_fraction, "diffaccel.summary",
-                        {"config": summary.strategy})
+                        {"config": summary.strategy, "peak_cache_bytes": summary.peak_cache_bytes})
 
     def teardown(self) -> None:
         from .. import api
@@ -123,6 +124,4 @@ def make_runner(spec: StrategySpec) -> StrategyRunner:
         return StrategyRunner(spec)
     if spec.family == "diffaccel":
         return DiffaccelRunner(spec)
-    from .peers import make_peer_runner
-
     return make_peer_runner(spec)

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import UnknownStrategyError
-from ..strategies.registry import parse_strategy_spec
+from ..strategies.registry import StrategyRequest, parse_requests
+from .peer_table import peer_families, validate_peer_spec
 
 BASELINE_NAMES = ("none", "baseline")
-PEER_FAMILIES = ("diffusers", "cache-dit")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class StrategySpec:
 
     @property
     def is_peer(self) -> bool:
-        return self.family in PEER_FAMILIES
+        return self.family not in ("baseline", "diffaccel")
 
     @property
     def strategy(self) -> str:
@@ -59,7 +59,7 @@ class StrategySpec:
 
     @property
     def options_text(self) -> str:
-        return ",".join(f"{k}={_format_value(v)}" for k, v in self.options)
+        return StrategyRequest(self.name, self.options).options_text
 
     @property
     def parts(self) -> list[str]:
@@ -71,7 +71,7 @@ class StrategySpec:
         texts = []
         for name in names:
             own = [(k.split(".", 1)[1], v) for k, v in self.options if k.split(".", 1)[0] == name]
-            texts.append(name + (":" + ",".join(f"{k}={_format_value(v)}" for k, v in own) if own else ""))
+            texts.append(StrategyRequest(name, tuple(own)).text)
         return texts
 
     @property
@@ -83,14 +83,6 @@ class StrategySpec:
     def slug(self) -> str:
         """The tag made safe for a file name."""
         return re.sub(r"[^A-Za-z0-9._=-]+", "_", self.tag)
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (tuple, list)):
-        return "/".join(_format_value(v) for v in value)
-    return str(value)
 
 
 def make_spec(family: str, name: str, options: dict[str, Any] | None = None) -> StrategySpec:
@@ -108,37 +100,24 @@ def parse_spec(text: str) -> StrategySpec:
         raise UnknownStrategyError("empty strategy spec")
     head = text.split(":", 1)[0].strip().lower()
     if head in BASELINE_NAMES:
-        name, options = parse_strategy_spec(text)
-        if options:
-            raise UnknownStrategyError(f"the baseline '{name}' takes no options (got '{text}')")
+        request = StrategyRequest.parse(text)
+        if request.options:
+            raise UnknownStrategyError(f"the baseline '{request.name}' takes no options (got '{text}')")
         return BASELINE
-    if head in PEER_FAMILIES:
+    if head in peer_families():
         rest = text.split(":", 1)[1] if ":" in text else ""
         if not rest.strip():
             raise UnknownStrategyError(f"'{text}' names no technique; write e.g. '{head}:fbc' (see --list-strategies)")
-        name, options = parse_strategy_spec(rest)
-        spec = make_spec(head, name.lower(), options)
-        from .peers import validate_peer_spec
-
-        return validate_peer_spec(spec)
-    if "+" in text:  # a composition: each part with its own options
-        names, options = [], {}
-        for part in text.split("+"):
-            name, part_options = parse_strategy_spec(part)
-            _validate_diffaccel(name, part_options)
-            names.append(name)
-            options.update({f"{name}.{key}": value for key, value in part_options.items()})
-        return make_spec("diffaccel", "+".join(names), options)
-    name, options = parse_strategy_spec(text)
-    _validate_diffaccel(name, options)
-    return make_spec("diffaccel", name, options)
-
-
-def _validate_diffaccel(name: str, options: dict[str, Any]) -> None:
-    from ..strategies.registry import get_entry
-
-    entry = get_entry(name)  # raises with the available names
-    entry.config_cls().replace(**options)  # raises on unknown options or bad values
+        request = StrategyRequest.parse(rest)
+        return validate_peer_spec(make_spec(head, request.name.lower(), request.options_dict))
+    requests = parse_requests(text)
+    for request in requests:  # unknown names and options raise with what exists
+        request.entry.config_cls().replace(**request.options_dict)
+    if len(requests) == 1:
+        return make_spec("diffaccel", requests[0].name, requests[0].options_dict)
+    # a composition: each part with its own options, kept apart as `name.key`
+    options = {f"{r.name}.{key}": value for r in requests for key, value in r.options}
+    return make_spec("diffaccel", "+".join(r.name for r in requests), options)
 
 
 def split_spec_list(values: str | list[str] | tuple[str, ...]) -> list[str]:

@@ -6,6 +6,10 @@ it, and `os.replace`s it over the old one, so a reader or a resumed run sees eit
 new one, never half a line. A run killed at any point therefore loses at most the run in progress, and
 `--resume` skips every record already on disk (records are keyed, so nothing is duplicated).
 
+Concurrent writers: every change is a read-merge-write of the file on disk under an exclusive lock on the
+output folder (`folder_lock`), so any number of processes sharing one `--out` (two `--resume` runs started
+side by side, say) lose and duplicate nothing.
+
 Several processes (accelerate) each write their own shard, `shards/results.<i>-of-<n>.jsonl`; the main
 process merges all shards into `results.jsonl` at the end. Loading reads the main file and every shard,
 so a resume after a kill of a multi-process run also loses nothing.
@@ -18,12 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
+
+from ..core.atomic import atomic_write, atomic_write_text
+from .folder_lock import folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -74,45 +80,6 @@ def decode_record(line: str) -> dict[str, Any]:
         if name in record:
             record[name] = _decode_float(record[name])
     return record
-
-
-def _replace_atomically(path: Path, mode: str, write: Callable[[IO], Any]) -> None:
-    """Let `write` fill a temporary file beside `path`, fsync it, and `os.replace` it over `path`.
-
-    The one copy of the crash-safe write protocol (module docstring): a reader sees the old file or the whole
-    new one, never a partial write; on any failure the temporary file is removed and `path` is left as it was.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that `path` always holds either its old or its new content."""
-    _replace_atomically(path, "w", lambda handle: handle.write(text))
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -167,7 +134,7 @@ class ResultsStore:
     def shard_paths(self) -> list[Path]:
         return sorted((self.out_dir / SHARD_DIR).glob("results.*.jsonl"))
 
-    def load(self) -> "ResultsStore":
+    def load(self) -> ResultsStore:
         """Read the main file and every shard (all of a previous run, however many processes it had)."""
         self.all = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in self.shard_paths()])
         self.own = merge_records([read_jsonl(self.path)])
@@ -188,26 +155,35 @@ class ResultsStore:
         for name in RECORD_FIELDS:
             record.setdefault(name, None)
         key = record_key(record)
-        self.all[key] = record
-        self.own[key] = record
+        with folder_lock(self.out_dir):
+            self.own = merge_records([read_jsonl(self.path)])  # what other writers of this file added meanwhile
+            self.own[key] = record
+            self._write_own()
+
+    def _write_own(self) -> None:
+        """Rewrite this store's file from `own` (caller holds the folder lock) and fold it into `all`."""
         atomic_write_text(self.path, "".join(encode_record(r) + "\n" for r in self.own.values()))
+        self.all.update(self.own)
 
     def remove(self, key: tuple) -> None:
         """Drop a record (a stale "unsupported"/"failed" row once the strategy ran) and rewrite atomically."""
         self.all.pop(key, None)
-        if self.own.pop(key, None) is not None:
-            atomic_write_text(self.path, "".join(encode_record(r) + "\n" for r in self.own.values()))
+        with folder_lock(self.out_dir):
+            self.own = merge_records([read_jsonl(self.path)])
+            if self.own.pop(key, None) is not None:
+                self._write_own()
 
     def records(self) -> list[dict[str, Any]]:
         return list(self.all.values())
 
     def merge_shards(self) -> Path:
         """Main process, after every process finished: fold all shards into `results.jsonl`, then remove them."""
-        shards = self.shard_paths()
-        merged = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in shards])
-        atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
-        for shard in shards:
-            shard.unlink()
+        with folder_lock(self.out_dir):
+            shards = self.shard_paths()
+            merged = merge_records([read_jsonl(self.main_path)] + [read_jsonl(p) for p in shards])
+            atomic_write_text(self.main_path, "".join(encode_record(r) + "\n" for r in merged.values()))
+            for shard in shards:
+                shard.unlink()
         try:
             (self.out_dir / SHARD_DIR).rmdir()
         except OSError:
@@ -218,7 +194,7 @@ class ResultsStore:
 
 def save_array(path: Path, array: np.ndarray) -> None:
     """`np.save` through a temporary file and `os.replace`, so a cached array is whole or absent."""
-    _replace_atomically(path, "wb", lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
+    atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False), mode="wb")
 
 
 def load_array(path: Path) -> np.ndarray | None:

@@ -3,8 +3,7 @@
 Classifier-free guidance reaches a denoiser in two shapes: one doubled batch per step (one call),
 or two calls per step under `model.cache_context("cond")` / `cache_context("uncond")`. The clock
 counts calls per context name, so step `n` of the "uncond" branch is the same step as step `n` of
-the "cond" branch, and a schedule decision made for step `n` is shared by both (spec
-dit-caching §1, "Step clock ≠ call count").
+the "cond" branch, and a schedule decision made for step `n` is shared by both (ours; docs/methods.md).
 
 A timestep, when the denoiser receives one, guards the count: two calls at the same timestep in
 the same context mean the caller runs several branches without naming them, which would silently
@@ -34,12 +33,18 @@ class StepClock:
     """Per-context step counters for one run, plus the decisions made for each step."""
 
     num_inference_steps: int | None = None
+    #: the scheduler's timesteps of the run, when known (a wrapped pipeline's `scheduler.set_timesteps`,
+    #: or `diffaccel.new_run(obj, timesteps=...)`): schedules carry over between step counts through them
+    timesteps: tuple[float, ...] | None = None
     _steps_seen: dict[str, int] = field(default_factory=dict)
     _last_timestep: dict[str, float] = field(default_factory=dict)
     decisions: dict[object, object] = field(default_factory=dict)
 
-    def reset(self, num_inference_steps: int | None = None) -> None:
+    def reset(self, num_inference_steps: int | None = None, timesteps=None) -> None:
         self.num_inference_steps = num_inference_steps
+        self.timesteps = None if timesteps is None else tuple(float(t) for t in timesteps)
+        if self.timesteps is not None and num_inference_steps is not None and len(self.timesteps) != num_inference_steps:
+            raise ValueError(f"{len(self.timesteps)} timesteps given for a run of {num_inference_steps} steps")
         self._steps_seen.clear()
         self._last_timestep.clear()
         self.decisions.clear()
@@ -50,9 +55,11 @@ class StepClock:
         return max(self._steps_seen.values(), default=0)
 
     def timestep_starts_new_run(self, context: str, timestep: float | None) -> bool:
-        """True when `timestep` rises above the context's previous one: a new trajectory began."""
-        last = self._last_timestep.get(context)
-        return timestep is not None and last is not None and timestep > last
+        """True when `timestep` rises above the lowest timestep any context reached: a new trajectory began.
+        Every context, not only this call's: a run whose guidance style changed (one doubled batch, then
+        named branches) starts in a context the previous run never used."""
+        lowest = min(self._last_timestep.values(), default=None)
+        return timestep is not None and lowest is not None and timestep > lowest
 
     def advance(self, context: str, timestep: float | None) -> StepInfo:
         """Register one denoiser call in `context` and return its step."""

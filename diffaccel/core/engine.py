@@ -1,19 +1,17 @@
 """The engine: one per wrapped denoiser module, owning its hooks, step clock, strategies and stats.
 
-Hooks are diffusers `ModelHook`s registered in the module's `HookRegistry`, so they chain with
-diffusers' offloading, layerwise casting and context-parallel hooks, receive
-`model.cache_context(name)` like diffusers' own caches, and are removed cleanly. Three kinds:
+Hooks (`diffaccel.core.hooks`) are diffusers `ModelHook`s registered in the module's `HookRegistry`, so they
+chain with diffusers' offloading, layerwise casting and context-parallel hooks, receive
+`model.cache_context(name)` like diffusers' own caches, and are removed cleanly.
 
-* `EngineHook` on the denoiser itself: advances the step clock once per call and context, checks
-  that input shapes stay fixed within a run, resets everything when a run raises halfway.
+Attaching is three phases: plan (which module is a unit of which strategy; nothing touched yet), register
+(the hooks), commit (each strategy's own `attach`). A failure in the second or third phase removes every hook
+and strategy attachment made so far, so the model is left exactly as it was.
 
 Run boundaries: a wrapped pipeline's `scheduler.set_timesteps`, `diffaccel.new_run`, a timestep that
 rises, or `reset_state` (diffusers' `reset_stateful_hooks`, which pipelines call after a run; a
 pipeline without a scheduler, such as a diffusion-LM pipeline, calls it before each run) — the
 next call then starts a new run.
-* `UnitHook` on each cache unit: computes (and lets the strategy observe) or returns the
-  strategy's forecast without running the module.
-* `FeederHook` on modules that only feed a unit: skipped whenever their unit is forecast.
 """
 
 from __future__ import annotations
@@ -23,39 +21,19 @@ import logging
 from typing import Any
 
 import torch
-from diffusers.hooks import HookRegistry, ModelHook
-from diffusers.hooks.hooks import StateManager
+from diffusers.hooks import HookRegistry
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..adapters.registry import Adapter, UnitSpec
-from ..strategies.base import Strategy, UnitState
-from .clock import DEFAULT_CONTEXT, StepClock, StepInfo
+from ..strategies.base import Strategy
+from .clock import StepClock, StepInfo
 from .errors import AlreadyWrappedError, RunStateError
+from .hooks import ENGINE_HOOK, FEEDER_HOOK, UNIT_HOOK, EngineHook, FeederHook, UnitHook, remove_hooks
+from .run_owner import RunOwner
 from .stats import RunStats
-from .tree import OutputStructure, flatten_output
 
 logger = logging.getLogger(__name__)
-
-ENGINE_HOOK = "diffaccel.engine"
-UNIT_HOOK = "diffaccel.unit"
-FEEDER_HOOK = "diffaccel.feeder"
-
-
-class _ContextTracker(StateManager):
-    """Receives `model.cache_context(name)` from diffusers (which sets it on every StateManager of a
-    stateful hook) and remembers the current context name."""
-
-    def __init__(self):
-        super().__init__(UnitState)
-        self.forced: list[str] = []
-
-    @property
-    def name(self) -> str:
-        if self.forced:
-            return self.forced[-1]
-        return DEFAULT_CONTEXT if self._context is None else self._context.name
-
 
 def _signature(args: tuple, kwargs: dict) -> tuple:
     """Shapes and dtypes of the tensor arguments of a call: fixed within a run and context."""
@@ -87,9 +65,14 @@ class Engine:
         self.feeder_hooks: list[FeederHook] = []
         self.flops: dict[tuple, float] = {}
         self.runs_started = 0
+        #: objects with `answer(step, args, kwargs)` (an output, or None to run the model) and
+        #: `after(step, output)`: strategies that may answer a whole denoiser call without running it
+        #: (guidance reuse). Asked after the clock ticked, so the call still counts as its branch's step.
+        self.call_answerers: list = []
         self.last_run_aborted = False
         self._signatures: dict[str, tuple] = {}
         self._needs_reset = True
+        self.run_owner = RunOwner(f"wrapped {type(root).__name__}")
         self._timestep_index = self._find_timestep_index()
         # Composition: a whole-model strategy (TaoCache) owns the steps it claims; there, block-level
         # strategies compute in full (and keep observing), elsewhere they forecast as usual.
@@ -103,12 +86,33 @@ class Engine:
 
     # ----------------------------------------------------------------------------------- attaching
     def attach(self) -> None:
+        """Plan, register, commit; on any failure after the first hook, undo everything (the model is left
+        bit-identical and hook-free)."""
         registry = HookRegistry.check_if_exists_or_initialize(self.root)
         if ENGINE_HOOK in registry.hooks:
             raise AlreadyWrappedError(
                 f"{type(self.root).__name__} is already wrapped by diffaccel; call diffaccel.unwrap(obj) first, or "
                 "pass several strategies to one wrap call: diffaccel.wrap(obj, [a, b])."
             )
+        plan = self._plan_units()
+        attached: list[Strategy] = []
+        try:
+            self._register_hooks(registry, plan)
+            for strategy in self.strategies:
+                strategy.attach(self, self.owner)
+                attached.append(strategy)
+        except BaseException:
+            for strategy in reversed(attached):
+                strategy.detach(self, self.owner)
+            remove_hooks(registry)
+            registry.invalidate_child_registries_cache()
+            self.unit_hooks.clear()
+            self.feeder_hooks.clear()
+            raise
+        registry.invalidate_child_registries_cache()
+
+    def _plan_units(self) -> list[tuple[str, nn.Module, UnitSpec, Strategy]]:
+        """(name, module, spec, strategy) of every cache unit, checked before anything is registered."""
         claimed: dict[int, str] = {}
         plan = []
         for strategy in self.strategies:
@@ -122,9 +126,12 @@ class Engine:
                     )
                 claimed[id(module)] = strategy.config.strategy_name
                 plan.append((name, module, spec, strategy))
-        # A hook registered later wraps the earlier ones, so a whole-model unit goes in first and the
-        # engine hook last: the clock must tick before any unit decides.
-        for name, module, spec, strategy in plan:
+        return plan
+
+    def _register_hooks(self, registry: HookRegistry, plan: list[tuple[str, nn.Module, UnitSpec, Strategy]]) -> None:
+        """A hook registered later wraps the earlier ones, so a whole-model unit goes in first and the
+        engine hook last: the clock must tick before any unit decides."""
+        for _name, module, spec, strategy in plan:
             if module is self.root:
                 hook = UnitHook(self, "model", spec, strategy)
                 registry.register_hook(hook, UNIT_HOOK)
@@ -147,17 +154,6 @@ class Engine:
                 source = hook.feeders[0] if hook.feeders else hook
                 source.carries = spec.carries
                 hook.carried_from = source
-        attached = []
-        try:
-            for strategy in self.strategies:
-                strategy.attach(self, self.owner)
-                attached.append(strategy)
-        except BaseException:
-            for strategy in reversed(attached):
-                strategy.detach(self, self.owner)
-            _remove_hooks(registry)
-            raise
-        registry.invalidate_child_registries_cache()
 
     def _feeders(self, name: str, spec: UnitSpec) -> list[tuple[str, nn.Module]]:
         """(qualified name, module) of a unit's feeders: siblings of the unit, or for a stack unit names
@@ -175,14 +171,15 @@ class Engine:
         for strategy in reversed(self.strategies):
             strategy.detach(self, self.owner)
         registry = HookRegistry.check_if_exists_or_initialize(self.root)
-        _remove_hooks(registry)
+        remove_hooks(registry)
         registry.invalidate_child_registries_cache()
         self.release()
 
     # ---------------------------------------------------------------------------------------- runs
-    def new_run(self, num_inference_steps: int | None = None) -> None:
+    def new_run(self, num_inference_steps: int | None = None, timesteps=None) -> None:
         """Forget all per-run state; the next call is step 0 of a new generation."""
-        self.clock.reset(num_inference_steps)
+        self.claim_run()
+        self.clock.reset(num_inference_steps, timesteps)
         self.stats.reset()
         self._signatures.clear()
         self.current = None
@@ -202,6 +199,7 @@ class Engine:
     def release(self) -> None:
         """Free cached tensors but keep the statistics of the finished run (diffusers calls this, through
         `reset_state`, at the end of every pipeline call). The next call starts a new run."""
+        self.run_owner.release(self.run_finished)
         for hook in self.unit_hooks + self.feeder_hooks:
             hook.carried.clear()
         for hook in self.unit_hooks:
@@ -210,9 +208,21 @@ class Engine:
         self._needs_reset = True
 
     def abort_run(self) -> None:
-        """A call raised: nothing of this run may be reused."""
+        """A call raised: nothing of this run may be reused, nor committed by a strategy."""
         self.release()
         self.last_run_aborted = True
+        for strategy in self.strategies:
+            strategy.on_run_aborted()
+
+    def claim_run(self) -> None:
+        """Raise `ConcurrentUseError` if another thread's run is in progress; else this thread owns the run."""
+        self.run_owner.claim(self.run_finished)
+
+    def run_finished(self) -> bool:
+        """No run in progress: released, or all its planned steps done (a hand-written loop that told
+        `new_run` its step count may be followed by a loop in another thread)."""
+        planned = self.clock.num_inference_steps
+        return self._needs_reset or (planned is not None and self.clock.steps >= planned)
 
     def begin_call(self, context: str, args: tuple, kwargs: dict) -> StepInfo:
         timestep = self._read_timestep(args, kwargs)
@@ -239,6 +249,22 @@ class Engine:
     # --------------------------------------------------------------------------------- inspection
     def cache_bytes(self) -> int:
         return sum(state.nbytes() for hook in self.unit_hooks for state in hook.states.values())
+
+    def cache_bytes_by_strategy(self) -> dict[str, int]:
+        """Bytes each strategy (by tag) holds in its unit states now."""
+        tags = self.__dict__.setdefault("_strategy_tags", {id(s): s.config.strify() for s in self.strategies})
+        held = {tags[id(s)]: 0 for s in self.strategies if s.unit_level != "custom"}
+        for hook in self.unit_hooks:
+            tag = tags[id(hook.strategy)]
+            held[tag] = held.get(tag, 0) + sum(state.nbytes() for state in hook.states.values())
+        return held
+
+    def note_cache_bytes(self) -> None:
+        """Record the run's peak per strategy (states are freed when a pipeline call ends, so the summary
+        of a finished run reports the peak, the figure that decides whether a model fits in memory)."""
+        peak = self.stats.peak_cache_bytes
+        for tag, held in self.cache_bytes_by_strategy().items():
+            peak[tag] = max(peak.get(tag, 0), held)
 
     def unit_flops(self, name: str, context: str) -> float | None:
         return self.flops.get((name, self._signatures.get(context)))
@@ -275,165 +301,5 @@ class Engine:
         return None
 
 
-def _remove_hooks(registry: HookRegistry) -> None:
-    """Remove diffaccel's hooks newest first. diffusers' `remove_hook` restores a module's forward
-    correctly only for the most recently registered hook; removing an older one first (the root's
-    whole-model unit hook sits under the engine hook) would leave a stale wrapper as `forward`."""
-    for hook_name in (ENGINE_HOOK, UNIT_HOOK, FEEDER_HOOK):
-        registry.remove_hook(hook_name, recurse=True)
-
-
 def _describe(signature: tuple) -> str:
     return ", ".join(f"{key}{list(shape)}" for key, shape, _ in signature)
-
-
-class EngineHook(ModelHook):
-    """On the denoiser: one clock tick per call; a run that raises is discarded."""
-
-    _is_stateful = True
-
-    def __init__(self, engine: Engine):
-        super().__init__()
-        self.engine = engine
-        self.context_tracker = _ContextTracker()
-
-    def new_forward(self, module: nn.Module, *args, **kwargs):
-        engine = self.engine
-        try:
-            engine.begin_call(self.context_tracker.name, args, kwargs)
-            output = self.fn_ref.original_forward(*args, **kwargs)
-        except BaseException:
-            engine.abort_run()
-            raise
-        finally:
-            engine.current = None
-        return output
-
-    def reset_state(self, module: nn.Module) -> nn.Module:
-        self.engine.release()
-        return module
-
-
-class _CarriesInput:
-    """For the first block of a stack unit: records, at every call, the arguments the stack carries, so
-    that the unit can hand its strategy the stack's residual and add the fresh input back to forecasts."""
-
-    carries: tuple[str, ...] = ()
-
-    def record_carried(self, module: nn.Module, context: str, args: tuple, kwargs: dict) -> None:
-        if not self.carries:
-            return
-        if not hasattr(self, "_carry_signature"):
-            self._carry_signature = inspect.signature(module.forward)
-        bound = self._carry_signature.bind(*args, **kwargs).arguments
-        self.carried[context] = [bound.get(name) for name in self.carries]
-
-
-class UnitHook(_CarriesInput, ModelHook):
-    """On a cache unit: compute and let the strategy observe, or return the strategy's forecast."""
-
-    def __init__(self, engine: Engine, name: str, spec: UnitSpec, strategy: Strategy):
-        super().__init__()
-        self.engine = engine
-        self.name = name
-        self.spec = spec
-        self.kind = spec.kind
-        self.strategy = strategy
-        self.states: dict[str, UnitState] = {}
-        self.structures: dict[str, tuple[OutputStructure, list]] = {}
-        self.feeders: list[FeederHook] = []
-        self.carried: dict[str, list] = {}
-        self.carried_from: _CarriesInput | None = None
-
-    def state(self, context: str) -> UnitState:
-        state = self.states.get(context)
-        if state is None:
-            state = self.states[context] = self.strategy.new_state(self)
-        return state
-
-    def will_compute(self, step: StepInfo) -> bool:
-        state = self.state(step.context)
-        return self.engine.claimed_by_model_level(step, self.strategy) or self.strategy.must_compute(step, state)
-
-    def feeder_flops(self, context: str) -> float:
-        return sum(self.engine.unit_flops(f.name, context) or 0.0 for f in self.feeders)
-
-    def new_forward(self, module: nn.Module, *args, **kwargs):
-        engine = self.engine
-        step = engine.current
-        if step is None:  # called outside the wrapped denoiser's forward: not part of a run
-            return self.fn_ref.original_forward(*args, **kwargs)
-        state = self.state(step.context)
-        self.record_carried(module, step.context, args, kwargs)
-        if self.will_compute(step):
-            output = engine.measure(self.name, step.context, self.fn_ref.original_forward, args, kwargs)
-            leaves, structure = flatten_output(output)
-            self.structures[step.context] = (structure, [None if t is None else t.dtype for t in leaves])
-            self.strategy.observe(state, self._residuals(leaves, step.context), step)
-            computed = True
-        else:
-            structure, dtypes = self.structures[step.context]
-            leaves = self._add_carried(self.strategy.forecast(state, step), step.context)
-            output = structure.rebuild([None if t is None else t.to(d) for t, d in zip(leaves, dtypes)])
-            computed = False
-        flops = (engine.unit_flops(self.name, step.context) or 0.0) + self.feeder_flops(step.context)
-        engine.stats.record_unit(self.name, self.kind, step.index, computed, flops)
-        return output
-
-    def _inputs(self, context: str) -> list | None:
-        return None if self.carried_from is None else self.carried_from.carried[context]
-
-    def _residuals(self, leaves: list, context: str) -> list:
-        """A stack unit's strategy sees output minus the stack's input (its residual)."""
-        inputs = self._inputs(context)
-        if inputs is None:
-            return leaves
-        if len(inputs) != len(leaves):
-            raise RuntimeError(
-                f"stack unit '{self.name}' returns {len(leaves)} tensors but the adapter's StackSpec carries "
-                f"{len(inputs)} ({list(self.spec.carries)})"
-            )
-        out = []
-        for leaf, fresh in zip(leaves, inputs):
-            if leaf is None:
-                out.append(None)
-            elif not isinstance(fresh, torch.Tensor) or fresh.shape != leaf.shape:
-                raise RuntimeError(
-                    f"stack unit '{self.name}': output of shape {tuple(leaf.shape)} does not match the carried "
-                    f"input {tuple(fresh.shape) if isinstance(fresh, torch.Tensor) else type(fresh).__name__}; "
-                    "the adapter's StackSpec names the wrong arguments"
-                )
-            else:
-                out.append(leaf - fresh)
-        return out
-
-    def _add_carried(self, forecasts: list, context: str) -> list:
-        inputs = self._inputs(context)
-        if inputs is None:
-            return forecasts
-        return [None if f is None else f + fresh.to(f.dtype) for f, fresh in zip(forecasts, inputs)]
-
-
-class FeederHook(_CarriesInput, ModelHook):
-    """On a module that only feeds a cache unit: skipped (empty placeholder) when the unit is forecast."""
-
-    def __init__(self, engine: Engine, name: str, unit: UnitHook):
-        super().__init__()
-        self.engine = engine
-        self.name = name
-        self.unit = unit
-        self.placeholders: dict[str, Any] = {}
-        self.carried: dict[str, list] = {}
-
-    def new_forward(self, module: nn.Module, *args, **kwargs):
-        step = self.engine.current
-        if step is None:
-            return self.fn_ref.original_forward(*args, **kwargs)
-        self.record_carried(module, step.context, args, kwargs)
-        if self.unit.will_compute(step):
-            output = self.engine.measure(self.name, step.context, self.fn_ref.original_forward, args, kwargs)
-            leaves, structure = flatten_output(output)
-            empties = [None if t is None else t.new_empty(*t.shape[:-1], 0) for t in leaves]
-            self.placeholders[step.context] = structure.rebuild(empties)
-            return output
-        return self.placeholders[step.context]

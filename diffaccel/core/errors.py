@@ -23,3 +23,11 @@ class NotWrappedError(DiffaccelError, RuntimeError):
 
 class RunStateError(DiffaccelError, RuntimeError):
     """A call does not fit the current run (shapes changed mid-run, two calls at one step, ...)."""
+
+
+class ConcurrentUseError(RunStateError):
+    """A wrapped object was called from a second thread while a run of another thread was in progress."""
+
+
+class OptionTypeError(DiffaccelError, TypeError):
+    """A strategy option has the wrong type (text where a number is needed, a bool for an int, ...)."""

@@ -36,6 +36,8 @@ class RunStats:
     contexts: set[str] = field(default_factory=set)
     root_calls: int = 0
     counters: dict[str, float] = field(default_factory=dict)
+    #: most bytes each strategy (by tag) held in its caches at the end of any denoiser call of the run
+    peak_cache_bytes: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, amount: float = 1) -> None:
         """Bump a named counter of this run (strategies' own figures: tokens, accepted drafts, ...)."""
@@ -44,6 +46,7 @@ class RunStats:
     def reset(self) -> None:
         self.units.clear()
         self.counters.clear()
+        self.peak_cache_bytes.clear()
         self.steps_with_forecast.clear()
         self.steps_seen.clear()
         self.contexts.clear()

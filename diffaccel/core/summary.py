@@ -18,7 +18,9 @@ class Summary:
         steps: denoising steps seen.
         full_steps: steps at which every cache unit computed.
         computed_fraction: FLOP-weighted share of the cacheable work computed (1.0 without caching).
-        cache_bytes: bytes held in strategy caches now.
+        cache_bytes: bytes held in strategy caches now (0 after a pipeline call: its end frees them).
+        peak_cache_bytes: the most bytes the strategies' caches held at once during the run;
+            `extra["peak_cache_bytes_by_strategy"]` splits it per strategy tag.
         contexts: guidance contexts seen ("default" for a doubled batch).
         units: per-unit counts (computed / forecast calls, summed over contexts).
         aborted: the run raised before finishing, so its state was discarded.
@@ -34,15 +36,18 @@ class Summary:
     contexts: list[str]
     units: dict[str, UnitCounts]
     aborted: bool = False
-    components: dict[str, "Summary"] = field(default_factory=dict)
+    peak_cache_bytes: int = 0
+    components: dict[str, Summary] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of_engine(cls, engine: Engine) -> "Summary":
+    def of_engine(cls, engine: Engine) -> Summary:
         stats = engine.stats
         extra: dict[str, Any] = dict(stats.counters)
         for strategy in engine.strategies:
             extra.update(strategy.report(engine))
+        if stats.peak_cache_bytes:
+            extra["peak_cache_bytes_by_strategy"] = dict(stats.peak_cache_bytes)
         core = {"steps": stats.steps, "full_steps": stats.full_steps, "computed_fraction": stats.computed_fraction,
                 "cache_bytes": engine.cache_bytes()}
         core.update({k: extra.pop(k) for k in list(core) if k in extra})
@@ -51,12 +56,13 @@ class Summary:
             contexts=sorted(stats.contexts),
             units=dict(stats.units),
             aborted=engine.last_run_aborted,
+            peak_cache_bytes=sum(stats.peak_cache_bytes.values()),
             extra=extra,
             **core,
         )
 
     @classmethod
-    def combine(cls, parts: dict[str, "Summary"]) -> "Summary":
+    def combine(cls, parts: dict[str, Summary]) -> Summary:
         if len(parts) == 1:
             return next(iter(parts.values()))
         units = {f"{comp}.{name}": counts for comp, s in parts.items() for name, counts in s.units.items()}
@@ -71,6 +77,7 @@ class Summary:
             contexts=sorted({c for s in parts.values() for c in s.contexts}),
             units=units,
             aborted=any(s.aborted for s in parts.values()),
+            peak_cache_bytes=sum(s.peak_cache_bytes for s in parts.values()),
             components=parts,
         )
 
@@ -91,6 +98,7 @@ class Summary:
             "full_steps": self.full_steps,
             "computed_fraction": self.computed_fraction,
             "cache_bytes": self.cache_bytes,
+            "peak_cache_bytes": self.peak_cache_bytes,
             "contexts": list(self.contexts),
             "aborted": self.aborted,
             "units": {n: {"kind": u.kind, "computed": u.computed, "forecast": u.forecast} for n, u in self.units.items()},
@@ -102,7 +110,7 @@ class Summary:
         lines = [
             f"diffaccel summary: {self.strategy}" + ("  (last run raised; state discarded)" if self.aborted else ""),
             f"  steps {self.steps}, full steps {self.full_steps}, computed fraction {self.computed_fraction:.3f}, "
-            f"cache {self.cache_bytes / 2**20:.2f} MiB, contexts {', '.join(self.contexts) or '-'}",
+            f"cache {self.cache_bytes / 2**20:.2f} MiB (peak {self.peak_cache_bytes / 2**20:.2f}), contexts {', '.join(self.contexts) or '-'}",
         ]
         if self.units:
             lines.append(f"  {'unit kind':<14}{'units':>7}{'computed':>10}{'forecast':>10}")

@@ -12,46 +12,33 @@ from ..api import summary, unwrap
 from ..api import wrap as _core_wrap
 from ..core.errors import UnknownStrategyError
 from ..strategies.base import StrategyConfig
-from ..strategies.registry import get_entry, parse_strategy_spec
-from . import strategies  # noqa: F401  (importing it registers the dLLM strategies with the engine)
-from .dkv_cache import DKVCacheConfig
-from .fast_dllm import FastDLLMConfig
-from .sparsed import SparseDConfig
-from .ssd import SSDConfig
-
-DLLM_STRATEGIES: dict[str, type[StrategyConfig]] = {
-    "dkv-cache": DKVCacheConfig,
-    "sparsed": SparseDConfig,
-    "ssd": SSDConfig,
-    "fast-dllm": FastDLLMConfig,
-}
+from ..strategies.registry import StrategyRequest, get_entry, strategies
+from . import strategies as _registered  # noqa: F401  (importing it registers the dLLM strategies)
 
 
 def dllm_strategies() -> list[str]:
-    return sorted(DLLM_STRATEGIES)
+    return strategies(domain="dllm")
+
+
+#: name -> config class of every diffusion-LM strategy (read from the registry)
+DLLM_STRATEGIES: dict[str, type[StrategyConfig]] = {name: get_entry(name).config_cls for name in dllm_strategies()}
 
 
 def resolve(strategy: str | StrategyConfig, options: dict | None = None) -> StrategyConfig:
     """A validated dLLM config from a name, a ``name:key=value`` spec, or a config object."""
     options = dict(options or {})
     if isinstance(strategy, StrategyConfig):
-        config = strategy
-    elif isinstance(strategy, str):
-        name, spec_options = parse_strategy_spec(strategy)
-        get_entry(name)  # unknown names: the engine's error, listing every strategy
-        if name not in DLLM_STRATEGIES:
-            raise UnknownStrategyError(f"'{name}' is not a diffusion-LM strategy; dLLM strategies: "
-                                       f"{', '.join(dllm_strategies())}")
-        config = DLLM_STRATEGIES[name]()
-        options = {**spec_options, **options}
-    else:
-        raise TypeError(f"a strategy is a name or a config object, got {type(strategy).__name__}")
-    if config.strategy_name not in DLLM_STRATEGIES:
-        raise UnknownStrategyError(f"'{config.strategy_name}' is not a diffusion-LM strategy")
-    if options:
-        return config.replace(**options)
-    config.validate()
-    return config
+        if get_entry(strategy.strategy_name).domain != "dllm":
+            raise UnknownStrategyError(f"'{strategy.strategy_name}' is not a diffusion-language-model strategy")
+        if options:
+            return strategy.replace(**options)
+        strategy.validate()
+        return strategy
+    if isinstance(strategy, str):
+        request = StrategyRequest.parse(strategy)
+        StrategyRequest(request.name).validate(domain="dllm")  # unknown names list every strategy; others the dLLM ones
+        return request.config(**options)
+    raise TypeError(f"a strategy is a name or a config object, got {type(strategy).__name__}")
 
 
 def wrap(pipe, strategy: str | StrategyConfig, **options):
@@ -59,4 +46,4 @@ def wrap(pipe, strategy: str | StrategyConfig, **options):
     return _core_wrap(pipe, resolve(strategy, options))
 
 
-__all__ = ["dllm_strategies", "resolve", "summary", "unwrap", "wrap"]
+__all__ = ["DLLM_STRATEGIES", "dllm_strategies", "resolve", "summary", "unwrap", "wrap"]

@@ -1,4 +1,4 @@
-"""The attention entry point shared by the LLaDA and Dream ports (spec §9).
+"""The attention entry point shared by the LLaDA and Dream ports (ours; docs/methods.md).
 
 Every transformer block owns one parameter-free :class:`BidirectionalAttention` module and calls it
 with post-RoPE queries, keys and values of the tokens that are actually being run, plus their true

@@ -1,4 +1,4 @@
-"""The one commit rule every sampler and acceleration shares (spec §1.2, §9).
+"""The one commit rule every sampler and acceleration shares (LLaDA's `generate.py`; one shared rule is ours, docs/methods.md).
 
 ``torch.topk`` leaves tie-breaking unspecified, so equality tests between a reference and an
 accelerated decoder would be meaningless with it. Here ties are broken deterministically:

@@ -1,19 +1,19 @@
-"""dKV-Cache: delayed key/value caching for diffusion LMs (spec §4; arXiv 2505.15781).
+"""dKV-Cache: delayed key/value caching for diffusion LMs (arXiv 2505.15781; horseee/dKV-Cache).
 
 A token's keys/values keep changing while it is ``[MASK]`` and once more in the step right after it
 is decoded, then stay nearly stable. So:
 
-* **Decode** (spec §4.2): never cache masked tokens; cache a token from the second forward after
+* **Decode** (`llada_dkv_cache_decode.py`): never cache masked tokens; cache a token from the second forward after
   its decoding on ("one-step delay"); refresh everything every ``refresh_interval`` steps and at
   every semi-AR block start. Within a block, step ``i``: ``i == 0`` full forward, nothing cached;
   ``i == 1`` or ``i % R == 0`` full forward storing every decoded position; otherwise run only the
   positions not in the cache (masked + decoded at step ``i-1``) against the cached rest.
   ``R = 1`` makes every step a full forward, hence identical to no cache.
-* **Greedy** (spec §4.3): needs a decode order fixed in advance (``remasking="random_order"``);
+* **Greedy** (`llada_dkv_cache_greedy.py`): needs a decode order fixed in advance (``remasking="random_order"``);
   the cache holds every position from the last refresh (``i % R == 0``); other steps run only the
   tokens decoded at ``i-1``, the ones to decode now and a ``window_size`` of masked neighbours.
 
-Dream (shifted logits, spec §4.4): ``shift_type`` decides which positions are cacheable (``"un"``:
+Dream (shifted logits, `dream_generation_utils*.py`): ``shift_type`` decides which positions are cacheable (``"un"``:
 the next token is decoded, the official default; ``"un_right"``: it and the next are decoded;
 ``"right"``: it is decoded); positions whose output the sampler reads are always run (ours: the
 official code handles the first-position quirk differently). Refreshes follow the LLaDA rule above
@@ -28,7 +28,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
 SHIFT_TYPES = ("un", "un_right", "right")
@@ -72,7 +71,7 @@ class DKVCacheConfig(StrategyConfig):
 
 
 def cacheable_positions(input_ids: torch.Tensor, mask_id: int, shifted: bool, shift_type: str) -> torch.Tensor:
-    """Positions whose keys/values may be cached (spec §4.2, §4.4 ``shift_type``)."""
+    """Positions whose keys/values may be cached (Decode rule; Dream's ``shift_type``)."""
     decoded = input_ids != mask_id
     if not shifted or shift_type == "right":
         return decoded
@@ -132,7 +131,7 @@ class DKVGreedyPlanner(DKVPlanner):
         self.start(input_ids, step, cache)
         if step.planned_commit is None:
             raise ValueError("dkv-cache variant='greedy' needs a decode order fixed in advance: "
-                             "sample with remasking='random_order' (spec §4.3)")
+                             "sample with remasking='random_order' (dKV-Cache-Greedy)")
         if step.shifted_logits:
             raise ValueError("dkv-cache variant='greedy' is defined for LLaDA-style models only")
         everything = torch.ones_like(input_ids, dtype=torch.bool)

@@ -1,10 +1,10 @@
-"""Dream-architecture diffusion LM (Qwen2-style, GQA, shifted logits) in plain PyTorch (spec §2.3).
+"""Dream-architecture diffusion LM (Qwen2-style, GQA, shifted logits) in plain PyTorch (Dream-v0's `modeling_dream.py`).
 
 Parameter names follow ``Dream-org/Dream-v0-Instruct-7B``: ``model.embed_tokens``,
 ``model.layers.{i}.{input_layernorm,post_attention_layernorm}``,
 ``model.layers.{i}.self_attn.{q,k,v,o}_proj`` (q/k/v with bias), ``model.layers.{i}.mlp.{gate,up,down}_proj``,
 ``model.norm``, ``lm_head``. The raw logit at position ``i`` predicts token ``i+1``; the Dream sampler
-shifts them (spec §2.1), the model does not.
+shifts them (Dream's `generation_utils.py`), the model does not.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class DreamBaseModel(nn.Module):
         if attention_mask is not None:
             key_padding_mask = attention_mask.to(torch.bool)
             if position_ids is None:
-                # Dream's sampler: tok_idx = cumsum(attn) - 1 with padding positions set to 1 (spec §2.2)
+                # Dream's sampler: tok_idx = cumsum(attn) - 1 with padding positions set to 1 (`generation_utils.py`)
                 position_ids = attention_mask.long().cumsum(-1) - 1
                 position_ids = position_ids.masked_fill(attention_mask == 0, 1)
         if position_ids is None:

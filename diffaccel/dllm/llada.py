@@ -1,4 +1,4 @@
-"""LLaDA-architecture masked diffusion LM in plain PyTorch (spec §1.4).
+"""LLaDA-architecture masked diffusion LM in plain PyTorch (LLaDA-8B's `modeling_llada.py`).
 
 Module and parameter names mirror the public checkpoints (``GSAI-ML/LLaDA-8B-Instruct``):
 ``model.transformer.wte``, ``model.transformer.blocks.{i}.{attn_norm,q_proj,k_proj,v_proj,attn_out,

@@ -1,4 +1,4 @@
-"""Load real LLaDA / Dream checkpoints from a local directory of safetensors (GPU path, spec §0).
+"""Load real LLaDA / Dream checkpoints from a local directory of safetensors (GPU path; parameter names of the official checkpoints).
 
 Usage on a GPU machine (weights downloaded beforehand, e.g. ``huggingface-cli download
 GSAI-ML/LLaDA-8B-Instruct --local-dir ./LLaDA-8B-Instruct``; diffaccel itself never downloads)::

@@ -10,7 +10,7 @@ import torch
 @dataclass
 class DiffusionLMOutput:
     """``logits`` ``[B, L, V]`` for the tokens that were run (no shift applied; Dream's raw logits
-    predict the next token, the sampler re-aligns them, spec §2.1)."""
+    predict the next token, the sampler re-aligns them, as Dream's `generation_utils.py`)."""
 
     logits: torch.Tensor
     computed_tokens: int | None = None

@@ -64,7 +64,26 @@ class DiffusionLMPipeline:
     def last_record(self) -> DecodeRecord | None:
         return self.sampler.last_record
 
+    def max_length(self) -> int | None:
+        """Longest sequence (prompt + answer) the model's positions cover, from its config."""
+        config = getattr(self.model, "config", None)
+        for name in ("max_sequence_length", "max_position_embeddings"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+        return None
+
+    def _check_length(self, ids: torch.Tensor, gen_length: int) -> None:
+        if ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise ValueError(f"empty prompt (input ids of shape {tuple(ids.shape)}): give at least one non-empty prompt")
+        limit = self.max_length()
+        if limit is not None and ids.shape[1] + gen_length > limit:
+            raise ValueError(f"prompt of {ids.shape[1]} tokens plus gen_length {gen_length} exceeds the model's maximum "
+                             f"length of {limit} tokens; shorten the prompt or lower gen_length")
+
     def _encode(self, prompt) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not isinstance(prompt, (str, torch.Tensor)) and len(prompt) == 0:
+            raise ValueError("empty prompt list: give at least one prompt")
         if isinstance(prompt, torch.Tensor):
             ids = prompt[None] if prompt.dim() == 1 else prompt
             return ids.to(self.device), None
@@ -97,6 +116,7 @@ class DiffusionLMPipeline:
         ids, mask = self._encode(input_ids if input_ids is not None else prompt)
         mask = attention_mask if attention_mask is not None else mask
         config = self.sampling_config(**sampling_options)
+        self._check_length(ids, config.gen_length)
         sequences = self.sampler.generate(ids, config, attention_mask=mask, generator=generator,
                                           policy=self.block_policy)
         self.last_sequence_length = sequences.shape[1]
@@ -107,14 +127,14 @@ class DiffusionLMPipeline:
 
 
 class LLaDAPipeline(DiffusionLMPipeline):
-    """LLaDA sampler (spec §1.2). Defaults: the repository demo (128 tokens, 128 steps, block 32)."""
+    """LLaDA sampler (ML-GSAI/LLaDA `generate.py`). Defaults: the repository demo (128 tokens, 128 steps, block 32)."""
 
     family = "llada"
     default_sampling = SamplingConfig(gen_length=128, steps=128, block_length=32)
 
 
 class DreamPipeline(DiffusionLMPipeline):
-    """Dream sampler (spec §2.2), native timestep schedule by default; ``schedule="linear"`` with
+    """Dream sampler (Dream's `generation_utils.py`), native timestep schedule by default; ``schedule="linear"`` with
     ``block_length`` is our one-token-per-step, semi-autoregressive option."""
 
     family = "dream"

@@ -1,4 +1,4 @@
-"""Rotary position embedding with explicit positions (spec §1.4, §9).
+"""Rotary position embedding with explicit positions (LLaDA's rotate-half RoPE; explicit positions are ours, for the caches).
 
 Both LLaDA and Dream use the non-interleaved "rotate-half" form computed in float32. Positions are
 always passed explicitly so that a forward over a subset of tokens (dKV-Cache, Fast-dLLM caches,

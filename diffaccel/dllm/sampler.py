@@ -1,6 +1,6 @@
-"""One masked-diffusion sampler core with pluggable pieces (spec §9).
+"""One masked-diffusion sampler core with pluggable pieces (ours; docs/methods.md).
 
-The reference samplers of LLaDA (spec §1.2) and Dream (spec §2.2) and every accelerated variant run
+The reference samplers of LLaDA (`generate.py`) and Dream (`generation_utils.py`) and every accelerated variant run
 through :class:`MaskedDiffusionSampler`. What varies is plugged in, never forked:
 
 * the **schedule** (``SamplingConfig.schedule``): LLaDA's per-block linear counts, Dream's native
@@ -76,7 +76,7 @@ class DecodeStep:
 
 @dataclass
 class DecodeRecord:
-    """Counters of one ``generate`` call (the numbers spec §10.7 asks every run to report)."""
+    """Counters of one ``generate`` call (the numbers every run reports)."""
 
     forward_calls: int = 0  # NFE: model calls (a CFG pair in one batch counts once)
     forward_rows: int = 0  # sequences pushed through the model (an SSD verification batch counts N+1)
@@ -127,7 +127,7 @@ class SamplingConfig:
     selection_window: str = "sequence"
     min_block_forwards: int = 1
 
-    def validate(self, family: str) -> "SamplingConfig":
+    def validate(self, family: str) -> SamplingConfig:
         for name in ("gen_length", "steps", "block_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -195,7 +195,7 @@ class DecodeRun:
     run_id: int
     step_index: int = 0
 
-    def make_step(self, sampler: "MaskedDiffusionSampler", block: Block, step_in_block: int, **extra) -> DecodeStep:
+    def make_step(self, sampler: MaskedDiffusionSampler, block: Block, step_in_block: int, **extra) -> DecodeStep:
         return DecodeStep(
             run_id=self.run_id, index=self.step_index, total_steps=self.config.steps, block_index=block.index,
             step_in_block=step_in_block, block_start=block.start, block_end=block.end,
@@ -207,13 +207,13 @@ class DecodeRun:
 class BlockPolicy(Protocol):
     """Decodes one semi-autoregressive block in place on ``run.x``."""
 
-    def decode_block(self, sampler: "MaskedDiffusionSampler", run: DecodeRun, block: Block) -> None: ...
+    def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None: ...
 
 
 class StepwiseDecoding:
-    """The reference policy: forward, propose, count, commit; once per step (spec §1.2, §2.2, §7.1)."""
+    """The reference policy: forward, propose, count, commit; once per step (LLaDA, Dream, Fast-dLLM)."""
 
-    def decode_block(self, sampler: "MaskedDiffusionSampler", run: DecodeRun, block: Block) -> None:
+    def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
         cfg = run.config
         positions = torch.arange(run.x.shape[1], device=run.x.device)
         in_block = (positions < block.end)[None, :]
@@ -350,7 +350,7 @@ class MaskedDiffusionSampler:
         return select_top(confidence, counts, run.config.numerics, family=self.family, bounds=bounds)
 
     def origin_transfer(self, logits, masked, i, steps, timesteps, run):
-        """Dream ``origin``: each masked position unmasks with probability ``1 - s/t`` (spec §2.2)."""
+        """Dream ``origin``: each masked position unmasks with probability ``1 - s/t`` (Dream's ``_sample``)."""
         cfg = run.config
         p_transfer = dream_transfer_probability(i, steps, timesteps)
         n_masked = int(masked.sum())
@@ -405,7 +405,7 @@ def llada_generate(model, prompt, *, steps=128, gen_length=128, block_length=128
                    remasking="low_confidence", mask_id=126336, attention_mask=None, logits_eos_inf=False,
                    confidence_eos_eot_inf=False, eos_id=None, eot_id=None, generator=None, threshold=None,
                    policy=None):
-    """LLaDA's reference ``generate`` (spec §1.2) on the shared core; arguments as the original.
+    """LLaDA's reference ``generate`` (ML-GSAI/LLaDA `generate.py`) on the shared core; arguments as the original.
 
     ``threshold`` (not in the original) switches to Fast-dLLM parallel decoding.
     """
@@ -425,7 +425,7 @@ def llada_generate(model, prompt, *, steps=128, gen_length=128, block_length=128
 def dream_generate(model, input_ids, *, max_new_tokens=512, steps=512, temperature=0.0, top_p=None, top_k=None,
                    alg="origin", alg_temp=None, eps=1e-3, mask_id=151666, attention_mask=None, generator=None,
                    block_length=None, schedule="dream_native", policy=None):
-    """Dream's ``diffusion_generate`` / ``_sample`` (spec §2.2) on the shared core.
+    """Dream's ``diffusion_generate`` / ``_sample`` (Dream's `generation_utils.py`) on the shared core.
 
     ``schedule="linear"`` with ``block_length`` is our option (one token per step, semi-AR blocks).
     """

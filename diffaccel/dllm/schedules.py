@@ -1,4 +1,4 @@
-"""How many masked tokens to commit at each denoising step (spec §1.2, §2.2, §7.1).
+"""How many masked tokens to commit at each denoising step (LLaDA's `get_num_transfer_tokens`, Dream's timesteps, Fast-dLLM's threshold).
 
 Pure functions over tensors, unit-tested against hand-computed schedules.
 """
@@ -32,7 +32,7 @@ def dream_transfer_count(num_mask: torch.Tensor, step: int, steps: int, timestep
     """Dream's native count ``int(num_mask * (1 - s/t))``, all remaining masks at the last step.
 
     ``num_mask`` is the batch-averaged number of masks (a float tensor), as in Dream's ``_sample``;
-    ``int()`` floors, which is why step 0 commits nothing when ``steps == gen_length`` (spec §2.2).
+    ``int()`` floors, which is why step 0 commits nothing when ``steps == gen_length`` (Dream's ``_sample``).
     """
     if step == steps - 1:
         return int(num_mask)
@@ -49,7 +49,7 @@ def dream_transfer_probability(step: int, steps: int, timesteps: torch.Tensor) -
 
 
 def threshold_counts(confidence: torch.Tensor, candidates: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Fast-dLLM parallel decoding (spec §7.1): top-1 plus every candidate with confidence >= threshold.
+    """Fast-dLLM parallel decoding (NVlabs/Fast-dLLM): top-1 plus every candidate with confidence >= threshold.
 
     Returns ``[B]`` counts for :func:`diffaccel.dllm.commit.top_confidence_positions`; the set
     {conf >= threshold} is always a top-m set, so "top-1 union threshold set" is top-``max(1, m)``.

@@ -1,4 +1,4 @@
-"""SparseD's head-specific block-sparse attention patterns, as pure functions (spec §5.2).
+"""SparseD's head-specific block-sparse attention patterns, as pure functions (`SparseD_utils.py` in INV-WZQ/SparseD).
 
 The pattern is computed once, from one step's post-RoPE queries and keys, per (batch, head):
 for each query block, the key blocks with the largest mean attention ("isolated selection":
@@ -48,7 +48,7 @@ def build_sparse_pattern(q: torch.Tensor, k: torch.Tensor, *, gen_length: int, b
 
     Pass 1 keeps the top ``max(1, floor(nk*select)+1)`` blocks scored against all keys and drops
     those in the generation region; pass 2 keeps the top ``max(1, floor((nk-g)*select)+1)`` generation
-    blocks scored against generation keys only; the two are OR-ed (spec §5.2). ``k`` values larger
+    blocks scored against generation keys only; the two are OR-ed (`SparseD_utils.py` in INV-WZQ/SparseD). ``k`` values larger
     than the number of blocks are clamped (the official code would raise).
     """
     batch, heads, lq, _ = q.shape

@@ -1,4 +1,4 @@
-"""SparseD: head-specific sparse attention computed once and reused (spec §5; arXiv 2509.24014).
+"""SparseD: head-specific sparse attention computed once and reused (arXiv 2509.24014; INV-WZQ/SparseD).
 
 Schedule over the run's reference steps ``now = 0 .. T-1`` with ``t* = floor(T * skip) + 1``:
 dense attention while ``now <= t*``; at ``now == t*`` each layer builds its block pattern from that
@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
-
-from ..strategies.base import StrategyConfig
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
+from ..strategies.base import StrategyConfig
 from .attention import dense_attention, repeat_kv
 from .kv_cache import attention_modules
 from .sparse_patterns import build_sparse_pattern, dense_mask_from_pattern
@@ -66,8 +65,8 @@ class SparseDConfig(StrategyConfig):
         self.validate()
 
     def validate(self) -> None:
-        if not 0.0 <= self.skip:
-            raise ValueError(f"skip must be >= 0, got {self.skip}")
+        if not 0.0 <= self.skip <= 1.0:
+            raise ValueError(f"skip is a fraction of the steps, in [0, 1], got {self.skip}")
         if not 0.0 < self.select <= 1.0:
             raise ValueError(f"select must be in (0, 1], got {self.select}")
         if not isinstance(self.block_size, int) or self.block_size < 1:
@@ -212,7 +211,7 @@ def official_score_scale(model: nn.Module, config: SparseDConfig) -> float:
     mcfg = model.config
     head_dim = mcfg.head_dim
     if config.score_scale == "official" and getattr(mcfg, "model_type", "") == "llada":
-        return 1.0 / math.sqrt(mcfg.n_heads)  # the official LLaDA code's quirk (spec §5.2)
+        return 1.0 / math.sqrt(mcfg.n_heads)  # the official LLaDA code's quirk (INV-WZQ/SparseD `modeling_llada.py`)
     return 1.0 / math.sqrt(head_dim)
 
 

@@ -126,11 +126,6 @@ class DLLMStrategy(Strategy):
                 out["attention_kept_fraction"] = s.kept_fraction()
         return out
 
-    def new_state(self, *args, **kwargs):
-        raise AssertionError("dLLM strategies have no cache units")
-
-    must_compute = observe = forecast = new_state
-
 
 class KVCacheStrategy(DLLMStrategy):
     """A K/V-cache planner executed by the subset-forward hooks of :mod:`diffaccel.dllm.kv_cache`."""
@@ -192,6 +187,13 @@ class SparseD(DLLMStrategy):
 class SelfSpeculative(DLLMStrategy):
     needs_pipeline = True
 
+    def check_composition(self, others) -> None:
+        caches = [o.config.strategy_name for o in others if isinstance(o, KVCacheStrategy)]
+        if caches:
+            raise ValueError(f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
+                             "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
+                             f"or {' or '.join(caches)} alone")
+
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:
             raise ValueError("the pipeline already has a custom block policy")
@@ -203,10 +205,13 @@ class SelfSpeculative(DLLMStrategy):
 
 
 def register_dllm_strategies() -> None:
-    register_strategy(DKVCacheConfig, DKVCache, "dKV-Cache: delayed key/value caching for diffusion LMs (Decode, Greedy)")
-    register_strategy(SparseDConfig, SparseD, "SparseD: head-specific block-sparse attention after the early steps")
-    register_strategy(SSDConfig, SelfSpeculative, "lossless self-speculative decoding for diffusion LMs")
-    register_strategy(FastDLLMConfig, FastDLLM, "Fast-dLLM peer: confidence-threshold parallel decoding + prefix/dual cache")
+    register_strategy(DKVCacheConfig, DKVCache, "dKV-Cache: delayed key/value caching for diffusion LMs (Decode, Greedy)",
+                      domain="dllm")
+    register_strategy(SparseDConfig, SparseD, "SparseD: head-specific block-sparse attention after the early steps",
+                      domain="dllm")
+    register_strategy(SSDConfig, SelfSpeculative, "lossless self-speculative decoding for diffusion LMs", domain="dllm")
+    register_strategy(FastDLLMConfig, FastDLLM, "Fast-dLLM peer: confidence-threshold parallel decoding + prefix/dual cache",
+                      domain="dllm")
 
 
 register_dllm_strategies()

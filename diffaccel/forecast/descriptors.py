@@ -1,7 +1,7 @@
-"""HyCa's per-channel temporal descriptors and their clustering (spec dit-caching §3.1, §3.3).
+"""HyCa's per-channel temporal descriptors and their clustering (HyCa, arXiv 2510.04188; formulas ours).
 
 The paper names the indicators (first- and second-order difference, energy, jerk ratio, curvature
-ratio, spectral flatness) but not their formulas; these are OURS (spec §3.3). Input: a probe
+ratio, spectral flatness) but not their formulas; these are OURS (docs/methods.md). Input: a probe
 trajectory `y` of shape [steps, channels], each entry a channel's mean over batch and tokens.
 """
 

@@ -4,8 +4,8 @@ In late denoising steps the model output ε_n settles towards a fixed point. Mod
 d_n = ε_n − ε_{n−1} as d_n ≈ κ d_{n−1} + (unpredictable part), with κ = cos(d_n, d_{n−1}) · ρ and
 ρ = ‖d_n‖/‖d_{n−1}‖: then ε_{a+j} ≈ ε_a + d_a (κ + κ² + … + κ^j), a geometric series whose limit
 ε_a + d_a κ/(1 − κ) is the fixed point. Deltas that keep their direction give κ = ρ; deltas of
-unrelated direction give κ = 0, i.e. reuse of the last output. These pure functions are OURS (spec dit-caching
-§4.3); TaoCache's own formula is not public (§4.2).
+unrelated direction give κ = 0, i.e. reuse of the last output. These pure functions are OURS
+(docs/methods.md); TaoCache's own formula is not public.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """HyCa's solver pool: ways to forecast a cached feature from the full steps computed so far.
 
 HyCa (arXiv 2510.04188) names a pool of ODE solvers (Runge–Kutta, Adams–Bashforth, Taylor,
-BDF, Adams–Moulton) but its formulas are NOT PUBLIC (spec dit-caching §3.1). On cached data no
+BDF, Adams–Moulton) but its formulas are NOT PUBLIC (HyCa, arXiv 2510.04188, publishes no code). On cached data no
 solver can evaluate the vector field, so every solver here works from finite-difference
 surrogates of the derivative over the history of full steps. The pool and formulas are OURS
-(spec §3.3), except `tf1`/`tf2`, which are TaylorSeer's official recursion:
+(docs/methods.md), except `tf1`/`tf2`, which are TaylorSeer's official recursion:
 
 * `reuse`: the last full output (FORA).
-* `tf1`, `tf2`: TaylorSeer of order 1 / 2 (official factors, spec §2.4–2.5).
+* `tf1`, `tf2`: TaylorSeer of order 1 / 2 (official factors, `taylor_utils` in Shenyi-Z/TaylorSeer).
 * `ab2`: Newton backward extrapolation through the last three full steps with true divided
   differences at their real step positions (equal to AB2 with midpoint-placed derivative
-  surrogates, spec §3.2).
+  surrogates; ours).
 * `damped`: the last full output plus half of the first-order Taylor term, a conservative step for
   oscillating channels.
 
@@ -20,8 +20,8 @@ last three full outputs with their step indices.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

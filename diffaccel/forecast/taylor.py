@@ -1,4 +1,4 @@
-"""TaylorSeer's finite-difference factors and Taylor forecast (spec dit-caching §2.4–2.5).
+"""TaylorSeer's finite-difference factors and Taylor forecast (`derivative_approximation` / `taylor_formula` in Shenyi-Z/TaylorSeer).
 
 Factors are `[F, D¹, …, D^m_eff]`. At a full step the fresh output replaces `F` and each
 derivative is the difference of the new and old lower-order factor divided by the *latest* gap

@@ -13,9 +13,10 @@ import re
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -289,7 +290,10 @@ def main(argv: Sequence[str] | None = None, model: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run(args)
-    except (DiffaccelError, OutputError, FileNotFoundError) as error:
+    except KeyboardInterrupt:
+        print("interrupted: nothing was saved", file=sys.stderr)
+        return 130
+    except (DiffaccelError, OutputError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report(result))

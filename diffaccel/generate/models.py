@@ -14,8 +14,9 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -72,7 +73,7 @@ class ModelSpec:
     fps_arg: str | None = None
     vae_tiling: bool = False
     #: custom loading beyond ``PipelineClass.from_pretrained(repo, dtype=...)``
-    load: Callable[["ModelSpec", str, torch.dtype], Any] | None = None
+    load: Callable[[ModelSpec, str, torch.dtype], Any] | None = None
     notes: str = ""
     extra_call: dict[str, Any] = field(default_factory=dict)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.extras import require
+
 logger = logging.getLogger(__name__)
 
 IMAGE_FORMATS = ("png",)
@@ -83,8 +85,7 @@ def numbered(path: Path, count: int) -> list[Path]:
 
 def save_images(images: np.ndarray, path: str | os.PathLike) -> list[Path]:
     """``images`` ``(B, H, W, C)``: one PNG at ``path`` for a single image, ``<stem>_<i>.png`` for several."""
-    import imageio.v3 as iio
-
+    iio = require("imageio.v3", "compare")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = to_uint8(images)
@@ -106,8 +107,8 @@ def save_videos(videos: np.ndarray, path: str | os.PathLike, fmt: str, fps: int)
 
 def save_video(frames: np.ndarray, path: str | os.PathLike, fmt: str, fps: int) -> list[Path]:
     """``frames`` ``(F, H, W, C)`` (one video) as MP4 (H.264, yuv420p), GIF, or a folder of PNG frames."""
-    import imageio.v2 as imageio
-    import imageio.v3 as iio
+    imageio = require("imageio.v2", "compare")
+    iio = require("imageio.v3", "compare")
 
     path = Path(path)
     pixels = to_uint8(frames)

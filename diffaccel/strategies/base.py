@@ -1,7 +1,9 @@
 """What a strategy is, seen from the engine.
 
-A strategy is a config (a dataclass of documented options) plus the per-unit behaviour the engine
-calls at every cache-unit call:
+Every strategy (`Strategy`) is a config (a dataclass of documented options) that the engine attaches,
+detaches and asks for a report; a strategy with `unit_level = "custom"` registers its own hooks in `attach`
+(the diffusion-LM strategies do). A unit-level cache (`UnitStrategy`) adds the per-unit behaviour the
+engine calls at every cache-unit call:
 
 * `must_compute(step, state)`: compute this unit now, or forecast it? Must depend only on the step
   and the unit's state, because feeder modules ask the same question before the unit runs.
@@ -22,6 +24,7 @@ import torch
 
 from ..core.clock import StepClock, StepInfo
 from ..core.errors import UnknownStrategyError
+from .option_types import check_option_types
 
 
 @dataclasses.dataclass
@@ -51,13 +54,14 @@ class StrategyConfig:
     def option_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    def replace(self, **options) -> "StrategyConfig":
+    def replace(self, **options) -> StrategyConfig:
         unknown = sorted(set(options) - set(self.option_names()))
         if unknown:
             raise UnknownStrategyError(
                 f"Unknown option(s) {unknown} for strategy '{self.strategy_name}'; "
                 f"its options are {self.option_names()}."
             )
+        check_option_types(type(self), options)
         new = dataclasses.replace(self, **options)
         new.validate()
         return new
@@ -85,20 +89,31 @@ class UnitState:
         return 0
 
 
-class Strategy(ABC):
-    """One acceleration method attached to one engine."""
+class Strategy:
+    """One acceleration method attached to one engine: what every strategy has (attach, detach, report)."""
 
     config: StrategyConfig
     #: What the engine attaches for this strategy: "blocks" (unit hooks on the adapter's sub-module
     #: units), "model" (one unit hook on the whole denoiser), or "custom" (no unit hooks: the strategy
-    #: attaches its own hooks in `attach`, e.g. attention-level K/V caches of diffusion LMs).
-    unit_level: ClassVar[str] = "blocks"
+    #: attaches its own hooks in `attach`, e.g. attention-level K/V caches of diffusion LMs). Strategies
+    #: with unit hooks are `UnitStrategy`s.
+    unit_level: ClassVar[str] = "custom"
+    #: True for `UnitStrategy` and its subclasses: the engine may call the per-unit callbacks
+    has_unit_callbacks: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        per_unit = {"new_state", "must_compute", "observe", "forecast"} & set(vars(cls))
+        if per_unit and not cls.has_unit_callbacks and cls.unit_level != "custom":
+            raise TypeError(f"{cls.__name__} defines per-unit callbacks ({', '.join(sorted(per_unit))}): derive it from "
+                            "diffaccel.strategies.base.UnitStrategy")
     #: True for strategies whose forwards legitimately change shape within a run (speculative
     #: verification batches, growing decode windows). The engine then skips its fixed-shape check,
     #: which exists to protect cached feature states; such strategies keep no per-shape state.
     variable_input_shapes: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig):
+        check_option_types(type(config), config.as_dict())
         config.validate()
         self.config = config
         self.clock: StepClock | None = None
@@ -112,6 +127,13 @@ class Strategy(ABC):
 
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
+
+    def check_composition(self, others: list["Strategy"]) -> None:
+        """Raise when this strategy cannot run beside `others` (the other strategies of one wrap)."""
+
+    def on_run_aborted(self) -> None:
+        """Called when a call of the run raised. State that outlives a run (a probe, a calibration) must be
+        left exactly as it was before the run began: only a run that finished may commit it."""
 
     def attach(self, engine, owner) -> None:
         """Called once after the engine registered its hooks; `owner` is the object passed to `wrap`
@@ -130,6 +152,14 @@ class Strategy(ABC):
     def claims(self, step: StepInfo) -> bool:
         """Whole-model strategies: True for the steps they own when composed with block-level ones."""
         return False
+
+
+class UnitStrategy(Strategy, ABC):
+    """A cache over units (sub-modules, the block stack, or the whole denoiser): the engine puts a unit hook
+    on each and asks the strategy, per call, to compute or forecast."""
+
+    unit_level: ClassVar[str] = "blocks"
+    has_unit_callbacks: ClassVar[bool] = True
 
     @abstractmethod
     def new_state(self, unit) -> UnitState:

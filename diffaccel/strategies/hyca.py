@@ -1,9 +1,9 @@
 """HyCa: hybrid per-channel solvers for feature caching (arXiv 2510.04188, ICLR 2026).
 
-What the paper states (spec dit-caching §3.1): feature channels of a cached unit are clustered by
+What the paper states: feature channels of a cached unit are clustered by
 descriptors of their temporal behaviour from a short probe run, each cluster gets the solver of a
 pool that predicts it best ("one-time choosing, all-time solving"), and inference follows
-TaylorSeer's interval schedule. What it does not publish is OURS and marked so (spec §3.3): the
+TaylorSeer's interval schedule. What it does not publish is OURS and marked so (docs/methods.md): the
 solver formulas (`forecast/solvers.py`), the descriptors (`forecast/descriptors.py`), the number
 of clusters (default 2, as in every figure of the paper), the probe length (first 8 steps for
 descriptors), and the unit granularity: we cluster the same sub-module outputs TaylorSeer caches,
@@ -17,13 +17,19 @@ the default `selection="accumulated"` scores a solver by its mean squared error 
 its summed signed (token-averaged) error; `selection="squared"` uses the mean squared error alone
 (our first design: on `wan-clips` it chose lagging solvers and lost 1–4 dB to TaylorSeer; README).
 
-A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)`, saved, and passed
-as `profile=`; without one, the first run is the probe (all steps computed) and says so.
+A profile (`HycaProfile`) can be made once with `diffaccel.hyca.profile(...)` (`profile` below), saved, and
+passed as `profile=`; without one, the first run is the probe (all steps computed) and says so:
+
+    profile = diffaccel.hyca.profile(pipe, prompt="a cat", num_inference_steps=50)
+    profile.save("flux-hyca.safetensors")
+    pipe = diffaccel.wrap(pipe, "hyca", profile="flux-hyca.safetensors")
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +37,15 @@ import numpy as np
 import torch
 
 from ..core.clock import StepInfo
+from ..core.ranks import from_rank_zero
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
-from ..forecast.solvers import History, solver
-from .base import Strategy, StrategyConfig, UnitState, check_granularity
+from ..forecast.solvers import SOLVERS, History, solver
+from ..schedules.options import ScheduleOptions
+from ..schedules.runtime import ScheduledStrategy
+from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
 from .hyca_profile import HycaProfile, LeafAssignment
+from .registry import register_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +54,7 @@ _SELECTIONS = ("accumulated", "squared")
 
 
 @dataclass
-class HyCaConfig(StrategyConfig):
+class HyCaConfig(StrategyConfig, ScheduleOptions):
     """Options of HyCa.
 
     Attributes:
@@ -63,6 +73,9 @@ class HyCaConfig(StrategyConfig):
         factor_dtype: "float32", "float64" or "model" (dtype of the stored history) [ours].
         granularity: "modules" (TaylorSeer's units, the default), "stack" or "model" [ours; see
             `diffaccel.strategies.base.GRANULARITY_LEVELS`]. A profile is tied to its granularity.
+        schedule, schedule_steps, full_budget, threshold, guidance_reuse: which steps compute in full
+            ("uniform" is TaylorSeer's rule, as in the paper; see `diffaccel.schedules.ScheduleOptions`). The
+            probe scores solvers over the steps this schedule forecasts ("adaptive": the uniform ones).
     """
 
     strategy_name = "hyca"
@@ -90,14 +103,20 @@ class HyCaConfig(StrategyConfig):
             raise ValueError("hyca probe_steps must be >= 4 (descriptors use third differences)")
         if self.selection not in _SELECTIONS:
             raise ValueError(f"hyca selection must be one of {list(_SELECTIONS)}, got {self.selection!r}")
+        if not self.solver_names:
+            raise ValueError(f"hyca solvers is empty; give one or more of {sorted(SOLVERS)}, e.g. solvers=tf1|tf2")
         for name in self.solver_names:
             solver(name)  # raises for unknown names
         if self.factor_dtype not in _DTYPES:
             raise ValueError(f"hyca factor_dtype must be one of {sorted(_DTYPES)}")
         check_granularity("hyca", self.granularity)
+        self.validate_schedule("hyca")
         if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
                 self.profile, "__fspath__"):
             raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")
+        if (isinstance(self.profile, str) or hasattr(self.profile, "__fspath__")) and not os.path.isfile(self.profile):
+            raise ValueError(f"hyca profile file {str(self.profile)!r} does not exist; make one with "
+                             "diffaccel.hyca.profile(...).save(path), or leave profile out to probe on the first run")
 
     @property
     def solver_names(self) -> list[str]:
@@ -126,6 +145,7 @@ class HycaState(UnitState):
     last_full: int = -1
     probe: list[_ProbeLeaf | None] | None = None
     masks: dict = field(default_factory=dict)
+    pinned: bool = False  # computes at every step (the first block under an adaptive schedule)
 
     def nbytes(self) -> int:
         return sum(h.nbytes() for h in self.histories or [] if h is not None)
@@ -136,7 +156,7 @@ def _channel_view(t: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return t.movedim(channel_dim, -1).reshape(-1, t.shape[channel_dim])
 
 
-class HyCa(Strategy):
+class HyCa(ScheduledStrategy, UnitStrategy):
     config: HyCaConfig
 
     def __init__(self, config: HyCaConfig):
@@ -146,17 +166,63 @@ class HyCa(Strategy):
             profile, "__fspath__") else profile
         self.probing = self.profile is None
         self._probe_units: dict[str, tuple[Any, HycaState]] = {}
+        self._probe_steps = 0  # steps the probe run in progress has seen
+        self._probe_planned: int | None = None  # its planned step count, when known
         self._announced = False
+        self.init_schedule(config, "hyca", lambda n: taylorseer_is_full(n, config.interval, config.warmup))
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
+        """The previous run is over: a probe run that finished all its steps, and saw enough of them,
+        becomes the profile; any other probe run is dropped and the next run probes again (a short first
+        call must not decide every later one)."""
         if self.probing and self._probe_units:
-            self.profile = self.finish_probe()
-            self.probing = False
-            logger.info("HyCa: profile built from the first run; forecasting from now on")
+            problem = self._probe_problem()
+            if problem is None:
+                self.profile = from_rank_zero(self.finish_probe())  # one profile on every rank (core/ranks.py)
+                self.probing = False
+                logger.info("HyCa: profile built from the first run; forecasting from now on")
+            elif self.min_probe_steps() is not None:  # (interval 1 forecasts nothing: no profile is needed)
+                logger.warning("HyCa: %s; no profile was built from it and the next run probes again.", problem)
+        self._discard_probe()
 
-    def _is_full(self, n: int) -> bool:
-        return taylorseer_is_full(n, self.config.interval, self.config.warmup)
+    def on_run_aborted(self) -> None:
+        """A probe run that raised is dropped entirely: the strategy is as freshly wrapped."""
+        self._discard_probe()
+
+    def _discard_probe(self) -> None:
+        self._probe_units.clear()
+        self._probe_steps, self._probe_planned = 0, None
+
+    def min_probe_steps(self) -> int | None:
+        """Fewest steps a probe run needs: `probe_steps`-long descriptors need 4 steps (third differences),
+        and scoring the solvers needs one step the interval rule would forecast. None when nothing is ever
+        forecast (interval 1): then no profile is needed."""
+        cfg = self.config
+        horizon = cfg.warmup + cfg.interval + 1
+        first_forecast = next((n for n in range(horizon) if not taylorseer_is_full(n, cfg.interval, cfg.warmup)), None)
+        return None if first_forecast is None else max(4, first_forecast + 1)
+
+    def _probe_problem(self) -> str | None:
+        """Why the probe data gathered so far cannot make a profile, or None when it can."""
+        seen, planned = self._probe_steps, self._probe_planned
+        if planned is not None and seen < planned:
+            return f"the probe run stopped after {seen} of its {planned} steps"
+        needed = self.min_probe_steps()
+        short = any(len(p.trajectory) < 4 or p.samples == 0
+                    for _, state in self._probe_units.values() for p in state.probe or [] if p is not None)
+        if needed is None and short:
+            return f"interval {self.config.interval} computes every step, so there is nothing to profile"
+        if short:
+            return (f"the probe run had {seen} steps; a HyCa probe needs at least {needed} (4 for the channel "
+                    f"descriptors and one step that interval={self.config.interval}, warmup={self.config.warmup} "
+                    "would forecast)")
+        return None
+
+    def _is_full(self, step: StepInfo) -> bool:
+        if self.probing and self.schedule.kind == "adaptive":  # the probe computes everything: no signal
+            return self.schedule.uniform_rule(step.index)
+        return self.schedule.is_full(step, self.clock)
 
     def new_state(self, unit) -> HycaState:
         state = HycaState()
@@ -170,16 +236,19 @@ class HyCa(Strategy):
             raise ValueError(f"HyCa profile has no assignment for cache unit '{unit.name}'; it was made for "
                              f"{self.profile.model_class}. Profile this model again.")
         state.unit = unit
+        state.pinned = not self.probing and self.schedule.pins(unit.name)
         return state
 
     # ------------------------------------------------------------------------------------ engine
     def must_compute(self, step: StepInfo, state: HycaState) -> bool:
-        if self.probing or state.histories is None:
+        if self.probing:
             return True
-        return self.clock.decide((id(self), step.index), lambda: self._is_full(step.index))
+        return self.scheduled_must_compute(step, state.pinned, state.histories is not None, self._is_full)
 
     def observe(self, state: HycaState, leaves, step: StepInfo) -> None:
         if self.probing:
+            self._probe_steps = max(self._probe_steps, step.index + 1)
+            self._probe_planned = step.num_inference_steps
             self._observe_probe(state, leaves, step)
             return
         dtype = _DTYPES[self.config.factor_dtype]
@@ -239,7 +308,7 @@ class HyCa(Strategy):
             actual = leaf.detach().to(torch.float64)
             if step.index < cfg.probe_steps:
                 probe.trajectory.append(_channel_view(actual, dim).mean(0).cpu().numpy())
-            if self._is_full(step.index) or probe.last_full < 0:
+            if self._is_full(step) or probe.last_full < 0:
                 enabled = taylorseer_derivatives_enabled(step.index, cfg.warmup)
                 probe.shadow.update(actual, step.index, enabled)
                 probe.last_full = step.index
@@ -254,17 +323,16 @@ class HyCa(Strategy):
     def finish_probe(self) -> HycaProfile:
         """Cluster channels and pick a solver per cluster from the probe run's statistics."""
         cfg = self.config
+        problem = self._probe_problem() if self._probe_units else "no probe run was recorded"
+        if problem is not None:
+            raise RuntimeError(f"HyCa cannot build a profile: {problem}.")
         units: dict[str, list[LeafAssignment | None]] = {}
-        for name, (unit, state) in self._probe_units.items():
+        for name, (_unit, state) in self._probe_units.items():
             leaves = []
             for probe in state.probe or []:
                 if probe is None:
                     leaves.append(None)
                     continue
-                if len(probe.trajectory) < 4 or probe.samples == 0:
-                    raise RuntimeError(
-                        f"HyCa probe of '{name}' saw too few steps ({len(probe.trajectory)} probe steps, "
-                        f"{probe.samples} forecast steps); profile with more inference steps than warmup + interval.")
                 labels = cluster_channels(channel_descriptors(np.stack(probe.trajectory)), cfg.num_clusters, cfg.seed)
                 errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
                 if cfg.selection == "accumulated":
@@ -274,8 +342,37 @@ class HyCa(Strategy):
                 leaves.append(LeafAssignment(labels=labels, solvers=solvers))
             units[name] = leaves
         model_class = type(next(iter(self._probe_units.values()))[0].engine.root).__name__
-        self._probe_units.clear()
+        self._discard_probe()
         return HycaProfile(model_class=model_class, units=units,
                            config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
                                    "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
                                    "selection": cfg.selection})
+
+
+
+# ------------------------------------------------------------------------------------------- profiling
+def profile(obj, run: Callable[[], Any] | None = None, *, options: dict | None = None, **call_kwargs) -> HycaProfile:
+    """Profile `obj` (a pipeline or a wrapped-able model) on one generation.
+
+    Args:
+        obj: what you will later wrap with HyCa; must not be wrapped now.
+        run: a callable that performs one generation (for bare models in hand-written loops);
+            by default `obj(**call_kwargs)` is called.
+        options: HyCa options (interval, warmup, num_clusters, solvers, probe_steps, seed); the
+            model family's preset fills the rest.
+    """
+    from ..api import engines, unwrap, wrap
+
+    wrap(obj, "hyca", **(options or {}))
+    try:
+        obj(**call_kwargs) if run is None else run()
+        strategies = [s for e in engines(obj).values() for s in e.strategies if isinstance(s, HyCa)]
+        profiles = [from_rank_zero(s.finish_probe()) for s in strategies]  # one profile on every rank
+    finally:
+        unwrap(obj)
+    if len(profiles) != 1:
+        raise NotImplementedError("profiling a pipeline with several wrapped denoisers: profile each model alone")
+    return profiles[0]
+
+
+register_strategy(HyCaConfig, HyCa, "per-channel hybrid solvers chosen from a probe run")

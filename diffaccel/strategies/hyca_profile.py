@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_write
+
 
 @dataclass
 class LeafAssignment:
@@ -42,12 +44,10 @@ class HycaProfile:
                 tensors[key] = torch.as_tensor(leaf.labels, dtype=torch.int64)
                 layout[unit].append({"key": key, "solvers": leaf.solvers})
         metadata = {"model_class": self.model_class, "layout": json.dumps(layout), "config": json.dumps(self.config)}
-        tmp = f"{os.fspath(path)}.tmp"
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "HycaProfile":
+    def load(cls, path: str | os.PathLike) -> HycaProfile:
         from safetensors import safe_open
 
         with safe_open(os.fspath(path), framework="pt") as f:

@@ -1,10 +1,10 @@
 """TaoCache slot: late-stage fixed-point prediction of the whole denoiser output.
 
-What is public of TaoCache (arXiv 2508.08978; spec dit-caching §4.1): a training-free cache that
+What is public of TaoCache (arXiv 2508.08978, its abstract and introduction): a training-free cache that
 predicts the model's noise output from a fixed-point perspective, is effective in *late* steps,
 and decides by calibrating cosine similarities and norm ratios of consecutive noise deltas. The
-paper's prediction formula, decision rule, thresholds and step range are NOT PUBLIC (§4.2), so
-everything below is OUR design, built on the spec's placeholder (§4.3), and named `taocache`
+paper's prediction formula, decision rule, thresholds and step range are NOT PUBLIC, so
+everything below is OUR design (docs/methods.md), and named `taocache`
 only because it fills that method's slot:
 
 * unit: the whole denoiser output (any model, even one no block adapter knows), per guidance
@@ -18,18 +18,39 @@ only because it fills that method's slot:
   used, so the next decision checks that the real output still follows the model.
 
 Defaults were calibrated on the `flux-photos` zoo model with `diffaccel.taocache.calibrate` (README).
+
+Calibration (`calibrate`, public as `diffaccel.taocache.calibrate`) measures, over a few full-step runs, the
+statistics of consecutive output deltas at every step (cosine, norm ratio, relative change and the expected
+relative error of forecasting one step), and derives the error threshold from them:
+
+    cal = diffaccel.taocache.calibrate(pipe, runs=[dict(num_inference_steps=50, generator=g) for g in gens])
+    print(cal.table())
+    pipe = diffaccel.wrap(pipe, cal.config(start_frac=0.5, skip_share=0.5))
+
+The records live in the calibration: a production run keeps none (`TaoCache.on_check` is unset).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 from ..core.clock import StepInfo
-from ..forecast.fixed_point import delta_cosine, delta_ratio, fixed_point_forecast, projection_rate, skip_error
-from .base import Strategy, StrategyConfig, UnitState
+from ..core.ranks import agreed_max
+from ..forecast.fixed_point import (
+    delta_cosine,
+    delta_ratio,
+    fixed_point_forecast,
+    projection_rate,
+    skip_error,
+)
+from .base import StrategyConfig, UnitState, UnitStrategy
+from .registry import register_strategy
 
 
 @dataclass
@@ -96,13 +117,14 @@ class TaoState(UnitState):
                                                            self.anchor_delta) if t is not None)
 
 
-class TaoCache(Strategy):
+class TaoCache(UnitStrategy):
     config: TaoCacheConfig
     unit_level = "model"
 
     def __init__(self, config: TaoCacheConfig):
         super().__init__(config)
-        self.checks_log: list[tuple] = []  # (step, cos, ratio, relative change, error) per check, for calibration
+        #: called as on_check(step, cos, ratio, relative change, error) at every check; set by `calibrate`
+        self.on_check: Callable[..., None] | None = None
 
     def start(self, step: StepInfo) -> int:
         cfg = self.config
@@ -135,8 +157,9 @@ class TaoCache(Strategy):
         cos = delta_cosine(state.delta, state.prev_delta)
         rho = delta_ratio(state.delta, state.prev_delta)
         change = delta_ratio(state.delta, state.last)
-        error = skip_error(change, cos, rho)
-        self.checks_log.append((step.index, cos, rho, change, error))
+        error = agreed_max(skip_error(change, cos, rho))  # every rank decides alike (core/ranks.py)
+        if self.on_check is not None:
+            self.on_check(step.index, cos, rho, change, error)
         state.streak = _allowed_streak(cfg.error_threshold, error, cfg.max_skips)
         return state.streak >= 1
 
@@ -166,3 +189,61 @@ class TaoCache(Strategy):
         out = fixed_point_forecast(state.anchor, state.anchor_delta, state.anchor_rho, step.index - state.anchor_step)
         self._push(state, out, step, computed=False)
         return [out]
+
+
+
+# ----------------------------------------------------------------------------------------- calibration
+@dataclass
+class TaoCacheCalibration:
+    """Per-step delta statistics of full-step runs: step → list of (cos, ratio, change, error) over runs."""
+
+    checks: dict[int, list[tuple[float, float, float, float]]]
+    num_steps: int
+
+    def table(self) -> str:
+        lines = ["step   cos (median)  ratio (median)  change (median)  error (median / max)"]
+        for n in sorted(self.checks):
+            cos, rho, change, err = (np.array(col) for col in zip(*self.checks[n]))
+            lines.append(f"{n:>4}   {np.median(cos):>12.4f}  {np.median(rho):>14.4f}  {np.median(change):>15.5f}  "
+                         f"{np.median(err):.5f} / {err.max():.5f}")
+        return "\n".join(lines)
+
+    def config(self, start_frac: float = 0.5, skip_share: float = 0.5, max_skips: int = 2) -> TaoCacheConfig:
+        """A config whose `error_threshold` is the `skip_share` quantile of the expected one-step errors
+        measured from step ceil(start_frac · T) on [ours]: about that share of late checks then allow
+        at least one forecast step."""
+        start = math.ceil(start_frac * self.num_steps)
+        late = [e for n in sorted(self.checks) if n >= start for *_, e in self.checks[n]]
+        if not late:
+            raise ValueError(f"no statistics from step {start} on; calibrate with more steps or a smaller start_frac")
+        return TaoCacheConfig(start_frac=start_frac, error_threshold=float(np.quantile(late, skip_share)),
+                              max_skips=max_skips)
+
+
+def calibrate(obj, runs: Sequence[dict | Callable[[], Any]], num_steps: int | None = None) -> TaoCacheCalibration:
+    """Run `obj` once per entry of `runs` (keyword arguments of a pipeline call, or callables for
+    hand-written loops) with every step computed, and collect the delta statistics."""
+    from ..api import engines, unwrap, wrap
+
+    probe = TaoCacheConfig(start_step=1, error_threshold=-1.0)  # records every check, never forecasts
+    wrap(obj, probe)
+    checks: dict[int, list[tuple[float, float, float, float]]] = {}
+
+    def record(n: int, *values: float) -> None:
+        checks.setdefault(n, []).append(values)
+
+    steps = 0
+    try:
+        for strategy in (s for e in engines(obj).values() for s in e.strategies if isinstance(s, TaoCache)):
+            strategy.on_check = record
+        for run in runs:
+            run() if callable(run) else obj(**run)
+            steps = max([steps] + [engine.stats.steps for engine in engines(obj).values()])
+    finally:
+        unwrap(obj)
+    if not checks:
+        raise ValueError("calibration saw no consecutive deltas: give runs with at least 3 steps")
+    return TaoCacheCalibration(checks, num_steps or steps)
+
+
+register_strategy(TaoCacheConfig, TaoCache, "late-stage fixed-point forecast of the whole denoiser output (ours)")

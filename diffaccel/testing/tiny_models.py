@@ -7,8 +7,8 @@ given batch size. Used by the adapter tests: one model per supported family.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

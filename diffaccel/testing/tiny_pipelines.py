@@ -33,7 +33,7 @@ def _clip_text_encoder(hidden: int = 32):
                                         bos_token_id=3, pad_token_id=0, projection_dim=hidden)).eval()
 
 
-def _t5_encoder(d_model: int = 32, umt5: bool = False):
+def tiny_t5_encoder(d_model: int = 32, umt5: bool = False):
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
     cfg_cls, model_cls = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
@@ -56,7 +56,7 @@ def tiny_flux_pipeline(seed: int = 0):
                         use_quant_conv=False, use_post_quant_conv=False)
     pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
                         text_encoder=_clip_text_encoder(), tokenizer=tiny_tokenizer(),
-                        text_encoder_2=_t5_encoder(), tokenizer_2=tiny_tokenizer(), transformer=transformer.eval())
+                        text_encoder_2=tiny_t5_encoder(), tokenizer_2=tiny_tokenizer(), transformer=transformer.eval())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -72,7 +72,7 @@ def tiny_wan_pipeline(seed: int = 0):
                                         num_layers=2, rope_max_seq_len=32)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])
-    pipe = WanPipeline(tokenizer=tiny_tokenizer(), text_encoder=_t5_encoder(umt5=True), transformer=transformer.eval(),
+    pipe = WanPipeline(tokenizer=tiny_tokenizer(), text_encoder=tiny_t5_encoder(umt5=True), transformer=transformer.eval(),
                        vae=vae.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .tiny_pipelines import _t5_encoder, tiny_tokenizer
+from .tiny_pipelines import tiny_t5_encoder, tiny_tokenizer
 
 #: token ids above the tiny tokenizers' vocabulary, given to Qwen2.5-VL's image/video/vision special tokens so
 #: that a text prompt never contains them (the model then takes its text-only rotary-position path)
@@ -40,8 +40,12 @@ def _clip_with_projection(hidden: int = 32, max_positions: int = 77):
 def tiny_sd3_pipeline(seed: int = 0):
     """`StableDiffusion3Pipeline` (guidance as one doubled batch) with a 2-block `SD3Transformer2DModel`, two
     CLIP-with-projection encoders, T5 and a tiny VAE. Generate at height = width = 32, `max_sequence_length=16`."""
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
 
     torch.manual_seed(seed)
     # pooled projections are the two CLIP projections concatenated (16 + 16); the prompt embeddings are the CLIP
@@ -58,7 +62,7 @@ def tiny_sd3_pipeline(seed: int = 0):
         transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae.eval(),
         text_encoder=_clip_with_projection(16), tokenizer=tiny_tokenizer(77),
         text_encoder_2=_clip_with_projection(16), tokenizer_2=tiny_tokenizer(77),
-        text_encoder_3=_t5_encoder(32), tokenizer_3=tiny_tokenizer(),
+        text_encoder_3=tiny_t5_encoder(32), tokenizer_3=tiny_tokenizer(),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -86,8 +90,12 @@ def tiny_qwen_image_pipeline(seed: int = 0):
     """`QwenImagePipeline` (true CFG as two calls under cache_context when a negative prompt is given) with a
     2-block `QwenImageTransformer2DModel`, a tiny Qwen2.5-VL text encoder and a tiny `AutoencoderKLQwenImage`.
     Generate at height = width = 32 with `max_sequence_length=16`."""
-    from diffusers import (AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline,
-                           QwenImageTransformer2DModel)
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
 
     torch.manual_seed(seed)
     z_dim = 4
@@ -108,8 +116,12 @@ def tiny_hunyuan_video_pipeline(seed: int = 0):
     """`HunyuanVideoPipeline` (guidance-distilled: one call per step) with a 1+2-block
     `HunyuanVideoTransformer3DModel`, a tiny `LlamaModel` + `CLIPTextModel` and a tiny `AutoencoderKLHunyuanVideo`
     (8x spatial, 4x temporal compression). Generate 5 frames at 16x16 with `max_sequence_length=16`."""
-    from diffusers import (AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
-                           HunyuanVideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     torch.manual_seed(seed)
@@ -144,8 +156,7 @@ def tiny_cogvideox_pipeline(seed: int = 0):
     """`CogVideoXPipeline` (guidance as one doubled batch) with a 2-block `CogVideoXTransformer3DModel`, T5 and a
     tiny `AutoencoderKLCogVideoX` (8x spatial, 4x temporal compression). Generate 5 frames at 16x16 with
     `max_sequence_length=16`."""
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
-                           CogVideoXTransformer3DModel)
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
 
     torch.manual_seed(seed)
     # attention heads x head dim must be divisible by 16 for the 3-D sincos position embedding
@@ -160,7 +171,7 @@ def tiny_cogvideox_pipeline(seed: int = 0):
     scheduler = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                        prediction_type="v_prediction", rescale_betas_zero_snr=True,
                                        timestep_spacing="trailing", snr_shift_scale=3.0, clip_sample=False)
-    pipe = CogVideoXPipeline(tokenizer=tiny_tokenizer(), text_encoder=_t5_encoder(32), vae=vae.eval(),
+    pipe = CogVideoXPipeline(tokenizer=tiny_tokenizer(), text_encoder=tiny_t5_encoder(32), vae=vae.eval(),
                              transformer=transformer.eval(), scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -170,7 +181,12 @@ def tiny_ltx_pipeline(seed: int = 0):
     """`LTXPipeline` (guidance as one doubled batch) with a 2-block `LTXVideoTransformer3DModel`, T5 and a tiny
     `AutoencoderKLLTXVideo` (4x spatial, 4x temporal compression). Generate 9 frames at 32x32 with
     `max_sequence_length=16`."""
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
 
     torch.manual_seed(seed)
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
@@ -184,7 +200,7 @@ def tiny_ltx_pipeline(seed: int = 0):
                                 encoder_causal=True, decoder_causal=False)
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=_t5_encoder(32),
+    pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=tiny_t5_encoder(32),
                        tokenizer=tiny_tokenizer(), transformer=transformer.eval())
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -70,4 +70,18 @@ register_zoo_model(
     kind="video",
 )
 
+register_zoo_model(
+    "dp-reach",
+    "diffaccel.policy.zoo:load_dp_reach",
+    "transformer diffusion policy (TransformerForDiffusion layout, 4 layers, n_emb 64), DDPM 100 steps, "
+    "on ObstacleReach-2D (one disc, bimodal expert); returns the policy (predict_action)",
+    kind="policy",
+)
+register_zoo_model(
+    "dp-reach-two",
+    "diffaccel.policy.zoo:load_dp_reach_two",
+    "the same policy on the harder ObstacleReach-2D variant with two discs (four expert modes)",
+    kind="policy",
+)
+
 __all__ = ["DEFAULT_MODEL", "ZooEntry", "entry", "load", "names", "register_zoo_model", "unregister_zoo_model"]

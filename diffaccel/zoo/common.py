@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -151,3 +152,107 @@ class ClassConditionalZooPipeline(DiffusionPipeline):
         if not return_dict:
             return (result,)
         return ImagePipelineOutput(images=result)
+
+
+class DDIMClassConditionalPipeline(ClassConditionalZooPipeline):
+    """The class-conditional DDIM zoo pipelines (``dit-digits``, ``unet-photos``): one ``__call__`` for both.
+
+    A subclass names its denoiser component (``denoiser_name``; its ``__init__`` registers it under that name, as
+    diffusers pipelines do) and says how that model is called (:meth:`predict_velocity`).
+    """
+
+    denoiser_name: ClassVar[str] = ""
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        self.check_call_arguments(num_inference_steps, output_type)
+        labels = self.class_label_ids(class_labels)
+        guidance_scale = self.resolve_guidance_scale(guidance_scale)
+        samples = self.sample_ddim_with_doubled_batch_guidance(
+            getattr(self, self.denoiser_name), self.predict_velocity, labels, guidance_scale, num_inference_steps,
+            generator, eta,
+        )
+        return self.to_output(samples / 2 + 0.5, output_type, return_dict)
+
+    def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def from_weights_folder(cls, folder, model_cls: type[torch.nn.Module], default_guidance_scale: float, device="cpu",
+             dtype=torch.float32):
+        """The pipeline from a weights folder written by :mod:`diffaccel.zoo.train` (``config.json`` and
+        ``model.safetensors``)."""
+        from .weights_io import load_state_into, read_json
+
+        config = read_json(folder / "config.json")
+        model = model_cls.from_config(config["components"][cls.denoiser_name]["config"])
+        load_state_into(folder / "model.safetensors", {cls.denoiser_name: model})
+        scheduler = DDIMScheduler.from_config(config["scheduler"]["config"])
+        return cls(
+            place(model, device, dtype),
+            scheduler,
+            class_names=config["pipeline"]["class_names"],
+            default_guidance_scale=config["pipeline"].get("default_guidance_scale", default_guidance_scale),
+        )
+
+
+class DDPMVelocityTraining:
+    """Training recipe shared by the DDIM zoo models: DDPM with v-prediction (Salimans & Ho 2022) and per-sample
+    label dropout to the null class (for classifier-free guidance), used by :mod:`diffaccel.zoo.train`.
+
+    Subclasses set the class attributes and give the training data (:meth:`training_data`, images in [0, 1]) and
+    the model call (:meth:`predict`).
+    """
+
+    denoiser_name: ClassVar[str] = ""
+    class_names: ClassVar[Sequence[str]] = ()
+    scheduler_config: ClassVar[dict] = {}
+    default_guidance_scale: ClassVar[float] = 1.0
+    seed = 0
+    label_dropout = 0.1
+
+    def __init__(self):
+        self.noise_scheduler = DDPMScheduler(**{k: v for k, v in self.scheduler_config.items() if k != "timestep_spacing"})
+        images, labels = self.training_data()
+        self.images = images * 2 - 1
+        self.labels = labels
+
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, components: dict[str, torch.nn.Module], generator: torch.Generator) -> torch.Tensor:
+        denoiser = components[self.denoiser_name]
+        index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
+        clean, labels = self.images[index], self.labels[index]
+        drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
+        labels = torch.where(drop, torch.full_like(labels, len(self.class_names)), labels)
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator)
+        noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
+        prediction = self.predict(denoiser, noisy, timesteps, labels)
+        return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))
+
+    def config(self, components: dict[str, torch.nn.Module]) -> dict:
+        from .weights_io import model_config
+
+        return {
+            "components": {self.denoiser_name: model_config(components[self.denoiser_name])},
+            "scheduler": {"class": "DDIMScheduler", "config": self.scheduler_config},
+            "pipeline": self.pipeline_config(),
+        }
+
+    def pipeline_config(self) -> dict:
+        return {"class_names": list(self.class_names), "default_guidance_scale": self.default_guidance_scale}

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.extras import require
+
 DIGIT_CLASS_NAMES = tuple(str(d) for d in range(10))
 
 # class name -> (package, item). Every item is a file inside the installed wheel (checked: no pooch fetch).
@@ -52,9 +54,7 @@ def load_photo(name: str) -> np.ndarray:
         raise KeyError(f"unknown photo {name!r}; available: {', '.join(PHOTO_SOURCES)}")
     package, item = PHOTO_SOURCES[name]
     if package == "skimage":
-        import skimage.data
-
-        image = getattr(skimage.data, item)()
+        image = getattr(require("skimage.data", "zoo"), item)()
     else:
         from sklearn.datasets import load_sample_image
 
@@ -67,7 +67,7 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
 
 
-def _downscale_short_side(image: np.ndarray, short_side: int) -> torch.Tensor:
+def downscale_short_side(image: np.ndarray, short_side: int) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, h, w)`` float in [0, 1] with the short side resized to ``short_side`` (antialiased)."""
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
     height, width = tensor.shape[-2:]
@@ -94,7 +94,7 @@ def photo_crop_bank(
     images, labels = [], []
     work_side = 4 * size
     for class_id, name in enumerate(names):
-        photo = _downscale_short_side(load_photo(name), work_side)
+        photo = downscale_short_side(load_photo(name), work_side)
         height, width = photo.shape[-2:]
         crops = []
         for index in range(crops_per_class):

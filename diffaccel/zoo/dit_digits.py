@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiTTransformer2DModel
+from diffusers import DDIMScheduler, DiTTransformer2DModel
 from diffusers.models.embeddings import LabelEmbedding
 
-from .common import ClassConditionalZooPipeline, place
+from .common import DDIMClassConditionalPipeline, DDPMVelocityTraining
 from .data import DIGIT_CLASS_NAMES, digits_split
 
 NAME = "dit-digits"
@@ -45,12 +45,14 @@ SCHEDULER_CONFIG = dict(
 DEFAULT_GUIDANCE_SCALE = 1.25
 
 
-class DiTDigitsPipeline(ClassConditionalZooPipeline):
+class DiTDigitsPipeline(DDIMClassConditionalPipeline):
     """Class-conditional DiT sampler with DDIM and doubled-batch classifier-free guidance.
 
     ``pipe(num_inference_steps=20, generator=g)`` draws one digit per class (0..9). Output images are
     greyscale 8x8 in [0, 1] (``"np"``: ``(B, 8, 8, 1)``).
     """
+
+    denoiser_name = "transformer"
 
     def __init__(
         self,
@@ -62,25 +64,6 @@ class DiTDigitsPipeline(ClassConditionalZooPipeline):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler)
         self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | None = None,
-        eta: float = 0.0,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ):
-        self.check_call_arguments(num_inference_steps, output_type)
-        labels = self.class_label_ids(class_labels)
-        guidance_scale = self.resolve_guidance_scale(guidance_scale)
-        samples = self.sample_ddim_with_doubled_batch_guidance(
-            self.transformer, self.predict_velocity, labels, guidance_scale, num_inference_steps, generator, eta
-        )
-        return self.to_output(samples / 2 + 0.5, output_type, return_dict)
 
     def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The transformer called as diffusers' ``DiTPipeline`` calls it: the timestep expanded to the batch."""
@@ -105,52 +88,31 @@ def disable_per_block_label_dropout(transformer: DiTTransformer2DModel) -> None:
             module.dropout_prob = 0.0
 
 
-class DiTDigitsTraining:
+class DiTDigitsTraining(DDPMVelocityTraining):
     """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
-    seed = 0
+    denoiser_name = "transformer"
+    class_names = DIGIT_CLASS_NAMES
+    scheduler_config = SCHEDULER_CONFIG
+    default_guidance_scale = DEFAULT_GUIDANCE_SCALE
     steps = 5000
     batch_size = 64
     learning_rate = 8e-4
     warmup_steps = 200
     ema_decay = 0.999
-    label_dropout = 0.1
 
-    def __init__(self):
-        self.noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         x_train, y_train, _, _ = digits_split()
-        self.images = x_train * 2 - 1
-        self.labels = y_train
+        return x_train, y_train
+
+    def predict(self, denoiser, noisy, timesteps, labels):
+        return denoiser(noisy, timestep=timesteps, class_labels=labels).sample
 
     def build(self) -> dict[str, torch.nn.Module]:
         components = build_components()
         disable_per_block_label_dropout(components["transformer"])
         return components
-
-    def loss(self, components: dict[str, torch.nn.Module], generator: torch.Generator) -> torch.Tensor:
-        transformer = components["transformer"]
-        index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
-        clean, labels = self.images[index], self.labels[index]
-        drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, len(DIGIT_CLASS_NAMES)), labels)
-        noise = torch.randn(clean.shape, generator=generator)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator)
-        noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
-        prediction = transformer(noisy, timestep=timesteps, class_labels=labels).sample
-        return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))
-
-    def config(self, components: dict[str, torch.nn.Module]) -> dict:
-        from .weights_io import model_config
-
-        return {
-            "components": {"transformer": model_config(components["transformer"])},
-            "scheduler": {"class": "DDIMScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": self.pipeline_config(),
-        }
-
-    def pipeline_config(self) -> dict:
-        return {"class_names": list(DIGIT_CLASS_NAMES), "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
 
     def after_training(self, folder, components: dict[str, torch.nn.Module]) -> dict:
         """Train and save the digit classifier, then :meth:`evaluate` the saved model."""
@@ -185,16 +147,4 @@ class DiTDigitsTraining:
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> DiTDigitsPipeline:
-    from .weights_io import load_state_into, read_json
-
-    config = read_json(folder / "config.json")
-    transformer = DiTTransformer2DModel.from_config(config["components"]["transformer"]["config"])
-    load_state_into(folder / "model.safetensors", {"transformer": transformer})
-    scheduler = DDIMScheduler.from_config(config["scheduler"]["config"])
-    transformer = place(transformer, device, dtype)
-    return DiTDigitsPipeline(
-        transformer,
-        scheduler,
-        class_names=config["pipeline"]["class_names"],
-        default_guidance_scale=config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
-    )
+    return DiTDigitsPipeline.from_weights_folder(folder, DiTTransformer2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype)

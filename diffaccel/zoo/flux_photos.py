@@ -122,6 +122,21 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
             default_guidance_scale=default_guidance_scale,
         )
 
+    def _predict(self, context: str, latents: torch.Tensor, timestep: torch.Tensor, prompt_embeds: torch.Tensor,
+                 pooled_embeds: torch.Tensor, txt_ids: torch.Tensor, img_ids: torch.Tensor) -> torch.Tensor:
+        """One guidance branch: a transformer call under ``cache_context(context)``, as in ``FluxPipeline``."""
+        dtype = self.transformer.dtype
+        with self.transformer.cache_context(context):
+            return self.transformer(
+                hidden_states=latents,
+                timestep=timestep,
+                pooled_projections=pooled_embeds.to(dtype),
+                encoder_hidden_states=prompt_embeds.to(dtype),
+                txt_ids=txt_ids,
+                img_ids=img_ids,
+                return_dict=False,
+            )[0]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -152,27 +167,10 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
         self.scheduler.set_begin_index(0)
         for t in self.progress_bar(self.scheduler.timesteps):
             timestep = t.expand(latents.shape[0]).to(dtype) / 1000
-            with self.transformer.cache_context("cond"):
-                velocity = self.transformer(
-                    hidden_states=latents,
-                    timestep=timestep,
-                    pooled_projections=pooled_embeds.to(dtype),
-                    encoder_hidden_states=prompt_embeds.to(dtype),
-                    txt_ids=txt_ids,
-                    img_ids=img_ids,
-                    return_dict=False,
-                )[0]
+            velocity = self._predict("cond", latents, timestep, prompt_embeds, pooled_embeds, txt_ids, img_ids)
             if do_guidance:
-                with self.transformer.cache_context("uncond"):
-                    negative_velocity = self.transformer(
-                        hidden_states=latents,
-                        timestep=timestep,
-                        pooled_projections=negative_pooled_embeds.to(dtype),
-                        encoder_hidden_states=negative_prompt_embeds.to(dtype),
-                        txt_ids=txt_ids,
-                        img_ids=img_ids,
-                        return_dict=False,
-                    )[0]
+                negative_velocity = self._predict("uncond", latents, timestep, negative_prompt_embeds,
+                                                  negative_pooled_embeds, txt_ids, img_ids)
                 velocity = negative_velocity + guidance_scale * (velocity - negative_velocity)
             latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
 

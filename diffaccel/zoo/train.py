@@ -41,6 +41,8 @@ RECIPES = {
     "flux-photos": ("diffaccel.zoo.flux_photos", "FluxPhotosTraining"),
     "unet-photos": ("diffaccel.zoo.unet_photos", "UNetPhotosTraining"),
     "wan-clips": ("diffaccel.zoo.wan_clips", "WanClipsTraining"),
+    "dp-reach": ("diffaccel.policy.zoo", "DPReachTraining"),
+    "dp-reach-two": ("diffaccel.policy.zoo", "DPReachTwoTraining"),
 }
 
 

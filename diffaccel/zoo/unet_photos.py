@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, UNet2DModel
 
-from .common import ClassConditionalZooPipeline, place
+from .common import DDIMClassConditionalPipeline, DDPMVelocityTraining
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
 
 NAME = "unet-photos"
@@ -44,12 +44,14 @@ SCHEDULER_CONFIG = dict(
 DEFAULT_GUIDANCE_SCALE = 1.5
 
 
-class UNetPhotosPipeline(ClassConditionalZooPipeline):
+class UNetPhotosPipeline(DDIMClassConditionalPipeline):
     """Class-conditional UNet sampler (DDIM, doubled-batch guidance) on 32x32 photo crops.
 
     ``pipe(num_inference_steps=20, generator=g)`` draws one crop per photo class; ``class_labels`` takes ids or
     photo names. Output images are RGB 32x32 in [0, 1].
     """
+
+    denoiser_name = "unet"
 
     def __init__(
         self,
@@ -62,25 +64,6 @@ class UNetPhotosPipeline(ClassConditionalZooPipeline):
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        class_labels: int | str | Sequence[int | str] | torch.Tensor | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | None = None,
-        eta: float = 0.0,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ):
-        self.check_call_arguments(num_inference_steps, output_type)
-        labels = self.class_label_ids(class_labels)
-        guidance_scale = self.resolve_guidance_scale(guidance_scale)
-        samples = self.sample_ddim_with_doubled_batch_guidance(
-            self.unet, self.predict_velocity, labels, guidance_scale, num_inference_steps, generator, eta
-        )
-        return self.to_output(samples / 2 + 0.5, output_type, return_dict)
-
     def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The UNet called as the Stable Diffusion pipelines call it: the scalar timestep, broadcast by the UNet."""
         return self.unet(model_input, t, class_labels=labels).sample
@@ -90,46 +73,28 @@ def build_components() -> dict[str, torch.nn.Module]:
     return {"unet": UNet2DModel(**UNET_CONFIG)}
 
 
-class UNetPhotosTraining:
+class UNetPhotosTraining(DDPMVelocityTraining):
     """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
-    seed = 0
+    denoiser_name = "unet"
+    class_names = PHOTO_CLASS_NAMES
+    scheduler_config = SCHEDULER_CONFIG
+    default_guidance_scale = DEFAULT_GUIDANCE_SCALE
     steps = 2000
     batch_size = 32
     learning_rate = 5e-4
     warmup_steps = 200
     ema_decay = 0.998
-    label_dropout = 0.1
 
-    def __init__(self):
-        self.noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
-        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
-        self.images = images * 2 - 1
-        self.labels = labels
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+
+    def predict(self, denoiser, noisy, timesteps, labels):
+        return denoiser(noisy, timesteps, class_labels=labels).sample
 
     def build(self) -> dict[str, torch.nn.Module]:
         return build_components()
-
-    def loss(self, components: dict[str, torch.nn.Module], generator: torch.Generator) -> torch.Tensor:
-        index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
-        clean, labels = self.images[index], self.labels[index]
-        drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, len(PHOTO_CLASS_NAMES)), labels)
-        noise = torch.randn(clean.shape, generator=generator)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator)
-        noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
-        prediction = components["unet"](noisy, timesteps, class_labels=labels).sample
-        return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))
-
-    def config(self, components: dict[str, torch.nn.Module]) -> dict:
-        from .weights_io import model_config
-
-        return {
-            "components": {"unet": model_config(components["unet"])},
-            "scheduler": {"class": "DDIMScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": self.pipeline_config(),
-        }
 
     def evaluate(self, folder) -> dict:
         """Nearest-photo accuracy of full-step samples (:mod:`diffaccel.zoo.photo_score`)."""
@@ -137,21 +102,6 @@ class UNetPhotosTraining:
 
         return evaluate_photo_pipeline(load(folder), num_inference_steps=50)
 
-    def pipeline_config(self) -> dict:
-        return {"class_names": list(PHOTO_CLASS_NAMES), "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
-
 
 def load(folder, device="cpu", dtype=torch.float32) -> UNetPhotosPipeline:
-    from .weights_io import load_state_into, read_json
-
-    config = read_json(folder / "config.json")
-    unet = UNet2DModel.from_config(config["components"]["unet"]["config"])
-    load_state_into(folder / "model.safetensors", {"unet": unet})
-    scheduler = DDIMScheduler.from_config(config["scheduler"]["config"])
-    unet = place(unet, device, dtype)
-    return UNetPhotosPipeline(
-        unet,
-        scheduler,
-        class_names=config["pipeline"]["class_names"],
-        default_guidance_scale=config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
-    )
+    return UNetPhotosPipeline.from_weights_folder(folder, UNet2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype)

@@ -37,7 +37,7 @@ from diffusers.video_processor import VideoProcessor
 from torch import nn
 
 from .common import ClassConditionalZooPipeline, place
-from .data import PHOTO_CLASS_NAMES, _downscale_short_side, load_photo
+from .data import PHOTO_CLASS_NAMES, downscale_short_side, load_photo
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def pan_clip_bank(
     travel = num_frames - 1
     clips, labels, directions = [], [], []
     for class_id, name in enumerate(names):
-        photo = _downscale_short_side(load_photo(name), frame_size + num_frames).clamp(0, 1)
+        photo = downscale_short_side(load_photo(name), frame_size + num_frames).clamp(0, 1)
         height, width = photo.shape[-2:]
         for _ in range(clips_per_class):
             direction = int(rng.integers(len(steps)))

@@ -15,12 +15,14 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..core.atomic import atomic_write, atomic_write_bytes
+from ..core.extras import require
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 # Optional override of WEIGHTS_ROOT, e.g. to load weights retrained with ``--out`` without touching the package.
@@ -46,22 +48,8 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    _atomic_write_bytes(Path(path), (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -75,18 +63,7 @@ def save_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module]) -> 
     for component, module in modules.items():
         for key, value in module.state_dict().items():
             tensors[f"{component}.{key}"] = value.detach().to("cpu").contiguous().clone()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
 
 
 def load_state_into(path: str | os.PathLike, modules: dict[str, torch.nn.Module]) -> None:
@@ -114,8 +91,9 @@ def library_versions() -> dict[str, str]:
     import diffusers
     import numpy
     import safetensors
-    import skimage
     import sklearn
+
+    skimage = require("skimage", "zoo")
 
     return {
         "python": platform.python_version(),

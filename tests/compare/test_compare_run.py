@@ -3,7 +3,6 @@ grid and plot, the resume path, and peers that cannot run on a model."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np

@@ -11,6 +11,7 @@ import pytest
 
 from diffaccel.compare import store as store_module
 from diffaccel.compare.store import ResultsStore, load_array, read_jsonl, record_key, save_array
+from diffaccel.core import atomic as atomic_module
 
 
 def _record(seed, tag="taylorseer:interval=2", **extra):
@@ -68,7 +69,7 @@ def test_failure_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
             written.append(True)
             raise OSError("disk full")
 
-    monkeypatch.setattr(store_module.os, "fdopen", lambda fd, *a, **k: ExplodingHandle(real_fdopen(fd, *a, **k)))
+    monkeypatch.setattr(atomic_module.os, "fdopen", lambda fd, *a, **k: ExplodingHandle(real_fdopen(fd, *a, **k)))
     with pytest.raises(OSError, match="disk full"):
         store.put(_record(2))
     monkeypatch.undo()
@@ -82,7 +83,7 @@ def test_failure_at_replace_keeps_the_old_file(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path).load()
     store.put(_record(0))
     before = (tmp_path / "results.jsonl").read_bytes()
-    monkeypatch.setattr(store_module.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(atomic_module.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         store.put(_record(1))
     monkeypatch.undo()

@@ -40,11 +40,6 @@ class Halve(Strategy):
     def report(self, engine):
         return {"forwards": engine.stats.root_calls, "full_steps": 0}
 
-    def new_state(self, unit):
-        raise AssertionError("custom strategies have no cache units")
-
-    must_compute = observe = forecast = new_state
-
 
 class TinyLM(torch.nn.Module):
     def __init__(self):
@@ -110,3 +105,22 @@ def _registered(monkeypatch):
     monkeypatch.setattr(registry, "_STRATEGIES", dict(registry._STRATEGIES))
     register_strategy(HalveConfig, Halve, "test strategy")
     register_strategy(ShapeFreeConfig, ShapeFreeHalve, "test strategy with variable shapes")
+
+
+def test_a_strategy_with_unit_callbacks_must_be_a_unit_strategy():
+    from diffaccel.strategies.base import UnitStrategy
+
+    with pytest.raises(TypeError, match="derive it from diffaccel.strategies.base.UnitStrategy"):
+        class Old(Strategy):  # relied on the old default unit level "blocks"
+            unit_level = "blocks"
+
+            def must_compute(self, step, state):
+                return True
+
+    class Fine(UnitStrategy):
+        def new_state(self, unit): ...
+        def must_compute(self, step, state): ...
+        def observe(self, state, leaves, step): ...
+        def forecast(self, state, step): ...
+
+    assert Fine.unit_level == "blocks" and Strategy.unit_level == "custom"

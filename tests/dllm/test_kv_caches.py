@@ -1,4 +1,4 @@
-"""dKV-Cache and Fast-dLLM caches: exactness where the spec says they are exact (§10.3, §10.4)."""
+"""dKV-Cache and Fast-dLLM caches: exactness where their methods say they are exact."""
 
 import copy
 

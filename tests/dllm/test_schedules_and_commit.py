@@ -16,7 +16,7 @@ def test_llada_linear_schedule_matches_hand_computed_counts():
 
 
 def test_dream_native_schedule_has_the_documented_step0_quirk():
-    """steps == gen_length = 8, eps = 1e-3: step 0 commits 0, steps 1..6 one each, the last step 2 (spec §2.2)."""
+    """steps == gen_length = 8, eps = 1e-3: step 0 commits 0, steps 1..6 one each, the last step 2 (Dream's ``_sample``)."""
     steps, remaining, counts = 8, 8, []
     timesteps = dream_timesteps(steps, 1e-3)
     for i in range(steps):

@@ -1,4 +1,4 @@
-"""SparseD: schedule, pattern construction and FlexAttention execution (spec §10.5)."""
+"""SparseD: schedule, pattern construction and FlexAttention execution (INV-WZQ/SparseD)."""
 
 import math
 
@@ -59,7 +59,7 @@ def test_select_one_equals_dense_and_the_pattern_is_built_once_at_t_star(monkeyp
 
 
 def _brute_force_pattern(q, k, gen_length, bs, select, scale):
-    """Spec §5.2 with scalar loops over (batch, head, query block, key block)."""
+    """SparseD's pattern rule with scalar loops over (batch, head, query block, key block)."""
     b_, h_, lq, _ = q.shape
     lk = k.shape[2]
     nq, nk = math.ceil(lq / bs), math.ceil(lk / bs)

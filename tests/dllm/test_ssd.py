@@ -1,4 +1,4 @@
-"""Self-speculative decoding is lossless: identical to stepwise greedy decoding (spec §6.2, §10.6)."""
+"""Self-speculative decoding is lossless: identical to stepwise greedy decoding (arXiv 2510.04147; our reconstruction)."""
 
 import pytest
 import torch

@@ -1,5 +1,5 @@
 """The TaylorSeer schedule against an independent re-implementation of the official counter
-(`cal_type` in Shenyi-Z/TaylorSeer) and the spec's tables (dit-caching §2.6)."""
+(`cal_type` in Shenyi-Z/TaylorSeer) and its tables of full steps."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""TaylorSeer's factor update and forecast against closed forms (spec dit-caching §7.1)."""
+"""TaylorSeer's factor update and forecast against closed forms (Shenyi-Z/TaylorSeer `taylor_utils`)."""
 
 from fractions import Fraction
 

@@ -112,6 +112,17 @@ def test_calibration_measures_the_geometric_statistics():
     assert config.start_frac == 0.25 and config.error_threshold == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_production_run_keeps_no_calibration_records():
+    model = Trajectory(lambda n: 1.0 + 0.7**n)
+    diffaccel.wrap(model, "taocache", start_step=1, error_threshold=-1.0)  # checks at every step
+    try:
+        run(model, 12)
+        (strategy,) = diffaccel.engines(model)[""].strategies
+        assert strategy.on_check is None and not hasattr(strategy, "checks_log")
+    finally:
+        diffaccel.unwrap(model)
+
+
 def test_skip_error_closed_form():
     from diffaccel.forecast.fixed_point import projection_rate, skip_error
 

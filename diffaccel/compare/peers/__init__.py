@@ -3,32 +3,13 @@
 
 Peers are timed and scored exactly like diffaccel's strategies; since they report no statistics the
 harness counts their work (see `diffaccel.compare.counting`). A peer that cannot run on a model becomes a
-table row with the reason, never a crash.
+table row with the reason, never a crash. Each peer module registers itself in `diffaccel.compare.peer_table`
+when imported; this package imports them all.
 """
 
 from __future__ import annotations
 
-from ..runners import StrategyRunner
-from ..specs import StrategySpec
+from ..peer_table import describe_peers, make_peer_runner, peer_names, validate_peer_spec
 from . import cache_dit, diffusers_hooks
 
-FAMILIES = {"diffusers": diffusers_hooks, "cache-dit": cache_dit}
-
-
-def validate_peer_spec(spec: StrategySpec) -> StrategySpec:
-    """Check the technique name and option names (without importing the peer library's heavy parts);
-    returns the spec with the technique's canonical name."""
-    return FAMILIES[spec.family].validate(spec)
-
-
-def make_peer_runner(spec: StrategySpec) -> StrategyRunner:
-    return FAMILIES[spec.family].Runner(spec)
-
-
-def peer_names() -> list[str]:
-    """Every peer spec name, e.g. `diffusers:fbc`."""
-    return [f"{family}:{name}" for family, module in FAMILIES.items() for name in module.names()]
-
-
-def describe_peers() -> list[tuple[str, str]]:
-    return [(f"{family}:{name}", text) for family, module in FAMILIES.items() for name, text in module.describe()]
+__all__ = ["cache_dit", "describe_peers", "diffusers_hooks", "make_peer_runner", "peer_names", "validate_peer_spec"]

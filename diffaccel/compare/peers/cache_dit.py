@@ -11,7 +11,7 @@ Options are fields of `DBCacheConfig` (e.g. `Fn_compute_blocks`, `Bn_compute_blo
 `enable_separate_cfg` from the baseline run: cache-dit tells the guidance branches apart by the parity of
 the transformer call counter, so it must know whether the pipeline makes two calls per step.
 
-Caveats. As the spec notes (peers §3.4), cache-dit patches the pipeline *class*'s `__call__`; `disable_cache`
+Caveats. cache-dit (vipshop/cache-dit) patches the pipeline *class*'s `__call__`; `disable_cache`
 removes that again. Its patch functors, however, stay: for FLUX, `FluxPatchFunctor` replaces
 `transformer.forward` and every single block's `forward` and marks the transformer `_is_patched`, and
 `disable_cache` (cache-dit 1.5.3) does not restore them. Outputs stay bit-identical, but hooks attached
@@ -26,6 +26,7 @@ import os
 from typing import Any
 
 from ...core.errors import UnknownStrategyError
+from ..peer_table import register_peer
 from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
 from ..specs import StrategySpec, make_spec
 
@@ -143,3 +144,6 @@ class Runner(StrategyRunner):
         if self.enabled:
             _import_cache_dit().disable_cache(self.ctx.model.pipe)
             self.enabled = False
+
+
+register_peer("cache-dit", validate=validate, make_runner=Runner, names=names, describe=describe)

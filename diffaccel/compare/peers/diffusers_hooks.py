@@ -2,7 +2,7 @@
 
 Each technique is applied through diffusers' own code: `model.enable_cache(config)` on models with
 `CacheMixin` (which also resets the hooks after every pipeline call), else the `apply_*` function, with the
-hooks reset before every call and removed by their registered names afterwards (spec peers §4.1–4.5).
+hooks reset before every call and removed by their registered names afterwards (`src/diffusers/hooks/hooks.py`, diffusers 0.42).
 Options are fields of the diffusers config dataclass; what the harness supplies, and why:
 
 * `pab`, `fastercache`: `current_timestep_callback` (not a user option). diffusers' docs use
@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from ...core.errors import UnknownStrategyError
+from ..peer_table import register_peer
 from ..runners import HarnessContext, RunStats, StrategyRunner, Unsupported
 from ..specs import StrategySpec, make_spec
 
@@ -203,7 +204,7 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
     if not captured:
         raise Unsupported("MagCache calibration produced no ratios (the tail block hook never finished a run)")
     ratios = [float(r) for r in captured[0]]
-    from ..store import atomic_write_text
+    from ...core.atomic import atomic_write_text
 
     atomic_write_text(cache, json.dumps({"mag_ratios": ratios, "contexts_logged": len(captured)}))
     return ratios
@@ -361,3 +362,6 @@ class Runner(StrategyRunner):
         if self.probe is not None:
             self.probe.remove()
             self.probe = None
+
+
+register_peer("diffusers", validate=validate, make_runner=Runner, names=names, describe=describe)

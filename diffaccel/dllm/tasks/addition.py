@@ -1,4 +1,4 @@
-"""Fixed-width addition as a masked-diffusion task (spec §11).
+"""Fixed-width addition as a masked-diffusion task (ours; docs/methods.md).
 
 Vocabulary (16 ids): digits 0-9, ``+`` = 10, ``=`` = 11, BOS = 12, EOS = 13, MASK = 14, 15 unused.
 Prompt: ``BOS a_1..a_n + b_1..b_n =`` with zero-padded n-digit operands (fixed length, so no padding

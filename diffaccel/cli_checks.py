@@ -1,0 +1,66 @@
+"""User errors of `diffaccel compare` found before anything is loaded, each as one line (exit code 2).
+
+Everything here can be decided from the arguments and the file system alone, so a mistake costs a second
+instead of a model load followed by a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """A mistake in the command line; the message says what to do instead."""
+
+
+def check_compare_args(args, model: str, kind: str | None) -> None:
+    """`kind`: the zoo kind of `model` ("image", "video", "dllm", ...) or None for hub and testing models."""
+    if args.strategies is not None and not any(s.strip() for s in args.strategies):
+        raise UsageError("--strategies is empty; give specs such as \"taylorseer:interval=4 taocache\" "
+                         "(see --list-strategies), or leave it out for the default set")
+    check_device(args.device)
+    if kind is not None and (args.height is not None or args.width is not None):
+        raise UsageError(f"--height/--width: the zoo model {model} generates at the size it was trained at; "
+                         "they apply to hub and testing: models")
+    if kind == "dllm" and args.prompts is not None:
+        raise UsageError(f"--prompts: {model} is a diffusion language model evaluated on its own held-out "
+                         "problems; --prompts applies to text-to-image/video models")
+    if args.out is not None:
+        check_writable_folder(Path(args.out), "--out")
+    else:
+        check_writable_folder(Path.cwd(), "the current folder (where diffaccel-compare/ goes; or pass --out)")
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available here (torch {torch.__version__}"
+                         f"{', a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: MPS is not available here; use --device cpu")
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """The folder exists as a folder we can write into, or can be created."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{what}: {folder} is a file, not a folder; pass a folder path")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what}: {existing} is a file, so {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: cannot write to {existing} (permission denied); pass a writable --out")
+
+
+def resume_command(argv: Sequence[str], out_dir: str | os.PathLike | None) -> str:
+    """The command that continues an interrupted comparison: the same arguments, `--resume`, and `--out`."""
+    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    if out_dir is not None and "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(out_dir)]
+    return shlex.join(["diffaccel", *args, "--resume"])

@@ -1,0 +1,122 @@
+"""Zoo policies `dp-reach` and `dp-reach-two`: the transformer diffusion policy trained on the scripted
+expert's demonstrations of ObstacleReach-2D (`obstacle-reach` / `obstacle-reach-two`).
+
+Trained by `python -m diffaccel.zoo.train dp-reach` (the zoo's shared loop: AdamW, warm-up then cosine
+decay, EMA weights saved as safetensors with a manifest); `diffaccel.zoo.load("dp-reach")` returns the
+`DiffusionTransformerPolicy` in eval mode. The manifest records the full-step success rate over 200
+evaluation episodes (seed 0; demonstrations use seeds from 10 000 on, so evaluation episodes are new).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..zoo.weights_io import load_state_into, read_json, weights_dir
+from .data import make_windows
+from .envs import collect_demos
+from .transformer import DiffusionTransformerPolicy, PolicyConfig
+
+ZOO_ENVS = {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}
+DEMO_SEED = 10_000
+
+
+def build_policy(config: dict) -> DiffusionTransformerPolicy:
+    """A policy with the architecture and normaliser ranges stored in a zoo `config.json`."""
+    policy_config = PolicyConfig(**config["policy"])
+    ranges = config["normalizer"]
+    return DiffusionTransformerPolicy(
+        policy_config,
+        obs_range=(torch.tensor(ranges["obs_min"]), torch.tensor(ranges["obs_max"])),
+        action_range=(torch.tensor(ranges["action_min"]), torch.tensor(ranges["action_max"])),
+    )
+
+
+def load(folder: str | Path, device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    policy = build_policy(config)
+    load_state_into(folder / "model.safetensors", {"policy": policy})
+    policy.env_name = config["env"]
+    return policy.to(device=device, dtype=dtype).eval()
+
+
+def load_zoo_policy(name: str, device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
+    folder = weights_dir(name)
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"zoo weights for {name!r} are missing at {folder}; train them with "
+                                f"`python -m diffaccel.zoo.train {name}`")
+    return load(folder, device=device, dtype=dtype)
+
+
+@dataclass
+class PolicyTraining:
+    """Recipe for the zoo's training loop (`diffaccel.zoo.train`)."""
+
+    name: str = "dp-reach"
+    seed: int = 0
+    steps: int = 4000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    ema_decay: float = 0.998
+    demos: int = 200
+    n_emb: int = 64
+    eval_episodes: int = 200
+    init_from: str | None = None  # a folder with earlier weights of the same architecture: continue training
+
+    def __post_init__(self):
+        self.env = ZOO_ENVS[self.name]
+        demos = collect_demos(self.env, self.demos, DEMO_SEED)
+        self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
+        self.obs, self.actions = make_windows(demos, self.policy_config.horizon, self.policy_config.n_obs_steps)
+        flat_obs, flat_act = self.obs.reshape(-1, self.obs.shape[-1]), self.actions.reshape(-1, self.actions.shape[-1])
+        self.normalizer = {"obs_min": flat_obs.min(0).values.tolist(), "obs_max": flat_obs.max(0).values.tolist(),
+                           "action_min": flat_act.min(0).values.tolist(), "action_max": flat_act.max(0).values.tolist()}
+
+    def build(self) -> dict:
+        policy = build_policy({"policy": self.policy_config.as_dict(), "normalizer": self.normalizer})
+        if self.init_from is not None:
+            load_state_into(Path(self.init_from) / "model.safetensors", {"policy": policy})
+        return {"policy": policy}
+
+    def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
+        return components["policy"].compute_loss(self.obs[idx], self.actions[idx], generator)
+
+    def config(self, components: dict) -> dict:
+        return {"policy": self.policy_config.as_dict(), "normalizer": self.normalizer, "env": self.env,
+                "scheduler": dict(components["policy"].noise_scheduler.config),
+                "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)},
+                "continued_from": self.init_from}
+
+    def after_training(self, folder: Path, components: dict) -> dict:
+        return self.evaluate(folder)
+
+    def evaluate(self, folder: Path) -> dict:
+        from .evaluate import evaluate
+
+        result = evaluate(load(folder), env=self.env, episodes=self.eval_episodes, seed=0)
+        return {"success_rate": result["success_rate"], "success_stderr": result["success_stderr"],
+                "collision_rate": result["collision_rate"],
+                "evaluation": f"{self.eval_episodes} episodes of {self.env}, seed 0, 100 DDPM steps"}
+
+
+class DPReachTraining(PolicyTraining):
+    def __init__(self):
+        super().__init__(name="dp-reach")
+
+
+class DPReachTwoTraining(PolicyTraining):
+    def __init__(self):
+        super().__init__(name="dp-reach-two", demos=400, steps=5000)
+
+
+def load_dp_reach(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
+    return load_zoo_policy("dp-reach", device, dtype)
+
+
+def load_dp_reach_two(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
+    return load_zoo_policy("dp-reach-two", device, dtype)

@@ -1,0 +1,258 @@
+"""BAC: Block-wise Adaptive Caching (Ji et al., arXiv 2506.13456, ICLR 2026; official code `kyji/BAC`).
+
+Faithful to the official code's "optimal" mode:
+
+* offline, one uncached run records every cache unit's output at every step (the official code
+  hooks `dropout1/2/3` of each `nn.TransformerDecoderLayer`, i.e. the self-attention,
+  cross-attention and feed-forward branches before their residual add);
+* per unit, a K×K similarity matrix of the flattened outputs (cosine by default) and the exact
+  dynamic programme of the Adaptive Caching Scheduler choose `num_updates` update steps, step 0
+  included (`diffaccel.forecast.step_selection.select_update_steps`);
+* the Bubbling Union: the `top_blocks` units with the largest reuse error (mean pairwise absolute
+  difference of their outputs) also update whenever a feed-forward unit at the same or a deeper
+  layer does (`bubbling_union`);
+* the last step is added to every schedule (the official code hard-codes it);
+* at run time a unit recomputes at its update steps and otherwise returns its last output unchanged.
+
+`mode="uniform"` is the official "threshold" baseline (every unit updates at `k mod interval == 0`).
+On diffusers DiTs and UNets the units are the adapters' attention / feed-forward (and resnet)
+sub-modules, an extension of BAC beyond the Diffusion Policy transformer [ours]; there the
+feed-forward kinds that "bubble" are `FFN_KINDS` below [ours for FLUX single blocks and UNet resnets].
+
+Calibration is explicit (`diffaccel.bac.calibrate`, saved with `BacSchedule.save` and passed as
+`schedule=`); without a schedule the first run calibrates (every step computed) and logs that it does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..core.clock import StepInfo
+from ..forecast.step_selection import (
+    bubbling_union,
+    cosine_similarity_matrix,
+    distance_matrix,
+    reuse_error,
+    select_update_steps,
+    uniform_update_steps,
+)
+from .bac_schedule import BacSchedule
+from .base import StrategyConfig, UnitState, UnitStrategy
+from .registry import register_strategy
+
+logger = logging.getLogger(__name__)
+
+_METRICS = ("cosine", "l1", "l2", "mse")  # official list; only cosine is maximised
+_MODES = ("optimal", "uniform")
+#: unit kinds treated as feed-forward sub-blocks by the Bubbling Union. "mlp" is BAC's FFN; FLUX single
+#: blocks (attention and MLP fused into proj_out) and UNet resnet blocks have no normalisation between
+#: their input and output projection either [ours].
+FFN_KINDS = frozenset({"mlp", "mlp_context", "temporal_mlp", "single", "resnet"})
+
+
+@dataclass
+class BacConfig(StrategyConfig):
+    """Options of BAC.
+
+    Attributes:
+        num_updates: S (official `num_caches`): update steps chosen per unit by the dynamic programme,
+            step 0 included; default 10 (the paper's main simulation tables). >= the run's steps = no caching.
+        top_blocks: n (official `NUM_BU_BLOCKS`): units that take the Bubbling Union; default 5 (the
+            official simulation script; the paper's real-robot runs use 3). 0 disables the union.
+        metric: similarity of the offline statistics: "cosine" (official default, maximised), or the
+            distances "l1", "l2", "mse" (minimised).
+        force_last: add the last step to every schedule (official "optimal" mode hard-codes it).
+        mode: "optimal" (ACS + Bubbling Union) or "uniform" (official "threshold": `k mod interval == 0`).
+        interval: the uniform mode's interval.
+        schedule: a `BacSchedule` or the path of a saved one; None = calibrate on the first run.
+    """
+
+    strategy_name = "bac"
+    tag_fields = ("num_updates",)
+
+    num_updates: int = 10
+    top_blocks: int = 5
+    metric: str = "cosine"
+    force_last: bool = True
+    mode: str = "optimal"
+    interval: int = 5
+    schedule: Any = None
+
+    def validate(self) -> None:
+        for name in ("num_updates", "top_blocks", "interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"bac option '{name}' must be an int, got {type(value).__name__}")
+        if self.num_updates < 1 or self.interval < 1 or self.top_blocks < 0:
+            raise ValueError("bac num_updates and interval must be >= 1 and top_blocks >= 0")
+        if self.metric not in _METRICS:
+            raise ValueError(f"bac metric must be one of {list(_METRICS)}, got {self.metric!r}")
+        if self.mode not in _MODES:
+            raise ValueError(f"bac mode must be one of {list(_MODES)}, got {self.mode!r}")
+        if not isinstance(self.force_last, bool):
+            raise TypeError("bac force_last must be a bool")
+        if self.schedule is not None and not isinstance(self.schedule, (str, BacSchedule)) and not hasattr(
+                self.schedule, "__fspath__"):
+            raise TypeError("bac schedule must be a BacSchedule or the path of a saved one")
+
+    def strify(self) -> str:
+        if self.mode == "uniform":
+            return f"bac:mode=uniform:interval={self.interval}"
+        tag = super().strify()
+        return tag.replace(f":schedule={self.schedule}", ":schedule") if self.schedule is not None else tag
+
+
+@dataclass
+class BacState(UnitState):
+    cached: list[torch.Tensor | None] | None = None
+    unit: Any = None
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.cached or [] if t is not None)
+
+
+@dataclass
+class _Recording:
+    """Every step's output of one unit during calibration: step -> context -> flattened float32 leaves."""
+
+    unit: Any
+    steps: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+class Bac(UnitStrategy):
+    config: BacConfig
+
+    def __init__(self, config: BacConfig):
+        super().__init__(config)
+        schedule = config.schedule
+        if isinstance(schedule, str) or hasattr(schedule, "__fspath__"):
+            schedule = BacSchedule.load(os.fspath(schedule))
+        self.schedule: BacSchedule | None = schedule
+        self.calibrating = config.mode == "optimal" and schedule is None
+        self._recordings: dict[str, _Recording] = {}
+        self._update_sets: dict[str, frozenset[int]] = {}
+        self._announced = False
+        #: set by `diffaccel.bac.calibrate`, which says what it does itself
+        self.explicit_calibration = False
+
+    # ------------------------------------------------------------------------------ run lifecycle
+    def on_new_run(self) -> None:
+        if self.calibrating and self._recordings:  # a run of unknown length: finish at the next run's start
+            self._finish_now()
+        self._update_sets.clear()
+
+    def new_state(self, unit) -> BacState:
+        if self.calibrating:
+            if not self._announced and not self.explicit_calibration:
+                logger.warning("BAC: no schedule given; calibrating on this first run (every step computed). "
+                               "Save one with diffaccel.bac.calibrate(...) to skip this.")
+                self._announced = True
+            self._recordings.setdefault(unit.name, _Recording(unit))
+        elif self.config.mode == "optimal" and unit.name not in self.schedule.updates:
+            raise ValueError(f"BAC schedule has no update steps for cache unit '{unit.name}'; it was made for "
+                             f"{self.schedule.model_class}. Calibrate this model again.")
+        return BacState(unit=unit)
+
+    def _updates(self, name: str, step: StepInfo) -> frozenset[int]:
+        updates = self._update_sets.get(name)
+        if updates is None:
+            total = step.num_inference_steps
+            if self.config.mode == "uniform":
+                if total is None:
+                    raise RuntimeError("bac mode='uniform' needs the run's step count: call a pipeline or policy "
+                                       "whose scheduler is wrapped, or diffaccel.new_run(obj, num_inference_steps=...)")
+                updates = frozenset(uniform_update_steps(total, self.config.interval))
+            else:
+                if total is not None and total != self.schedule.num_steps:
+                    raise ValueError(f"the BAC schedule was calibrated for {self.schedule.num_steps} steps but this run "
+                                     f"has {total}; calibrate for {total} steps")
+                updates = frozenset(self.schedule.updates[name])
+            self._update_sets[name] = updates
+        return updates
+
+    # ------------------------------------------------------------------------------------ engine
+    def must_compute(self, step: StepInfo, state: BacState) -> bool:
+        if self.calibrating or state.cached is None:
+            return True
+        if self.config.mode == "optimal" and step.index >= self.schedule.num_steps:
+            raise ValueError(f"step {step.index} is past the {self.schedule.num_steps} steps the BAC schedule was "
+                             "calibrated for")
+        return step.index in self._updates(state.unit.name, step)
+
+    def observe(self, state: BacState, leaves, step: StepInfo) -> None:
+        state.cached = [None if t is None else t.detach() for t in leaves]
+        if self.calibrating:
+            flat = torch.cat([t.detach().reshape(-1).float().cpu() for t in leaves if t is not None])
+            self._recordings[state.unit.name].steps.setdefault(step.index, {})[step.context] = flat
+            if self._calibration_complete(step):
+                self._finish_now()
+
+    def _calibration_complete(self, step: StepInfo) -> bool:
+        """True once every unit has recorded the run's last step in every context seen at step 0, so the
+        schedule is built at the end of the calibration run rather than inside the next (timed) one."""
+        total = step.num_inference_steps
+        if total is None or step.index != total - 1:
+            return False
+        return all(set(r.steps.get(total - 1, {})) == set(r.steps.get(0, {})) for r in self._recordings.values())
+
+    def _finish_now(self) -> None:
+        self.schedule = self.finish_calibration()
+        self.calibrating = False
+        logger.info("BAC: schedule built from the calibration run (%.3f of unit calls compute); caching from the "
+                    "next run on", self.schedule.computed_fraction())
+
+    def forecast(self, state: BacState, step: StepInfo):
+        return list(state.cached)
+
+    # ------------------------------------------------------------------------------- calibration
+    def finish_calibration(self) -> BacSchedule:
+        """Per-unit DP schedules from the recorded run, then the Bubbling Union and the forced last step."""
+        cfg = self.config
+        if not self._recordings:
+            raise RuntimeError("BAC calibration recorded nothing: run the model once after wrapping")
+        names = list(self._recordings)
+        num_steps = max(len(r.steps) for r in self._recordings.values())
+        acs, errors = {}, {}
+        for name, rec in self._recordings.items():
+            if sorted(rec.steps) != list(range(num_steps)):
+                raise RuntimeError(f"BAC calibration of '{name}' saw steps {sorted(rec.steps)[:5]}..., not 0..{num_steps - 1}")
+            features = torch.stack([torch.cat([rec.steps[k][c] for c in sorted(rec.steps[k])]) for k in range(num_steps)])
+            if cfg.metric == "cosine":
+                score, maximize = cosine_similarity_matrix(features), True
+            else:
+                score, maximize = distance_matrix(features, cfg.metric), False
+            acs[name] = select_update_steps(score, cfg.num_updates, maximize=maximize)
+            errors[name] = reuse_error(features)
+        layers = _layer_indices(names)
+        ffn = [n for n in names if self._recordings[n].unit.kind in FFN_KINDS]
+        updates = bubbling_union(acs, errors, layers, ffn, cfg.top_blocks)
+        ranked = sorted(names, key=lambda u: (-errors[u], names.index(u)))[:cfg.top_blocks]
+        if cfg.force_last:
+            updates = {u: sorted(set(s) | {num_steps - 1}) for u, s in updates.items()}
+        model_class = type(next(iter(self._recordings.values())).unit.engine.root).__name__
+        self._recordings.clear()
+        return BacSchedule(model_class=model_class, num_steps=num_steps, updates=updates, acs=acs, errors=errors,
+                           layers=layers, union_units=ranked,
+                           config={"num_updates": cfg.num_updates, "top_blocks": cfg.top_blocks,
+                                   "metric": cfg.metric, "force_last": cfg.force_last})
+
+
+def _layer_indices(names: list[str]) -> dict[str, int]:
+    """Layer of each unit: the order of first execution of its block. A unit named by an index (UNet
+    resnets `down_blocks.0.resnets.1`, 1-D UNet blocks `down_modules.0.1`) is a block itself; any other
+    unit belongs to its parent (`decoder.layers.2.self_attn` -> `decoder.layers.2`)."""
+    blocks: dict[str, int] = {}
+    out = {}
+    for name in names:
+        block = name if re.search(r"\.\d+$", name) else name.rpartition(".")[0]
+        out[name] = blocks.setdefault(block, len(blocks))
+    return out
+
+
+register_strategy(BacConfig, Bac, "block-wise adaptive caching: per-unit update steps from an exact dynamic programme")

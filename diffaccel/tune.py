@@ -1,0 +1,289 @@
+"""`diffaccel.tune`: the fastest configuration that meets a quality target on seeds it was not chosen on.
+
+    result = diffaccel.tune(pipe, target_psnr=35, num_inference_steps=50)
+    print(result)                       # every candidate measured, the choice marked
+    pipe = diffaccel.wrap(pipe, result.spec)
+
+The search [ours]:
+
+1. run the full-step baseline on the calibration and validation seeds (outputs are the references, CPU
+   time the denominator of every speed-up);
+2. on the calibration seeds, calibrate a schedule per granularity (`diffaccel.schedules.calibrate`) and
+   measure every candidate: TaylorSeer at each granularity the model supports and Taylor orders 1 and 2,
+   with uniform intervals, growing gaps, calibrated schedules of several budgets, and FBCache-controlled
+   (adaptive) thresholds; HyCa the same way when asked for;
+3. in order of calibration CPU time (fastest first), validate the candidates whose calibration PSNR met
+   the target on the validation seeds, and return the first whose mean validation PSNR meets it.
+
+Speed is the CPU time of one process (`time.process_time`), so run it on one thread for figures that
+compare across machines; the computed fraction is reported beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import api
+from .adapters.registry import find_adapter
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STRATEGIES = ("taylorseer",)
+
+
+@dataclass
+class Candidate:
+    spec: str
+    strategy: str
+    granularity: str
+    schedule: str
+    calibration: dict = field(default_factory=dict)  # psnr, ssim, computed_fraction, cpu_s, cpu_speedup
+    validation: dict = field(default_factory=dict)
+
+
+@dataclass
+class TuneResult:
+    """Attributes:
+        spec: the chosen text spec (`diffaccel.wrap(obj, result.spec)`), or None when no candidate met the target.
+        target_psnr: the target.
+        table: one dict per candidate measured (calibration and, when run, validation figures).
+        baseline_cpu_s: mean CPU seconds of one full-step run.
+        message: what happened, in one sentence.
+    """
+
+    spec: str | None
+    target_psnr: float
+    table: list[dict]
+    baseline_cpu_s: float
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None
+
+    @property
+    def chosen(self) -> dict | None:
+        return next((row for row in self.table if row["spec"] == self.spec), None)
+
+    def __str__(self) -> str:
+        head = ["spec", "cal PSNR", "cal SSIM", "computed", "CPU speedup", "val PSNR", "val SSIM", ""]
+        lines = [" | ".join(head), " | ".join("---" for _ in head)]
+        for row in self.table:
+            lines.append(" | ".join([
+                row["spec"], _fmt(row.get("cal_psnr"), 2), _fmt(row.get("cal_ssim"), 4),
+                _fmt(row.get("computed_fraction"), 3), _fmt(row.get("cpu_speedup"), 2),
+                _fmt(row.get("val_psnr"), 2), _fmt(row.get("val_ssim"), 4),
+                "chosen" if row["spec"] == self.spec else ""]))
+        return self.message + "\n\n" + "\n".join(lines)
+
+
+def _fmt(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def tune(obj, target_psnr: float = 35.0, generate: Callable[[int], object] | None = None,
+         num_inference_steps: int = 50, calibration_seeds: Sequence[int] = (0,), validation_seeds: Sequence[int] = (1, 2),
+         strategies: Sequence[str] | None = None, guidance_scale: float | None = None,
+         candidates: Sequence[str] | None = None, save_dir: str | os.PathLike = "diffaccel-schedules",
+         progress: bool = True) -> TuneResult:
+    """Search strategies, granularities, schedules and options; return the fastest configuration whose mean
+    PSNR against the full-step run on `validation_seeds` meets `target_psnr`.
+
+    Args:
+        obj: an unwrapped pipeline, or a bare model together with `generate`.
+        generate: `generate(seed) -> image/video tensor or array` running one generation (a hand-written loop
+            calls `diffaccel.new_run(model, timesteps=...)`); default for pipelines: a call with
+            `num_inference_steps`, `guidance_scale` and a CPU generator seeded with `seed`.
+        calibration_seeds / validation_seeds: disjoint seed sets (candidates are chosen on the first, the
+            result must hold on the second).
+        strategies: forecasting strategies to search ("taylorseer", "hyca"); default TaylorSeer.
+        candidates: explicit text specs to measure instead of the generated search space.
+        save_dir: where calibrated schedule files go (`result.spec` names them).
+    """
+    return tune_targets(obj, [target_psnr], generate, num_inference_steps, calibration_seeds, validation_seeds,
+                        strategies, guidance_scale, candidates, save_dir, progress)[0]
+
+
+def tune_targets(obj, targets: Sequence[float], generate=None, num_inference_steps: int = 50,
+                 calibration_seeds: Sequence[int] = (0,), validation_seeds: Sequence[int] = (1, 2),
+                 strategies: Sequence[str] | None = None, guidance_scale: float | None = None,
+                 candidates: Sequence[str] | None = None, save_dir: str | os.PathLike = "diffaccel-schedules",
+                 progress: bool = True) -> list[TuneResult]:
+    """`tune` for several PSNR targets at once: one search, one choice per target (see `tune`)."""
+    from .compare.quality import Scorer, output_array
+    from .schedules.calibrate import calibrate, pipeline_generator
+
+    if set(calibration_seeds) & set(validation_seeds):
+        raise ValueError(f"calibration and validation seeds must differ, got {calibration_seeds} and {validation_seeds}")
+    if not validation_seeds or not calibration_seeds:
+        raise ValueError("tune needs at least one calibration and one validation seed")
+    if generate is None:
+        generate = pipeline_generator(obj, num_inference_steps, guidance_scale)
+    scorer = Scorer(use_lpips=False)
+    strategies = tuple(strategies or DEFAULT_STRATEGIES)
+
+    def run(seed: int):
+        start = time.process_time()
+        with torch.no_grad():
+            out = generate(seed)
+        elapsed = time.process_time() - start
+        if isinstance(out, torch.Tensor):
+            out = out.detach().float().cpu().numpy()
+        return np.asarray(out if isinstance(out, np.ndarray) else output_array(out), dtype=np.float32), elapsed
+
+    seeds = list(calibration_seeds) + list(validation_seeds)
+    bar = _bar(progress)
+    bar.set_description("tune: full-step baseline")
+    run(seeds[0])  # warm-up (allocations, kernels), untimed
+    references, baseline_times = {}, []
+    for seed in seeds:
+        references[seed], elapsed = run(seed)
+        baseline_times.append(elapsed)
+    baseline_cpu = float(np.mean(baseline_times))
+
+    if candidates is None:
+        candidates = _search_space(obj, strategies, num_inference_steps, calibrate, generate, calibration_seeds,
+                                   guidance_scale, Path(save_dir), bar)
+    found = [Candidate(spec, *_describe(spec)) for spec in candidates]
+    bar.reset(total=len(found))
+
+    def measure(candidate: Candidate, which: Sequence[int]) -> dict:
+        api.wrap(obj, candidate.spec)
+        try:
+            if candidate.strategy == "hyca":
+                run(which[0])  # HyCa's probe run (every step computed), untimed
+            scores, times, fractions = [], [], []
+            for seed in which:
+                out, elapsed = run(seed)
+                scores.append(scorer.score(references[seed], out))
+                times.append(elapsed)
+                fractions.append(api.summary(obj).computed_fraction)
+        finally:
+            api.unwrap(obj)
+        psnr = float(np.mean([min(s["psnr"], 100.0) for s in scores]))
+        return {"psnr": psnr, "ssim": float(np.mean([s["ssim"] for s in scores])),
+                "computed_fraction": float(np.mean(fractions)), "cpu_s": float(np.mean(times)),
+                "cpu_speedup": baseline_cpu / max(float(np.mean(times)), 1e-9)}
+
+    for candidate in found:
+        bar.set_description(f"tune: {candidate.spec[:60]}")
+        candidate.calibration = measure(candidate, calibration_seeds)
+        bar.update(1)
+    results = [_choose(found, target, measure, validation_seeds, baseline_cpu, bar) for target in targets]
+    bar.close()
+    return results
+
+
+def _choose(found: list[Candidate], target_psnr: float, measure, validation_seeds, baseline_cpu: float,
+            bar) -> TuneResult:
+    """Validate, fastest first, the candidates that met the target on the calibration seeds; the first that
+    meets it on the validation seeds is the choice (validations are kept, so several targets share them)."""
+    passing = sorted((c for c in found if c.calibration["psnr"] >= target_psnr),
+                     key=lambda c: (c.calibration["cpu_s"], c.calibration["computed_fraction"]))
+    chosen = None
+    bar.reset(total=len(passing))
+    for candidate in passing:
+        bar.set_description(f"tune {target_psnr:g} dB: validating {candidate.spec[:50]}")
+        if not candidate.validation:
+            candidate.validation = measure(candidate, validation_seeds)
+        bar.update(1)
+        if candidate.validation["psnr"] >= target_psnr:
+            chosen = candidate
+            break
+    table = [_row(c) for c in found]
+    if chosen is not None:
+        message = (f"chosen: {chosen.spec} — validation PSNR {chosen.validation['psnr']:.2f} dB (target {target_psnr} dB) "
+                   f"at {chosen.validation['cpu_speedup']:.2f}x CPU time, computed fraction "
+                   f"{chosen.validation['computed_fraction']:.3f}")
+    else:
+        best = max(found, key=lambda c: c.calibration["psnr"], default=None)
+        message = (f"no candidate met {target_psnr} dB on the validation seeds {list(validation_seeds)} "
+                   f"({len(passing)} of {len(found)} met it on the calibration seeds"
+                   + (f"; best calibration PSNR {best.calibration['psnr']:.2f} dB by {best.spec}" if best else "")
+                   + "): lower the target or add candidates with more full steps")
+    logger.info(message)
+    return TuneResult(chosen.spec if chosen else None, target_psnr, table, baseline_cpu, message)
+
+
+def _row(c: Candidate) -> dict:
+    row = {"spec": c.spec, "strategy": c.strategy, "granularity": c.granularity, "schedule": c.schedule,
+           "cal_psnr": c.calibration.get("psnr"), "cal_ssim": c.calibration.get("ssim"),
+           "computed_fraction": c.calibration.get("computed_fraction"), "cpu_s": c.calibration.get("cpu_s"),
+           "cpu_speedup": c.calibration.get("cpu_speedup"),
+           "val_psnr": c.validation.get("psnr"), "val_ssim": c.validation.get("ssim"),
+           "val_computed_fraction": c.validation.get("computed_fraction"),
+           "val_cpu_speedup": c.validation.get("cpu_speedup")}
+    return row
+
+
+def _describe(spec: str) -> tuple[str, str, str]:
+    from .strategies.registry import parse_strategy_spec
+
+    name, options = parse_strategy_spec(spec)
+    return name, str(options.get("granularity", "modules")), str(options.get("schedule", "uniform"))
+
+
+def _granularities(obj) -> list[str]:
+    """Granularities worth searching: the stack when every denoiser's adapter has one, then modules."""
+    modules = [obj] if isinstance(obj, torch.nn.Module) else [
+        m for m in (getattr(obj, "components", {}) or {}).values() if isinstance(m, torch.nn.Module)]
+    adapters = [a for a in (find_adapter(m) for m in modules) if a is not None]
+    if not adapters:
+        return ["model"]
+    found = ["stack"] if all(a.stack is not None for a in adapters) else []
+    return found + ["modules"]
+
+
+def _search_space(obj, strategies, num_steps: int, calibrate, generate, calibration_seeds, guidance_scale,
+                  save_dir: Path, bar) -> list[str]:
+    """The candidate specs [ours]: sized so that a 50-step search stays within a few dozen runs per seed."""
+    specs: list[str] = []
+    intervals = [i for i in (3, 4, 5, 6, 7, 8, 10) if i < num_steps]
+    gaps = [g for g in (2, 3, 4, 5) if g < num_steps]
+    budgets = sorted({max(3, round(num_steps * f)) for f in (0.12, 0.16, 0.2, 0.24, 0.3)} - {num_steps})
+    for granularity in _granularities(obj):
+        for strategy in strategies:
+            orders = (1, 2) if strategy == "taylorseer" else (None,)
+            for order in orders:
+                base = f"{strategy}:granularity={granularity}" + (f",order={order}" if order else "")
+                specs += [f"{base},interval={i}" for i in intervals]
+                scheduled = [f"{base},schedule=growing-{g}" for g in gaps]
+                if granularity == "modules":
+                    specs += [f"{base},schedule=adaptive,threshold={t}" for t in (0.05, 0.1, 0.2, 0.3)]
+                bar.set_description(f"tune: calibrating {granularity} order {order}")
+                schedule = calibrate(obj, generate, num_steps, tuple(calibration_seeds), granularity,
+                                     order if order else 2, None, budgets[0], guidance_scale)
+                for k in budgets:
+                    path = save_dir / f"{schedule.model_class}-{num_steps}-{granularity}-o{order or 2}-k{k}.json"
+                    schedule.with_budget(k).save(path)
+                    scheduled.append(f"{base},schedule={path}")
+                specs += scheduled
+                if granularity != "modules":  # where a forecast step is cheap, the second guidance branch is not
+                    specs += [f"{spec},guidance_reuse=true" for spec in scheduled]
+    return specs
+
+
+def _bar(enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=1, disable=not enabled, leave=False)
+
+
+def parse_target(text: str) -> float:
+    """`"psnr=35"` → 35.0 (the form `diffaccel compare --tune` takes)."""
+    key, _, value = text.partition("=")
+    if key.strip().lower() != "psnr" or not value:
+        raise ValueError(f"--tune takes psnr=<dB>, e.g. psnr=35; got {text!r}")
+    target = float(value)
+    if not math.isfinite(target):
+        raise ValueError(f"the PSNR target must be finite, got {text!r}")
+    return target

@@ -1,0 +1,97 @@
+"""The policy package against independent references: the environment's geometry, the expert's
+modes, the training windows, the sampling loop (a hand-written DDPM loop) and the evaluation counts."""
+
+import numpy as np
+import pytest
+import torch
+
+from diffaccel.policy import DiffusionTransformerPolicy, ObstacleReach, PolicyConfig, collect_demos, evaluate
+from diffaccel.policy.data import make_windows
+from diffaccel.policy.envs import MAX_STEP, ScriptedExpert
+
+
+@pytest.mark.parametrize("name,obstacles", [("obstacle-reach", 1), ("obstacle-reach-two", 2)])
+def test_expert_always_succeeds_and_is_multimodal(name, obstacles):
+    env = ObstacleReach(name, 64)
+    env.reset(3)
+    expert = ScriptedExpert(env, 4)
+    while not env.done.all():
+        env.step(expert.act())
+    assert env.success.all() and not env.collided.any()
+    sides = expert.sides
+    assert sides.shape == (64, obstacles) and set(np.unique(sides)) == {-1.0, 1.0}
+
+
+def test_environment_rules():
+    env = ObstacleReach("obstacle-reach", 3)
+    env.reset(0)
+    env.agent[:] = env.obstacles[:, 0] - [0.2, 0.0]
+    env.goal[1] = env.agent[1] + [0.03, 0.0]
+    obs = env.step(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))  # env 0: a huge step, clipped to 0.04
+    assert np.allclose(obs[0, :2] - (env.obstacles[0, 0] - [0.2, 0.0]), [MAX_STEP, 0.0], atol=1e-6)
+    assert env.success.tolist() == [False, True, False] and env.done.tolist() == [False, True, False]
+    env.agent[0] = env.obstacles[0, 0] + [0.16 + 0.03, 0.0]
+    env.step(np.array([[-0.04, 0.0], [0.0, 0.0], [0.0, 0.0]]))  # into the disc
+    assert env.collided.tolist() == [True, False, False] and env.done[0]
+    frozen = env.agent.copy()
+    env.step(np.ones((3, 2)))
+    assert np.array_equal(env.agent[:2], frozen[:2])  # finished episodes do not move
+
+
+def test_windows_pad_like_the_reference_sampler():
+    demo = {"obs": np.arange(4)[:, None].repeat(6, 1).astype(float), "action": np.arange(1, 4)[:, None].repeat(2, 1).astype(float)}
+    obs, act = make_windows([demo], horizon=4, n_obs_steps=2)
+    assert obs[:, :, 0].tolist() == [[0, 0], [0, 1], [1, 2]]
+    assert act[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 0]]
+
+
+def test_predict_action_is_the_reference_ddpm_loop():
+    torch.manual_seed(0)
+    policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16)).eval()
+    obs = torch.rand(2, 3, 6)
+    out = policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(1), num_inference_steps=7)
+    assert out["action"].shape == (2, 8, 2) and out["action_pred"].shape == (2, 16, 2)
+    assert torch.equal(out["action"], out["action_pred"][:, 1:9])
+    # the same loop written out by hand
+    gen = torch.Generator().manual_seed(1)
+    cond = policy.obs_normalizer.normalize(obs[:, -2:])
+    x = torch.randn(2, 16, 2, generator=gen)
+    sched = policy.noise_scheduler
+    sched.set_timesteps(7)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(policy.model(x, t, cond), t, x, generator=gen).prev_sample
+    assert torch.equal(policy.action_normalizer.unnormalize(x), out["action_pred"])
+    with pytest.raises(ValueError, match="obs must be"):
+        policy.predict_action({"obs": torch.rand(2, 1, 6)})
+
+
+def test_causal_and_memory_masks():
+    policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16, horizon=4, n_obs_steps=2))
+    assert policy.model.mask.tolist() == [[False, True, True, True], [False, False, True, True],
+                                          [False, False, False, True], [False, False, False, False]]
+    # action token t sees memory token s only when t >= s - 1 (s = 0 is the time token)
+    assert policy.model.memory_mask.tolist() == [[False, False, True], [False, False, False],
+                                                 [False, False, False], [False, False, False]]
+
+
+def test_evaluate_counts_and_is_reproducible():
+    torch.manual_seed(0)
+    policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16)).eval()
+    a = evaluate(policy, env="obstacle-reach", episodes=6, seed=2, num_inference_steps=3)
+    b = evaluate(policy, env="obstacle-reach", episodes=6, seed=2, num_inference_steps=3, batch_size=3)
+    assert a["episodes"] == 6 and a["nfe"] == 3 * a["replans"]
+    assert b["episodes"] == 6 and b["replans"] >= a["replans"]  # two batches re-plan separately
+    c = evaluate(policy, env="obstacle-reach", episodes=6, seed=2, num_inference_steps=3)
+    assert {k: v for k, v in a.items() if not k.endswith("_s")} == {k: v for k, v in c.items() if not k.endswith("_s")}
+    assert set(a) >= {"success_rate", "success_stderr", "episodes", "nfe", "wall_s"}
+    with pytest.raises(ValueError, match="unknown environment"):
+        evaluate(policy, env="push-t", episodes=2)
+
+
+def test_demos_are_expert_episodes():
+    demos = collect_demos("obstacle-reach", 10, 0)
+    assert all(d["success"] for d in demos)
+    for d in demos:
+        steps = np.diff(d["obs"][:, :2], axis=0)
+        assert np.allclose(steps, d["action"], atol=1e-6)
