@@ -105,7 +105,7 @@ def test_bad_input_gets_clear_errors():
     pipe = LLaDAPipeline(tiny_llada(1))
     with pytest.raises(UnknownStrategyError, match="Unknown strategy"):
         diffaccel.dllm.wrap(pipe, "taylorseer-for-text")
-    with pytest.raises(UnknownStrategyError, match="not a diffusion-LM strategy"):
+    with pytest.raises(UnknownStrategyError, match="not a diffusion-language-model strategy"):
         diffaccel.dllm.wrap(pipe, "taylorseer")
     with pytest.raises(UnknownStrategyError, match="Unknown option"):
         diffaccel.wrap(pipe, "dkv-cache", refresh=3)
