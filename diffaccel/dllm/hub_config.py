@@ -3,7 +3,7 @@
 A zoo dLLM folder is laid out like a downloaded checkpoint: ``model.safetensors`` under the official
 parameter names and a ``config.json`` with the fields of the official config class (LLaDA's
 ``LLaDAConfig`` / Dream's ``DreamConfig``), so :func:`diffaccel.dllm.load_llada` /
-:func:`~diffaccel.dllm.load_dream` / :func:`load_dllm` read both, and the official model classes
+:func:`~diffaccel.dllm.load_dream` / :func:`diffaccel.dllm.loading.load_dllm` read both, and the official model classes
 build the same architecture from it. Zoo folders add one key, ``diffaccel_task``, describing the
 synthetic task the model was trained on (extra keys are kept, and ignored, by ``PretrainedConfig``).
 
@@ -66,12 +66,3 @@ def read_task(folder: str | Path) -> dict[str, Any]:
     if task is None:
         raise KeyError(f"{folder}/config.json has no {TASK_KEY!r}: not a diffaccel zoo model")
     return task
-
-
-def load_dllm(folder: str | Path, *, dtype=None, device="cpu"):
-    """Load a LLaDA or Dream model from a checkpoint or zoo folder, whichever its config describes."""
-    from .loading import load_dream, load_llada
-
-    config = read_model_config(folder)
-    loader = load_llada if isinstance(config, LLaDAConfig) else load_dream
-    return loader(folder, dtype=dtype, device=device, config=config)

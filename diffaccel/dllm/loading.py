@@ -120,3 +120,10 @@ def load_dream(directory: str | Path, *, dtype: torch.dtype | None = None, devic
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     return model
+
+
+def load_dllm(folder: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
+    """Load a LLaDA or Dream model from a checkpoint or zoo folder, whichever its config describes."""
+    config = read_model_config(folder)
+    loader = load_llada if isinstance(config, LLaDAConfig) else load_dream
+    return loader(folder, dtype=dtype, device=device, config=config)
