@@ -181,8 +181,8 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
     if args.list_strategies:
         _list_strategies()
         return 0
-    from .compare import CompareSettings, OutputExistsError, parse_spec_list, run_compare
     from .cli_checks import UsageError, check_compare_args
+    from .compare import CompareSettings, OutputExistsError, parse_spec_list, run_compare
     from .compare.models import zoo_kind
     from .core.errors import DiffaccelError
     from .zoo import DEFAULT_MODEL

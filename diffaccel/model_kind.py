@@ -14,6 +14,7 @@ from torch import nn
 
 from .core.errors import UnknownStrategyError, UnsupportedModelError
 
+
 def is_diffusion_lm(obj) -> bool:
     """Diffusion-LM pipelines and models (diffaccel's LLaDA/Dream, diffusers' LLaDA2)."""
     from .dllm.llada2 import is_llada2_pipeline

@@ -19,7 +19,7 @@ from typing import Any
 FILE_MODE = 0o666
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _file_mode() -> int:
     """FILE_MODE minus the process umask: what `open(path, "w")` (and so every image library) creates.
     Read once: reading the umask means setting it, which is not thread-safe."""

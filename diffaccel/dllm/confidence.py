@@ -1,4 +1,4 @@
-"""Candidate tokens and their confidences (spec §1.2 for LLaDA, §2.2 for Dream).
+"""Candidate tokens and their confidences (LLaDA's `generate.py`, Dream's `generation_utils.py`).
 
 Confidences follow the sampler's ``numerics`` (:mod:`diffaccel.dllm.numerics`): by default the softmax
 is taken in the logits' dtype, as LLaDA's ``generate.py`` and Dream's ``sample_tokens`` do; ``"fast-dllm"``
@@ -19,7 +19,7 @@ DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """LLaDA's Gumbel-max trick in float64: ``exp(logits) / (-log u)^T``; logits unchanged at T = 0.
 
-    ``argmax`` of the result is a sample from ``softmax(logits / T)`` (spec §1.2).
+    ``argmax`` of the result is a sample from ``softmax(logits / T)`` (LLaDA's ``add_gumbel_noise``).
     """
     if temperature == 0:
         return logits
@@ -47,7 +47,7 @@ def llada_propose(
       in the logits' dtype (``numerics="official"``) or float64 (``"fast-dllm"``, ``"stable"``).
     * ``random``: uniform float32 scores drawn after the token (same RNG order as the reference).
     * ``random_order``: scores fixed in advance for the whole block (``order_scores``), so the commit
-      order is known before the forward; dKV-Cache-Greedy needs this (spec §4.3).
+      order is known before the forward; dKV-Cache-Greedy needs this (dKV-Cache, arXiv 2505.15781).
     * ``confidence_eos_eot_inf``: as the reference computes it: EoT always gets probability 0; EOS too
       at temperature 0 only, because the reference writes EOS's ``-inf`` into the noisy logits, which
       are the logits themselves only at temperature 0 (with ``numerics="stable"``: both, always).
@@ -161,5 +161,5 @@ def dream_propose(logits: torch.Tensor, masked: torch.Tensor, mask_id: int = -1,
 
 
 def shift_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Dream re-alignment: row ``i`` takes the output at ``i - 1`` (row 0 is a dummy copy), spec §2.1."""
+    """Dream re-alignment: row ``i`` takes the output at ``i - 1`` (row 0 is a dummy copy), as Dream's `generation_utils.py` shifts its logits."""
     return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)

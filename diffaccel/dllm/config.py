@@ -1,4 +1,4 @@
-"""Configuration classes for the LLaDA and Dream architectures (spec dllm.md §1.4, §2.3).
+"""Configuration classes for the LLaDA and Dream architectures (ML-GSAI/LLaDA `configuration_llada.py`, Dream-org `configuration_dream.py`).
 
 The field names follow our own conventions; ``from_hf_dict`` maps the public ``config.json`` of the
 official checkpoints (``GSAI-ML/LLaDA-8B-Instruct``, ``Dream-org/Dream-v0-Instruct-7B``) onto them so
@@ -47,7 +47,7 @@ class _DictConfig:
 class LLaDAConfig(_DictConfig):
     """Shape and special tokens of a LLaDA-architecture masked diffusion LM.
 
-    Defaults are the LLaDA-8B values (spec §1.4). ``embedding_size`` is the number of rows of ``wte``
+    Defaults are the LLaDA-8B values (the GSAI-ML/LLaDA-8B-Instruct config). ``embedding_size`` is the number of rows of ``wte``
     and of the output head (LLaDA pads the vocabulary to a multiple of 128).
     """
 
@@ -91,7 +91,7 @@ class LLaDAConfig(_DictConfig):
         return self.embedding_size or self.vocab_size
 
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "LLaDAConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> LLaDAConfig:
         """Build from a hub ``config.json`` (the fields of LLaDA's ``ModelConfig``).
 
         Every field that changes the computation is either implemented (shape, RoPE, norms' epsilon,
@@ -184,7 +184,7 @@ LLADA_REFUSED: dict[str, tuple[tuple, str]] = {
 class DreamConfig(_DictConfig):
     """Shape and special tokens of a Dream-architecture (Qwen2-style, shifted-logit) diffusion LM.
 
-    Defaults are the Dream-v0-7B values (spec §2.3).
+    Defaults are the Dream-v0-7B values (the Dream-org/Dream-v0-Instruct-7B config).
     """
 
     hidden_size: int = 3584
@@ -214,7 +214,7 @@ class DreamConfig(_DictConfig):
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "DreamConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> DreamConfig:
         """Build from a hub ``config.json`` (the fields of Dream's ``DreamConfig``, Qwen2-style).
 
         Fields that change the computation and are not ported raise (:data:`DREAM_REFUSED`)."""

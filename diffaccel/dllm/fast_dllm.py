@@ -1,11 +1,11 @@
-"""Fast-dLLM (v1) as a peer baseline: threshold parallel decoding and block-level caches (spec §7).
+"""Fast-dLLM (v1) as a peer baseline: threshold parallel decoding and block-level caches (arXiv 2505.22618; NVlabs/Fast-dLLM v1).
 
-* Parallel decoding (§7.1): inside the current block commit the top-1 masked position plus every
+* Parallel decoding: inside the current block commit the top-1 masked position plus every
   masked position whose confidence reaches ``threshold`` (0.9 in the paper), until the block is
   complete. This is the sampler's ``schedule="threshold"``.
-* PrefixCache (§7.2): at each block start a full forward keeps the keys/values of every position
+* PrefixCache: at each block start a full forward keeps the keys/values of every position
   before the block; later steps of the block run ``x[block_start:]`` against them.
-* DualCache (§7.3): the block-start forward keeps every position; later steps run only the block
+* DualCache: the block-start forward keeps every position; later steps run only the block
   and reuse the (stale) keys/values of the prefix and of the masked suffix.
 
 Numerics and forwards as the official code (NVlabs/Fast-dLLM ``llada/generate.py``): confidences from a
@@ -17,7 +17,7 @@ completion only after its forward). ``skip_idle_forward=True`` [ours] skips that
 changes no token; ``numerics="stable"`` [ours] uses the deterministic lowest-position tie rule.
 
 Dream [ours]: the official Dream port commits the first block position unconditionally at the
-block start because its shifted logit is not available from block-local inputs (§7.4); here the
+block start because its shifted logit is not available from block-local inputs (Fast-dLLM's Dream code); here the
 position left of every masked position is simply also run, so the commit rule stays the sampler's.
 """
 
@@ -29,7 +29,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
 CACHE_MODES = ("none", "prefix", "dual")
@@ -65,6 +64,8 @@ class FastDLLMConfig(StrategyConfig):
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):
             raise ValueError(f"threshold must be a number or None, got {self.threshold!r}")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"fast-dllm threshold is a confidence in (0, 1] (the paper uses 0.9), got {self.threshold}")
         if self.numerics not in ("official", "stable"):
             raise ValueError(f"numerics must be 'official' or 'stable', got {self.numerics!r}")
         if not isinstance(self.skip_idle_forward, bool):

@@ -31,8 +31,8 @@ from safetensors import safe_open
 
 from ..zoo.weights_io import read_json
 from .config import DreamConfig, LLaDAConfig
-from .hub_config import read_model_config
 from .dream import DreamModel
+from .hub_config import read_model_config
 from .llada import LLaDAModelLM
 
 logger = logging.getLogger(__name__)

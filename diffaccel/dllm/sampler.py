@@ -29,8 +29,8 @@ from typing import Protocol
 import torch
 
 from .commit import commit, top_confidence_positions
-from .numerics import NUMERICS, SELECTION_WINDOWS, select_threshold, select_top, window_bounds
 from .confidence import DREAM_ALGS, LLADA_REMASKING, dream_propose, dream_sample_tokens, llada_propose, shift_logits
+from .numerics import NUMERICS, SELECTION_WINDOWS, select_threshold, select_top, window_bounds
 from .schedules import (
     dream_timesteps,
     dream_transfer_count,

@@ -1,4 +1,4 @@
-"""Lossless self-speculative decoding for diffusion LMs (spec §6.2, after arXiv 2510.04147).
+"""Lossless self-speculative decoding for diffusion LMs (after arXiv 2510.04147).
 
 The reference is greedy stepwise decoding: one token per step inside the current block, the
 position with the highest confidence (ties: as the sampler's ``numerics`` select) and its argmax token. One SSD round at a
@@ -16,7 +16,7 @@ the block boundary. The reference choice, the proposals and the tie rule are the
 (:meth:`MaskedDiffusionSampler.propose`, :meth:`MaskedDiffusionSampler.select`), so the
 equality is by construction, and tests check it token for token.
 
-The official code is not public (spec §6.1); this is the provably lossless reconstruction of §6.2
+The official code is not public; this is OUR provably lossless reconstruction of the paper's method
 with the plain forward as ``F``. ``adaptive=True`` is ours: after a round that accepted every draft
 the chain doubles (up to ``max_draft_length``), otherwise it shrinks to ``accepted + 1``.
 """
@@ -29,7 +29,6 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-
 from .commit import commit
 from .sampler import Block, DecodeRun, MaskedDiffusionSampler
 

@@ -10,7 +10,6 @@ tokens is divided by ``p`` and by the answer length.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..core.atomic import atomic_write
 from ..zoo.weights_io import sha256_of, write_json
 
 logger = logging.getLogger(__name__)
@@ -75,11 +75,8 @@ def command_line(module: str, argv: list[str] | None) -> str:
 def save_weights(path: Path, model: torch.nn.Module, zoo_name: str) -> None:
     """``model.safetensors`` written atomically, tensors under the checkpoint's own parameter names."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"format": "pt", "zoo_model": zoo_name})
-    os.replace(tmp, path)
-    os.chmod(path, 0o644)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt", "zoo_model": zoo_name}))
 
 
 def write_zoo_folder(output: Path, model, zoo_name: str, task: dict[str, Any], manifest: dict[str, Any]) -> dict:
@@ -115,9 +112,8 @@ class Checkpoint:
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous().clone()
         tensors["generator"] = generator.get_state()
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "state.safetensors.tmp"
-        save_file(tensors, str(tmp), metadata={"step": str(step)})
-        os.replace(tmp, self.folder / "state.safetensors")
+        atomic_write(self.folder / "state.safetensors",
+                     lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step)}))
         write_json(self.folder / "progress.json", {"step": step, **extra})
 
     def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:

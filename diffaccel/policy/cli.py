@@ -88,7 +88,7 @@ def run_main(argv: list[str] | None = None) -> int:
     policy = _prepare(args)
     env = ObstacleReach(policy.env_name, args.batch)
     obs = torch.from_numpy(env.reset(args.seed))[:, None].repeat(1, policy.config.n_obs_steps, 1)
-    for run in range(2 if args.strategy.startswith("bac") and not args.schedule else 1):
+    for _run in range(2 if args.strategy.startswith("bac") and not args.schedule else 1):
         out = policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(args.seed),
                                     num_inference_steps=args.steps)
     print(f"actions to execute (first episode), shape {tuple(out['action'].shape)}:")

@@ -128,7 +128,7 @@ class Strategy:
     def on_new_run(self) -> None:
         """Called at the start of every run, after the clock was reset."""
 
-    def check_composition(self, others: list["Strategy"]) -> None:
+    def check_composition(self, others: list[Strategy]) -> None:
         """Raise when this strategy cannot run beside `others` (the other strategies of one wrap)."""
 
     def on_run_aborted(self) -> None:

@@ -22,7 +22,7 @@ def test_every_strategy_wraps_reports_and_unwraps_to_identical_outputs():
     for name, options in [("dkv-cache", {"refresh_interval": 1}), ("ssd", {"draft_length": 3}),
                           ("ssd", {"adaptive": True}),
                           ("sparsed", {"skip": 1.0, "block_size": 8, "compile": False}),
-                          ("fast-dllm", {"threshold": 2.0, "cache": "none"})]:
+                          ("fast-dllm", {"threshold": None, "cache": "none"})]:
         diffaccel.wrap(pipe, name, **options)
         pipe(input_ids=ids[:1], **RUN)  # a run with another batch size first: each call is its own run
         out = pipe(input_ids=ids, **RUN)
@@ -85,8 +85,8 @@ def test_ssd_verification_batches_are_exactly_as_large_as_needed():
     assert max(rows) <= 4 * (4 + 1) and len(set(rows)) > 2  # batch sizes vary from forward to forward
 
 
-@pytest.mark.parametrize("spec, forwards", [("fast-dllm:threshold=0.0,cache=prefix", 4),
-                                             ("fast-dllm:threshold=0.0,cache=prefix,skip_idle_forward=True", 2)])
+@pytest.mark.parametrize("spec, forwards", [("fast-dllm:threshold=0.000001,cache=prefix", 4),
+                                             ("fast-dllm:threshold=0.000001,cache=prefix,skip_idle_forward=True", 2)])
 def test_fast_dllm_threshold_zero_decodes_each_block_in_one_step(spec, forwards):
     """Every block is decoded by its first forward; the official loop runs one more (idle) forward per
     block, which our ``skip_idle_forward`` saves."""

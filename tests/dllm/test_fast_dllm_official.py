@@ -25,19 +25,19 @@ def peer_run(pipe, ids, gen_length, block_length, **options):
     ("none", False, [1, 4]),                              # no cache: the loop stops when the block is done
 ])
 def test_forward_count_when_every_block_completes_at_its_first_forward(cache, skip, expected):
-    """Hand-traced: threshold 0 commits every masked position of a block at its first forward. The
+    """Hand-traced: threshold 1e-6 (below any confidence) commits every masked position of a block at its first forward. The
     official cached loop (``i = 1; while True: nfe += 1; forward; ...; if block done: break``) still runs
     one forward after it, so answer 8 / block 8 costs 2 forwards and answer 16 / block 4 costs 4 x 2."""
     pipe, ids = LLaDAPipeline(tiny_llada(1)), random_prompts(1, 6, 12)
-    counts = [peer_run(pipe, ids, gen, block, threshold=0.0, cache=cache, skip_idle_forward=skip)[1]
+    counts = [peer_run(pipe, ids, gen, block, threshold=1e-6, cache=cache, skip_idle_forward=skip)[1]
               for gen, block in [(8, 8), (16, 4)]]
     assert counts == expected
 
 
 def test_idle_forward_changes_no_token():
     pipe, ids = LLaDAPipeline(tiny_llada(1)), random_prompts(1, 6, 12)
-    official, _ = peer_run(pipe, ids, 16, 4, threshold=0.0, cache="prefix")
-    ours, _ = peer_run(pipe, ids, 16, 4, threshold=0.0, cache="prefix", skip_idle_forward=True)
+    official, _ = peer_run(pipe, ids, 16, 4, threshold=1e-6, cache="prefix")
+    ours, _ = peer_run(pipe, ids, 16, 4, threshold=1e-6, cache="prefix", skip_idle_forward=True)
     assert torch.equal(official, ours)
 
 

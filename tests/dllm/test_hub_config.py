@@ -12,8 +12,8 @@ from diffaccel.dllm import load_dream, load_llada
 from diffaccel.dllm.config import DREAM_REFUSED, LLADA_REFUSED, DreamConfig, LLaDAConfig
 from diffaccel.dllm.dream import DreamModel
 from diffaccel.dllm.hub_config import read_task, write_hub_config
-from diffaccel.dllm.loading import load_dllm
 from diffaccel.dllm.llada import LLaDAModelLM
+from diffaccel.dllm.loading import load_dllm
 from diffaccel.dllm.zoo import load_llada_addition, weights_folder
 
 from .conftest import tiny_dream, tiny_llada

@@ -14,7 +14,7 @@ from torch import nn
 from diffaccel.dllm.outputs import DiffusionLMOutput
 from diffaccel.dllm.sampler import MaskedDiffusionSampler, SamplingConfig, llada_generate
 
-from .reference_samplers import ref_dream_sample, ref_fast_dllm_generate, ref_llada_generate
+from .reference_samplers import ref_dream_sample, ref_llada_generate
 
 MASK, VOCAB = 14, 16
 

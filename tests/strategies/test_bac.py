@@ -75,7 +75,7 @@ def _reference_reuse(policy, updates: dict, seed):
     cache, handles = {}, []
     handles.append(policy.model.register_forward_pre_hook(lambda m, a: step.__setitem__("n", step["n"] + 1)))
     for name, steps in updates.items():
-        def hook(module, args, output, name=name, steps=set(steps)):
+        def hook(module, args, output, name=name, steps=set(steps)):  # noqa: B006 (binds this unit's steps, never mutated)
             if step["n"] in steps or name not in cache:
                 cache[name] = output
                 return output
