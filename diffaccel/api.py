@@ -54,8 +54,11 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             f"{type(obj).__name__} is already wrapped by diffaccel; call diffaccel.unwrap(obj) first, or pass "
             "several strategies in one call: diffaccel.wrap(obj, [a, b])."
         )
-    specs = [parsed for spec in (strategy if isinstance(strategy, (list, tuple)) else [strategy])
-             for parsed in _requests(spec)]
+    specs = [
+        parsed
+        for spec in (strategy if isinstance(strategy, (list, tuple)) else [strategy])
+        for parsed in _requests(spec)
+    ]
     if not specs:
         raise UnknownStrategyError("wrap needs at least one strategy")
     if len(specs) > 1 and options:
@@ -94,8 +97,12 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
         _hook_set_timesteps(scheduler, binding)
     setattr(obj, _BINDING_ATTR, binding)
     for name, engine in engines.items():
-        logger.info("diffaccel: %s on %s (%s)", "+".join(s.config.strify() for s in engine.strategies),
-                    name or type(obj).__name__, engine.adapter.family)
+        logger.info(
+            "diffaccel: %s on %s (%s)",
+            "+".join(s.config.strify() for s in engine.strategies),
+            name or type(obj).__name__,
+            engine.adapter.family,
+        )
     return obj
 
 
@@ -195,12 +202,13 @@ def _denoisers(obj, needs_no_units: bool) -> dict[str, nn.Module]:
     if not isinstance(components, dict) and isinstance(getattr(obj, "model", None), nn.Module):
         components = {"model": obj.model}  # pipelines that hold a single `model` (diffusion LMs)
     if not isinstance(components, dict):
-        raise TypeError(
-            f"diffaccel.wrap expects a diffusers pipeline or an nn.Module, got {type(obj).__name__}"
-        )
-    found = {name: m for name, m in components.items()
-             if isinstance(m, nn.Module) and (find_adapter(m) is not None
-                                              or (needs_no_units and name in DENOISER_COMPONENTS))}
+        raise TypeError(f"diffaccel.wrap expects a diffusers pipeline or an nn.Module, got {type(obj).__name__}")
+    found = {
+        name: m
+        for name, m in components.items()
+        if isinstance(m, nn.Module)
+        and (find_adapter(m) is not None or (needs_no_units and name in DENOISER_COMPONENTS))
+    }
     if not found:
         classes = sorted({type(m).__name__ for m in components.values() if isinstance(m, nn.Module)})
         raise UnsupportedModelError(

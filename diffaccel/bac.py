@@ -23,8 +23,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["FFN_KINDS", "BacConfig", "BacSchedule", "calibrate"]
 
 
-def calibrate(obj, run: Callable[[], Any] | None = None, *, path: str | os.PathLike | None = None,
-              options: dict | None = None, **call_kwargs) -> BacSchedule:
+def calibrate(
+    obj,
+    run: Callable[[], Any] | None = None,
+    *,
+    path: str | os.PathLike | None = None,
+    options: dict | None = None,
+    **call_kwargs,
+) -> BacSchedule:
     """Calibrate BAC on `obj` (a pipeline, a policy with `predict_action`, or a model with an adapter).
 
     Args:

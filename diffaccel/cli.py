@@ -1,8 +1,8 @@
 """The `diffaccel` command line. Subcommand: `compare`.
 
-    diffaccel compare                                  # the default zoo model, baseline + strategies + peers
-    diffaccel compare --strategies "taylorseer:interval=4 diffusers:fbc" --seeds 0-7
-    accelerate launch -m diffaccel compare ...         # seeds/prompts split across processes
+diffaccel compare                                  # the default zoo model, baseline + strategies + peers
+diffaccel compare --strategies "taylorseer:interval=4 diffusers:fbc" --seeds 0-7
+accelerate launch -m diffaccel compare ...         # seeds/prompts split across processes
 """
 
 from __future__ import annotations
@@ -72,46 +72,99 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     compare = sub.add_parser(
-        "compare", help="speed and quality of strategies and peers against the full-step run",
+        "compare",
+        help="speed and quality of strategies and peers against the full-step run",
         description="Run the full-step baseline and each strategy on the same seeds; report wall-clock speedup "
-                    "and PSNR / SSIM / LPIPS against the baseline output.",
-        epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_argument("--model", default=None, help="zoo name (default: flux-photos), testing:tiny-*, or hub id / local path")
-    compare.add_argument("--strategies", action="append", default=None, metavar="SPECS",
-                         help="strategy specs (repeatable; comma/space separated); default: every diffaccel strategy "
-                              "at a few settings plus the diffusers and cache-dit peers")
+        "and PSNR / SSIM / LPIPS against the baseline output.",
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument(
+        "--model", default=None, help="zoo name (default: flux-photos), testing:tiny-*, or hub id / local path"
+    )
+    compare.add_argument(
+        "--strategies",
+        action="append",
+        default=None,
+        metavar="SPECS",
+        help="strategy specs (repeatable; comma/space separated); default: every diffaccel strategy "
+        "at a few settings plus the diffusers and cache-dit peers",
+    )
     compare.add_argument("--no-peers", action="store_true", help="with the default strategies: leave out the peers")
-    compare.add_argument("--steps", type=_positive_int, default=None, help="denoising steps (default: 20 for zoo models, 28 for hub models)")
+    compare.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="denoising steps (default: 20 for zoo models, 28 for hub models)",
+    )
     compare.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2 or 0-3 (default: 0-3)")
     compare.add_argument("--guidance-scale", type=float, default=None, help="guidance scale (default: the pipeline's)")
-    compare.add_argument("--prompts", default=None, metavar="FILE",
-                         help="prompts for text-to-image/video models (.txt/.tsv/.csv/.json); class names or ids for class-conditional ones")
-    compare.add_argument("--scheduler", action="append", type=_key_value, default=None, metavar="KEY=VALUE",
-                         help="set a scheduler config value (repeatable), e.g. shift=0.3 for a flow-matching "
-                              "schedule that spends more steps at low noise")
+    compare.add_argument(
+        "--prompts",
+        default=None,
+        metavar="FILE",
+        help="prompts for text-to-image/video models (.txt/.tsv/.csv/.json); class names or ids for class-conditional ones",
+    )
+    compare.add_argument(
+        "--scheduler",
+        action="append",
+        type=_key_value,
+        default=None,
+        metavar="KEY=VALUE",
+        help="set a scheduler config value (repeatable), e.g. shift=0.3 for a flow-matching "
+        "schedule that spends more steps at low noise",
+    )
     compare.add_argument("--height", type=int, default=None)
     compare.add_argument("--width", type=int, default=None)
-    compare.add_argument("--out", default=None, metavar="DIR",
-                         help="output folder (default: a new diffaccel-compare/<model>/<timestamp>)")
+    compare.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output folder (default: a new diffaccel-compare/<model>/<timestamp>)",
+    )
     group = compare.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true",
-                       help="continue the runs in --out (default: the latest folder of this model), skipping finished ones")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs in --out (default: the latest folder of this model), skipping finished ones",
+    )
     group.add_argument("--overwrite", action="store_true", help="delete earlier results in --out and start again")
     compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     compare.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
-    compare.add_argument("--threads", type=_positive_int, default=None,
-                         help="torch CPU threads (default: 1 for zoo/testing models on CPU, torch's default otherwise)")
-    compare.add_argument("--warmup-seed", type=int, default=10_000, help="held-out seed for warm-up and calibration runs")
-    compare.add_argument("--max-runs", type=_positive_int, default=None,
-                         help="stop after this many new runs (finish later with --resume)")
-    compare.add_argument("--repeats", type=_positive_int, default=1,
-                         help="time every run this many times and keep the fastest (steadier on a busy machine)")
+    compare.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: 1 for zoo/testing models on CPU, torch's default otherwise)",
+    )
+    compare.add_argument(
+        "--warmup-seed", type=int, default=10_000, help="held-out seed for warm-up and calibration runs"
+    )
+    compare.add_argument(
+        "--max-runs",
+        type=_positive_int,
+        default=None,
+        help="stop after this many new runs (finish later with --resume)",
+    )
+    compare.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=1,
+        help="time every run this many times and keep the fastest (steadier on a busy machine)",
+    )
     compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
-    compare.add_argument("--tune", action="append", type=_tune_target, default=None, metavar="psnr=DB",
-                         help="run diffaccel.tune for this PSNR target (calibrated on --warmup-seed, validated on --seeds) "
-                              "and add its choice as a row; repeatable")
-    compare.add_argument("--episodes", type=_positive_int, default=None,
-                         help="policy models: evaluation episodes per seed (default 200)")
+    compare.add_argument(
+        "--tune",
+        action="append",
+        type=_tune_target,
+        default=None,
+        metavar="psnr=DB",
+        help="run diffaccel.tune for this PSNR target (calibrated on --warmup-seed, validated on --seeds) "
+        "and add its choice as a row; repeatable",
+    )
+    compare.add_argument(
+        "--episodes", type=_positive_int, default=None, help="policy models: evaluation episodes per seed (default 200)"
+    )
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
@@ -209,11 +262,28 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--strategies: {error}")
 
     settings = CompareSettings(
-        model=model, strategies=args.strategies, steps=args.steps,
-        guidance_scale=args.guidance_scale, prompts_file=args.prompts, out=args.out, resume=args.resume,
-        overwrite=args.overwrite, device=args.device, dtype=args.dtype, threads=args.threads,
-        warmup_seed=args.warmup_seed, max_runs=args.max_runs, repeats=args.repeats, grid_seeds=args.grid_seeds, height=args.height,
-        width=args.width, episodes=args.episodes, scheduler=dict(args.scheduler or ()), lpips=not args.no_lpips, peers=not args.no_peers, progress=not args.no_progress,
+        model=model,
+        strategies=args.strategies,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        prompts_file=args.prompts,
+        out=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        device=args.device,
+        dtype=args.dtype,
+        threads=args.threads,
+        warmup_seed=args.warmup_seed,
+        max_runs=args.max_runs,
+        repeats=args.repeats,
+        grid_seeds=args.grid_seeds,
+        height=args.height,
+        width=args.width,
+        episodes=args.episodes,
+        scheduler=dict(args.scheduler or ()),
+        lpips=not args.no_lpips,
+        peers=not args.no_peers,
+        progress=not args.no_progress,
     )
     if args.seeds is not None:
         settings.seeds = args.seeds
@@ -221,8 +291,11 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
     try:
         outcome = run_compare(settings)
     except KeyboardInterrupt:
-        print(f"diffaccel compare: interrupted; finished runs are saved. Continue with: "
-              f"{_resume_command(args, settings)}", file=sys.stderr)
+        print(
+            f"diffaccel compare: interrupted; finished runs are saved. Continue with: "
+            f"{_resume_command(args, settings)}",
+            file=sys.stderr,
+        )
         return 130
     except (OutputExistsError, OSError, DiffaccelError, ValueError) as error:
         print(f"diffaccel compare: error: {error}", file=sys.stderr)
@@ -242,7 +315,7 @@ def _resume_command(args, settings) -> str:
             out = resolve_out(dataclasses.replace(settings, resume=True), Processes.detect(settings.device))
         except (FileNotFoundError, ValueError):
             out = None
-    return resume_command(["compare", *args.argv[args.argv.index("compare") + 1:]], out)
+    return resume_command(["compare", *args.argv[args.argv.index("compare") + 1 :]], out)
 
 
 if __name__ == "__main__":  # pragma: no cover

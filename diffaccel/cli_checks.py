@@ -19,15 +19,21 @@ class UsageError(ValueError):
 def check_compare_args(args, model: str, kind: str | None) -> None:
     """`kind`: the zoo kind of `model` ("image", "video", "dllm", ...) or None for hub and testing models."""
     if args.strategies is not None and not any(s.strip() for s in args.strategies):
-        raise UsageError("--strategies is empty; give specs such as \"taylorseer:interval=4 taocache\" "
-                         "(see --list-strategies), or leave it out for the default set")
+        raise UsageError(
+            '--strategies is empty; give specs such as "taylorseer:interval=4 taocache" '
+            "(see --list-strategies), or leave it out for the default set"
+        )
     check_device(args.device)
     if kind is not None and (args.height is not None or args.width is not None):
-        raise UsageError(f"--height/--width: the zoo model {model} generates at the size it was trained at; "
-                         "they apply to hub and testing: models")
+        raise UsageError(
+            f"--height/--width: the zoo model {model} generates at the size it was trained at; "
+            "they apply to hub and testing: models"
+        )
     if kind == "dllm" and args.prompts is not None:
-        raise UsageError(f"--prompts: {model} is a diffusion language model evaluated on its own held-out "
-                         "problems; --prompts applies to text-to-image/video models")
+        raise UsageError(
+            f"--prompts: {model} is a diffusion language model evaluated on its own held-out "
+            "problems; --prompts applies to text-to-image/video models"
+        )
     if args.out is not None:
         check_writable_folder(Path(args.out), "--out")
     else:
@@ -39,8 +45,10 @@ def check_device(device: str) -> None:
 
     kind = device.split(":", 1)[0]
     if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available here (torch {torch.__version__}"
-                         f"{', a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu")
+        raise UsageError(
+            f"--device {device}: no CUDA device is available here (torch {torch.__version__}"
+            f"{', a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu"
+        )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {device}: MPS is not available here; use --device cpu")
 

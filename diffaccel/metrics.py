@@ -194,8 +194,10 @@ class LPIPSMetric:
                 raise KeyError(f"{backbone} has no tensor {checkpoint_key!r}; is it torchvision's AlexNet checkpoint?")
             tensor = checkpoint[checkpoint_key]
             if tensor.shape != net_state[lpips_key].shape:
-                raise ValueError(f"{backbone}: {checkpoint_key} has shape {tuple(tensor.shape)}, "
-                                 f"expected {tuple(net_state[lpips_key].shape)}")
+                raise ValueError(
+                    f"{backbone}: {checkpoint_key} has shape {tuple(tensor.shape)}, "
+                    f"expected {tuple(net_state[lpips_key].shape)}"
+                )
             loaded[lpips_key] = tensor
         model.net.load_state_dict(loaded, strict=True)
         return model.eval().requires_grad_(False).to(device)
@@ -245,10 +247,14 @@ class ImageScores:
 def compare_images(reference: Any, test: Any, lpips: LPIPSMetric | bool | None = None) -> ImageScores:
     """PSNR, SSIM and (if ``lpips`` is a metric, or ``True`` for :func:`get_lpips`) LPIPS of one pair."""
     metric = get_lpips() if lpips is True else (lpips or None)
-    return ImageScores(psnr=psnr(reference, test), ssim=ssim(reference, test), lpips=metric(reference, test) if metric else None)
+    return ImageScores(
+        psnr=psnr(reference, test), ssim=ssim(reference, test), lpips=metric(reference, test) if metric else None
+    )
 
 
-def compare_image_batches(references: Sequence[Any], tests: Sequence[Any], lpips: LPIPSMetric | bool | None = None) -> list[ImageScores]:
+def compare_image_batches(
+    references: Sequence[Any], tests: Sequence[Any], lpips: LPIPSMetric | bool | None = None
+) -> list[ImageScores]:
     """:func:`compare_images` for matching sequences (for example two ``.images`` outputs of the same seeds)."""
     if len(references) != len(tests):
         raise ValueError(f"{len(references)} reference images but {len(tests)} test images")
@@ -320,7 +326,9 @@ def temporal_error(reference_frames: Sequence[Any], test_frames: Sequence[Any]) 
     return float(np.abs(np.diff(test, axis=0) - np.diff(reference, axis=0)).mean())
 
 
-def compare_videos(reference_frames: Sequence[Any], test_frames: Sequence[Any], lpips: LPIPSMetric | bool | None = None) -> VideoScores:
+def compare_videos(
+    reference_frames: Sequence[Any], test_frames: Sequence[Any], lpips: LPIPSMetric | bool | None = None
+) -> VideoScores:
     """Per-frame PSNR / SSIM / LPIPS means plus :func:`temporal_error`. Frames: any layout :func:`to_float_image`
     accepts, e.g. a ``(T, H, W, C)`` array from a diffusers video pipeline with ``output_type="np"``."""
     frames = compare_image_batches(list(reference_frames), list(test_frames), lpips)
@@ -339,8 +347,24 @@ def compare_videos(reference_frames: Sequence[Any], test_frames: Sequence[Any], 
 
 
 __all__ = [
-    "DATA_RANGE", "LPIPS_BACKBONE_ENV", "LPIPS_BACKBONE_FILENAME", "ImageScores", "LPIPSMetric", "Spread",
-    "VideoScores", "compare_image_batches", "compare_images", "compare_videos", "find_lpips_backbone", "get_lpips",
-    "lpips_backbone_candidates", "lpips_status", "psnr", "spread", "ssim", "ssim_window_size", "temporal_error",
+    "DATA_RANGE",
+    "LPIPS_BACKBONE_ENV",
+    "LPIPS_BACKBONE_FILENAME",
+    "ImageScores",
+    "LPIPSMetric",
+    "Spread",
+    "VideoScores",
+    "compare_image_batches",
+    "compare_images",
+    "compare_videos",
+    "find_lpips_backbone",
+    "get_lpips",
+    "lpips_backbone_candidates",
+    "lpips_status",
+    "psnr",
+    "spread",
+    "ssim",
+    "ssim_window_size",
+    "temporal_error",
     "to_float_image",
 ]

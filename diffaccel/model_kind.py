@@ -36,13 +36,17 @@ def check_strategy_kinds(obj, entries: Iterable) -> None:
         kind, domain = ("a diffusion language model", "dllm") if dllm else ("an image/video denoiser", "denoiser")
         raise UnknownStrategyError(
             f"{', '.join(repr(n) for n in wrong)} cannot accelerate {type(obj).__name__} ({kind}); "
-            f"strategies for it: {', '.join(strategies(domain))}")
+            f"strategies for it: {', '.join(strategies(domain))}"
+        )
 
 
 def check_not_compiled(obj) -> None:
     """`torch.compile(model)` returns an OptimizedModule wrapper: diffaccel must see the module itself."""
-    modules = [("", obj)] if isinstance(obj, nn.Module) else [
-        (name, m) for name, m in (getattr(obj, "components", None) or {}).items() if isinstance(m, nn.Module)]
+    modules = (
+        [("", obj)]
+        if isinstance(obj, nn.Module)
+        else [(name, m) for name, m in (getattr(obj, "components", None) or {}).items() if isinstance(m, nn.Module)]
+    )
     for name, module in modules:
         original = getattr(module, "_orig_mod", None)
         if isinstance(original, nn.Module):
@@ -50,4 +54,5 @@ def check_not_compiled(obj) -> None:
             raise UnsupportedModelError(
                 f"{where} was compiled by torch.compile before wrap ({type(original).__name__} inside an "
                 f"{type(module).__name__}). Wrap first and compile after: diffaccel.wrap(...), then torch.compile; "
-                f"or wrap the original module: diffaccel.wrap({'compiled' if not name else where}._orig_mod, ...).")
+                f"or wrap the original module: diffaccel.wrap({'compiled' if not name else where}._orig_mod, ...)."
+            )

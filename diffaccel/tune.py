@@ -53,11 +53,11 @@ class Candidate:
 @dataclass
 class TuneResult:
     """Attributes:
-        spec: the chosen text spec (`diffaccel.wrap(obj, result.spec)`), or None when no candidate met the target.
-        target_psnr: the target.
-        table: one dict per candidate measured (calibration and, when run, validation figures).
-        baseline_cpu_s: mean CPU seconds of one full-step run.
-        message: what happened, in one sentence.
+    spec: the chosen text spec (`diffaccel.wrap(obj, result.spec)`), or None when no candidate met the target.
+    target_psnr: the target.
+    table: one dict per candidate measured (calibration and, when run, validation figures).
+    baseline_cpu_s: mean CPU seconds of one full-step run.
+    message: what happened, in one sentence.
     """
 
     spec: str | None
@@ -78,11 +78,20 @@ class TuneResult:
         head = ["spec", "cal PSNR", "cal SSIM", "computed", "CPU speedup", "val PSNR", "val SSIM", ""]
         lines = [" | ".join(head), " | ".join("---" for _ in head)]
         for row in self.table:
-            lines.append(" | ".join([
-                row["spec"], _fmt(row.get("cal_psnr"), 2), _fmt(row.get("cal_ssim"), 4),
-                _fmt(row.get("computed_fraction"), 3), _fmt(row.get("cpu_speedup"), 2),
-                _fmt(row.get("val_psnr"), 2), _fmt(row.get("val_ssim"), 4),
-                "chosen" if row["spec"] == self.spec else ""]))
+            lines.append(
+                " | ".join(
+                    [
+                        row["spec"],
+                        _fmt(row.get("cal_psnr"), 2),
+                        _fmt(row.get("cal_ssim"), 4),
+                        _fmt(row.get("computed_fraction"), 3),
+                        _fmt(row.get("cpu_speedup"), 2),
+                        _fmt(row.get("val_psnr"), 2),
+                        _fmt(row.get("val_ssim"), 4),
+                        "chosen" if row["spec"] == self.spec else "",
+                    ]
+                )
+            )
         return self.message + "\n\n" + "\n".join(lines)
 
 
@@ -90,11 +99,19 @@ def _fmt(value, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def tune(obj, target_psnr: float = 35.0, generate: Callable[[int], object] | None = None,
-         num_inference_steps: int = 50, calibration_seeds: Sequence[int] = (0,), validation_seeds: Sequence[int] = (1, 2),
-         strategies: Sequence[str] | None = None, guidance_scale: float | None = None,
-         candidates: Sequence[str] | None = None, save_dir: str | os.PathLike = "diffaccel-schedules",
-         progress: bool = True) -> TuneResult:
+def tune(
+    obj,
+    target_psnr: float = 35.0,
+    generate: Callable[[int], object] | None = None,
+    num_inference_steps: int = 50,
+    calibration_seeds: Sequence[int] = (0,),
+    validation_seeds: Sequence[int] = (1, 2),
+    strategies: Sequence[str] | None = None,
+    guidance_scale: float | None = None,
+    candidates: Sequence[str] | None = None,
+    save_dir: str | os.PathLike = "diffaccel-schedules",
+    progress: bool = True,
+) -> TuneResult:
     """Search strategies, granularities, schedules and options; return the fastest configuration whose mean
     PSNR against the full-step run on `validation_seeds` meets `target_psnr`.
 
@@ -109,21 +126,42 @@ def tune(obj, target_psnr: float = 35.0, generate: Callable[[int], object] | Non
         candidates: explicit text specs to measure instead of the generated search space.
         save_dir: where calibrated schedule files go (`result.spec` names them).
     """
-    return tune_targets(obj, [target_psnr], generate, num_inference_steps, calibration_seeds, validation_seeds,
-                        strategies, guidance_scale, candidates, save_dir, progress)[0]
+    return tune_targets(
+        obj,
+        [target_psnr],
+        generate,
+        num_inference_steps,
+        calibration_seeds,
+        validation_seeds,
+        strategies,
+        guidance_scale,
+        candidates,
+        save_dir,
+        progress,
+    )[0]
 
 
-def tune_targets(obj, targets: Sequence[float], generate=None, num_inference_steps: int = 50,
-                 calibration_seeds: Sequence[int] = (0,), validation_seeds: Sequence[int] = (1, 2),
-                 strategies: Sequence[str] | None = None, guidance_scale: float | None = None,
-                 candidates: Sequence[str] | None = None, save_dir: str | os.PathLike = "diffaccel-schedules",
-                 progress: bool = True) -> list[TuneResult]:
+def tune_targets(
+    obj,
+    targets: Sequence[float],
+    generate=None,
+    num_inference_steps: int = 50,
+    calibration_seeds: Sequence[int] = (0,),
+    validation_seeds: Sequence[int] = (1, 2),
+    strategies: Sequence[str] | None = None,
+    guidance_scale: float | None = None,
+    candidates: Sequence[str] | None = None,
+    save_dir: str | os.PathLike = "diffaccel-schedules",
+    progress: bool = True,
+) -> list[TuneResult]:
     """`tune` for several PSNR targets at once: one search, one choice per target (see `tune`)."""
     from .compare.quality import Scorer, output_array
     from .schedules.calibrate import calibrate, pipeline_generator
 
     if set(calibration_seeds) & set(validation_seeds):
-        raise ValueError(f"calibration and validation seeds must differ, got {calibration_seeds} and {validation_seeds}")
+        raise ValueError(
+            f"calibration and validation seeds must differ, got {calibration_seeds} and {validation_seeds}"
+        )
     if not validation_seeds or not calibration_seeds:
         raise ValueError("tune needs at least one calibration and one validation seed")
     if generate is None:
@@ -151,8 +189,17 @@ def tune_targets(obj, targets: Sequence[float], generate=None, num_inference_ste
     baseline_cpu = float(np.mean(baseline_times))
 
     if candidates is None:
-        candidates = _search_space(obj, strategies, num_inference_steps, calibrate, generate, calibration_seeds,
-                                   guidance_scale, Path(save_dir), bar)
+        candidates = _search_space(
+            obj,
+            strategies,
+            num_inference_steps,
+            calibrate,
+            generate,
+            calibration_seeds,
+            guidance_scale,
+            Path(save_dir),
+            bar,
+        )
     found = [Candidate(spec, *_describe(spec)) for spec in candidates]
     bar.reset(total=len(found))
 
@@ -170,9 +217,13 @@ def tune_targets(obj, targets: Sequence[float], generate=None, num_inference_ste
         finally:
             api.unwrap(obj)
         psnr = float(np.mean([min(s["psnr"], 100.0) for s in scores]))
-        return {"psnr": psnr, "ssim": float(np.mean([s["ssim"] for s in scores])),
-                "computed_fraction": float(np.mean(fractions)), "cpu_s": float(np.mean(times)),
-                "cpu_speedup": baseline_cpu / max(float(np.mean(times)), 1e-9)}
+        return {
+            "psnr": psnr,
+            "ssim": float(np.mean([s["ssim"] for s in scores])),
+            "computed_fraction": float(np.mean(fractions)),
+            "cpu_s": float(np.mean(times)),
+            "cpu_speedup": baseline_cpu / max(float(np.mean(times)), 1e-9),
+        }
 
     for candidate in found:
         bar.set_description(f"tune: {candidate.spec[:60]}")
@@ -183,12 +234,15 @@ def tune_targets(obj, targets: Sequence[float], generate=None, num_inference_ste
     return results
 
 
-def _choose(found: list[Candidate], target_psnr: float, measure, validation_seeds, baseline_cpu: float,
-            bar) -> TuneResult:
+def _choose(
+    found: list[Candidate], target_psnr: float, measure, validation_seeds, baseline_cpu: float, bar
+) -> TuneResult:
     """Validate, fastest first, the candidates that met the target on the calibration seeds; the first that
     meets it on the validation seeds is the choice (validations are kept, so several targets share them)."""
-    passing = sorted((c for c in found if c.calibration["psnr"] >= target_psnr),
-                     key=lambda c: (c.calibration["cpu_s"], c.calibration["computed_fraction"]))
+    passing = sorted(
+        (c for c in found if c.calibration["psnr"] >= target_psnr),
+        key=lambda c: (c.calibration["cpu_s"], c.calibration["computed_fraction"]),
+    )
     chosen = None
     bar.reset(total=len(passing))
     for candidate in passing:
@@ -201,27 +255,39 @@ def _choose(found: list[Candidate], target_psnr: float, measure, validation_seed
             break
     table = [_row(c) for c in found]
     if chosen is not None:
-        message = (f"chosen: {chosen.spec} — validation PSNR {chosen.validation['psnr']:.2f} dB (target {target_psnr} dB) "
-                   f"at {chosen.validation['cpu_speedup']:.2f}x CPU time, computed fraction "
-                   f"{chosen.validation['computed_fraction']:.3f}")
+        message = (
+            f"chosen: {chosen.spec} — validation PSNR {chosen.validation['psnr']:.2f} dB (target {target_psnr} dB) "
+            f"at {chosen.validation['cpu_speedup']:.2f}x CPU time, computed fraction "
+            f"{chosen.validation['computed_fraction']:.3f}"
+        )
     else:
         best = max(found, key=lambda c: c.calibration["psnr"], default=None)
-        message = (f"no candidate met {target_psnr} dB on the validation seeds {list(validation_seeds)} "
-                   f"({len(passing)} of {len(found)} met it on the calibration seeds"
-                   + (f"; best calibration PSNR {best.calibration['psnr']:.2f} dB by {best.spec}" if best else "")
-                   + "): lower the target or add candidates with more full steps")
+        message = (
+            f"no candidate met {target_psnr} dB on the validation seeds {list(validation_seeds)} "
+            f"({len(passing)} of {len(found)} met it on the calibration seeds"
+            + (f"; best calibration PSNR {best.calibration['psnr']:.2f} dB by {best.spec}" if best else "")
+            + "): lower the target or add candidates with more full steps"
+        )
     logger.info(message)
     return TuneResult(chosen.spec if chosen else None, target_psnr, table, baseline_cpu, message)
 
 
 def _row(c: Candidate) -> dict:
-    row = {"spec": c.spec, "strategy": c.strategy, "granularity": c.granularity, "schedule": c.schedule,
-           "cal_psnr": c.calibration.get("psnr"), "cal_ssim": c.calibration.get("ssim"),
-           "computed_fraction": c.calibration.get("computed_fraction"), "cpu_s": c.calibration.get("cpu_s"),
-           "cpu_speedup": c.calibration.get("cpu_speedup"),
-           "val_psnr": c.validation.get("psnr"), "val_ssim": c.validation.get("ssim"),
-           "val_computed_fraction": c.validation.get("computed_fraction"),
-           "val_cpu_speedup": c.validation.get("cpu_speedup")}
+    row = {
+        "spec": c.spec,
+        "strategy": c.strategy,
+        "granularity": c.granularity,
+        "schedule": c.schedule,
+        "cal_psnr": c.calibration.get("psnr"),
+        "cal_ssim": c.calibration.get("ssim"),
+        "computed_fraction": c.calibration.get("computed_fraction"),
+        "cpu_s": c.calibration.get("cpu_s"),
+        "cpu_speedup": c.calibration.get("cpu_speedup"),
+        "val_psnr": c.validation.get("psnr"),
+        "val_ssim": c.validation.get("ssim"),
+        "val_computed_fraction": c.validation.get("computed_fraction"),
+        "val_cpu_speedup": c.validation.get("cpu_speedup"),
+    }
     return row
 
 
@@ -234,8 +300,11 @@ def _describe(spec: str) -> tuple[str, str, str]:
 
 def _granularities(obj) -> list[str]:
     """Granularities worth searching: the stack when every denoiser's adapter has one, then modules."""
-    modules = [obj] if isinstance(obj, torch.nn.Module) else [
-        m for m in (getattr(obj, "components", {}) or {}).values() if isinstance(m, torch.nn.Module)]
+    modules = (
+        [obj]
+        if isinstance(obj, torch.nn.Module)
+        else [m for m in (getattr(obj, "components", {}) or {}).values() if isinstance(m, torch.nn.Module)]
+    )
     adapters = [a for a in (find_adapter(m) for m in modules) if a is not None]
     if not adapters:
         return ["model"]
@@ -243,8 +312,9 @@ def _granularities(obj) -> list[str]:
     return found + ["modules"]
 
 
-def _search_space(obj, strategies, num_steps: int, calibrate, generate, calibration_seeds, guidance_scale,
-                  save_dir: Path, bar) -> list[str]:
+def _search_space(
+    obj, strategies, num_steps: int, calibrate, generate, calibration_seeds, guidance_scale, save_dir: Path, bar
+) -> list[str]:
     """The candidate specs [ours]: sized so that a 50-step search stays within a few dozen runs per seed."""
     specs: list[str] = []
     intervals = [i for i in (3, 4, 5, 6, 7, 8, 10) if i < num_steps]
@@ -260,8 +330,17 @@ def _search_space(obj, strategies, num_steps: int, calibrate, generate, calibrat
                 if granularity == "modules":
                     specs += [f"{base},schedule=adaptive,threshold={t}" for t in (0.05, 0.1, 0.2, 0.3)]
                 bar.set_description(f"tune: calibrating {granularity} order {order}")
-                schedule = calibrate(obj, generate, num_steps, tuple(calibration_seeds), granularity,
-                                     order if order else 2, None, budgets[0], guidance_scale)
+                schedule = calibrate(
+                    obj,
+                    generate,
+                    num_steps,
+                    tuple(calibration_seeds),
+                    granularity,
+                    order if order else 2,
+                    None,
+                    budgets[0],
+                    guidance_scale,
+                )
                 for k in budgets:
                     path = save_dir / f"{schedule.model_class}-{num_steps}-{granularity}-o{order or 2}-k{k}.json"
                     schedule.with_budget(k).save(path)

@@ -25,9 +25,14 @@ import diffaccel
 from diffaccel import zoo
 
 MODELS = ["flux-photos", "dit-digits", "unet-photos", "wan-clips"]
-STRATEGIES = ["taylorseer:interval=5,order=1", "taylorseer:interval=5,order=2",
-              "taylorseer:interval=5,order=1,factor_dtype=bfloat16", "taylorseer:interval=5,granularity=stack",
-              "hyca:interval=5", "taocache"]
+STRATEGIES = [
+    "taylorseer:interval=5,order=1",
+    "taylorseer:interval=5,order=2",
+    "taylorseer:interval=5,order=1,factor_dtype=bfloat16",
+    "taylorseer:interval=5,granularity=stack",
+    "hyca:interval=5",
+    "taocache",
+]
 FLUX_DEV = dict(double=19, single=38, image_tokens=4096, text_tokens=512, width=3072)
 
 
@@ -49,9 +54,11 @@ def unit_elements(pipe, spec: str) -> int:
     seen: dict[str, int] = {}
     handles = []
     for name in names:
+
         def hook(module, args, out, name=name):
             leaves = out if isinstance(out, tuple) else (out,)
             seen[name] = sum(t[:1].numel() for t in leaves if isinstance(t, torch.Tensor))
+
         handles.append((root if name == "model" else root.get_submodule(name)).register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -81,17 +88,26 @@ def main() -> None:
                     pipe(num_inference_steps=10, class_labels=[0], generator=torch.Generator().manual_seed(0))
             summary = diffaccel.summary(pipe)
             diffaccel.unwrap(pipe)
-            row = {"model": model, "strategy": spec, "peak_cache_bytes": summary.peak_cache_bytes,
-                   "contexts": summary.contexts}
-            if model == "flux-photos" and spec.startswith("taylorseer") or (model == "flux-photos" and spec.startswith("hyca")):
+            row = {
+                "model": model,
+                "strategy": spec,
+                "peak_cache_bytes": summary.peak_cache_bytes,
+                "contexts": summary.contexts,
+            }
+            if (
+                model == "flux-photos"
+                and spec.startswith("taylorseer")
+                or (model == "flux-photos" and spec.startswith("hyca"))
+            ):
                 granularity = "stack" if "stack" in spec else "modules"  # HyCa caches the same units
                 per_element = summary.peak_cache_bytes / unit_elements(pipe, spec) / len(summary.contexts)
                 row["bytes_per_cached_element_per_context"] = per_element
                 row["flux_dev_1024_bytes_extrapolated"] = per_element * flux_dev_elements(granularity)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    Path(args.out).write_text(json.dumps({"command": "python eval/cache_memory.py", "steps": 10, "rows": rows},
-                                         indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps({"command": "python eval/cache_memory.py", "steps": 10, "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

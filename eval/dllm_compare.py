@@ -26,15 +26,30 @@ from diffaccel.dllm.evaluate import DLLMRunRecord, evaluate_dllm, format_table
 from diffaccel.dllm.llada import LLaDAModelLM
 
 STRATEGIES = {
-    "llada-random-long": ["dkv-cache:refresh_interval=4", "dkv-cache:refresh_interval=8", "fast-dllm:cache=prefix",
-                          "fast-dllm:cache=dual", "ssd:draft_length=4"],
+    "llada-random-long": [
+        "dkv-cache:refresh_interval=4",
+        "dkv-cache:refresh_interval=8",
+        "fast-dllm:cache=prefix",
+        "fast-dllm:cache=dual",
+        "ssd:draft_length=4",
+    ],
 }
 
 
 def load(model_name: str, prompts: int):
     torch.manual_seed(0)
-    config = LLaDAConfig(d_model=256, n_heads=4, n_kv_heads=4, n_layers=4, mlp_hidden_size=512, vocab_size=1024,
-                         embedding_size=1024, rope_theta=10000.0, mask_token_id=1000, eos_token_id=1001)
+    config = LLaDAConfig(
+        d_model=256,
+        n_heads=4,
+        n_kv_heads=4,
+        n_layers=4,
+        mlp_hidden_size=512,
+        vocab_size=1024,
+        embedding_size=1024,
+        rope_theta=10000.0,
+        mask_token_id=1000,
+        eos_token_id=1001,
+    )
     pipe = LLaDAPipeline(LLaDAModelLM(config).eval())
     ids = torch.randint(0, 1000, (prompts, 512), generator=torch.Generator().manual_seed(1))
     return pipe, ids, None, dict(gen_length=64, steps=64, block_length=32)
@@ -65,8 +80,17 @@ def main(argv=None) -> None:
     done = {r["strategy"] for r in rows}
     reference = None
     for spec in args.strategies or STRATEGIES[args.model]:
-        records, reference = evaluate_dllm(pipe, [spec], ids, answers, sampling=sampling, batch_size=args.batch_size,
-                                           repeats=args.repeats, reference=reference, progress=False)
+        records, reference = evaluate_dllm(
+            pipe,
+            [spec],
+            ids,
+            answers,
+            sampling=sampling,
+            batch_size=args.batch_size,
+            repeats=args.repeats,
+            reference=reference,
+            progress=False,
+        )
         for record in records:
             if record.strategy not in done:
                 rows.append({"model": args.model, **record.as_dict()})

@@ -35,9 +35,19 @@ logger = logging.getLogger("dllm_long_context")
 
 def build_model(args) -> LLaDAModelLM:
     torch.manual_seed(0)
-    config = LLaDAConfig(d_model=args.d_model, n_heads=args.n_heads, n_kv_heads=args.n_heads, n_layers=args.n_layers,
-                         mlp_hidden_size=args.mlp, vocab_size=1024, embedding_size=1024, rope_theta=10000.0,
-                         mask_token_id=1000, eos_token_id=1001, max_sequence_length=max(args.lengths))
+    config = LLaDAConfig(
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_heads,
+        n_layers=args.n_layers,
+        mlp_hidden_size=args.mlp,
+        vocab_size=1024,
+        embedding_size=1024,
+        rope_theta=10000.0,
+        mask_token_id=1000,
+        eos_token_id=1001,
+        max_sequence_length=max(args.lengths),
+    )
     return LLaDAModelLM(config).eval()
 
 
@@ -52,9 +62,18 @@ def timed(fn, repeats: int) -> float:
 
 
 def step_at(index: int, total: int, length: int, gen: int) -> DecodeStep:
-    return DecodeStep(run_id=length, index=index, total_steps=total, block_index=0, step_in_block=index,
-                      block_start=length - gen, block_end=length, prompt_length=length - gen, gen_length=gen,
-                      mask_id=1000)
+    return DecodeStep(
+        run_id=length,
+        index=index,
+        total_steps=total,
+        block_index=0,
+        step_in_block=index,
+        block_start=length - gen,
+        block_end=length,
+        prompt_length=length - gen,
+        gen_length=gen,
+        mask_id=1000,
+    )
 
 
 def measure(model, length: int, args) -> dict:
@@ -69,8 +88,11 @@ def measure(model, length: int, args) -> dict:
         captured = {}
         attention = model.blocks[0].attention
         handle = attention.register_forward_hook(
-            lambda m, a, kw, out: captured.update(q=a[0], k=a[1], v=a[2], positions=kw.get("positions", a[3] if len(a) > 3 else None)),
-            with_kwargs=True)
+            lambda m, a, kw, out: captured.update(
+                q=a[0], k=a[1], v=a[2], positions=kw.get("positions", a[3] if len(a) > 3 else None)
+            ),
+            with_kwargs=True,
+        )
         model(ids)
         handle.remove()
         q, k, v, positions = captured["q"], captured["k"], captured["v"], captured["positions"]
@@ -95,13 +117,25 @@ def measure(model, length: int, args) -> dict:
         finally:
             detach_sparsed(model)
     return {
-        "length": length, "gen_length": gen, "d_model": args.d_model, "n_heads": args.n_heads,
-        "n_layers": args.n_layers, "select": args.select, "block_size": args.block_size, "threads": args.threads,
-        "attention_dense_s": dense_attention, "attention_sparse_s": sparse_attention,
+        "length": length,
+        "gen_length": gen,
+        "d_model": args.d_model,
+        "n_heads": args.n_heads,
+        "n_layers": args.n_layers,
+        "select": args.select,
+        "block_size": args.block_size,
+        "threads": args.threads,
+        "attention_dense_s": dense_attention,
+        "attention_sparse_s": sparse_attention,
         "attention_speedup": dense_attention / sparse_attention,
-        "step_dense_s": dense_forward, "step_sparse_s": sparse_forward, "step_speedup": dense_forward / sparse_forward,
-        "kept_fraction": kept, "pattern_build_s": pattern_s, "flex_compile_s": compile_s,
-        "dense_fallback_calls": fallback, "torch": torch.__version__,
+        "step_dense_s": dense_forward,
+        "step_sparse_s": sparse_forward,
+        "step_speedup": dense_forward / sparse_forward,
+        "kept_fraction": kept,
+        "pattern_build_s": pattern_s,
+        "flex_compile_s": compile_s,
+        "dense_fallback_calls": fallback,
+        "torch": torch.__version__,
     }
 
 
@@ -123,12 +157,17 @@ def append_atomic(path: Path, row: dict) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| tokens | kept blocks | attention dense (s) | attention SparseD (s) | attention speedup | "
-             "step dense (s) | step SparseD (s) | step speedup |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| tokens | kept blocks | attention dense (s) | attention SparseD (s) | attention speedup | "
+        "step dense (s) | step SparseD (s) | step speedup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: r["length"]):
-        lines.append(f"| {r['length']} | {r['kept_fraction']:.2f} | {r['attention_dense_s']:.4f} | "
-                     f"{r['attention_sparse_s']:.4f} | {r['attention_speedup']:.2f}x | {r['step_dense_s']:.3f} | "
-                     f"{r['step_sparse_s']:.3f} | {r['step_speedup']:.2f}x |")
+        lines.append(
+            f"| {r['length']} | {r['kept_fraction']:.2f} | {r['attention_dense_s']:.4f} | "
+            f"{r['attention_sparse_s']:.4f} | {r['attention_speedup']:.2f}x | {r['step_dense_s']:.3f} | "
+            f"{r['step_sparse_s']:.3f} | {r['step_speedup']:.2f}x |"
+        )
     return "\n".join(lines)
 
 

@@ -24,7 +24,8 @@ def cpu_split(pipe, ids, sampling: dict, repeats: int) -> tuple[float, float]:
     body = pipe.model.body
     pre = body.register_forward_pre_hook(lambda module, args: started.append(time.process_time()))
     post = body.register_forward_hook(
-        lambda module, args, out: inside.__setitem__(0, inside[0] + time.process_time() - started.pop()))
+        lambda module, args, out: inside.__setitem__(0, inside[0] + time.process_time() - started.pop())
+    )
     try:
         pipe(input_ids=ids, **sampling)
         inside[0] = 0.0

@@ -39,9 +39,16 @@ from diffaccel.testing.sequences import STRATEGIES, Rewrap, Run, SequenceChecker
 def random_run(rng: random.Random) -> Run:
     steps = rng.randint(2, 7)
     fail_at = rng.randrange(steps) if rng.random() < 0.2 else None
-    return Run(steps=steps, batch=rng.randint(1, 2), side=rng.choice([2, 3, 4]),
-               guidance=rng.choice(["batch", "contexts"]), seed=rng.randint(0, 3), announce=rng.random() < 0.5,
-               fail_at=fail_at, fail_inside=rng.random() < 0.5)
+    return Run(
+        steps=steps,
+        batch=rng.randint(1, 2),
+        side=rng.choice([2, 3, 4]),
+        guidance=rng.choice(["batch", "contexts"]),
+        seed=rng.randint(0, 3),
+        announce=rng.random() < 0.5,
+        fail_at=fail_at,
+        fail_inside=rng.random() < 0.5,
+    )
 
 
 def random_sequence(rng: random.Random) -> list:
@@ -51,8 +58,28 @@ def random_sequence(rng: random.Random) -> list:
     return ops
 
 
-VALUES = [-1, 0, 1, 2, 3, 1e9, -0.5, 0.5, 1.5, float("nan"), float("inf"), "", "abc", "tf1", True, False, None,
-          [1], "float16", "stack"]
+VALUES = [
+    -1,
+    0,
+    1,
+    2,
+    3,
+    1e9,
+    -0.5,
+    0.5,
+    1.5,
+    float("nan"),
+    float("inf"),
+    "",
+    "abc",
+    "tf1",
+    True,
+    False,
+    None,
+    [1],
+    "float16",
+    "stack",
+]
 IMAGE = ["taylorseer", "hyca", "taocache"]
 DLLM = ["dkv-cache", "fast-dllm", "ssd", "sparsed"]
 
@@ -99,10 +126,22 @@ def main() -> None:
     rng = random.Random(args.seed)
     checker = SequenceChecker()
     objects = make_objects()
-    counts = {"sequences": 0, "operations": 0, "runs_compared": 0, "runs_raised_on_purpose": 0,
-              "runs_refused_as_ambiguous": 0, "mismatches": 0,
-              "errors": 0, "bad_catalogue": 0, "bad_catalogue_clear": 0, "random_inputs": 0, "random_clear": 0,
-              "random_unclear": 0, "random_valid": 0, "random_failed_later": 0}
+    counts = {
+        "sequences": 0,
+        "operations": 0,
+        "runs_compared": 0,
+        "runs_raised_on_purpose": 0,
+        "runs_refused_as_ambiguous": 0,
+        "mismatches": 0,
+        "errors": 0,
+        "bad_catalogue": 0,
+        "bad_catalogue_clear": 0,
+        "random_inputs": 0,
+        "random_clear": 0,
+        "random_unclear": 0,
+        "random_valid": 0,
+        "random_failed_later": 0,
+    }
     findings: list[str] = []
     accepted: list[str] = []  # random inputs that wrapped and ran: listed so a reader can judge them valid
     for label, action, _pattern in BAD_INPUTS:
@@ -116,12 +155,20 @@ def main() -> None:
     out = Path(args.out)
 
     def save(final: bool = False) -> None:
-        payload = {"command": f"python eval/fuzz.py --minutes {args.minutes} --seed {args.seed} --out {args.out}",
-                   "seconds": round(time.time() - started, 1), "torch_threads": 1, "final": final, **counts,
-                   "bad_inputs_tried": counts["bad_catalogue"] + counts["random_clear"] + counts["random_unclear"]
-                   + counts["random_failed_later"],
-                   "bad_inputs_clear": counts["bad_catalogue_clear"] + counts["random_clear"],
-                   "findings": findings[:50], "accepted_random_inputs": sorted(accepted)}
+        payload = {
+            "command": f"python eval/fuzz.py --minutes {args.minutes} --seed {args.seed} --out {args.out}",
+            "seconds": round(time.time() - started, 1),
+            "torch_threads": 1,
+            "final": final,
+            **counts,
+            "bad_inputs_tried": counts["bad_catalogue"]
+            + counts["random_clear"]
+            + counts["random_unclear"]
+            + counts["random_failed_later"],
+            "bad_inputs_clear": counts["bad_catalogue_clear"] + counts["random_clear"],
+            "findings": findings[:50],
+            "accepted_random_inputs": sorted(accepted),
+        }
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n")

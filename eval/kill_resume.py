@@ -27,14 +27,36 @@ from pathlib import Path
 
 KILL_SEEDS = 200  # 800 records: enough work that every kill lands mid-run
 CONCURRENT_SEEDS = 8
-STRATEGY_SETS = ["taylorseer:interval=2", "taylorseer:interval=3", "taocache", "hyca:interval=2",
-                 "taylorseer:interval=2,order=2", "taylorseer:interval=3,granularity=stack"]
+STRATEGY_SETS = [
+    "taylorseer:interval=2",
+    "taylorseer:interval=3",
+    "taocache",
+    "hyca:interval=2",
+    "taylorseer:interval=2,order=2",
+    "taylorseer:interval=3,granularity=stack",
+]
 
 
 def compare_command(out: Path, strategies: str, resume: bool, seeds: int) -> list[str]:
-    cmd = [sys.executable, "-m", "diffaccel.cli", "compare", "--model", "testing:tiny-flux", "--steps", "6",
-           "--seeds", f"0-{seeds - 1}", "--strategies", strategies, "--no-peers", "--no-lpips", "--no-progress",
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffaccel.cli",
+        "compare",
+        "--model",
+        "testing:tiny-flux",
+        "--steps",
+        "6",
+        "--seeds",
+        f"0-{seeds - 1}",
+        "--strategies",
+        strategies,
+        "--no-peers",
+        "--no-lpips",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -60,9 +82,14 @@ def count(out: Path, strategy_sets: list[str], seed_count: int) -> dict:
     seeds = range(seed_count)
     conditions = {k[2] for k in keys} or {None}
     expected = {(tag, s, c) for c in conditions for s in seeds for tag in ["none", *strategy_sets]}
-    return {"records": len(records), "expected": len(expected), "lost": len(expected - set(keys)),
-            "duplicated": sum(n - 1 for n in keys.values() if n > 1), "invalid_lines": invalid,
-            "not_ok": sum(r.get("status") != "ok" for r in records)}
+    return {
+        "records": len(records),
+        "expected": len(expected),
+        "lost": len(expected - set(keys)),
+        "duplicated": sum(n - 1 for n in keys.values() if n > 1),
+        "invalid_lines": invalid,
+        "not_ok": sum(r.get("status") != "ok" for r in records),
+    }
 
 
 def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
@@ -70,8 +97,12 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
     strategies = " ".join(STRATEGY_SETS[:3])
     delays = []
     for i in range(kills):
-        proc = subprocess.Popen(compare_command(out, strategies, resume=i > 0, seeds=KILL_SEEDS), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            compare_command(out, strategies, resume=i > 0, seeds=KILL_SEEDS),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         delay = rng.uniform(15.0, 80.0)
         try:
             proc.wait(timeout=delay)
@@ -81,15 +112,34 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
             proc.wait()
             delays.append((round(delay, 1), "killed"))
         print(f"kill {i + 1}/{kills}: {delays[-1]}; {count(out, strategies.split(), KILL_SEEDS)}", flush=True)
-    final = subprocess.run(compare_command(out, strategies, resume=True, seeds=KILL_SEEDS), env=env, capture_output=True, text=True, check=False)
-    return {"kills": kills, "delays_s": delays, "final_exit_code": final.returncode, **count(out, strategies.split(), KILL_SEEDS)}
+    final = subprocess.run(
+        compare_command(out, strategies, resume=True, seeds=KILL_SEEDS),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        "kills": kills,
+        "delays_s": delays,
+        "final_exit_code": final.returncode,
+        **count(out, strategies.split(), KILL_SEEDS),
+    }
 
 
 def concurrent(writers: int, env: dict, root: Path) -> dict:
     out = root / f"concurrent-{writers}"
     sets = [STRATEGY_SETS[i % len(STRATEGY_SETS)] for i in range(writers)]
-    procs = [subprocess.Popen(compare_command(out, s, resume=True, seeds=CONCURRENT_SEEDS), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for s in sets]
+    procs = [
+        subprocess.Popen(
+            compare_command(out, s, resume=True, seeds=CONCURRENT_SEEDS),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for s in sets
+    ]
     codes = [p.wait() for p in procs]
     return {"writers": writers, "strategy_sets": sets, "exit_codes": codes, **count(out, sets, CONCURRENT_SEEDS)}
 
@@ -106,8 +156,10 @@ def main() -> None:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="diffaccel-kill-") as tmp:
         root = Path(tmp)
-        result = {"command": f"python eval/kill_resume.py --kills {args.kills} --writers "
-                             f"{' '.join(map(str, args.writers))} --seed {args.seed}"}
+        result = {
+            "command": f"python eval/kill_resume.py --kills {args.kills} --writers "
+            f"{' '.join(map(str, args.writers))} --seed {args.seed}"
+        }
         result["concurrent"] = [concurrent(w, env, root) for w in args.writers]
         print(json.dumps(result["concurrent"]), flush=True)
         if args.kills:

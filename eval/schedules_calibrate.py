@@ -29,8 +29,13 @@ def main() -> None:
     parser.add_argument("--granularity", default="stack")
     parser.add_argument("--order", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--num-full", type=int, nargs="+", default=[None],
-                        help="full-step budgets; several write one file each (suffix -k<K>)")
+    parser.add_argument(
+        "--num-full",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="full-step budgets; several write one file each (suffix -k<K>)",
+    )
     parser.add_argument("--out", required=True, help="output .json (with several budgets: a prefix)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -43,8 +48,17 @@ def main() -> None:
         return output_array(model.pipe(**model.call_kwargs(condition, args.steps, seed, args.guidance_scale)))
 
     start = time.process_time()
-    schedule = diffaccel.schedules.calibrate(model.pipe, generate, args.steps, seeds, args.granularity, args.order,
-                                             args.warmup, args.num_full[0], args.guidance_scale)
+    schedule = diffaccel.schedules.calibrate(
+        model.pipe,
+        generate,
+        args.steps,
+        seeds,
+        args.granularity,
+        args.order,
+        args.warmup,
+        args.num_full[0],
+        args.guidance_scale,
+    )
     for k in args.num_full:
         chosen = schedule if k == args.num_full[0] else schedule.with_budget(k)
         out = args.out if len(args.num_full) == 1 else args.out.replace(".json", f"-k{k}.json")

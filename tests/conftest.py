@@ -21,8 +21,19 @@ def _deterministic():
 
 #: The packages whose releases change what the suite computes; their versions head every test run, so a green
 #: run records what it was green with (the README names the tested range).
-REPORTED_PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "safetensors", "accelerate",
-                     "tokenizers", "numpy", "scipy", "scikit-image", "scikit-learn")
+REPORTED_PACKAGES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "huggingface_hub",
+    "safetensors",
+    "accelerate",
+    "tokenizers",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "scikit-learn",
+)
 
 
 def _versions() -> str:

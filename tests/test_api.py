@@ -24,13 +24,16 @@ def test_unknown_option():
         diffaccel.wrap(build_tiny(DIT), "taylorseer", intervall=3)
 
 
-@pytest.mark.parametrize("options,match", [
-    ({"interval": 0}, "interval must be >= 1"),
-    ({"interval": -2}, "interval must be >= 1"),
-    ({"order": -1}, "order must be >= 0"),
-    ({"warmup": 0}, "warmup must be >= 1"),
-    ({"factor_dtype": "int8"}, "factor_dtype"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"interval": 0}, "interval must be >= 1"),
+        ({"interval": -2}, "interval must be >= 1"),
+        ({"order": -1}, "order must be >= 0"),
+        ({"warmup": 0}, "warmup must be >= 1"),
+        ({"factor_dtype": "int8"}, "factor_dtype"),
+    ],
+)
 def test_invalid_option_values(options, match):
     with pytest.raises(ValueError, match=match):
         diffaccel.wrap(build_tiny(DIT), "taylorseer", **options)
@@ -56,8 +59,11 @@ def test_failed_wrap_leaves_the_model_untouched():
     model = build_tiny(DIT)
     with pytest.raises(ValueError):
         diffaccel.wrap(model, "taylorseer", interval=0)
-    assert not hasattr(model, "_diffaccel") and not getattr(model, "_diffusers_hook", None) or \
-        not model._diffusers_hook.hooks
+    assert (
+        not hasattr(model, "_diffaccel")
+        and not getattr(model, "_diffusers_hook", None)
+        or not model._diffusers_hook.hooks
+    )
 
 
 def test_wrap_twice_model_and_pipeline():
@@ -85,8 +91,10 @@ def test_wrap_unwrap_wrap_again():
     assert diffaccel.engines(model)[""].strategies[0].config.interval == 2
 
 
-@pytest.mark.parametrize("strategy", ["taylorseer", "taocache", ["taylorseer", "taocache"],
-                                      "taylorseer:granularity=stack", "hyca:granularity=model"])
+@pytest.mark.parametrize(
+    "strategy",
+    ["taylorseer", "taocache", ["taylorseer", "taocache"], "taylorseer:granularity=stack", "hyca:granularity=model"],
+)
 def test_unwrap_leaves_no_wrapper_in_any_forward(strategy):
     """diffusers restores a forward correctly only when hooks go newest first; a stale wrapper left
     behind would keep calling diffaccel (and broke cache-dit's own unpatching after a TaoCache run)."""
@@ -117,7 +125,9 @@ def test_same_units_twice_is_rejected():
 
 def test_parse_strategy_spec():
     assert diffaccel.parse_strategy_spec("taylorseer:interval=4,order=2,factor_dtype=model") == (
-        "taylorseer", {"interval": 4, "order": 2, "factor_dtype": "model"})
+        "taylorseer",
+        {"interval": 4, "order": 2, "factor_dtype": "model"},
+    )
     assert diffaccel.parse_strategy_spec("taylorseer") == ("taylorseer", {})
     with pytest.raises(diffaccel.UnknownStrategyError, match="key=value"):
         diffaccel.parse_strategy_spec("taylorseer:interval")
@@ -143,8 +153,9 @@ def test_register_adapter_for_a_custom_module():
                 x = x + layer(x)
             return x
 
-    diffaccel.register_adapter(diffaccel.Adapter("my-denoiser", ("MyDenoiser",),
-                                                 (diffaccel.UnitSpec(r"layers\.\d+", "mlp"),)), replace=True)
+    diffaccel.register_adapter(
+        diffaccel.Adapter("my-denoiser", ("MyDenoiser",), (diffaccel.UnitSpec(r"layers\.\d+", "mlp"),)), replace=True
+    )
     assert "MyDenoiser" in diffaccel.supported_classes()
     model = MyDenoiser()
     x = torch.randn(2, 4)

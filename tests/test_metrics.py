@@ -138,8 +138,11 @@ def test_lpips_backbone_in_torch_hub_cache_is_found(no_backbone):
 
 def test_alexnet_checkpoint_keys_map_to_lpips_slices():
     mapping = metrics.alexnet_features_to_lpips_keys(["slice1.0.weight", "slice2.3.bias", "slice5.10.weight"])
-    assert mapping == {"slice1.0.weight": "features.0.weight", "slice2.3.bias": "features.3.bias",
-                       "slice5.10.weight": "features.10.weight"}
+    assert mapping == {
+        "slice1.0.weight": "features.0.weight",
+        "slice2.3.bias": "features.3.bias",
+        "slice5.10.weight": "features.10.weight",
+    }
     with pytest.raises(ValueError):
         metrics.alexnet_features_to_lpips_keys(["lin0.model.1.weight"])
 

@@ -25,18 +25,24 @@ _DECODER = r"(?:.*\.)?decoder\.layers\.\d+"
 
 POLICY_ADAPTERS = (
     Adapter(
-        "transformer-decoder-policy", (),
-        (UnitSpec(rf"{_DECODER}\.self_attn", "attn"),
-         UnitSpec(rf"{_DECODER}\.multihead_attn", "cross_attn"),
-         UnitSpec(rf"{_DECODER}\.linear2", "mlp", feeders=("linear1",))),
+        "transformer-decoder-policy",
+        (),
+        (
+            UnitSpec(rf"{_DECODER}\.self_attn", "attn"),
+            UnitSpec(rf"{_DECODER}\.multihead_attn", "cross_attn"),
+            UnitSpec(rf"{_DECODER}\.linear2", "mlp", feeders=("linear1",)),
+        ),
         presets={"taylorseer": {"interval": 5, "order": 1, "warmup": 1}},  # [ours] no official preset
         detect=r"TransformerDecoderLayer",
         notes="Diffusion Policy TransformerForDiffusion layout (DP-T), BAC's target",
     ),
     Adapter(
-        "conditional-unet1d", (),
-        (UnitSpec(r"(?:.*\.)?(?:down_modules|up_modules)\.\d+\.[01]", "resnet", channel_dim=1),
-         UnitSpec(r"(?:.*\.)?mid_modules\.\d+", "resnet", channel_dim=1)),
+        "conditional-unet1d",
+        (),
+        (
+            UnitSpec(r"(?:.*\.)?(?:down_modules|up_modules)\.\d+\.[01]", "resnet", channel_dim=1),
+            UnitSpec(r"(?:.*\.)?mid_modules\.\d+", "resnet", channel_dim=1),
+        ),
         presets={"taylorseer": {"interval": 3, "order": 1, "warmup": 2}},  # [ours] as the 2-D UNets
         detect=r"(?:Diffusion)?ConditionalResidualBlock1[dD]",
         notes="Diffusion Policy ConditionalUnet1D / LeRobot DiffusionConditionalUnet1d",

@@ -114,13 +114,17 @@ class Adapter:
                 f"The {self.family} adapter has no block stack (granularity='stack'): its blocks do more than "
                 "pass hidden states on. Use the default granularity."
             )
-        names = [f"{list_name}.{i}" for list_name in self.stack.lists
-                 for i in range(len(getattr(model, list_name, None) or ()))]
+        names = [
+            f"{list_name}.{i}"
+            for list_name in self.stack.lists
+            for i in range(len(getattr(model, list_name, None) or ()))
+        ]
         if not names:
             raise UnsupportedModelError(f"{type(model).__name__} has no blocks in {list(self.stack.lists)}")
         last = names[-1]
-        spec = UnitSpec(last.replace(".", r"\."), "stack", feeders=tuple(names[:-1]), level="stack",
-                        carries=self.stack.carries)
+        spec = UnitSpec(
+            last.replace(".", r"\."), "stack", feeders=tuple(names[:-1]), level="stack", carries=self.stack.carries
+        )
         return last, model.get_submodule(last), spec
 
     def preset(self, strategy_name: str) -> dict[str, Any]:

@@ -16,5 +16,15 @@ from .output import CompareOutcome, OutputExistsError
 from .run import CompareSettings, run_compare
 from .specs import BASELINE, StrategySpec, parse_spec, parse_spec_list, split_spec_list
 
-__all__ = ["BASELINE", "CompareOutcome", "CompareSettings", "OutputExistsError", "StrategySpec", "parse_spec", "peers",
-           "parse_spec_list", "run_compare", "split_spec_list"]
+__all__ = [
+    "BASELINE",
+    "CompareOutcome",
+    "CompareSettings",
+    "OutputExistsError",
+    "StrategySpec",
+    "parse_spec",
+    "peers",
+    "parse_spec_list",
+    "run_compare",
+    "split_spec_list",
+]

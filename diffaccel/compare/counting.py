@@ -70,16 +70,18 @@ class CallCounts:
 
     @classmethod
     def from_dict(cls, data: dict) -> CallCounts:
-        return cls({k: [int(x) for x in v] for k, v in data["calls"].items()},
-                   {k: int(v) for k, v in data.get("first_batch", {}).items()})
+        return cls(
+            {k: [int(x) for x in v] for k, v in data["calls"].items()},
+            {k: int(v) for k, v in data.get("first_batch", {}).items()},
+        )
 
 
 class WorkCounter:
     """Context manager: while active, count block MACs per call of each denoiser.
 
-        with WorkCounter({"transformer": pipe.transformer}) as counter:
-            pipe(...)
-        counter.counts.calls["transformer"]  # [MACs of call 0, call 1, ...]
+    with WorkCounter({"transformer": pipe.transformer}) as counter:
+        pipe(...)
+    counter.counts.calls["transformer"]  # [MACs of call 0, call 1, ...]
     """
 
     def __init__(self, denoisers: dict[str, nn.Module]):
@@ -142,8 +144,13 @@ def compare_counts(run: CallCounts, baseline: CallCounts, steps: int) -> Counted
     for name, base_calls in baseline.calls.items():
         run_calls = run.calls.get(name, [])
         if len(run_calls) != len(base_calls) or len(base_calls) % steps:
-            return CountedStats(fraction, None, steps, None,
-                                f"{name}: {len(run_calls)} calls vs {len(base_calls)} in the baseline; full steps not derived")
+            return CountedStats(
+                fraction,
+                None,
+                steps,
+                None,
+                f"{name}: {len(run_calls)} calls vs {len(base_calls)} in the baseline; full steps not derived",
+            )
         calls_per_step = len(base_calls) // steps
     for step in range(steps):
         full = True

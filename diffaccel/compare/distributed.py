@@ -52,7 +52,7 @@ class Processes:
         return None if self.count == 1 else f"{self.index}-of-{self.count}"
 
     def split(self, units: Sequence) -> list:
-        return list(units[self.index::self.count])
+        return list(units[self.index :: self.count])
 
     def wait(self) -> None:
         if self.state is not None:

@@ -32,8 +32,18 @@ from .store import RESULTS_NAME, ResultsStore, load_array, record_key, save_arra
 
 logger = logging.getLogger(__name__)
 
-DLLM_COLUMNS = ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio", "forward_rows", "tokens_per_s",
-                "speedup", "cpu_speedup", "wall_s")
+DLLM_COLUMNS = (
+    "accuracy",
+    "token_agreement",
+    "sequence_agreement",
+    "nfe",
+    "nfe_ratio",
+    "forward_rows",
+    "tokens_per_s",
+    "speedup",
+    "cpu_speedup",
+    "wall_s",
+)
 DEFAULT_PROBLEMS = 64
 
 
@@ -72,40 +82,85 @@ def run_dllm_compare(settings, processes, console=None):
     count = DEFAULT_PROBLEMS
 
     def base(tag: str, name: str, options: dict, seed: int) -> dict[str, Any]:
-        return {"model": settings.model, "strategy": name, "options": options, "tag": tag, "family": "dllm",
-                "seed": seed, "condition": f"held-out-{count}", "num_inference_steps": steps,
-                "guidance_scale": None, "prompt": None, "class": None, "full_steps": None,
-                "computed_fraction": None, "psnr": None, "ssim": None, "lpips": None,
-                "process_index": processes.index}
+        return {
+            "model": settings.model,
+            "strategy": name,
+            "options": options,
+            "tag": tag,
+            "family": "dllm",
+            "seed": seed,
+            "condition": f"held-out-{count}",
+            "num_inference_steps": steps,
+            "guidance_scale": None,
+            "prompt": None,
+            "class": None,
+            "full_steps": None,
+            "computed_fraction": None,
+            "psnr": None,
+            "ssim": None,
+            "lpips": None,
+            "process_index": processes.index,
+        }
 
     def as_record(result, tag, name, options, seed) -> dict[str, Any]:
         record = base(tag, name, options, seed)
         data = result.as_dict()
-        record.update(status="ok", steps=steps, wall_s=data["wall_s"], config=data["strategy"],
-                      **{k: data[k] for k in ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio",
-                                              "forward_rows", "query_tokens", "tokens_per_s", "speedup", "cpu_s",
-                                              "cpu_speedup", "prompts", "gen_length")})
+        record.update(
+            status="ok",
+            steps=steps,
+            wall_s=data["wall_s"],
+            config=data["strategy"],
+            **{
+                k: data[k]
+                for k in (
+                    "accuracy",
+                    "token_agreement",
+                    "sequence_agreement",
+                    "nfe",
+                    "nfe_ratio",
+                    "forward_rows",
+                    "query_tokens",
+                    "tokens_per_s",
+                    "speedup",
+                    "cpu_s",
+                    "cpu_speedup",
+                    "prompts",
+                    "gen_length",
+                )
+            },
+        )
         return record
 
     for seed in processes.split(list(settings.seeds)):
         input_ids, answers = task.held_out(count, seed=seed)
         model = getattr(pipe, "model", None)
         if isinstance(model, torch.nn.Module):
-            input_ids, answers = input_ids.to(next(model.parameters()).device), answers.to(next(model.parameters()).device)
+            input_ids, answers = (
+                input_ids.to(next(model.parameters()).device),
+                answers.to(next(model.parameters()).device),
+            )
         todo = [s for s in specs if not store.is_done(record_key(base(s[0], s[1], s[2], seed)))]
         reference = _load_reference(out_dir, settings.model, seed, steps, count)
         full_key = record_key(base("none", "none", {}, seed))
         if reference is None or not store.is_done(full_key):
-            records, reference = evaluate_dllm(pipe, [], input_ids, answers, sampling=sampling, generator_seed=seed,
-                                               progress=False)
+            records, reference = evaluate_dllm(
+                pipe, [], input_ids, answers, sampling=sampling, generator_seed=seed, progress=False
+            )
             _save_reference(out_dir, settings.model, seed, steps, count, reference)
             if not store.is_done(full_key):
                 store.put(as_record(records[0], "none", "none", {}, seed))
         for tag, name, options in todo:
             try:
-                records, _ = evaluate_dllm(pipe, [StrategyRequest.of(name, options).text],
-                                           input_ids, answers, sampling=sampling, generator_seed=seed,
-                                           reference=reference, progress=False)
+                records, _ = evaluate_dllm(
+                    pipe,
+                    [StrategyRequest.of(name, options).text],
+                    input_ids,
+                    answers,
+                    sampling=sampling,
+                    generator_seed=seed,
+                    reference=reference,
+                    progress=False,
+                )
                 store.put(as_record(records[0], tag, name, options, seed))
             except Exception as error:  # noqa: BLE001 - one failing strategy must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
@@ -117,12 +172,21 @@ def run_dllm_compare(settings, processes, console=None):
     if processes.is_main:
         store.merge_shards()
         tags = ["none"] + [s[0] for s in specs]
-        outcome.records = [r for r in store.records() if r.get("model") == settings.model and r.get("tag") in tags
-                           and r.get("num_inference_steps") == steps and (r.get("seed") is None or r.get("seed") in settings.seeds)]
+        outcome.records = [
+            r
+            for r in store.records()
+            if r.get("model") == settings.model
+            and r.get("tag") in tags
+            and r.get("num_inference_steps") == steps
+            and (r.get("seed") is None or r.get("seed") in settings.seeds)
+        ]
         outcome.paths = {"results": out_dir / RESULTS_NAME}
         table = dllm_markdown(outcome.records, tags)
-        atomic_write_text(out_dir / "report.md", f"diffaccel compare: {settings.model} (dLLM), {count} held-out problems "
-                                                  f"per seed, seeds {','.join(map(str, settings.seeds))}\n\n{table}\n")
+        atomic_write_text(
+            out_dir / "report.md",
+            f"diffaccel compare: {settings.model} (dLLM), {count} held-out problems "
+            f"per seed, seeds {','.join(map(str, settings.seeds))}\n\n{table}\n",
+        )
         outcome.paths["report"] = out_dir / "report.md"
         from .dllm_plot import dllm_speed_accuracy_plot
 
@@ -170,8 +234,18 @@ def _rows(records: list[dict[str, Any]], tags: list[str]) -> list[tuple[str, lis
 def _cells(ok: list[dict[str, Any]]) -> list[str]:
     from ..metrics import spread
 
-    digits = {"accuracy": 3, "token_agreement": 4, "sequence_agreement": 3, "nfe": 0, "nfe_ratio": 3,
-              "forward_rows": 0, "tokens_per_s": 1, "speedup": 2, "cpu_speedup": 2, "wall_s": 3}
+    digits = {
+        "accuracy": 3,
+        "token_agreement": 4,
+        "sequence_agreement": 3,
+        "nfe": 0,
+        "nfe_ratio": 3,
+        "forward_rows": 0,
+        "tokens_per_s": 1,
+        "speedup": 2,
+        "cpu_speedup": 2,
+        "wall_s": 3,
+    }
     return [format_number(spread(r.get(c) for r in ok), digits[c]) for c in DLLM_COLUMNS]
 
 

@@ -66,10 +66,21 @@ def settings_dir(steps: int, guidance_scale: float | None, scheduler_tag: str | 
 class Harness:
     """Runs specs over units and writes records; see the module docstring."""
 
-    def __init__(self, model: LoadedModel, store: ResultsStore, out_dir: Path, steps: int,
-                 guidance_scale: float | None, warmup_seed: int, scorer: Scorer,
-                 max_runs: int | None = None, progress: bool = True, process_index: int = 0,
-                 on_record: Callable[[dict], None] | None = None, repeats: int = 1):
+    def __init__(
+        self,
+        model: LoadedModel,
+        store: ResultsStore,
+        out_dir: Path,
+        steps: int,
+        guidance_scale: float | None,
+        warmup_seed: int,
+        scorer: Scorer,
+        max_runs: int | None = None,
+        progress: bool = True,
+        process_index: int = 0,
+        on_record: Callable[[dict], None] | None = None,
+        repeats: int = 1,
+    ):
         self.model, self.store, self.out_dir = model, store, Path(out_dir)
         self.steps, self.guidance_scale, self.warmup_seed = steps, guidance_scale, warmup_seed
         self.scorer, self.max_runs, self.progress = scorer, max_runs, progress
@@ -85,9 +96,14 @@ class Harness:
     # ------------------------------------------------------------------ keys and paths
     def base_record(self, spec: StrategySpec, unit: WorkUnit | None) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "model": self.model.name, "strategy": spec.strategy, "options": spec.options_dict, "tag": spec.tag,
-            "family": spec.family, "seed": None if unit is None else unit.seed,
-            "num_inference_steps": self.steps, "guidance_scale": self.guidance_scale,
+            "model": self.model.name,
+            "strategy": spec.strategy,
+            "options": spec.options_dict,
+            "tag": spec.tag,
+            "family": spec.family,
+            "seed": None if unit is None else unit.seed,
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance_scale,
         }
         if self.model.scheduler_tag is not None:
             record["scheduler"] = self.model.scheduler_tag
@@ -146,7 +162,8 @@ class Harness:
             return
         want_counts = any(s.is_peer for s in specs)
         total = len(self._baseline_todo(units, want_counts)) + sum(
-            sum(not self.store.is_done(self.key(s, u)) for u in units) for s in specs if not s.is_baseline)
+            sum(not self.store.is_done(self.key(s, u)) for u in units) for s in specs if not s.is_baseline
+        )
         self._bar = self._make_bar(total)
         try:
             self.run_baseline(units, want_counts)
@@ -176,8 +193,13 @@ class Harness:
             self._bar.update(done)
 
     def _baseline_todo(self, units: list[WorkUnit], want_counts: bool) -> list[WorkUnit]:
-        return [u for u in units if not self.store.is_done(self.key(BASELINE, u))
-                or load_array(self.baseline_path(u)) is None or (want_counts and not self.counts_path(u).is_file())]
+        return [
+            u
+            for u in units
+            if not self.store.is_done(self.key(BASELINE, u))
+            or load_array(self.baseline_path(u)) is None
+            or (want_counts and not self.counts_path(u).is_file())
+        ]
 
     def _batched_cfg(self, unit: WorkUnit) -> bool:
         counts, reference = self.ctx.baseline_counts, load_array(self.baseline_path(unit))
@@ -209,11 +231,21 @@ class Harness:
                 if not self.store.is_done(key):
                     stats = runner.after_call()
                     record = self.base_record(spec, unit)
-                    record.update(status="ok", steps=stats.steps, full_steps=stats.full_steps,
-                                  computed_fraction=stats.computed_fraction, computed_fraction_source=stats.source,
-                                  wall_s=wall_s, cpu_s=cpu_s, speedup=1.0, cpu_speedup=1.0 if cpu_s else None,
-                                  psnr=None, ssim=None, lpips=None,
-                                  note="reference: the full-step output every other row is scored against")
+                    record.update(
+                        status="ok",
+                        steps=stats.steps,
+                        full_steps=stats.full_steps,
+                        computed_fraction=stats.computed_fraction,
+                        computed_fraction_source=stats.source,
+                        wall_s=wall_s,
+                        cpu_s=cpu_s,
+                        speedup=1.0,
+                        cpu_speedup=1.0 if cpu_s else None,
+                        psnr=None,
+                        ssim=None,
+                        lpips=None,
+                        note="reference: the full-step output every other row is scored against",
+                    )
                     self._put(record)
             if want_counts and not self.counts_path(unit).is_file():
                 images, counts = self.counted_call(runner, unit)
@@ -221,8 +253,12 @@ class Harness:
                 payload = counts.as_dict()
                 payload["deterministic"] = bool(np.array_equal(images, reference))
                 if not payload["deterministic"]:
-                    logger.warning("baseline %s seed %d: a second call gave a different output (non-deterministic "
-                                   "pipeline); peers' counted statistics are then null", unit.condition.id, unit.seed)
+                    logger.warning(
+                        "baseline %s seed %d: a second call gave a different output (non-deterministic "
+                        "pipeline); peers' counted statistics are then null",
+                        unit.condition.id,
+                        unit.seed,
+                    )
                 atomic_write_text(self.counts_path(unit), json.dumps(payload))
             self._advance("none")
 
@@ -261,7 +297,9 @@ class Harness:
         except RunLimitReached:
             raise
         except Exception as error:  # noqa: BLE001 - a failing row must not end the comparison
-            logger.warning("%s failed: %s: %s", spec.tag, type(error).__name__, error, exc_info=logger.isEnabledFor(logging.DEBUG))
+            logger.warning(
+                "%s failed: %s: %s", spec.tag, type(error).__name__, error, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
             self._put(self._strategy_record(spec, "failed", f"{type(error).__name__}: {error}"), count=False)
             return
         finally:
@@ -276,9 +314,16 @@ class Harness:
         images, wall_s, cpu_s = self.timed_call(runner, unit)
         stats = runner.after_call()
         record = self.base_record(spec, unit)
-        record.update(status="ok", steps=stats.steps, full_steps=stats.full_steps,
-                      computed_fraction=stats.computed_fraction, computed_fraction_source=stats.source,
-                      wall_s=wall_s, cpu_s=cpu_s, **stats.extra)
+        record.update(
+            status="ok",
+            steps=stats.steps,
+            full_steps=stats.full_steps,
+            computed_fraction=stats.computed_fraction,
+            computed_fraction_source=stats.source,
+            wall_s=wall_s,
+            cpu_s=cpu_s,
+            **stats.extra,
+        )
         if runner.needs_counting:
             record.update(self._counted_fields(runner, unit, images))
         baseline = self.store.get(self.key(BASELINE, unit))
@@ -297,14 +342,24 @@ class Harness:
         baseline_counts = self.load_counts(unit)
         images, counts = self.counted_call(runner, unit)
         if baseline_counts is None:
-            return {"computed_fraction": None, "full_steps": None,
-                    "note": "computed_fraction not derived: the baseline's counting pass is missing or was non-deterministic"}
+            return {
+                "computed_fraction": None,
+                "full_steps": None,
+                "note": "computed_fraction not derived: the baseline's counting pass is missing or was non-deterministic",
+            }
         if not np.array_equal(images, timed_images):
-            return {"computed_fraction": None, "full_steps": None,
-                    "note": "computed_fraction not derived: the counting pass did not reproduce the timed output"}
+            return {
+                "computed_fraction": None,
+                "full_steps": None,
+                "note": "computed_fraction not derived: the counting pass did not reproduce the timed output",
+            }
         counted = compare_counts(counts, baseline_counts, self.steps)
-        fields = {"computed_fraction": counted.computed_fraction, "full_steps": counted.full_steps,
-                  "computed_fraction_source": COUNTED_SCOPE, "calls_per_step": counted.calls_per_step}
+        fields = {
+            "computed_fraction": counted.computed_fraction,
+            "full_steps": counted.full_steps,
+            "computed_fraction_source": COUNTED_SCOPE,
+            "calls_per_step": counted.calls_per_step,
+        }
         if counted.note:
             fields["note"] = counted.note
         return fields
@@ -316,8 +371,20 @@ class Harness:
 
     def _strategy_record(self, spec: StrategySpec, status: str, reason: str) -> dict[str, Any]:
         record = self.base_record(spec, None)
-        record.update(status=status, reason=reason, steps=None, full_steps=None, computed_fraction=None,
-                      wall_s=None, cpu_s=None, speedup=None, cpu_speedup=None, psnr=None, ssim=None, lpips=None)
+        record.update(
+            status=status,
+            reason=reason,
+            steps=None,
+            full_steps=None,
+            computed_fraction=None,
+            wall_s=None,
+            cpu_s=None,
+            speedup=None,
+            cpu_speedup=None,
+            psnr=None,
+            ssim=None,
+            lpips=None,
+        )
         return record
 
     def _put(self, record: dict[str, Any], count: bool = True) -> None:

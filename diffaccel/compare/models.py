@@ -31,12 +31,26 @@ from .prompts import BUILTIN_PROMPTS
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 # Module lists that hold a denoiser's blocks (diffusers' `_ALL_TRANSFORMER_BLOCK_IDENTIFIERS` plus UNet stages).
-BLOCK_LIST_NAMES = ("transformer_blocks", "single_transformer_blocks", "blocks", "layers",
-                    "visual_transformer_blocks", "temporal_transformer_blocks", "down_blocks", "up_blocks")
+BLOCK_LIST_NAMES = (
+    "transformer_blocks",
+    "single_transformer_blocks",
+    "blocks",
+    "layers",
+    "visual_transformer_blocks",
+    "temporal_transformer_blocks",
+    "down_blocks",
+    "up_blocks",
+)
 
 
 @dataclass(frozen=True)
@@ -157,9 +171,17 @@ def load_model(
     if scheduler_overrides:
         override_scheduler(pipe, scheduler_overrides)
     conditions, class_names = _conditions(pipe, source, prompts)
-    return LoadedModel(name=name, pipe=pipe, source=source, conditions=conditions, device=str(device),
-                       fixed_kwargs=fixed, default_steps=_default_steps(source), class_names=class_names,
-                       scheduler_overrides=dict(scheduler_overrides or {}))
+    return LoadedModel(
+        name=name,
+        pipe=pipe,
+        source=source,
+        conditions=conditions,
+        device=str(device),
+        fixed_kwargs=fixed,
+        default_steps=_default_steps(source),
+        class_names=class_names,
+        scheduler_overrides=dict(scheduler_overrides or {}),
+    )
 
 
 def override_scheduler(pipe, overrides: dict[str, Any]) -> None:
@@ -171,8 +193,10 @@ def override_scheduler(pipe, overrides: dict[str, Any]) -> None:
         raise ValueError("--scheduler: this pipeline has no scheduler")
     unknown = sorted(set(overrides) - set(scheduler.config))
     if unknown:
-        raise ValueError(f"--scheduler: {type(scheduler).__name__} has no config key(s) {unknown}; its keys are "
-                         f"{sorted(k for k in scheduler.config if not k.startswith('_'))}")
+        raise ValueError(
+            f"--scheduler: {type(scheduler).__name__} has no config key(s) {unknown}; its keys are "
+            f"{sorted(k for k in scheduler.config if not k.startswith('_'))}"
+        )
     pipe.scheduler = type(scheduler).from_config(scheduler.config, **overrides)
 
 

@@ -64,7 +64,15 @@ def prepare_out_dir(out_dir: Path, settings: CompareSettings, processes: Process
         )
     processes.wait()  # every process has checked before the main one may delete anything
     if processes.is_main and exists and settings.overwrite:
-        for name in (RESULTS_NAME, "report.md", "summary.json", "grid.png", "frames.png", "speed_quality.png", "run.json"):
+        for name in (
+            RESULTS_NAME,
+            "report.md",
+            "summary.json",
+            "grid.png",
+            "frames.png",
+            "speed_quality.png",
+            "run.json",
+        ):
             (out_dir / name).unlink(missing_ok=True)
         for name in (SHARD_DIR, "baseline", "images", "calibration"):
             shutil.rmtree(out_dir / name, ignore_errors=True)

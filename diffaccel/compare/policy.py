@@ -42,12 +42,28 @@ CALIBRATION_BATCH = 64
 #: BAC at the official S=10 and at S=5; uniform block reuse (BAC's "threshold" mode) and whole-output reuse
 #: at about the same unit budget (on dp-reach S=10 computes 0.15 of the unit calls, S=5 0.08); TaylorSeer; DDIM.
 DEFAULT_POLICY_SPECS = (
-    "bac", "bac:num_updates=5", "bac:mode=uniform,interval=7", "bac:mode=uniform,interval=12",
-    "taylorseer:granularity=model,interval=7,order=0,warmup=1", "taylorseer", "taylorseer:interval=7",
-    "ddim:steps=10", "ddim:steps=15",
+    "bac",
+    "bac:num_updates=5",
+    "bac:mode=uniform,interval=7",
+    "bac:mode=uniform,interval=12",
+    "taylorseer:granularity=model,interval=7,order=0,warmup=1",
+    "taylorseer",
+    "taylorseer:interval=7",
+    "ddim:steps=10",
+    "ddim:steps=15",
 )
-COLUMNS = ("success", "collisions", "chunk_rmse", "chunk_max_abs", "nfe", "unit_calls_computed", "computed_fraction",
-           "wall_s", "speedup", "cpu_speedup")
+COLUMNS = (
+    "success",
+    "collisions",
+    "chunk_rmse",
+    "chunk_max_abs",
+    "nfe",
+    "unit_calls_computed",
+    "computed_fraction",
+    "wall_s",
+    "speedup",
+    "cpu_speedup",
+)
 
 
 def policy_specs(values: list[str] | None) -> list[tuple[str, str, dict[str, Any]]]:
@@ -94,26 +110,67 @@ def run_policy_compare(settings, processes, console=None):
     episodes = settings.episodes if getattr(settings, "episodes", None) else DEFAULT_EPISODES
 
     def base(tag, name, options, seed):
-        return {"model": settings.model, "strategy": name, "options": options, "tag": tag, "family": "policy",
-                "seed": seed, "condition": f"{env}-{episodes}", "num_inference_steps": steps, "guidance_scale": None,
-                "prompt": None, "class": None, "psnr": None, "ssim": None, "lpips": None,
-                "process_index": processes.index}
+        return {
+            "model": settings.model,
+            "strategy": name,
+            "options": options,
+            "tag": tag,
+            "family": "policy",
+            "seed": seed,
+            "condition": f"{env}-{episodes}",
+            "num_inference_steps": steps,
+            "guidance_scale": None,
+            "prompt": None,
+            "class": None,
+            "psnr": None,
+            "ssim": None,
+            "lpips": None,
+            "process_index": processes.index,
+        }
 
     for seed in processes.split(seeds):
         fid_obs = fidelity_observations(env, FIDELITY_COUNT, seed, policy.config.n_obs_steps)
         reference_chunks = action_chunks(policy, fid_obs, seed, steps)
         full_key = record_key(base("none", "none", {}, seed))
         if not store.is_done(full_key):
-            store.put(_evaluate_row(policy, "none", {}, base("none", "none", {}, seed), env, episodes, seed, steps,
-                                    fid_obs, reference_chunks, None, out_dir, settings))
+            store.put(
+                _evaluate_row(
+                    policy,
+                    "none",
+                    {},
+                    base("none", "none", {}, seed),
+                    env,
+                    episodes,
+                    seed,
+                    steps,
+                    fid_obs,
+                    reference_chunks,
+                    None,
+                    out_dir,
+                    settings,
+                )
+            )
         full = store.get(full_key)
         for tag, name, options in specs:
             key = record_key(base(tag, name, options, seed))
             if store.is_done(key):
                 continue
             try:
-                record = _evaluate_row(policy, name, options, base(tag, name, options, seed), env, episodes, seed,
-                                       steps, fid_obs, reference_chunks, full, out_dir, settings)
+                record = _evaluate_row(
+                    policy,
+                    name,
+                    options,
+                    base(tag, name, options, seed),
+                    env,
+                    episodes,
+                    seed,
+                    steps,
+                    fid_obs,
+                    reference_chunks,
+                    full,
+                    out_dir,
+                    settings,
+                )
             except Exception as error:  # noqa: BLE001 - one failing row must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
                 record = base(tag, name, options, seed)
@@ -124,16 +181,24 @@ def run_policy_compare(settings, processes, console=None):
     if processes.is_main:
         store.merge_shards()
         tags = ["none"] + [s[0] for s in specs]
-        outcome.records = [r for r in store.records() if r.get("model") == settings.model and r.get("tag") in tags
-                           and r.get("num_inference_steps") == steps and r.get("seed") in seeds]
+        outcome.records = [
+            r
+            for r in store.records()
+            if r.get("model") == settings.model
+            and r.get("tag") in tags
+            and r.get("num_inference_steps") == steps
+            and r.get("seed") in seeds
+        ]
         fulls = {r["seed"]: r for r in outcome.records if r.get("tag") == "none"}
         for r in outcome.records:
             if r.get("status") == "ok":
                 r.update(_speedups(r, fulls.get(r["seed"])))
         outcome.paths = {"results": out_dir / RESULTS_NAME}
         table = policy_markdown(outcome.records, tags)
-        title = (f"diffaccel compare: {settings.model} (policy on {env}), {episodes} episodes per seed, seeds "
-                 f"{','.join(map(str, seeds))}, {steps} DDPM steps at full")
+        title = (
+            f"diffaccel compare: {settings.model} (policy on {env}), {episodes} episodes per seed, seeds "
+            f"{','.join(map(str, seeds))}, {steps} DDPM steps at full"
+        )
         atomic_write_text(out_dir / "report.md", f"{title}\n\n{table}\n")
         outcome.paths["report"] = out_dir / "report.md"
         plot = success_speed_plot(outcome.records, tags, out_dir / "success_speed.png", title)
@@ -144,8 +209,9 @@ def run_policy_compare(settings, processes, console=None):
     return outcome
 
 
-def _evaluate_row(policy, name, options, record, env, episodes, seed, steps, fid_obs, reference_chunks, full,
-                  out_dir: Path, settings) -> dict:
+def _evaluate_row(
+    policy, name, options, record, env, episodes, seed, steps, fid_obs, reference_chunks, full, out_dir: Path, settings
+) -> dict:
     from .. import api
     from ..policy.evaluate import evaluate
     from ..policy.fidelity import action_chunks, chunk_errors
@@ -171,18 +237,33 @@ def _evaluate_row(policy, name, options, record, env, episodes, seed, steps, fid
             api.wrap(policy, name, **options)
         try:
             chunks = action_chunks(policy, fid_obs, seed, run_steps)
-            result = evaluate(policy, env=env, episodes=episodes, seed=seed, num_inference_steps=run_steps,
-                              on_plan=on_plan if wrapped else None)
+            result = evaluate(
+                policy,
+                env=env,
+                episodes=episodes,
+                seed=seed,
+                num_inference_steps=run_steps,
+                on_plan=on_plan if wrapped else None,
+            )
         finally:
             if wrapped:
                 api.unwrap(policy)
     finally:
         if name in SAMPLER_ROWS:
             policy.use_scheduler("ddpm")
-    record.update(status="ok", steps=run_steps, episodes=result["episodes"], success_rate=result["success_rate"],
-                  success_stderr=result["success_stderr"], collision_rate=result["collision_rate"], nfe=result["nfe"],
-                  replans=result["replans"], wall_s=result["wall_s"], cpu_s=result["cpu_s"],
-                  **chunk_errors(chunks, reference_chunks))
+    record.update(
+        status="ok",
+        steps=run_steps,
+        episodes=result["episodes"],
+        success_rate=result["success_rate"],
+        success_stderr=result["success_stderr"],
+        collision_rate=result["collision_rate"],
+        nfe=result["nfe"],
+        replans=result["replans"],
+        wall_s=result["wall_s"],
+        cpu_s=result["cpu_s"],
+        **chunk_errors(chunks, reference_chunks),
+    )
     if wrapped and counts["plans"]:
         record["unit_calls_computed"] = counts["computed"] / max(counts["calls"], 1)
         record["computed_fraction"] = counts["fraction_sum"] / counts["plans"]
@@ -200,8 +281,10 @@ def _speedups(record: dict, full: dict | None) -> dict:
     if full is None or full.get("status") != "ok":
         return {"speedup": 1.0, "cpu_speedup": 1.0}
     per_plan = lambda r, key: r[key] / max(r["replans"], 1)  # noqa: E731
-    return {"speedup": per_plan(full, "wall_s") / per_plan(record, "wall_s"),
-            "cpu_speedup": per_plan(full, "cpu_s") / per_plan(record, "cpu_s")}
+    return {
+        "speedup": per_plan(full, "wall_s") / per_plan(record, "wall_s"),
+        "cpu_speedup": per_plan(full, "cpu_s") / per_plan(record, "cpu_s"),
+    }
 
 
 def _bac_schedule(policy, options, tag, env, steps, out_dir: Path, settings) -> str:
@@ -219,9 +302,14 @@ def _bac_schedule(policy, options, tag, env, steps, out_dir: Path, settings) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     envs = ObstacleReach(env, CALIBRATION_BATCH)
     obs = torch.from_numpy(np.stack([envs.reset(settings.warmup_seed)] * policy.config.n_obs_steps, 1))
-    bac.calibrate(policy, path=path, options={k: v for k, v in options.items()},
-                  obs_dict={"obs": obs}, generator=torch.Generator().manual_seed(settings.warmup_seed),
-                  num_inference_steps=steps)
+    bac.calibrate(
+        policy,
+        path=path,
+        options={k: v for k, v in options.items()},
+        obs_dict={"obs": obs},
+        generator=torch.Generator().manual_seed(settings.warmup_seed),
+        num_inference_steps=steps,
+    )
     return str(path)
 
 
@@ -235,8 +323,13 @@ def _row_values(ok: list[dict]) -> dict[str, float | None]:
         return {}
     n = sum(r["episodes"] for r in ok)
     p = sum(r["success_rate"] * r["episodes"] for r in ok) / n
-    return {"success": p, "success_stderr": math.sqrt(p * (1 - p) / n), "collisions": _mean(r["collision_rate"] for r in ok),
-            **{c: _mean(r.get(c) for r in ok) for c in COLUMNS if c not in ("success", "collisions")}, "episodes": n}
+    return {
+        "success": p,
+        "success_stderr": math.sqrt(p * (1 - p) / n),
+        "collisions": _mean(r["collision_rate"] for r in ok),
+        **{c: _mean(r.get(c) for r in ok) for c in COLUMNS if c not in ("success", "collisions")},
+        "episodes": n,
+    }
 
 
 def _fmt(value, digits) -> str:
@@ -244,8 +337,10 @@ def _fmt(value, digits) -> str:
 
 
 def policy_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
-    header = ("| strategy | episodes | success ± stderr | collisions | chunk RMSE | chunk max | NFE | unit calls computed "
-              "| FLOP computed | wall s | speedup | CPU speedup | note |")
+    header = (
+        "| strategy | episodes | success ± stderr | collisions | chunk RMSE | chunk max | NFE | unit calls computed "
+        "| FLOP computed | wall s | speedup | CPU speedup | note |"
+    )
     lines = [header, "|" + "---|" * 13]
     for tag in tags:
         group = [r for r in records if r.get("tag") == tag]
@@ -261,7 +356,8 @@ def policy_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
             f"| {tag} | {v['episodes']} | {v['success']:.3f} ± {v['success_stderr']:.3f} | {_fmt(v['collisions'], 3)} "
             f"| {_fmt(v['chunk_rmse'], 4)} | {_fmt(v['chunk_max_abs'], 4)} | {_fmt(v['nfe'], 0)} "
             f"| {_fmt(v['unit_calls_computed'], 3)} | {_fmt(v['computed_fraction'], 3)} | {_fmt(v['wall_s'], 2)} "
-            f"| {_fmt(v['speedup'], 2)} | {_fmt(v['cpu_speedup'], 2)} | {reason} |")
+            f"| {_fmt(v['speedup'], 2)} | {_fmt(v['cpu_speedup'], 2)} | {reason} |"
+        )
     return "\n".join(lines)
 
 

@@ -61,11 +61,19 @@ class Scorer:
         m = self._metrics
         if reference.ndim == 5:
             videos = [m.compare_videos(list(r), list(t), self.lpips) for r, t in zip(reference, test)]
-            per = {"psnr": [v.psnr for v in videos], "ssim": [v.ssim for v in videos], "lpips": [v.lpips for v in videos]}
+            per = {
+                "psnr": [v.psnr for v in videos],
+                "ssim": [v.ssim for v in videos],
+                "lpips": [v.lpips for v in videos],
+            }
             temporal = [v.temporal_error for v in videos if v.temporal_error is not None]
         else:
             scores = m.compare_image_batches(list(reference), list(test), self.lpips)
-            per = {"psnr": [s.psnr for s in scores], "ssim": [s.ssim for s in scores], "lpips": [s.lpips for s in scores]}
+            per = {
+                "psnr": [s.psnr for s in scores],
+                "ssim": [s.ssim for s in scores],
+                "lpips": [s.lpips for s in scores],
+            }
             temporal = []
         result: dict[str, Any] = {}
         for name, values in per.items():

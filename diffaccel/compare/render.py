@@ -32,8 +32,16 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray | None]]], path: Path, cell: int = 96,
-               label_width: int = 260, padding: int = 4, header: str = "", group: int = 0, group_gap: int = 12) -> Path:
+def image_grid(
+    rows: Sequence[tuple[str, Sequence[np.ndarray | None]]],
+    path: Path,
+    cell: int = 96,
+    label_width: int = 260,
+    padding: int = 4,
+    header: str = "",
+    group: int = 0,
+    group_gap: int = 12,
+) -> Path:
     """Write a labelled grid: `rows` is `(label, [image or None, ...])`, all rows with the same columns;
     every `group` columns (one seed's images) are followed by a wider gap."""
     from PIL import Image, ImageDraw
@@ -80,7 +88,9 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [r for r in rows if r.status == "ok" and r.family != "baseline" and r.speedup and r.speedup.mean is not None]
+    scored = [
+        r for r in rows if r.status == "ok" and r.family != "baseline" and r.speedup and r.speedup.mean is not None
+    ]
     if not scored:
         return None
     metrics = [("psnr", "PSNR vs full-step (dB, higher is closer)"), ("ssim", "SSIM vs full-step")]
@@ -89,8 +99,13 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 6.0), squeeze=False)
     markers = {"diffaccel": "o", "diffusers": "s", "cache-dit": "^"}
     for ax, (name, label) in zip(axes[0], metrics):
-        finite = [getattr(r, name).mean for r in scored
-                  if getattr(r, name) is not None and getattr(r, name).mean is not None and math.isfinite(getattr(r, name).mean)]
+        finite = [
+            getattr(r, name).mean
+            for r in scored
+            if getattr(r, name) is not None
+            and getattr(r, name).mean is not None
+            and math.isfinite(getattr(r, name).mean)
+        ]
         top = (max(finite) + 0.08 * (max(finite) - min(finite) + 1.0)) if finite else 1.0
         for row in scored:
             value = getattr(row, name)
@@ -101,9 +116,15 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
                 y, yerr = top, 0.0
             if yerr is not None and math.isnan(yerr):
                 yerr = 0.0
-            ax.errorbar(row.speedup.mean, y, xerr=row.speedup.std or 0.0, yerr=yerr,
-                        fmt=markers.get(row.family, "o"), capsize=3,
-                        label=row.tag + (" (identical to baseline)" if lossless else ""))
+            ax.errorbar(
+                row.speedup.mean,
+                y,
+                xerr=row.speedup.std or 0.0,
+                yerr=yerr,
+                fmt=markers.get(row.family, "o"),
+                capsize=3,
+                label=row.tag + (" (identical to baseline)" if lossless else ""),
+            )
         ax.axvline(1.0, color="grey", lw=0.8, ls="--")
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.set_xlabel("wall-clock speedup vs full-step baseline")

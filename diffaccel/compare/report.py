@@ -16,8 +16,17 @@ from typing import Any
 from ..core.extras import require
 from ..metrics import Spread, spread
 
-_SPREAD_FIELDS = ("full_steps", "computed_fraction", "speedup", "cpu_speedup", "wall_s", "psnr", "ssim", "lpips",
-                  "temporal_error")
+_SPREAD_FIELDS = (
+    "full_steps",
+    "computed_fraction",
+    "speedup",
+    "cpu_speedup",
+    "wall_s",
+    "psnr",
+    "ssim",
+    "lpips",
+    "temporal_error",
+)
 
 
 @dataclass
@@ -42,9 +51,17 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"tag": self.tag, "strategy": self.strategy, "options": self.options,
-                               "family": self.family, "status": self.status, "runs": self.runs, "steps": self.steps,
-                               "source": self.source, "notes": list(self.notes)}
+        out: dict[str, Any] = {
+            "tag": self.tag,
+            "strategy": self.strategy,
+            "options": self.options,
+            "family": self.family,
+            "status": self.status,
+            "runs": self.runs,
+            "steps": self.steps,
+            "source": self.source,
+            "notes": list(self.notes),
+        }
         for name in _SPREAD_FIELDS:
             value = getattr(self, name)
             out[name] = None if value is None else value.as_dict()
@@ -107,8 +124,19 @@ def _steps_cell(row: Row) -> str:
     return f"{full:.1f} / {total}" if full != int(full) else f"{int(full)} / {total}"
 
 
-HEADERS = ("strategy", "options", "full/steps", "computed", "speedup", "CPU speedup", "wall s", "PSNR dB", "SSIM",
-           "LPIPS", "runs")
+HEADERS = (
+    "strategy",
+    "options",
+    "full/steps",
+    "computed",
+    "speedup",
+    "CPU speedup",
+    "wall s",
+    "PSNR dB",
+    "SSIM",
+    "LPIPS",
+    "runs",
+)
 #: For videos, PSNR / SSIM / LPIPS are per-frame means and one more column shows temporal consistency.
 VIDEO_HEADERS = HEADERS[:-1] + ("temporal err", "runs")
 
@@ -125,9 +153,18 @@ def row_cells(row: Row, video: bool = False) -> list[str]:
     width = len(VIDEO_HEADERS if video else HEADERS)
     if row.status != "ok":
         return [row.strategy, row.options or "-"] + ["-"] * (width - 3) + ["0"]
-    cells = [row.strategy, row.options or "-", _steps_cell(row), format_number(row.computed_fraction, 3),
-             format_number(row.speedup, 2), format_number(row.cpu_speedup, 2), format_number(row.wall_s, 2), format_number(row.psnr, 2), format_number(row.ssim, 4),
-             format_number(row.lpips, 4)]
+    cells = [
+        row.strategy,
+        row.options or "-",
+        _steps_cell(row),
+        format_number(row.computed_fraction, 3),
+        format_number(row.speedup, 2),
+        format_number(row.cpu_speedup, 2),
+        format_number(row.wall_s, 2),
+        format_number(row.psnr, 2),
+        format_number(row.ssim, 4),
+        format_number(row.lpips, 4),
+    ]
     if video:
         cells.append(format_number(row.temporal_error, 4))
     return cells + [str(row.runs)]

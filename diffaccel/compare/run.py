@@ -83,8 +83,15 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     prepare_out_dir(out_dir, settings, processes)
     prompts = read_prompts(settings.prompts_file) if settings.prompts_file else None
     device = processes.device(settings.device)
-    model = load_model(settings.model, device=device, dtype=settings.dtype, prompts=prompts,
-                       height=settings.height, width=settings.width, scheduler_overrides=settings.scheduler)
+    model = load_model(
+        settings.model,
+        device=device,
+        dtype=settings.dtype,
+        prompts=prompts,
+        height=settings.height,
+        width=settings.width,
+        scheduler_overrides=settings.scheduler,
+    )
     steps = settings.steps or model.default_steps
     specs = parse_spec_list(settings.strategies) if settings.strategies else default_specs(settings.peers)
     if settings.tune:
@@ -96,9 +103,19 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     from .quality import Scorer
 
     scorer = Scorer(use_lpips=settings.lpips, device="cpu")
-    harness = Harness(model, store, out_dir, steps, settings.guidance_scale, settings.warmup_seed, scorer,
-                      max_runs=settings.max_runs, progress=settings.progress, process_index=processes.index,
-                      repeats=settings.repeats)
+    harness = Harness(
+        model,
+        store,
+        out_dir,
+        steps,
+        settings.guidance_scale,
+        settings.warmup_seed,
+        scorer,
+        max_runs=settings.max_runs,
+        progress=settings.progress,
+        process_index=processes.index,
+        repeats=settings.repeats,
+    )
     _write_run_info(out_dir, settings, model, steps, specs, processes)
     interrupted = False
     try:
@@ -116,8 +133,12 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     outcome.records, outcome.rows = records, rows
     outcome.paths = _write_reports(out_dir, model, steps, settings, specs, rows, harness, units)
     footer = _footer(outcome, scorer, settings)
-    atomic_write_text(out_dir / "report.md", f"{_title(model, steps, settings)}\n\n{markdown_table(rows)}\n\n"
-                      + "\n".join(f"{line}  " for line in footer if not line.startswith(tuple(outcome.paths))) + "\n")
+    atomic_write_text(
+        out_dir / "report.md",
+        f"{_title(model, steps, settings)}\n\n{markdown_table(rows)}\n\n"
+        + "\n".join(f"{line}  " for line in footer if not line.startswith(tuple(outcome.paths)))
+        + "\n",
+    )
     if settings.print_table:
         print_table(rows, _title(model, steps, settings), footer, console=console)
     return outcome
@@ -132,8 +153,9 @@ def _set_threads(settings: CompareSettings) -> None:
         torch.set_num_threads(1)
 
 
-def _belongs(record: dict[str, Any], model: LoadedModel, steps: int, settings: CompareSettings,
-             specs: list[StrategySpec]) -> bool:
+def _belongs(
+    record: dict[str, Any], model: LoadedModel, steps: int, settings: CompareSettings, specs: list[StrategySpec]
+) -> bool:
     """The records of this invocation's settings (an output folder may hold others from earlier runs)."""
     if record.get("model") != model.name or record.get("num_inference_steps") != steps:
         return False
@@ -146,33 +168,52 @@ def _belongs(record: dict[str, Any], model: LoadedModel, steps: int, settings: C
     return seed is None or (seed in settings.seeds and record.get("condition") in conditions)
 
 
-def _write_run_info(out_dir: Path, settings: CompareSettings, model: LoadedModel, steps: int,
-                    specs: list[StrategySpec], processes: Processes) -> None:
+def _write_run_info(
+    out_dir: Path,
+    settings: CompareSettings,
+    model: LoadedModel,
+    steps: int,
+    specs: list[StrategySpec],
+    processes: Processes,
+) -> None:
     if not processes.is_main:
         return
-    info = {"settings": asdict(settings), "model_source": model.source, "steps": steps,
-            "strategies": [s.tag for s in specs], "conditions": [c.id for c in model.conditions],
-            "processes": processes.count, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    info = {
+        "settings": asdict(settings),
+        "model_source": model.source,
+        "steps": steps,
+        "strategies": [s.tag for s in specs],
+        "conditions": [c.id for c in model.conditions],
+        "processes": processes.count,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     atomic_write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
 
 
 def _title(model: LoadedModel, steps: int, settings: CompareSettings) -> str:
     guidance = "default" if settings.guidance_scale is None else settings.guidance_scale
-    return (f"diffaccel compare: {model.name} ({model.source}), {steps} steps, guidance {guidance}, "
-            f"seeds {','.join(map(str, settings.seeds))}, {len(model.conditions)} conditioning(s), device {model.device}"
-            + (f", scheduler {model.scheduler_tag}" if model.scheduler_tag else ""))
+    return (
+        f"diffaccel compare: {model.name} ({model.source}), {steps} steps, guidance {guidance}, "
+        f"seeds {','.join(map(str, settings.seeds))}, {len(model.conditions)} conditioning(s), device {model.device}"
+        + (f", scheduler {model.scheduler_tag}" if model.scheduler_tag else "")
+    )
 
 
 def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[str]:
-    lines = ["mean ± std over runs; speedup = baseline wall-clock / wall-clock of the same seed (pipeline call only, "
-             "after one warm-up); CPU speedup = the same ratio of process CPU time (CPU runs; steadier when other "
-             "work shares the cores); computed = share of block work computed (diffaccel.summary; peers: counted "
-             "Linear/Conv MACs vs the baseline)."]
+    lines = [
+        "mean ± std over runs; speedup = baseline wall-clock / wall-clock of the same seed (pipeline call only, "
+        "after one warm-up); CPU speedup = the same ratio of process CPU time (CPU runs; steadier when other "
+        "work shares the cores); computed = share of block work computed (diffaccel.summary; peers: counted "
+        "Linear/Conv MACs vs the baseline)."
+    ]
     loads = [r["load_avg_1m"] for r in outcome.records if r.get("load_avg_1m") is not None and r.get("wall_s")]
     if loads:
-        lines.append(f"machine load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f} on "
-                     f"{os.cpu_count()} logical CPUs" + ("; wall-clock figures are disturbed by other work"
-                                                           if max(loads) > (os.cpu_count() or 1) else ""))
+        lines.append(
+            f"machine load average (1 min) while timing: {min(loads):.1f} to {max(loads):.1f} on "
+            f"{os.cpu_count()} logical CPUs"
+            + ("; wall-clock figures are disturbed by other work" if max(loads) > (os.cpu_count() or 1) else "")
+        )
     if scorer.lpips_message:
         lines.append(scorer.lpips_message)
     if outcome.interrupted:
@@ -186,8 +227,9 @@ def _footer(outcome: CompareOutcome, scorer, settings: CompareSettings) -> list[
 FRAME_DIFF_GAIN = 5.0
 
 
-def _frame_strip_rows(specs: list[StrategySpec], rows: list[Row], harness: Harness,
-                      unit: WorkUnit) -> list[tuple[str, list[np.ndarray | None]]]:
+def _frame_strip_rows(
+    specs: list[StrategySpec], rows: list[Row], harness: Harness, unit: WorkUnit
+) -> list[tuple[str, list[np.ndarray | None]]]:
     """One row per strategy: the first clip's frames, then their amplified absolute difference from the
     full-step clip of the same seed (black = identical), so flicker or lag shows frame by frame."""
     from ..metrics import to_float_image
@@ -201,14 +243,25 @@ def _frame_strip_rows(specs: list[StrategySpec], rows: list[Row], harness: Harne
             continue
         clip = [to_float_image(frame) for frame in videos[0]]
         diffs = [np.clip(np.abs(f - r) * FRAME_DIFF_GAIN, 0.0, 1.0) for f, r in zip(clip, reference)]
-        label = spec.tag if spec.is_baseline or row.psnr is None or row.psnr.mean is None else \
-            f"{spec.tag}  PSNR {row.psnr.mean:.1f}"
+        label = (
+            spec.tag
+            if spec.is_baseline or row.psnr is None or row.psnr.mean is None
+            else f"{spec.tag}  PSNR {row.psnr.mean:.1f}"
+        )
         strip.append((label, clip + diffs))
     return strip
 
 
-def _write_reports(out_dir: Path, model: LoadedModel, steps: int, settings: CompareSettings,
-                   specs: list[StrategySpec], rows: list[Row], harness: Harness, units: list[WorkUnit]) -> dict[str, Path]:
+def _write_reports(
+    out_dir: Path,
+    model: LoadedModel,
+    steps: int,
+    settings: CompareSettings,
+    specs: list[StrategySpec],
+    rows: list[Row],
+    harness: Harness,
+    units: list[WorkUnit],
+) -> dict[str, Path]:
     from .render import image_grid, speed_quality_plot
 
     paths: dict[str, Path] = {"results": out_dir / RESULTS_NAME}
@@ -240,15 +293,20 @@ def _write_reports(out_dir: Path, model: LoadedModel, steps: int, settings: Comp
         grid_rows.append((label, cells))
     if grid_rows:
         header = f"{model.name}, {steps} steps; columns: " + ", ".join(
-            f"{u.condition.id} seed {u.seed}" for u in grid_units)
+            f"{u.condition.id} seed {u.seed}" for u in grid_units
+        )
         paths["grid"] = image_grid(grid_rows, out_dir / "grid.png", header=header[:160], group=per_unit)
     if first is not None and first.ndim == 5:  # videos (B, F, H, W, C): every frame of the first clip
         strip_rows = _frame_strip_rows(specs, rows, harness, grid_units[0])
         frames = first.shape[1]
         paths["frames"] = image_grid(
-            strip_rows, out_dir / "frames.png", group=frames, cell=64,
+            strip_rows,
+            out_dir / "frames.png",
+            group=frames,
+            cell=64,
             header=f"{model.name}, {steps} steps, {grid_units[0].condition.id} seed {grid_units[0].seed}, first clip: "
-                   f"{frames} frames, then |frame - full-step frame| x{FRAME_DIFF_GAIN:g}")
+            f"{frames} frames, then |frame - full-step frame| x{FRAME_DIFF_GAIN:g}",
+        )
     plot = speed_quality_plot(rows, out_dir / "speed_quality.png", title=title)
     if plot is not None:
         paths["plot"] = plot

@@ -109,8 +109,13 @@ class DiffaccelRunner(StrategyRunner):
         from .. import api
 
         summary = api.summary(self.ctx.model.pipe)
-        return RunStats(summary.steps, summary.full_steps, summary.computed_fraction, "diffaccel.summary",
-                        {"config": summary.strategy, "peak_cache_bytes": summary.peak_cache_bytes})
+        return RunStats(
+            summary.steps,
+            summary.full_steps,
+            summary.computed_fraction,
+            "diffaccel.summary",
+            {"config": summary.strategy, "peak_cache_bytes": summary.peak_cache_bytes},
+        )
 
     def teardown(self) -> None:
         from .. import api

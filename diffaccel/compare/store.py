@@ -36,15 +36,35 @@ logger = logging.getLogger(__name__)
 RESULTS_NAME = "results.jsonl"
 SHARD_DIR = "shards"
 #: Fields every record carries (null when unavailable), as promised in the README.
-RECORD_FIELDS = ("model", "strategy", "options", "seed", "steps", "full_steps", "computed_fraction", "wall_s",
-                 "psnr", "ssim", "lpips", "prompt", "class")
+RECORD_FIELDS = (
+    "model",
+    "strategy",
+    "options",
+    "seed",
+    "steps",
+    "full_steps",
+    "computed_fraction",
+    "wall_s",
+    "psnr",
+    "ssim",
+    "lpips",
+    "prompt",
+    "class",
+)
 _FLOAT_FIELDS = ("psnr", "ssim", "lpips", "psnr_images", "ssim_images", "lpips_images", "temporal_error")
 
 
 def record_key(record: dict[str, Any]) -> tuple:
     """Identity of a run: the same key means the same run (model, strategy tag, seed, condition, settings)."""
-    return (record.get("model"), record.get("tag"), record.get("seed"), record.get("condition"),
-            record.get("num_inference_steps"), record.get("guidance_scale"), record.get("scheduler"))
+    return (
+        record.get("model"),
+        record.get("tag"),
+        record.get("seed"),
+        record.get("condition"),
+        record.get("num_inference_steps"),
+        record.get("guidance_scale"),
+        record.get("scheduler"),
+    )
 
 
 def _encode(value: Any) -> Any:

@@ -23,10 +23,17 @@ def tuned_specs(model, steps: int, settings, out_dir: Path) -> list[StrategySpec
         return output_array(model.pipe(**model.call_kwargs(condition, steps, seed, settings.guidance_scale)))
 
     specs = []
-    results = tune_targets(model.pipe, settings.tune, generate=generate, num_inference_steps=steps,
-                           calibration_seeds=(settings.warmup_seed,), validation_seeds=tuple(settings.seeds),
-                           guidance_scale=settings.guidance_scale, save_dir=out_dir / "schedules",
-                           progress=settings.progress)
+    results = tune_targets(
+        model.pipe,
+        settings.tune,
+        generate=generate,
+        num_inference_steps=steps,
+        calibration_seeds=(settings.warmup_seed,),
+        validation_seeds=tuple(settings.seeds),
+        guidance_scale=settings.guidance_scale,
+        save_dir=out_dir / "schedules",
+        progress=settings.progress,
+    )
     for target, result in zip(settings.tune, results):
         atomic_write_text(out_dir / f"tune-psnr{target:g}.md", str(result) + "\n")
         if result.ok:

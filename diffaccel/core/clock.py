@@ -43,7 +43,11 @@ class StepClock:
     def reset(self, num_inference_steps: int | None = None, timesteps=None) -> None:
         self.num_inference_steps = num_inference_steps
         self.timesteps = None if timesteps is None else tuple(float(t) for t in timesteps)
-        if self.timesteps is not None and num_inference_steps is not None and len(self.timesteps) != num_inference_steps:
+        if (
+            self.timesteps is not None
+            and num_inference_steps is not None
+            and len(self.timesteps) != num_inference_steps
+        ):
             raise ValueError(f"{len(self.timesteps)} timesteps given for a run of {num_inference_steps} steps")
         self._steps_seen.clear()
         self._last_timestep.clear()

@@ -35,6 +35,7 @@ from .stats import RunStats
 
 logger = logging.getLogger(__name__)
 
+
 def _signature(args: tuple, kwargs: dict) -> tuple:
     """Shapes and dtypes of the tensor arguments of a call: fixed within a run and context."""
     sig = [(i, tuple(a.shape), a.dtype) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]

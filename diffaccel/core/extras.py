@@ -11,7 +11,7 @@ from types import ModuleType
 EXTRAS = {
     "zoo": "the reference zoo's training data and manifests (scikit-image)",
     "compare": "diffaccel compare and the generation scripts: metrics, tables, plots, image and video files "
-               "(scikit-image, rich, matplotlib, imageio)",
+    "(scikit-image, rich, matplotlib, imageio)",
 }
 
 

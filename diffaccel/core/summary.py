@@ -48,8 +48,12 @@ class Summary:
             extra.update(strategy.report(engine))
         if stats.peak_cache_bytes:
             extra["peak_cache_bytes_by_strategy"] = dict(stats.peak_cache_bytes)
-        core = {"steps": stats.steps, "full_steps": stats.full_steps, "computed_fraction": stats.computed_fraction,
-                "cache_bytes": engine.cache_bytes()}
+        core = {
+            "steps": stats.steps,
+            "full_steps": stats.full_steps,
+            "computed_fraction": stats.computed_fraction,
+            "cache_bytes": engine.cache_bytes(),
+        }
         core.update({k: extra.pop(k) for k in list(core) if k in extra})
         return cls(
             strategy="+".join(s.config.strify() for s in engine.strategies),
@@ -101,7 +105,9 @@ class Summary:
             "peak_cache_bytes": self.peak_cache_bytes,
             "contexts": list(self.contexts),
             "aborted": self.aborted,
-            "units": {n: {"kind": u.kind, "computed": u.computed, "forecast": u.forecast} for n, u in self.units.items()},
+            "units": {
+                n: {"kind": u.kind, "computed": u.computed, "forecast": u.forecast} for n, u in self.units.items()
+            },
             "components": {c: s.as_dict() for c, s in self.components.items()},
             **self.extra,
         }
@@ -116,6 +122,8 @@ class Summary:
             lines.append(f"  {'unit kind':<14}{'units':>7}{'computed':>10}{'forecast':>10}")
         for kind, k in sorted(self.by_kind().items()):
             lines.append(f"  {kind:<14}{k['units']:>7}{k['computed']:>10}{k['forecast']:>10}")
-        lines += [f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}"
-                  for key, value in self.extra.items()]
+        lines += [
+            f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}"
+            for key, value in self.extra.items()
+        ]
         return "\n".join(lines)

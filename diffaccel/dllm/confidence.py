@@ -16,7 +16,9 @@ LLADA_REMASKING = ("low_confidence", "random", "random_order")
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 
 
-def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def add_gumbel_noise(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """LLaDA's Gumbel-max trick in float64: ``exp(logits) / (-log u)^T``; logits unchanged at T = 0.
 
     ``argmax`` of the result is a sample from ``softmax(logits / T)`` (LLaDA's ``add_gumbel_noise``).
@@ -129,8 +131,11 @@ def dream_sample_tokens(
     probs = torch.softmax(logits, dim=-1)
     if temperature > 0:
         normalised = probs / probs.sum(-1, keepdim=True)
-        x0 = (torch.multinomial(normalised, 1, replacement=True, generator=generator).squeeze(-1)
-              if probs.numel() else probs.new_zeros(0, dtype=torch.long))
+        x0 = (
+            torch.multinomial(normalised, 1, replacement=True, generator=generator).squeeze(-1)
+            if probs.numel()
+            else probs.new_zeros(0, dtype=torch.long)
+        )
         confidence = torch.gather(probs, -1, x0[:, None]).squeeze(-1)
     else:
         confidence, x0 = probs.max(dim=-1)
@@ -142,8 +147,9 @@ def dream_sample_tokens(
     return confidence, x0
 
 
-def dream_propose(logits: torch.Tensor, masked: torch.Tensor, mask_id: int = -1,
-                  **sampling) -> tuple[torch.Tensor, torch.Tensor]:
+def dream_propose(
+    logits: torch.Tensor, masked: torch.Tensor, mask_id: int = -1, **sampling
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x0, confidence)`` ``[B, L]`` for the masked positions (others: x0 = ``mask_id``, confidence -inf).
 
     ``sampling``: the keyword options of :func:`dream_sample_tokens` (``temperature``, ``top_p``,

@@ -75,8 +75,13 @@ class LLaDAConfig(_DictConfig):
     model_type: str = field(default="llada", init=False)
 
     def __post_init__(self) -> None:
-        _check_shape(self, ("d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "vocab_size"),
-                     "d_model", "n_heads", "n_kv_heads")
+        _check_shape(
+            self,
+            ("d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "vocab_size"),
+            "d_model",
+            "n_heads",
+            "n_kv_heads",
+        )
         if self.weight_tying:
             raise NotImplementedError("weight_tying=True is not used by any public LLaDA checkpoint")
         if self.include_bias:
@@ -103,8 +108,10 @@ class LLaDAConfig(_DictConfig):
         """
         for name, (allowed, why) in LLADA_REFUSED.items():
             if name in raw and raw[name] not in allowed:
-                raise NotImplementedError(f"LLaDA config {name}={raw[name]!r} is not supported ({why}); "
-                                          f"supported: {', '.join(map(repr, allowed))}")
+                raise NotImplementedError(
+                    f"LLaDA config {name}={raw[name]!r} is not supported ({why}); "
+                    f"supported: {', '.join(map(repr, allowed))}"
+                )
         for name in ("d_model", "n_heads", "n_layers", "vocab_size"):
             if name not in raw:
                 raise KeyError(f"LLaDA config.json lacks {name!r} (is this a LLaDA hub config?)")
@@ -138,25 +145,58 @@ class LLaDAConfig(_DictConfig):
         """A hub ``config.json``: every field LLaDA's own ``LLaDAConfig`` reads, so the official model
         class builds exactly this architecture from it (its defaults differ from LLaDA-8B)."""
         return {
-            "activation_type": "silu", "alibi": False, "alibi_bias_max": 8.0, "architectures": ["LLaDAModelLM"],
-            "attention_dropout": 0.0, "attention_layer_norm": False, "attention_layer_norm_with_affine": True,
-            "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
-                         "AutoModel": "modeling_llada.LLaDAModelLM",
-                         "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-            "bias_for_layer_norm": False, "block_group_size": 1, "block_type": "llama", "clip_qkv": None,
-            "d_model": self.d_model, "embedding_dropout": 0.0, "embedding_size": self.num_embeddings,
-            "eos_token_id": self.eos_token_id, "flash_attention": False, "include_bias": False,
-            "include_qkv_bias": False, "init_cutoff_factor": None, "init_device": "meta", "init_fn": "mitchell",
-            "init_std": 0.02, "input_emb_norm": self.input_emb_norm, "layer_norm_type": "rms",
-            "layer_norm_with_affine": True, "mask_token_id": self.mask_token_id,
-            "max_sequence_length": self.max_sequence_length, "mlp_hidden_size": self.mlp_hidden_size,
-            "mlp_ratio": max(1, self.mlp_hidden_size // self.d_model), "model_type": "llada",
-            "multi_query_attention": None, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
-            "n_layers": self.n_layers, "pad_token_id": self.pad_token_id, "precision": "amp_bf16",
-            "residual_dropout": 0.0, "rms_norm_eps": self.rms_norm_eps, "rope": True,
-            "rope_full_precision": self.rope_full_precision, "rope_theta": self.rope_theta,
-            "scale_logits": self.scale_logits, "use_cache": False, "vocab_size": self.vocab_size,
-            "weight_tying": False, "bos_token_id": self.bos_token_id, "eot_token_id": self.eot_token_id,
+            "activation_type": "silu",
+            "alibi": False,
+            "alibi_bias_max": 8.0,
+            "architectures": ["LLaDAModelLM"],
+            "attention_dropout": 0.0,
+            "attention_layer_norm": False,
+            "attention_layer_norm_with_affine": True,
+            "auto_map": {
+                "AutoConfig": "configuration_llada.LLaDAConfig",
+                "AutoModel": "modeling_llada.LLaDAModelLM",
+                "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+            },
+            "bias_for_layer_norm": False,
+            "block_group_size": 1,
+            "block_type": "llama",
+            "clip_qkv": None,
+            "d_model": self.d_model,
+            "embedding_dropout": 0.0,
+            "embedding_size": self.num_embeddings,
+            "eos_token_id": self.eos_token_id,
+            "flash_attention": False,
+            "include_bias": False,
+            "include_qkv_bias": False,
+            "init_cutoff_factor": None,
+            "init_device": "meta",
+            "init_fn": "mitchell",
+            "init_std": 0.02,
+            "input_emb_norm": self.input_emb_norm,
+            "layer_norm_type": "rms",
+            "layer_norm_with_affine": True,
+            "mask_token_id": self.mask_token_id,
+            "max_sequence_length": self.max_sequence_length,
+            "mlp_hidden_size": self.mlp_hidden_size,
+            "mlp_ratio": max(1, self.mlp_hidden_size // self.d_model),
+            "model_type": "llada",
+            "multi_query_attention": None,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "n_layers": self.n_layers,
+            "pad_token_id": self.pad_token_id,
+            "precision": "amp_bf16",
+            "residual_dropout": 0.0,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope": True,
+            "rope_full_precision": self.rope_full_precision,
+            "rope_theta": self.rope_theta,
+            "scale_logits": self.scale_logits,
+            "use_cache": False,
+            "vocab_size": self.vocab_size,
+            "weight_tying": False,
+            "bos_token_id": self.bos_token_id,
+            "eot_token_id": self.eot_token_id,
         }
 
 
@@ -205,9 +245,20 @@ class DreamConfig(_DictConfig):
     model_type: str = field(default="Dream", init=False)
 
     def __post_init__(self) -> None:
-        _check_shape(self, ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                            "num_key_value_heads", "vocab_size"),
-                     "hidden_size", "num_attention_heads", "num_key_value_heads")
+        _check_shape(
+            self,
+            (
+                "hidden_size",
+                "intermediate_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "vocab_size",
+            ),
+            "hidden_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+        )
 
     @property
     def head_dim(self) -> int:
@@ -220,8 +271,10 @@ class DreamConfig(_DictConfig):
         Fields that change the computation and are not ported raise (:data:`DREAM_REFUSED`)."""
         for name, (allowed, why) in DREAM_REFUSED.items():
             if name in raw and raw[name] not in allowed:
-                raise NotImplementedError(f"Dream config {name}={raw[name]!r} is not supported ({why}); "
-                                          f"supported: {', '.join(map(repr, allowed))}")
+                raise NotImplementedError(
+                    f"Dream config {name}={raw[name]!r} is not supported ({why}); "
+                    f"supported: {', '.join(map(repr, allowed))}"
+                )
         return cls(**{k: v for k, v in raw.items() if k in cls.field_names() and v is not None})
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -229,15 +282,29 @@ class DreamConfig(_DictConfig):
         return {
             "architectures": ["DreamModel"],
             "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
-            "attention_dropout": 0.0, "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id,
-            "hidden_act": "silu", "hidden_size": self.hidden_size, "initializer_range": 0.02,
-            "intermediate_size": self.intermediate_size, "mask_token_id": self.mask_token_id,
-            "max_position_embeddings": self.max_position_embeddings, "max_window_layers": self.num_hidden_layers,
-            "model_type": "Dream", "num_attention_heads": self.num_attention_heads,
-            "num_hidden_layers": self.num_hidden_layers, "num_key_value_heads": self.num_key_value_heads,
-            "pad_token_id": self.pad_token_id, "rms_norm_eps": self.rms_norm_eps, "rope_scaling": None,
-            "rope_theta": self.rope_theta, "sliding_window": None, "tie_word_embeddings": self.tie_word_embeddings,
-            "use_cache": False, "use_sliding_window": False, "vocab_size": self.vocab_size,
+            "attention_dropout": 0.0,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "hidden_act": "silu",
+            "hidden_size": self.hidden_size,
+            "initializer_range": 0.02,
+            "intermediate_size": self.intermediate_size,
+            "mask_token_id": self.mask_token_id,
+            "max_position_embeddings": self.max_position_embeddings,
+            "max_window_layers": self.num_hidden_layers,
+            "model_type": "Dream",
+            "num_attention_heads": self.num_attention_heads,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_key_value_heads": self.num_key_value_heads,
+            "pad_token_id": self.pad_token_id,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_scaling": None,
+            "rope_theta": self.rope_theta,
+            "sliding_window": None,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "use_cache": False,
+            "use_sliding_window": False,
+            "vocab_size": self.vocab_size,
         }
 
 

@@ -46,8 +46,7 @@ class DKVCacheConfig(StrategyConfig):
     """
 
     strategy_name: ClassVar[str] = "dkv-cache"
-    tag_fields: ClassVar[tuple[str, ...]] = ('variant',)
-
+    tag_fields: ClassVar[tuple[str, ...]] = ("variant",)
 
     variant: str = "decode"
     refresh_interval: int | None = None
@@ -130,8 +129,10 @@ class DKVGreedyPlanner(DKVPlanner):
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)
         if step.planned_commit is None:
-            raise ValueError("dkv-cache variant='greedy' needs a decode order fixed in advance: "
-                             "sample with remasking='random_order' (dKV-Cache-Greedy)")
+            raise ValueError(
+                "dkv-cache variant='greedy' needs a decode order fixed in advance: "
+                "sample with remasking='random_order' (dKV-Cache-Greedy)"
+            )
         if step.shifted_logits:
             raise ValueError("dkv-cache variant='greedy' is defined for LLaDA-style models only")
         everything = torch.ones_like(input_ids, dtype=torch.bool)

@@ -113,5 +113,10 @@ class DreamModel(DiffusionLM):
     def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
         # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
         # it tells acceleration hooks where the sampler is (block, step, run).
-        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          decode_step=decode_step, head=self.lm_head)
+        return self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            decode_step=decode_step,
+            head=self.lm_head,
+        )

@@ -68,7 +68,7 @@ def _run_all(pipe, input_ids, batch_size, sampling, generator_seed):
     outputs, nfe, rows, query = [], 0, 0, 0
     for start in range(0, input_ids.shape[0], batch_size):
         generator = torch.Generator(device=input_ids.device).manual_seed(generator_seed + start)
-        out = pipe(input_ids=input_ids[start:start + batch_size], generator=generator, **sampling)
+        out = pipe(input_ids=input_ids[start : start + batch_size], generator=generator, **sampling)
         outputs.append(out.generated)
         nfe += out.record.forward_calls
         rows += out.record.forward_rows
@@ -111,8 +111,11 @@ def evaluate_dllm(
     sampling = dict(sampling or {})
     specs = ([] if reference is not None else [None]) + [s for s in strategies if s not in (None, "full")]
     records: list[DLLMRunRecord] = []
-    full_generated, full_wall, full_nfe, full_cpu = (None, None, None, None) if reference is None else (
-        reference.generated, reference.wall_s, reference.nfe, reference.cpu_s)
+    full_generated, full_wall, full_nfe, full_cpu = (
+        (None, None, None, None)
+        if reference is None
+        else (reference.generated, reference.wall_s, reference.nfe, reference.cpu_s)
+    )
     for spec in tqdm(specs, desc="dllm strategies", disable=not progress):
         tag = _strategy_tag(spec)
         if spec is not None:
@@ -133,18 +136,36 @@ def evaluate_dllm(
         if full_generated is None:
             full_generated, full_wall, full_nfe, full_cpu = generated, wall, nfe, cpu
         tokens = generated.numel()
-        records.append(DLLMRunRecord(
-            strategy=tag, prompts=int(input_ids.shape[0]), gen_length=int(generated.shape[1]),
-            accuracy=None if answers is None else float((generated == answers).all(1).float().mean()),
-            token_agreement=float((generated == full_generated).float().mean()),
-            sequence_agreement=float((generated == full_generated).all(1).float().mean()),
-            nfe=nfe, forward_rows=rows, query_tokens=query, tokens_generated=tokens, wall_s=wall,
-            tokens_per_s=tokens / wall if wall > 0 else float("inf"), speedup=full_wall / wall if wall > 0 else float("inf"),
-            nfe_ratio=nfe / full_nfe if full_nfe else 1.0, sampling=sampling, details=details,
-            cpu_s=cpu, cpu_speedup=full_cpu / cpu if full_cpu and cpu > 0 else None,
-        ))
-        logger.info("%s: accuracy %s, agreement %.4f, NFE %d, %.2fs", tag, records[-1].accuracy,
-                    records[-1].token_agreement, nfe, wall)
+        records.append(
+            DLLMRunRecord(
+                strategy=tag,
+                prompts=int(input_ids.shape[0]),
+                gen_length=int(generated.shape[1]),
+                accuracy=None if answers is None else float((generated == answers).all(1).float().mean()),
+                token_agreement=float((generated == full_generated).float().mean()),
+                sequence_agreement=float((generated == full_generated).all(1).float().mean()),
+                nfe=nfe,
+                forward_rows=rows,
+                query_tokens=query,
+                tokens_generated=tokens,
+                wall_s=wall,
+                tokens_per_s=tokens / wall if wall > 0 else float("inf"),
+                speedup=full_wall / wall if wall > 0 else float("inf"),
+                nfe_ratio=nfe / full_nfe if full_nfe else 1.0,
+                sampling=sampling,
+                details=details,
+                cpu_s=cpu,
+                cpu_speedup=full_cpu / cpu if full_cpu and cpu > 0 else None,
+            )
+        )
+        logger.info(
+            "%s: accuracy %s, agreement %.4f, NFE %d, %.2fs",
+            tag,
+            records[-1].accuracy,
+            records[-1].token_agreement,
+            nfe,
+            wall,
+        )
     return records, FullRun(full_generated, full_wall, full_nfe, full_cpu)
 
 
@@ -155,6 +176,8 @@ def format_table(records: Sequence[DLLMRunRecord]) -> str:
     for r in records:
         acc = "-" if r.accuracy is None else f"{r.accuracy:.4f}"
         cpu = "-" if r.cpu_speedup is None else f"{r.cpu_speedup:.2f}x"
-        lines.append(f"| {r.strategy} | {acc} | {r.token_agreement:.4f} | {r.nfe} | {r.nfe_ratio:.3f} | "
-                     f"{r.tokens_per_s:.1f} | {r.speedup:.2f}x | {cpu} |")
+        lines.append(
+            f"| {r.strategy} | {acc} | {r.token_agreement:.4f} | {r.nfe} | {r.nfe_ratio:.3f} | "
+            f"{r.tokens_per_s:.1f} | {r.speedup:.2f}x | {cpu} |"
+        )
     return "\n".join(lines)

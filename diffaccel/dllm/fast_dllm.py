@@ -48,8 +48,7 @@ class FastDLLMConfig(StrategyConfig):
     """
 
     strategy_name: ClassVar[str] = "fast-dllm"
-    tag_fields: ClassVar[tuple[str, ...]] = ('threshold', 'cache')
-
+    tag_fields: ClassVar[tuple[str, ...]] = ("threshold", "cache")
 
     threshold: float | None = 0.9
     cache: str = "prefix"
@@ -65,7 +64,9 @@ class FastDLLMConfig(StrategyConfig):
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):
             raise ValueError(f"threshold must be a number or None, got {self.threshold!r}")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"fast-dllm threshold is a confidence in (0, 1] (the paper uses 0.9), got {self.threshold}")
+            raise ValueError(
+                f"fast-dllm threshold is a confidence in (0, 1] (the paper uses 0.9), got {self.threshold}"
+            )
         if self.numerics not in ("official", "stable"):
             raise ValueError(f"numerics must be 'official' or 'stable', got {self.numerics!r}")
         if not isinstance(self.skip_idle_forward, bool):

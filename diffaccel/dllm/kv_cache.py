@@ -133,14 +133,16 @@ class SubsetForwardHook(ModelHook):
         self.planner = planner
         self.cache = cache
 
-    def new_forward(self, module: nn.Module, input_ids, attention_mask=None, position_ids=None, decode_step=None,
-                    **extra):
+    def new_forward(
+        self, module: nn.Module, input_ids, attention_mask=None, position_ids=None, decode_step=None, **extra
+    ):
         forward = self.fn_ref.original_forward
         plan = self.planner.plan(input_ids, decode_step, self.cache) if decode_step is not None else None
         if plan is None:
             self.cache.clear()
-            return forward(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                           decode_step=decode_step, **extra)
+            return forward(
+                input_ids, attention_mask=attention_mask, position_ids=position_ids, decode_step=decode_step, **extra
+            )
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError(f"{self.planner.name} does not support padded batches; use equal-length prompts")
         if position_ids is not None:
@@ -202,7 +204,8 @@ def attach_planner(model: nn.Module, planner) -> KVCache:
     cache = KVCache()
     for module in attention_modules(model):
         HookRegistry.check_if_exists_or_initialize(module).register_hook(
-            CachedAttentionHook(cache, module.layer_index), KV_HOOK)
+            CachedAttentionHook(cache, module.layer_index), KV_HOOK
+        )
     registry.register_hook(SubsetForwardHook(planner, cache), SUBSET_HOOK)
     return cache
 

@@ -80,7 +80,7 @@ class LLaDAModel(nn.Module):
         cos, sin = rope_cos_sin(position_ids, config.head_dim, config.rope_theta, dtype)
         x = t["wte"](input_ids)
         if config.input_emb_norm:  # LLaDA's ``input_emb_norm``: embeddings scaled by sqrt(d_model)
-            x = x * (config.d_model ** 0.5)
+            x = x * (config.d_model**0.5)
         for block in t["blocks"]:
             x = block(x, cos, sin, position_ids, key_padding_mask)
         logits = t["ff_out"](t["ln_f"](x))
@@ -108,5 +108,4 @@ class LLaDAModelLM(DiffusionLM):
     def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
         # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
         # it tells acceleration hooks where the sampler is (block, step, run).
-        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          decode_step=decode_step)
+        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, decode_step=decode_step)

@@ -80,9 +80,17 @@ class LLaDA2StepHook(ModelHook):
         steps_per_block = int(schedule.numel())
         total = getattr(self.pipe, "_num_timesteps", None) or steps_per_block
         kwargs["decode_step"] = DecodeStep(
-            run_id=s.run_id, index=s.index, total_steps=int(total), block_index=s.block_index,
-            step_in_block=s.step_in_block, block_start=window - block_length, block_end=window,
-            prompt_length=0, gen_length=block_length, mask_id=self.mask_id, reads_block=True,
+            run_id=s.run_id,
+            index=s.index,
+            total_steps=int(total),
+            block_index=s.block_index,
+            step_in_block=s.step_in_block,
+            block_start=window - block_length,
+            block_end=window,
+            prompt_length=0,
+            gen_length=block_length,
+            mask_id=self.mask_id,
+            reads_block=True,
         )
         s.step_in_block += 1
         s.index += 1

@@ -58,8 +58,14 @@ def checkpoint_shards(directory: str | Path) -> list[Path]:
     raise FileNotFoundError(f"{directory} has neither {SINGLE_FILE} nor {INDEX_FILE} (only safetensors are loaded)")
 
 
-def load_state_into(model: torch.nn.Module, shards: list[Path], *, dtype: torch.dtype | None,
-                    device: str | torch.device, optional: frozenset[str] = frozenset()) -> torch.nn.Module:
+def load_state_into(
+    model: torch.nn.Module,
+    shards: list[Path],
+    *,
+    dtype: torch.dtype | None,
+    device: str | torch.device,
+    optional: frozenset[str] = frozenset(),
+) -> torch.nn.Module:
     """Assign every tensor of ``shards`` to ``model`` (which may live on ``meta``), strictly.
 
     Names in ``optional`` may be absent from the checkpoint (tied weights stored once)."""
@@ -78,8 +84,10 @@ def load_state_into(model: torch.nn.Module, shards: list[Path], *, dtype: torch.
                     continue
                 tensor = handle.get_tensor(name)
                 if tuple(tensor.shape) != tuple(expected[name].shape):
-                    raise ValueError(f"{shard.name}: {name} has shape {tuple(tensor.shape)}, "
-                                     f"model expects {tuple(expected[name].shape)}")
+                    raise ValueError(
+                        f"{shard.name}: {name} has shape {tuple(tensor.shape)}, "
+                        f"model expects {tuple(expected[name].shape)}"
+                    )
                 if dtype is not None and tensor.is_floating_point():
                     tensor = tensor.to(dtype)
                 tensors[name] = tensor
@@ -87,8 +95,10 @@ def load_state_into(model: torch.nn.Module, shards: list[Path], *, dtype: torch.
             seen.update(tensors)
     missing = sorted(set(expected) - seen - optional)
     if unexpected or missing:
-        raise ValueError(f"checkpoint does not match the model: missing {missing[:10]}{'...' if len(missing) > 10 else ''}"
-                         f", unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
+        raise ValueError(
+            f"checkpoint does not match the model: missing {missing[:10]}{'...' if len(missing) > 10 else ''}"
+            f", unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}"
+        )
     return model.eval()
 
 
@@ -97,8 +107,13 @@ def _build_on_meta(model_cls, config):
         return model_cls(config)
 
 
-def load_llada(directory: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-               config: LLaDAConfig | None = None) -> LLaDAModelLM:
+def load_llada(
+    directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    config: LLaDAConfig | None = None,
+) -> LLaDAModelLM:
     """A :class:`LLaDAModelLM` with the weights of a LLaDA checkpoint directory (no remote code)."""
     directory = Path(directory)
     config = config or read_model_config(directory, family="llada")
@@ -106,8 +121,13 @@ def load_llada(directory: str | Path, *, dtype: torch.dtype | None = None, devic
     return load_state_into(model, checkpoint_shards(directory), dtype=dtype, device=device)
 
 
-def load_dream(directory: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-               config: DreamConfig | None = None) -> DreamModel:
+def load_dream(
+    directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    config: DreamConfig | None = None,
+) -> DreamModel:
     """A :class:`DreamModel` with the weights of a Dream checkpoint directory (no remote code).
 
     Tied embeddings (``tie_word_embeddings``) are re-tied after loading.

@@ -68,8 +68,14 @@ def _topk_rows(confidence: torch.Tensor, counts: torch.Tensor, lo: int, hi: int,
     return transfer
 
 
-def select_top(confidence: torch.Tensor, counts: torch.Tensor, numerics: str, *, family: str = "llada",
-               bounds: tuple[int, int] | None = None) -> torch.Tensor:
+def select_top(
+    confidence: torch.Tensor,
+    counts: torch.Tensor,
+    numerics: str,
+    *,
+    family: str = "llada",
+    bounds: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Bool ``[B, L]``: per row the ``counts[b]`` positions to commit.
 
     ``official``/``fast-dllm``: ``torch.topk`` exactly as the official code calls it (per 1-D row for
@@ -83,8 +89,14 @@ def select_top(confidence: torch.Tensor, counts: torch.Tensor, numerics: str, *,
     return _topk_rows(confidence, counts, lo, hi, batched=family == "dream" and numerics == "official")
 
 
-def select_threshold(confidence: torch.Tensor, candidates: torch.Tensor, threshold: float, numerics: str, *,
-                     bounds: tuple[int, int] | None = None) -> torch.Tensor:
+def select_threshold(
+    confidence: torch.Tensor,
+    candidates: torch.Tensor,
+    threshold: float,
+    numerics: str,
+    *,
+    bounds: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Fast-dLLM parallel decoding: per row the best candidate plus every candidate with confidence
     ``>= threshold``; rows without candidates commit nothing.
 

@@ -45,8 +45,11 @@ class DiffusionLMPipeline:
         if self.mask_id is None:
             raise ValueError("pass mask_id=... (the model config has no mask_token_id)")
         self.sampler = MaskedDiffusionSampler(
-            model, family=self.family, mask_id=self.mask_id,
-            eos_id=getattr(config, "eos_token_id", None), eot_id=getattr(config, "eot_token_id", None),
+            model,
+            family=self.family,
+            mask_id=self.mask_id,
+            eos_id=getattr(config, "eos_token_id", None),
+            eot_id=getattr(config, "eot_token_id", None),
         )
         self.block_policy: BlockPolicy | None = None  # None = stepwise reference decoding
         self.sampling_overrides: dict = {}  # set by strategies that change the schedule (Fast-dLLM threshold)
@@ -75,11 +78,15 @@ class DiffusionLMPipeline:
 
     def _check_length(self, ids: torch.Tensor, gen_length: int) -> None:
         if ids.shape[0] == 0 or ids.shape[1] == 0:
-            raise ValueError(f"empty prompt (input ids of shape {tuple(ids.shape)}): give at least one non-empty prompt")
+            raise ValueError(
+                f"empty prompt (input ids of shape {tuple(ids.shape)}): give at least one non-empty prompt"
+            )
         limit = self.max_length()
         if limit is not None and ids.shape[1] + gen_length > limit:
-            raise ValueError(f"prompt of {ids.shape[1]} tokens plus gen_length {gen_length} exceeds the model's maximum "
-                             f"length of {limit} tokens; shorten the prompt or lower gen_length")
+            raise ValueError(
+                f"prompt of {ids.shape[1]} tokens plus gen_length {gen_length} exceeds the model's maximum "
+                f"length of {limit} tokens; shorten the prompt or lower gen_length"
+            )
 
     def _encode(self, prompt) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(prompt, (str, torch.Tensor)) and len(prompt) == 0:
@@ -89,8 +96,9 @@ class DiffusionLMPipeline:
             return ids.to(self.device), None
         if self.tokenizer is None:
             raise ValueError("text prompts need a tokenizer; pass input_ids (a [B, P] LongTensor) instead")
-        encoded = self.tokenizer([prompt] if isinstance(prompt, str) else list(prompt), return_tensors="pt",
-                                 padding=True)
+        encoded = self.tokenizer(
+            [prompt] if isinstance(prompt, str) else list(prompt), return_tensors="pt", padding=True
+        )
         mask = encoded.get("attention_mask")
         mask = None if mask is None or bool(mask.all()) else mask.to(self.device)
         return encoded["input_ids"].to(self.device), mask
@@ -117,13 +125,15 @@ class DiffusionLMPipeline:
         mask = attention_mask if attention_mask is not None else mask
         config = self.sampling_config(**sampling_options)
         self._check_length(ids, config.gen_length)
-        sequences = self.sampler.generate(ids, config, attention_mask=mask, generator=generator,
-                                          policy=self.block_policy)
+        sequences = self.sampler.generate(
+            ids, config, attention_mask=mask, generator=generator, policy=self.block_policy
+        )
         self.last_sequence_length = sequences.shape[1]
-        generated = sequences[:, ids.shape[1]:]
+        generated = sequences[:, ids.shape[1] :]
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True) if self.tokenizer else None
-        return DiffusionLMPipelineOutput(sequences=sequences, generated=generated, texts=texts,
-                                         record=self.sampler.last_record)
+        return DiffusionLMPipelineOutput(
+            sequences=sequences, generated=generated, texts=texts, record=self.sampler.last_record
+        )
 
 
 class LLaDAPipeline(DiffusionLMPipeline):
@@ -138,8 +148,9 @@ class DreamPipeline(DiffusionLMPipeline):
     ``block_length`` is our one-token-per-step, semi-autoregressive option."""
 
     family = "dream"
-    default_sampling = SamplingConfig(gen_length=128, steps=128, block_length=128, alg="maskgit_plus",
-                                      schedule="dream_native")
+    default_sampling = SamplingConfig(
+        gen_length=128, steps=128, block_length=128, alg="maskgit_plus", schedule="dream_native"
+    )
 
     def sampling_config(self, **options) -> SamplingConfig:
         if "block_length" not in options and "gen_length" in options:

@@ -144,7 +144,9 @@ class SamplingConfig:
         if self.schedule == "threshold" and self.threshold is None:
             raise ValueError("schedule='threshold' needs a threshold (Fast-dLLM uses 0.9)")
         if self.schedule == "dream_native" and num_blocks != 1:
-            raise ValueError("Dream's native schedule has no blocks; use block_length == gen_length or schedule='linear'")
+            raise ValueError(
+                "Dream's native schedule has no blocks; use block_length == gen_length or schedule='linear'"
+            )
         if family == "llada" and self.remasking not in LLADA_REMASKING:
             raise ValueError(f"remasking must be one of {LLADA_REMASKING}, got {self.remasking!r}")
         if family == "dream":
@@ -197,10 +199,19 @@ class DecodeRun:
 
     def make_step(self, sampler: MaskedDiffusionSampler, block: Block, step_in_block: int, **extra) -> DecodeStep:
         return DecodeStep(
-            run_id=self.run_id, index=self.step_index, total_steps=self.config.steps, block_index=block.index,
-            step_in_block=step_in_block, block_start=block.start, block_end=block.end,
-            prompt_length=self.prompt_length, gen_length=self.config.gen_length, mask_id=sampler.mask_id,
-            shifted_logits=sampler.shifted_logits, cfg=self.config.cfg_scale > 0, **extra,
+            run_id=self.run_id,
+            index=self.step_index,
+            total_steps=self.config.steps,
+            block_index=block.index,
+            step_in_block=step_in_block,
+            block_start=block.start,
+            block_end=block.end,
+            prompt_length=self.prompt_length,
+            gen_length=self.config.gen_length,
+            mask_id=sampler.mask_id,
+            shifted_logits=sampler.shifted_logits,
+            cfg=self.config.cfg_scale > 0,
+            **extra,
         )
 
 
@@ -219,8 +230,10 @@ class StepwiseDecoding:
         in_block = (positions < block.end)[None, :]
         counts = None
         if cfg.schedule == "linear":
-            counts = get_num_transfer_tokens(run.x[:, block.start:block.end] == sampler.mask_id, block.steps)
-        timesteps = dream_timesteps(block.steps, cfg.eps, device=run.x.device) if cfg.schedule == "dream_native" else None
+            counts = get_num_transfer_tokens(run.x[:, block.start : block.end] == sampler.mask_id, block.steps)
+        timesteps = (
+            dream_timesteps(block.steps, cfg.eps, device=run.x.device) if cfg.schedule == "dream_native" else None
+        )
         order_scores = None
         if sampler.family == "llada" and cfg.remasking == "random_order":
             order_scores = torch.rand(run.x.shape, dtype=torch.float64, device=run.x.device, generator=run.generator)
@@ -253,8 +266,11 @@ class StepwiseDecoding:
                         k = counts[:, i]
                     else:
                         num_mask = masked.sum() / masked.shape[0]
-                        k = torch.full((run.x.shape[0],), dream_transfer_count(num_mask, i, block.steps, timesteps),
-                                       device=run.x.device)
+                        k = torch.full(
+                            (run.x.shape[0],),
+                            dream_transfer_count(num_mask, i, block.steps, timesteps),
+                            device=run.x.device,
+                        )
                     transfer = sampler.select(confidence, k, run, bounds)
             run.x = commit(run.x, x0, transfer)
             run.record.steps += 0 if idle else 1
@@ -269,8 +285,9 @@ class MaskedDiffusionSampler:
     i+1; re-aligned with :func:`~diffaccel.dllm.confidence.shift_logits`).
     """
 
-    def __init__(self, model: torch.nn.Module, *, family: str, mask_id: int, eos_id: int | None = None,
-                 eot_id: int | None = None) -> None:
+    def __init__(
+        self, model: torch.nn.Module, *, family: str, mask_id: int, eos_id: int | None = None, eot_id: int | None = None
+    ) -> None:
         if family not in ("llada", "dream"):
             raise ValueError(f"family must be 'llada' or 'dream', got {family!r}")
         self.model = model
@@ -285,8 +302,9 @@ class MaskedDiffusionSampler:
         return self.family == "dream"
 
     # -- pluggable pieces -------------------------------------------------------------------------
-    def forward_logits(self, run: DecodeRun, x: torch.Tensor, step: DecodeStep,
-                       attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_logits(
+        self, run: DecodeRun, x: torch.Tensor, step: DecodeStep, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Aligned logits ``[B, L, V]`` for ``x`` (CFG combined, Dream shift applied); counts NFE."""
         attention_mask = run.attention_mask if attention_mask is None else attention_mask
         cfg_scale = run.config.cfg_scale
@@ -307,19 +325,35 @@ class MaskedDiffusionSampler:
         run.record.query_tokens += out.computed_tokens if out.computed_tokens is not None else rows * x.shape[1]
         return shift_logits(logits) if self.shifted_logits else logits
 
-    def propose(self, logits: torch.Tensor, masked: torch.Tensor, run: DecodeRun,
-                order_scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def propose(
+        self, logits: torch.Tensor, masked: torch.Tensor, run: DecodeRun, order_scores: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate token and confidence per position (``[B, L]`` each)."""
         cfg = run.config
         if self.family == "llada":
             return llada_propose(
-                logits, temperature=cfg.temperature, remasking=cfg.remasking, generator=run.generator,
-                eos_id=self.eos_id, eot_id=self.eot_id, logits_eos_inf=cfg.logits_eos_inf,
-                confidence_eos_eot_inf=cfg.confidence_eos_eot_inf, order_scores=order_scores,
+                logits,
+                temperature=cfg.temperature,
+                remasking=cfg.remasking,
+                generator=run.generator,
+                eos_id=self.eos_id,
+                eot_id=self.eot_id,
+                logits_eos_inf=cfg.logits_eos_inf,
+                confidence_eos_eot_inf=cfg.confidence_eos_eot_inf,
+                order_scores=order_scores,
                 numerics=cfg.numerics,
             )
-        return dream_propose(logits, masked, self.mask_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                             top_k=cfg.top_k, alg=cfg.alg, generator=run.generator, numerics=cfg.numerics)
+        return dream_propose(
+            logits,
+            masked,
+            self.mask_id,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            alg=cfg.alg,
+            generator=run.generator,
+            numerics=cfg.numerics,
+        )
 
     @staticmethod
     def selection_bounds(run: DecodeRun, block: Block, step_in_block: int) -> tuple[int, int] | None:
@@ -329,8 +363,9 @@ class MaskedDiffusionSampler:
             return None
         return window_bounds(window, run.x.shape[1], block.start, block.end)
 
-    def select(self, confidence: torch.Tensor, counts: torch.Tensor, run: DecodeRun,
-               bounds: tuple[int, int] | None = None) -> torch.Tensor:
+    def select(
+        self, confidence: torch.Tensor, counts: torch.Tensor, run: DecodeRun, bounds: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Which positions to commit: top-``counts`` by confidence under the run's numerics (Dream
         ``alg_temp`` samples them, in one batched ``torch.multinomial`` call as Dream does)."""
         alg_temp = run.config.alg_temp
@@ -355,8 +390,14 @@ class MaskedDiffusionSampler:
         p_transfer = dream_transfer_probability(i, steps, timesteps)
         n_masked = int(masked.sum())
         chosen = torch.rand(n_masked, device=logits.device, generator=run.generator) < p_transfer
-        _, x0_chosen = dream_sample_tokens(logits[masked][chosen], temperature=cfg.temperature, top_p=cfg.top_p,
-                                           top_k=cfg.top_k, alg="origin", generator=run.generator)
+        _, x0_chosen = dream_sample_tokens(
+            logits[masked][chosen],
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            alg="origin",
+            generator=run.generator,
+        )
         transfer = torch.zeros_like(masked)
         transfer[masked] = chosen
         x0 = torch.full_like(run.x, self.mask_id)
@@ -374,8 +415,15 @@ class MaskedDiffusionSampler:
         ]
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, config: SamplingConfig, *, attention_mask: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, policy: BlockPolicy | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        config: SamplingConfig,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        policy: BlockPolicy | None = None,
+    ) -> torch.Tensor:
         """Return ``[B, P + gen_length]`` tokens; counters in :attr:`last_record`."""
         config = config.validate(self.family)
         if prompt.dim() != 2 or prompt.dtype not in (torch.long, torch.int64, torch.int32):
@@ -387,12 +435,21 @@ class MaskedDiffusionSampler:
         x[:, :prompt_length] = prompt
         if attention_mask is not None:
             attention_mask = torch.cat(
-                [attention_mask, torch.ones(batch, config.gen_length, dtype=attention_mask.dtype,
-                                            device=attention_mask.device)], dim=1)
+                [
+                    attention_mask,
+                    torch.ones(batch, config.gen_length, dtype=attention_mask.dtype, device=attention_mask.device),
+                ],
+                dim=1,
+            )
         run = DecodeRun(
-            x=x, attention_mask=attention_mask, config=config, prompt_length=prompt_length,
-            prompt_positions=torch.arange(prompt_length, device=prompt.device), generator=generator,
-            record=DecodeRecord(), run_id=next(_run_ids),
+            x=x,
+            attention_mask=attention_mask,
+            config=config,
+            prompt_length=prompt_length,
+            prompt_positions=torch.arange(prompt_length, device=prompt.device),
+            generator=generator,
+            record=DecodeRecord(),
+            run_id=next(_run_ids),
         )
         self.last_record = run.record
         policy = policy or StepwiseDecoding()
@@ -401,10 +458,26 @@ class MaskedDiffusionSampler:
         return run.x
 
 
-def llada_generate(model, prompt, *, steps=128, gen_length=128, block_length=128, temperature=0.0, cfg_scale=0.0,
-                   remasking="low_confidence", mask_id=126336, attention_mask=None, logits_eos_inf=False,
-                   confidence_eos_eot_inf=False, eos_id=None, eot_id=None, generator=None, threshold=None,
-                   policy=None):
+def llada_generate(
+    model,
+    prompt,
+    *,
+    steps=128,
+    gen_length=128,
+    block_length=128,
+    temperature=0.0,
+    cfg_scale=0.0,
+    remasking="low_confidence",
+    mask_id=126336,
+    attention_mask=None,
+    logits_eos_inf=False,
+    confidence_eos_eot_inf=False,
+    eos_id=None,
+    eot_id=None,
+    generator=None,
+    threshold=None,
+    policy=None,
+):
     """LLaDA's reference ``generate`` (ML-GSAI/LLaDA `generate.py`) on the shared core; arguments as the original.
 
     ``threshold`` (not in the original) switches to Fast-dLLM parallel decoding.
@@ -414,25 +487,55 @@ def llada_generate(model, prompt, *, steps=128, gen_length=128, block_length=128
     eot_id = eot_id if eot_id is not None else getattr(config, "eot_token_id", None)
     sampler = MaskedDiffusionSampler(model, family="llada", mask_id=mask_id, eos_id=eos_id, eot_id=eot_id)
     sampling = SamplingConfig(
-        gen_length=gen_length, steps=steps, block_length=block_length, temperature=temperature,
-        remasking=remasking, cfg_scale=cfg_scale, logits_eos_inf=logits_eos_inf,
+        gen_length=gen_length,
+        steps=steps,
+        block_length=block_length,
+        temperature=temperature,
+        remasking=remasking,
+        cfg_scale=cfg_scale,
+        logits_eos_inf=logits_eos_inf,
         confidence_eos_eot_inf=confidence_eos_eot_inf,
-        schedule="threshold" if threshold is not None else "linear", threshold=threshold,
+        schedule="threshold" if threshold is not None else "linear",
+        threshold=threshold,
     )
     return sampler.generate(prompt, sampling, attention_mask=attention_mask, generator=generator, policy=policy)
 
 
-def dream_generate(model, input_ids, *, max_new_tokens=512, steps=512, temperature=0.0, top_p=None, top_k=None,
-                   alg="origin", alg_temp=None, eps=1e-3, mask_id=151666, attention_mask=None, generator=None,
-                   block_length=None, schedule="dream_native", policy=None):
+def dream_generate(
+    model,
+    input_ids,
+    *,
+    max_new_tokens=512,
+    steps=512,
+    temperature=0.0,
+    top_p=None,
+    top_k=None,
+    alg="origin",
+    alg_temp=None,
+    eps=1e-3,
+    mask_id=151666,
+    attention_mask=None,
+    generator=None,
+    block_length=None,
+    schedule="dream_native",
+    policy=None,
+):
     """Dream's ``diffusion_generate`` / ``_sample`` (Dream's `generation_utils.py`) on the shared core.
 
     ``schedule="linear"`` with ``block_length`` is our option (one token per step, semi-AR blocks).
     """
     sampler = MaskedDiffusionSampler(model, family="dream", mask_id=mask_id)
     sampling = SamplingConfig(
-        gen_length=max_new_tokens, steps=steps, block_length=block_length or max_new_tokens,
-        temperature=temperature, alg=alg, alg_temp=alg_temp, top_p=top_p, top_k=top_k, eps=eps, schedule=schedule,
+        gen_length=max_new_tokens,
+        steps=steps,
+        block_length=block_length or max_new_tokens,
+        temperature=temperature,
+        alg=alg,
+        alg_temp=alg_temp,
+        top_p=top_p,
+        top_k=top_k,
+        eps=eps,
+        schedule=schedule,
     )
     return sampler.generate(input_ids, sampling, attention_mask=attention_mask, generator=generator, policy=policy)
 

@@ -41,8 +41,16 @@ def topk_blocks(importance: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(importance, dtype=torch.bool).scatter(-1, index, True)
 
 
-def build_sparse_pattern(q: torch.Tensor, k: torch.Tensor, *, gen_length: int, block_size: int, select: float,
-                         scale: float, query_blocks_per_chunk: int = 8) -> torch.Tensor:
+def build_sparse_pattern(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    gen_length: int,
+    block_size: int,
+    select: float,
+    scale: float,
+    query_blocks_per_chunk: int = 8,
+) -> torch.Tensor:
     """Kept key blocks ``[B, H, nq, nk]`` (bool) for queries ``q`` ``[B, H, L, D]`` and keys ``k``
     ``[B, H, L, D]`` (already expanded to the query heads).
 
@@ -59,11 +67,11 @@ def build_sparse_pattern(q: torch.Tensor, k: torch.Tensor, *, gen_length: int, b
     k2 = max(1, math.floor((nk - g) * select) + 1)
     pattern = torch.zeros(batch, heads, nq, nk, dtype=torch.bool, device=q.device)
     kf = k.float()
-    gen_keys = kf[:, :, g * block_size:]
+    gen_keys = kf[:, :, g * block_size :]
     for first in range(0, nq, query_blocks_per_chunk):
         last = min(nq, first + query_blocks_per_chunk)
         for qb in range(first, last):
-            rows = q[:, :, qb * block_size:(qb + 1) * block_size].float()
+            rows = q[:, :, qb * block_size : (qb + 1) * block_size].float()
             probs = torch.softmax(rows @ kf.transpose(-1, -2) * scale, dim=-1)
             keep = topk_blocks(tile_means(probs, block_size), k1)
             keep[..., g:] = False

@@ -54,7 +54,6 @@ class SparseDConfig(StrategyConfig):
     strategy_name: ClassVar[str] = "sparsed"
     tag_fields: ClassVar[tuple[str, ...]] = ()
 
-
     skip: float = 0.2
     select: float = 0.3
     block_size: int = 128
@@ -88,10 +87,14 @@ def flex_attention_fn(compiled: bool):
         return _FLEX[compiled]
     try:
         from torch.nn.attention.flex_attention import flex_attention
+
         fn = torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
     except Exception as exc:  # pragma: no cover - depends on the torch build
-        logger.warning("SparseD: FlexAttention is unavailable (%s); falling back to dense attention, "
-                       "outputs stay correct but nothing is saved", exc)
+        logger.warning(
+            "SparseD: FlexAttention is unavailable (%s); falling back to dense attention, "
+            "outputs stay correct but nothing is saved",
+            exc,
+        )
         fn = None
     _FLEX[compiled] = fn
     return fn
@@ -184,8 +187,13 @@ class SparseDAttentionHook(ModelHook):
         if step.index == t_star or self.state.pattern_shapes.get(self.layer_index) != shape:
             n_rep = q.shape[1] // k.shape[1]
             self.state.patterns[self.layer_index] = build_sparse_pattern(
-                q, repeat_kv(k, n_rep), gen_length=step.gen_length, block_size=self.config.block_size,
-                select=self.config.select, scale=self.score_scale)
+                q,
+                repeat_kv(k, n_rep),
+                gen_length=step.gen_length,
+                block_size=self.config.block_size,
+                select=self.config.select,
+                scale=self.score_scale,
+            )
             self.state.pattern_shapes[self.layer_index] = shape
             self.state.block_masks.pop(self.layer_index, None)
             self.state.dense_calls += 1
@@ -224,7 +232,8 @@ def attach_sparsed(model: nn.Module, config: SparseDConfig) -> SparseDState:
     scale = official_score_scale(model, config)
     for module in modules:
         HookRegistry.check_if_exists_or_initialize(module).register_hook(
-            SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK)
+            SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK
+        )
     registry.register_hook(SparseDStepHook(state), STEP_HOOK)
     return state
 

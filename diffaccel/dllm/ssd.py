@@ -44,8 +44,7 @@ class SSDConfig(StrategyConfig):
     """
 
     strategy_name: ClassVar[str] = "ssd"
-    tag_fields: ClassVar[tuple[str, ...]] = ('draft_length',)
-
+    tag_fields: ClassVar[tuple[str, ...]] = ("draft_length",)
 
     draft_length: int = 4
     adaptive: bool = False
@@ -108,8 +107,8 @@ class SelfSpeculativeDecoding:
             self._carry, self._carry_run = {}, run.run_id
         batch = run.x.shape[0]
         in_block = torch.arange(run.x.shape[1], device=run.x.device) < block.end
-        states = [run.x[r:r + 1].clone() for r in range(batch)]
-        masks = [None if run.attention_mask is None else run.attention_mask[r:r + 1] for r in range(batch)]
+        states = [run.x[r : r + 1].clone() for r in range(batch)]
+        masks = [None if run.attention_mask is None else run.attention_mask[r : r + 1] for r in range(batch)]
         logits: list[torch.Tensor | None] = []
         for r in range(batch):
             carried = self._carry.pop((block.index, r), None)
@@ -127,7 +126,7 @@ class SelfSpeculativeDecoding:
             if need:  # block start (or after a block-completing commit): the reference's own forward
                 fresh = self._forward(sampler, run, block, [states[r] for r in need], [masks[r] for r in need], "step")
                 for j, r in enumerate(need):
-                    logits[r] = fresh[j:j + 1]
+                    logits[r] = fresh[j : j + 1]
             chains = {}
             for r in active:
                 masked = states[r] == sampler.mask_id
@@ -137,7 +136,7 @@ class SelfSpeculativeDecoding:
                 first = self.first_choice(sampler, run, confidence)
                 ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
                 order = torch.cat([ranked.new_tensor([first]), ranked[ranked != first]])
-                chosen = order[:1 + min(draft_length[r], steps_left[r] - 1, int(candidates.sum()) - 1)]
+                chosen = order[: 1 + min(draft_length[r], steps_left[r] - 1, int(candidates.sum()) - 1)]
                 nodes = []
                 for j in range(chosen.numel()):
                     transfer = torch.zeros_like(masked)
@@ -153,7 +152,7 @@ class SelfSpeculativeDecoding:
                 offset = 0
                 for r in verify:
                     n_nodes = len(chains[r][2])
-                    node_logits[r] = out[offset:offset + n_nodes]
+                    node_logits[r] = out[offset : offset + n_nodes]
                     offset += n_nodes
             for r in active:
                 chosen, x0, nodes = chains[r]
@@ -163,19 +162,23 @@ class SelfSpeculativeDecoding:
                 else:
                     accepted = 0
                     while accepted < n:
-                        choice = self.reference_choice(sampler, run, node_logits[r][accepted:accepted + 1],
-                                                       nodes[accepted], block.end)
+                        choice = self.reference_choice(
+                            sampler, run, node_logits[r][accepted : accepted + 1], nodes[accepted], block.end
+                        )
                         if choice != (int(chosen[accepted + 1]), int(x0[0, chosen[accepted + 1]])):
                             break
                         accepted += 1
-                    states[r], logits[r] = nodes[accepted], node_logits[r][accepted:accepted + 1]
+                    states[r], logits[r] = nodes[accepted], node_logits[r][accepted : accepted + 1]
                 steps_left[r] -= 1 + accepted
                 run.record.steps += 1
                 run.record.committed_tokens += 1 + accepted
                 run.record.accepted_per_round.append(1 + accepted)
                 if self.config.adaptive and n > 0:
-                    draft_length[r] = (min(self.config.max_draft_length, 2 * max(1, draft_length[r]))
-                                       if accepted == n else max(1, accepted + 1))
+                    draft_length[r] = (
+                        min(self.config.max_draft_length, 2 * max(1, draft_length[r]))
+                        if accepted == n
+                        else max(1, accepted + 1)
+                    )
             run.step_index += 1
         for r in range(batch):
             run.x[r] = states[r][0]

@@ -68,8 +68,10 @@ class DLLMStrategy(Strategy):
         if llada2:
             self.check_llada2()
         elif self.needs_pipeline and self.pipeline is None:
-            raise TypeError(f"{self.config.strategy_name} changes the decoding loop and needs a diffaccel dLLM "
-                            f"pipeline (LLaDAPipeline / DreamPipeline), got {type(owner).__name__}")
+            raise TypeError(
+                f"{self.config.strategy_name} changes the decoding loop and needs a diffaccel dLLM "
+                f"pipeline (LLaDAPipeline / DreamPipeline), got {type(owner).__name__}"
+            )
         self.install(engine.root)
         if llada2:
             try:
@@ -88,8 +90,10 @@ class DLLMStrategy(Strategy):
     def check_llada2(self) -> None:
         """Raise when this configuration cannot run inside ``LLaDA2Pipeline``'s own decoding loop."""
         if self.needs_pipeline:
-            raise TypeError(f"{self.config.strategy_name} changes the decoding loop, which in LLaDA2Pipeline is "
-                            "diffusers' own; it needs a diffaccel dLLM pipeline (LLaDAPipeline / DreamPipeline)")
+            raise TypeError(
+                f"{self.config.strategy_name} changes the decoding loop, which in LLaDA2Pipeline is "
+                "diffusers' own; it needs a diffaccel dLLM pipeline (LLaDAPipeline / DreamPipeline)"
+            )
 
     def install(self, model) -> None:
         """Register this strategy's hooks on ``model`` (and its policy on :attr:`pipeline`, if any)."""
@@ -103,16 +107,26 @@ class DLLMStrategy(Strategy):
         if record is not None and record.forward_calls:
             seq_len = self.pipeline.last_sequence_length or 0
             total = record.forward_rows * seq_len
-            out.update(steps=record.steps, full_steps=record.forward_calls,
-                       computed_fraction=record.query_tokens / total if total else 1.0,
-                       forwards=record.forward_calls, forward_rows=record.forward_rows,
-                       query_tokens=record.query_tokens, committed_tokens=record.committed_tokens)
+            out.update(
+                steps=record.steps,
+                full_steps=record.forward_calls,
+                computed_fraction=record.query_tokens / total if total else 1.0,
+                forwards=record.forward_calls,
+                forward_rows=record.forward_rows,
+                query_tokens=record.query_tokens,
+                committed_tokens=record.committed_tokens,
+            )
             if record.accepted_per_round:
                 out["mean_tokens_per_round"] = sum(record.accepted_per_round) / len(record.accepted_per_round)
         run = self.step_hook.state if self.step_hook is not None else None
         if run is not None and run.forwards:
-            out.update(steps=run.forwards, full_steps=run.forwards, forwards=run.forwards,
-                       query_tokens=run.query_tokens, computed_fraction=run.query_tokens / run.window_tokens)
+            out.update(
+                steps=run.forwards,
+                full_steps=run.forwards,
+                forwards=run.forwards,
+                query_tokens=run.query_tokens,
+                computed_fraction=run.query_tokens / run.window_tokens,
+            )
         if self.planner is not None:
             out["full_steps"] = self.planner.full_forwards
             out["cached_forwards"] = self.planner.cached_forwards
@@ -120,8 +134,11 @@ class DLLMStrategy(Strategy):
             out["cache_bytes"] = self.cache.nbytes()
         if self.sparse_state is not None:
             s = self.sparse_state
-            out.update(dense_attention_calls=s.dense_calls, sparse_attention_calls=s.sparse_calls,
-                       dense_fallback_calls=s.fallback_calls)
+            out.update(
+                dense_attention_calls=s.dense_calls,
+                sparse_attention_calls=s.sparse_calls,
+                dense_fallback_calls=s.fallback_calls,
+            )
             if s.kept_fraction() is not None:
                 out["attention_kept_fraction"] = s.kept_fraction()
         return out
@@ -149,8 +166,10 @@ class DKVCache(KVCacheStrategy):
 
     def check_llada2(self) -> None:
         if self.config.variant == "greedy":
-            raise ValueError("dkv-cache variant='greedy' needs a decode order fixed before each forward "
-                             "(remasking='random_order'), which LLaDA2Pipeline does not have; use variant='decode'")
+            raise ValueError(
+                "dkv-cache variant='greedy' needs a decode order fixed before each forward "
+                "(remasking='random_order'), which LLaDA2Pipeline does not have; use variant='decode'"
+            )
 
 
 class FastDLLM(KVCacheStrategy):
@@ -162,8 +181,10 @@ class FastDLLM(KVCacheStrategy):
     def check_llada2(self) -> None:
         # the caches apply; the threshold rule is the pipeline's own (its `threshold=` call argument)
         if self.config.threshold is not None:
-            raise ValueError("on LLaDA2Pipeline fast-dllm attaches its cache only: the pipeline commits with its own "
-                             "threshold (pass threshold=... to the pipeline call); wrap with threshold=None")
+            raise ValueError(
+                "on LLaDA2Pipeline fast-dllm attaches its cache only: the pipeline commits with its own "
+                "threshold (pass threshold=... to the pipeline call); wrap with threshold=None"
+            )
 
     def install(self, model) -> None:
         super().install(model)
@@ -190,9 +211,11 @@ class SelfSpeculative(DLLMStrategy):
     def check_composition(self, others) -> None:
         caches = [o.config.strategy_name for o in others if isinstance(o, KVCacheStrategy)]
         if caches:
-            raise ValueError(f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
-                             "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
-                             f"or {' or '.join(caches)} alone")
+            raise ValueError(
+                f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
+                "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
+                f"or {' or '.join(caches)} alone"
+            )
 
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:
@@ -205,13 +228,22 @@ class SelfSpeculative(DLLMStrategy):
 
 
 def register_dllm_strategies() -> None:
-    register_strategy(DKVCacheConfig, DKVCache, "dKV-Cache: delayed key/value caching for diffusion LMs (Decode, Greedy)",
-                      domain="dllm")
-    register_strategy(SparseDConfig, SparseD, "SparseD: head-specific block-sparse attention after the early steps",
-                      domain="dllm")
+    register_strategy(
+        DKVCacheConfig,
+        DKVCache,
+        "dKV-Cache: delayed key/value caching for diffusion LMs (Decode, Greedy)",
+        domain="dllm",
+    )
+    register_strategy(
+        SparseDConfig, SparseD, "SparseD: head-specific block-sparse attention after the early steps", domain="dllm"
+    )
     register_strategy(SSDConfig, SelfSpeculative, "lossless self-speculative decoding for diffusion LMs", domain="dllm")
-    register_strategy(FastDLLMConfig, FastDLLM, "Fast-dLLM peer: confidence-threshold parallel decoding + prefix/dual cache",
-                      domain="dllm")
+    register_strategy(
+        FastDLLMConfig,
+        FastDLLM,
+        "Fast-dLLM peer: confidence-threshold parallel decoding + prefix/dual cache",
+        domain="dllm",
+    )
 
 
 register_dllm_strategies()

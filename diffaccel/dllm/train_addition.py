@@ -37,10 +37,21 @@ __all__ = ["build_model", "lr_factor", "main", "sft_loss"]
 
 def build_model(args: argparse.Namespace) -> LLaDAModelLM:
     config = LLaDAConfig(
-        d_model=args.d_model, n_heads=args.n_heads, n_kv_heads=args.n_heads, n_layers=args.n_layers,
-        mlp_hidden_size=args.ff, vocab_size=VOCAB_SIZE, embedding_size=VOCAB_SIZE,
-        max_sequence_length=4096, rope_theta=10000.0, rms_norm_eps=1e-5,
-        mask_token_id=MASK, eos_token_id=EOS, bos_token_id=BOS, eot_token_id=None, pad_token_id=EOS,
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_heads,
+        n_layers=args.n_layers,
+        mlp_hidden_size=args.ff,
+        vocab_size=VOCAB_SIZE,
+        embedding_size=VOCAB_SIZE,
+        max_sequence_length=4096,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        mask_token_id=MASK,
+        eos_token_id=EOS,
+        bos_token_id=BOS,
+        eot_token_id=None,
+        pad_token_id=EOS,
     )
     return LLaDAModelLM(config)
 
@@ -61,13 +72,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--eval-count", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="only (re)compute the held-out evaluation of the weights in --output and record it")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="only (re)compute the held-out evaluation of the weights in --output and record it",
+    )
     return parser.parse_args(argv)
 
 
-def evaluate_into_manifest(model: LLaDAModelLM, task: AdditionTask, manifest: dict, eval_count: int,
-                           generator: torch.Generator) -> dict:
+def evaluate_into_manifest(
+    model: LLaDAModelLM, task: AdditionTask, manifest: dict, eval_count: int, generator: torch.Generator
+) -> dict:
     """Exact match with stepwise decoding on the held-out set, plus the SFT loss of the final weights
     on fresh training-distribution batches (more digits than the rounded training average)."""
     manifest["eval"] = {}
@@ -130,8 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
         "final_loss": final_loss,
         "final_loss_definition": "mean LLaDA SFT loss over the last 100 training steps",
     }
-    task_entry = {"name": "addition", "n_digits": task.n_digits, "gen_length": task.gen_length,
-                  "prompt_length": task.prompt_length}
+    task_entry = {
+        "name": "addition",
+        "n_digits": task.n_digits,
+        "gen_length": task.gen_length,
+        "prompt_length": task.prompt_length,
+    }
     manifest = write_zoo_folder(args.output, model, "llada-addition", task_entry, manifest)
     weights = args.output / "model.safetensors"
     logger.info("saved %s (final loss %.5f, %.0f s)", weights, final_loss, train_s)
@@ -149,7 +168,9 @@ def evaluate_only(args: argparse.Namespace) -> dict:
     manifest = verify_manifest(args.output.name, root=args.output.parent)  # refuses weights its manifest does not list
     model = load_llada_addition_model(args.output)
     seed = manifest.get("seed", 0)
-    evaluate_into_manifest(model, read_task(args.output), manifest, args.eval_count, torch.Generator().manual_seed(seed + 1))
+    evaluate_into_manifest(
+        model, read_task(args.output), manifest, args.eval_count, torch.Generator().manual_seed(seed + 1)
+    )
     manifest["eval"]["command"] = "python -m diffaccel.dllm.train_addition --evaluate-only"
     write_json(args.output / "manifest.json", manifest)
     return manifest

@@ -44,16 +44,30 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "zoo" / "weights" / ZO
 
 
 def build_task(args: argparse.Namespace) -> RecallTask:
-    return RecallTask(passage_length=args.passage_length, gen_length=args.gen_length, n_symbols=args.n_symbols,
-                      cue_position=args.cue_position)
+    return RecallTask(
+        passage_length=args.passage_length,
+        gen_length=args.gen_length,
+        n_symbols=args.n_symbols,
+        cue_position=args.cue_position,
+    )
 
 
 def build_model(args: argparse.Namespace, task: RecallTask) -> LLaDAModelLM:
     config = LLaDAConfig(
-        d_model=args.d_model, n_heads=args.n_heads, n_kv_heads=args.n_heads, n_layers=args.n_layers,
-        mlp_hidden_size=args.ff, vocab_size=task.vocab_size, embedding_size=task.vocab_size,
-        max_sequence_length=4096, rope_theta=10000.0, rms_norm_eps=1e-5,
-        mask_token_id=task.mask, eos_token_id=task.eos, bos_token_id=task.bos, eot_token_id=None,
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_heads,
+        n_layers=args.n_layers,
+        mlp_hidden_size=args.ff,
+        vocab_size=task.vocab_size,
+        embedding_size=task.vocab_size,
+        max_sequence_length=4096,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        mask_token_id=task.mask,
+        eos_token_id=task.eos,
+        bos_token_id=task.bos,
+        eot_token_id=None,
         pad_token_id=task.eos,
     )
     return LLaDAModelLM(config)
@@ -70,14 +84,20 @@ def next_cap(cap: float, accuracies: list[float], args: argparse.Namespace, task
     """Grow the passage cap once the last window of steps was accurate enough."""
     if cap >= task.passage_length or len(accuracies) < args.curriculum_window:
         return cap
-    if sum(accuracies[-args.curriculum_window:]) / args.curriculum_window < args.curriculum_advance_at:
+    if sum(accuracies[-args.curriculum_window :]) / args.curriculum_window < args.curriculum_advance_at:
         return cap
     return float(min(task.passage_length, cap * args.curriculum_growth))
 
 
 def task_dict(task: RecallTask) -> dict:
-    return {"name": "recall", "passage_length": task.passage_length, "gen_length": task.gen_length,
-            "n_symbols": task.n_symbols, "cue_position": task.cue_position, "prompt_length": task.prompt_length}
+    return {
+        "name": "recall",
+        "passage_length": task.passage_length,
+        "gen_length": task.gen_length,
+        "n_symbols": task.n_symbols,
+        "cue_position": task.cue_position,
+        "prompt_length": task.prompt_length,
+    }
 
 
 def next_symbol_accuracy(predicted: torch.Tensor, answers: torch.Tensor, masked: torch.Tensor) -> float:
@@ -94,8 +114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--passage-length", type=int, default=512)
     parser.add_argument("--gen-length", type=int, default=32)
     parser.add_argument("--n-symbols", type=int, default=512)
-    parser.add_argument("--cue-position", type=int, default=None,
-                        help="fix the cue's position (a fixed-distance copy task); default: anywhere")
+    parser.add_argument(
+        "--cue-position",
+        type=int,
+        default=None,
+        help="fix the cue's position (a fixed-distance copy task); default: anywhere",
+    )
     parser.add_argument("--d-model", type=int, default=96)
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=4)
@@ -105,30 +129,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--curriculum-start", type=int, default=64)
-    parser.add_argument("--length-spread", type=float, default=0.5,
-                        help="batch passage lengths are uniform in [(1 - spread) cap, cap]")
+    parser.add_argument(
+        "--length-spread", type=float, default=0.5, help="batch passage lengths are uniform in [(1 - spread) cap, cap]"
+    )
     parser.add_argument("--curriculum-window", type=int, default=50)
     parser.add_argument("--curriculum-advance-at", type=float, default=0.9)
     parser.add_argument("--curriculum-growth", type=float, default=1.3)
     parser.add_argument("--checkpoint-every", type=int, default=50)
-    parser.add_argument("--probe-every", type=int, default=300,
-                        help="every this many steps, log the stepwise exact match on 16 full-length prompts")
+    parser.add_argument(
+        "--probe-every",
+        type=int,
+        default=300,
+        help="every this many steps, log the stepwise exact match on 16 full-length prompts",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--eval-count", type=int, default=256)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="only (re)compute the held-out evaluation of the weights in --output and record it")
-    parser.add_argument("--from-checkpoint", action="store_true",
-                        help="write the zoo folder from <output>/checkpoint/ (a stopped run) and evaluate it")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="only (re)compute the held-out evaluation of the weights in --output and record it",
+    )
+    parser.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="write the zoo folder from <output>/checkpoint/ (a stopped run) and evaluate it",
+    )
     return parser.parse_args(argv)
 
 
 @torch.no_grad()
 def probe(model: LLaDAModelLM, task: RecallTask, count: int = 16) -> float:
     """Exact match with stepwise decoding on ``count`` full-length prompts (a cheap progress check)."""
-    return stepwise_exact_match(model, task,
-                                count, task.gen_length, task.mask, seed=999)
+    return stepwise_exact_match(model, task, count, task.gen_length, task.mask, seed=999)
 
 
 def evaluate_into_manifest(model: LLaDAModelLM, task: RecallTask, manifest: dict, eval_count: int) -> dict:
@@ -164,13 +198,20 @@ def main(argv: list[str] | None = None) -> dict:
         recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
         cap, accuracies = progress_info.get("cap", cap), progress_info.get("recent_accuracies", [])
         logger.info("resumed at step %d (passage cap %.0f)", start_step, cap)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.warmup, args.steps),
-                                                  last_epoch=start_step - 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, args.warmup, args.steps), last_epoch=start_step - 1
+    )
     if start_step:
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
             group["lr"] = base * lr_factor(start_step, args.warmup, args.steps)
-    logger.info("training %s: %d parameters, %d steps, prompt %d + answer %d tokens", ZOO_NAME, n_params,
-                args.steps, task.prompt_length, task.gen_length)
+    logger.info(
+        "training %s: %d parameters, %d steps, prompt %d + answer %d tokens",
+        ZOO_NAME,
+        n_params,
+        args.steps,
+        task.prompt_length,
+        task.gen_length,
+    )
 
     started = time.time() - elapsed
     if not args.from_checkpoint:
@@ -188,23 +229,40 @@ def main(argv: list[str] | None = None) -> dict:
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"loss diverged at step {step}")
             recent = (recent + [loss.item()])[-100:]
-            accuracies = (accuracies + [accuracy])[-args.curriculum_window:]
+            accuracies = (accuracies + [accuracy])[-args.curriculum_window :]
             if step % 10 == 0:
-                logger.info("step %d passage %d loss %.4f next-symbol acc %.3f (mean loss %.4f, mean acc %.3f) %.0f s",
-                            step, length, loss.item(), accuracy, sum(recent) / len(recent),
-                            sum(accuracies) / len(accuracies), time.time() - started)
+                logger.info(
+                    "step %d passage %d loss %.4f next-symbol acc %.3f (mean loss %.4f, mean acc %.3f) %.0f s",
+                    step,
+                    length,
+                    loss.item(),
+                    accuracy,
+                    sum(recent) / len(recent),
+                    sum(accuracies) / len(accuracies),
+                    time.time() - started,
+                )
             if (step + 1) % args.curriculum_window == 0:
                 grown = next_cap(cap, accuracies, args, task)
                 if grown != cap:
                     logger.info("step %d: passage cap %.0f -> %.0f", step + 1, cap, grown)
                     cap, accuracies = grown, []
             if (step + 1) % args.probe_every == 0:
-                logger.info("step %d probe: stepwise exact match on 16 full-length prompts %.3f", step + 1,
-                            probe(model, task))
+                logger.info(
+                    "step %d probe: stepwise exact match on 16 full-length prompts %.3f", step + 1, probe(model, task)
+                )
             if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
-                checkpoint.save(step + 1, model, optimizer, generator,
-                                {"recent_losses": recent, "train_time_s": time.time() - started, "cap": cap,
-                                 "recent_accuracies": accuracies})
+                checkpoint.save(
+                    step + 1,
+                    model,
+                    optimizer,
+                    generator,
+                    {
+                        "recent_losses": recent,
+                        "train_time_s": time.time() - started,
+                        "cap": cap,
+                        "recent_accuracies": accuracies,
+                    },
+                )
     train_s = time.time() - started
     final_loss = sum(recent) / max(1, len(recent))
     model.eval()

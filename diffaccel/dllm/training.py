@@ -27,8 +27,14 @@ logger = logging.getLogger(__name__)
 MASK_EPS = 1e-3
 
 
-def sft_loss(model, prompts: torch.Tensor, answers: torch.Tensor, generator: torch.Generator, mask_id: int,
-             return_predictions: bool = False):
+def sft_loss(
+    model,
+    prompts: torch.Tensor,
+    answers: torch.Tensor,
+    generator: torch.Generator,
+    mask_id: int,
+    return_predictions: bool = False,
+):
     """LLaDA SFT loss with a fixed answer length; with ``return_predictions`` also the argmax prediction
     of every answer token and which ones were masked (free to compute; progress signals)."""
     batch, gen_length = answers.shape
@@ -36,8 +42,10 @@ def sft_loss(model, prompts: torch.Tensor, answers: torch.Tensor, generator: tor
     p_mask = (1 - MASK_EPS) * t + MASK_EPS
     masked = torch.rand(batch, gen_length, generator=generator) < p_mask
     noisy_answers = torch.where(masked, torch.full_like(answers, mask_id), answers)
-    logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits[:, prompts.shape[1]:]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1), reduction="none").view(batch, gen_length)
+    logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits[:, prompts.shape[1] :]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1), reduction="none").view(
+        batch, gen_length
+    )
     loss = (ce * masked / p_mask).sum() / (batch * gen_length)
     if not return_predictions:
         return loss
@@ -51,8 +59,9 @@ def lr_factor(step: int, warmup: int, total: int, final: float = 0.05) -> float:
     return 1.0 - (1.0 - final) * (step - warmup) / max(1, total - warmup)
 
 
-def stepwise_exact_match(model, task, count: int, block_length: int, mask_id: int, batch_size: int = 64,
-                         seed: int = 1234) -> float:
+def stepwise_exact_match(
+    model, task, count: int, block_length: int, mask_id: int, batch_size: int = 64, seed: int = 1234
+) -> float:
     """Exact-match rate on ``task.held_out(count, seed)`` with the reference sampler, one token per step
     (greedy, low-confidence remasking), in batches of ``batch_size`` rows."""
     from .sampler import llada_generate
@@ -62,9 +71,15 @@ def stepwise_exact_match(model, task, count: int, block_length: int, mask_id: in
     with torch.no_grad():
         for start in range(0, count, batch_size):
             rows = slice(start, start + batch_size)
-            out = llada_generate(model, prompts[rows], steps=task.gen_length, gen_length=task.gen_length,
-                                 block_length=block_length, mask_id=mask_id)
-            right += int(task.exact_match(out[:, prompts.shape[1]:], answers[rows]).sum())
+            out = llada_generate(
+                model,
+                prompts[rows],
+                steps=task.gen_length,
+                gen_length=task.gen_length,
+                block_length=block_length,
+                mask_id=mask_id,
+            )
+            right += int(task.exact_match(out[:, prompts.shape[1] :], answers[rows]).sum())
     return right / count
 
 
@@ -103,8 +118,14 @@ class Checkpoint:
     def exists(self) -> bool:
         return (self.folder / "state.safetensors").is_file()
 
-    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-             extra: dict[str, Any]) -> None:
+    def save(
+        self,
+        step: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        extra: dict[str, Any],
+    ) -> None:
         tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         opt_state = optimizer.state_dict()
         for index, state in opt_state["state"].items():
@@ -112,8 +133,9 @@ class Checkpoint:
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous().clone()
         tensors["generator"] = generator.get_state()
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.folder / "state.safetensors",
-                     lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step)}))
+        atomic_write(
+            self.folder / "state.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step)})
+        )
         write_json(self.folder / "progress.json", {"step": step, **extra})
 
     def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
@@ -121,7 +143,9 @@ class Checkpoint:
         from safetensors import safe_open
 
         tensors = load_file(str(self.folder / "state.safetensors"))
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+        model.load_state_dict(
+            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True
+        )
         opt_state = optimizer.state_dict()
         restored: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():

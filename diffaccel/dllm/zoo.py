@@ -43,15 +43,20 @@ def read_task(folder: Path | None = None) -> AdditionTask:
 
 def read_recall_task(folder: Path | None = None) -> RecallTask:
     task = read_task_entry(folder or weights_folder(RECALL_ZOO_NAME))
-    return RecallTask(passage_length=task["passage_length"], gen_length=task["gen_length"], n_symbols=task["n_symbols"],
-                      cue_position=task.get("cue_position"))
+    return RecallTask(
+        passage_length=task["passage_length"],
+        gen_length=task["gen_length"],
+        n_symbols=task["n_symbols"],
+        cue_position=task.get("cue_position"),
+    )
 
 
 def load_zoo_model(name: str, folder: Path | None = None, device="cpu", dtype=torch.float32) -> LLaDAModelLM:
     folder = Path(folder) if folder is not None else weights_folder(name)
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"zoo weights for {name!r} are missing at {folder}; train them with "
-                                f"`python -m {TRAINERS[name]}`")
+        raise FileNotFoundError(
+            f"zoo weights for {name!r} are missing at {folder}; train them with `python -m {TRAINERS[name]}`"
+        )
     return load_llada(folder, dtype=dtype, device=device).eval()
 
 
@@ -69,8 +74,9 @@ class TaskPipeline(LLaDAPipeline):
     def __init__(self, model, task, tokenizer) -> None:
         super().__init__(model, tokenizer)
         self.task = task
-        self.default_sampling = SamplingConfig(gen_length=task.gen_length, steps=task.gen_length,
-                                               block_length=task.gen_length)
+        self.default_sampling = SamplingConfig(
+            gen_length=task.gen_length, steps=task.gen_length, block_length=task.gen_length
+        )
 
 
 class AdditionPipeline(TaskPipeline):

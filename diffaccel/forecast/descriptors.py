@@ -20,7 +20,7 @@ def channel_descriptors(y: np.ndarray) -> np.ndarray:
         raise ValueError(f"need a trajectory of at least 4 steps, shape [steps, channels]; got {y.shape}")
     d1, d2, d3 = (np.diff(y, n=k, axis=0) for k in (1, 2, 3))
     m1, m2, m3 = (np.abs(d).mean(axis=0) for d in (d1, d2, d3))
-    energy = (y ** 2).mean(axis=0)
+    energy = (y**2).mean(axis=0)
     power = np.abs(np.fft.rfft(d1, axis=0)) ** 2 + _EPS
     flatness = np.exp(np.log(power).mean(axis=0)) / power.mean(axis=0)
     return np.stack([m1, m2, energy, m3 / (m1 + _EPS), m2 / (m1 + _EPS), flatness], axis=1)

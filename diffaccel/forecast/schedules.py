@@ -49,8 +49,9 @@ def growing_gap_full_steps(num_steps: int, warmup: int, first_gap: int = 2) -> l
     can safely run longer the later it starts.
     """
     if num_steps < 1 or warmup < 1 or first_gap < 1:
-        raise ValueError(f"growing-gap schedule needs num_steps, warmup, first_gap >= 1, got "
-                         f"{num_steps}, {warmup}, {first_gap}")
+        raise ValueError(
+            f"growing-gap schedule needs num_steps, warmup, first_gap >= 1, got {num_steps}, {warmup}, {first_gap}"
+        )
     steps = list(range(min(warmup, num_steps)))
     gap = first_gap
     while steps[-1] + gap < num_steps:
@@ -147,7 +148,7 @@ def forecast_segment_costs(features, order: int, weights=None, warmup: int = 1) 
     if any(f.shape[0] != num_steps for f in feats):
         raise ValueError("every unit needs one feature row per step")
     w = torch.ones(num_steps, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-    norms = sum((f ** 2).sum(1) for f in feats).clamp_min(1e-30)
+    norms = sum((f**2).sum(1) for f in feats).clamp_min(1e-30)
     costs = np.zeros((num_steps, num_steps))
     for a in range(num_steps):
         for b in range(a + 1, num_steps):
@@ -162,9 +163,9 @@ def forecast_segment_costs(features, order: int, weights=None, warmup: int = 1) 
                 for n in reversed(anchors):  # oldest first, each difference divided by its own gap
                     factors = taylor_update(factors, f[n], 1 if last is None else n - last, order, True)
                     last = n
-                pred = sum(d[None, :] * offsets ** i / math.factorial(i) for i, d in enumerate(factors))
-                total += ((f[a + 1:b + 1] - pred) ** 2).sum(1)
-            costs[a, b] = float((total / norms[a + 1:b + 1] * w[a + 1:b + 1]).sum())
+                pred = sum(d[None, :] * offsets**i / math.factorial(i) for i, d in enumerate(factors))
+                total += ((f[a + 1 : b + 1] - pred) ** 2).sum(1)
+            costs[a, b] = float((total / norms[a + 1 : b + 1] * w[a + 1 : b + 1]).sum())
     return costs
 
 

@@ -84,7 +84,11 @@ def damped(h: History, offset: int) -> torch.Tensor:
 
 
 SOLVERS: dict[str, Callable[[History, int], torch.Tensor]] = {
-    "reuse": reuse, "tf1": tf1, "tf2": tf2, "ab2": ab2, "damped": damped,
+    "reuse": reuse,
+    "tf1": tf1,
+    "tf2": tf2,
+    "ab2": ab2,
+    "damped": damped,
 }
 
 

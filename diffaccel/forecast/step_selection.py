@@ -101,8 +101,13 @@ def uniform_update_steps(num_steps: int, interval: int) -> list[int]:
     return list(range(0, num_steps, interval))
 
 
-def bubbling_union(schedules: Mapping[str, Sequence[int]], errors: Mapping[str, float],
-                   layers: Mapping[str, int], ffn_units: Sequence[str], top_n: int) -> dict[str, list[int]]:
+def bubbling_union(
+    schedules: Mapping[str, Sequence[int]],
+    errors: Mapping[str, float],
+    layers: Mapping[str, int],
+    ffn_units: Sequence[str],
+    top_n: int,
+) -> dict[str, list[int]]:
     """BAC's Bubbling Union: the `top_n` units with the largest reuse error also update at every update
     step of each feed-forward unit at the same or a deeper layer.
 

@@ -15,5 +15,18 @@ from .cli import GenerateError, GenerationResult, build_parser, main, parse_args
 from .models import MODELS, Defaults, ModelSpec, TinySpec, get_model
 from .output import OutputError
 
-__all__ = ["MODELS", "Defaults", "GenerateError", "GenerationResult", "ModelSpec", "OutputError", "TinySpec",
-           "build_parser", "get_model", "main", "parse_args", "report", "run"]
+__all__ = [
+    "MODELS",
+    "Defaults",
+    "GenerateError",
+    "GenerationResult",
+    "ModelSpec",
+    "OutputError",
+    "TinySpec",
+    "build_parser",
+    "get_model",
+    "main",
+    "parse_args",
+    "report",
+    "run",
+]

@@ -28,8 +28,14 @@ from .strategy import apply_strategies, parse_strategies, pipeline_strategies, s
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-          "float32": torch.float32, "fp32": torch.float32}
+DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
 DEFAULT_OUTPUT_DIR = Path("out")
 
 
@@ -64,11 +70,15 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     )
     if spec is None:
         parser.add_argument("model", choices=list(MODELS), help="which model to run")
-    parser.add_argument("--strategy", action="append", metavar="SPEC",
-                        help="diffaccel strategy as name[:key=value,...], e.g. taylorseer:interval=5; repeat to "
-                             "compose (--strategy taylorseer --strategy taocache); 'none' for the unaccelerated "
-                             f"baseline. Available: {', '.join(pipeline_strategies())}. Default: taylorseer with "
-                             "the model family's preset.")
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        metavar="SPEC",
+        help="diffaccel strategy as name[:key=value,...], e.g. taylorseer:interval=5; repeat to "
+        "compose (--strategy taylorseer --strategy taocache); 'none' for the unaccelerated "
+        f"baseline. Available: {', '.join(pipeline_strategies())}. Default: taylorseer with "
+        "the model family's preset.",
+    )
     parser.add_argument("--prompt", help="text prompt (default: the model's example prompt)")
     parser.add_argument("--negative-prompt", help="negative prompt, for models that use one")
     parser.add_argument("--steps", type=_positive_int, help="denoising steps")
@@ -81,25 +91,46 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-sequence-length", type=_positive_int, help="text tokens (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (a CPU generator)")
     parser.add_argument("--output", "-o", help="output file (default: out/<model>-<strategy>-seed<seed>.<format>)")
-    parser.add_argument("--format", type=str.lower,
-                        help="png for images; mp4 (default; needs the 'video' extra), gif, or png (one file per "
-                             "frame) for videos")
-    parser.add_argument("--tiny", action="store_true",
-                        help="run on the CPU with a locally built tiny model (no hub, no GPU): the zoo model of this "
-                             "class where one exists, else a tiny random pipeline of the same diffusers class")
-    parser.add_argument("--tiny-random", action="store_true",
-                        help="like --tiny, but always the tiny random pipeline of the real diffusers class")
+    parser.add_argument(
+        "--format",
+        type=str.lower,
+        help="png for images; mp4 (default; needs the 'video' extra), gif, or png (one file per frame) for videos",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="run on the CPU with a locally built tiny model (no hub, no GPU): the zoo model of this "
+        "class where one exists, else a tiny random pipeline of the same diffusers class",
+    )
+    parser.add_argument(
+        "--tiny-random",
+        action="store_true",
+        help="like --tiny, but always the tiny random pipeline of the real diffusers class",
+    )
     parser.add_argument("--model-id", help="hub id or local folder to load instead of the default checkpoint")
     parser.add_argument("--device", help="torch device (default: cuda; cpu with --tiny)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES),
-                        help="weights dtype (default: the model's, e.g. bfloat16; float32 with --tiny)")
-    parser.add_argument("--cpu-offload", action="store_true",
-                        help="diffusers' enable_model_cpu_offload() instead of moving the pipeline to the device")
-    parser.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=None,
-                        help="decode with VAE tiling (default: on for HunyuanVideo and CogVideoX)")
-    parser.add_argument("--warmup", action="store_true",
-                        help="call the pipeline once, untimed, before the timed call (CUDA warm-up; HyCa without a "
-                             "profile uses that call to profile, so the timed call is the accelerated one)")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        help="weights dtype (default: the model's, e.g. bfloat16; float32 with --tiny)",
+    )
+    parser.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="diffusers' enable_model_cpu_offload() instead of moving the pipeline to the device",
+    )
+    parser.add_argument(
+        "--vae-tiling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode with VAE tiling (default: on for HunyuanVideo and CogVideoX)",
+    )
+    parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="call the pipeline once, untimed, before the timed call (CUDA warm-up; HyCa without a "
+        "profile uses that call to profile, so the timed call is the accelerated one)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log what diffaccel attaches")
     parser.set_defaults(fixed_model=model)
     return parser
@@ -108,7 +139,8 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
 def _description(spec: ModelSpec | None) -> str:
     if spec is None:
         return "Generate an image or a video with a diffaccel strategy. Models: " + ", ".join(
-            f"{m.name} ({m.title})" for m in MODELS.values())
+            f"{m.name} ({m.title})" for m in MODELS.values()
+        )
     d = spec.defaults
     size = f"{d.width}x{d.height}" + (f", {d.frames} frames at {d.fps} fps" if d.frames else "")
     lines = [
@@ -120,9 +152,15 @@ def _description(spec: ModelSpec | None) -> str:
     for note in (spec.notes, spec.tiny.notes):
         if note:
             lines += ["", note]
-    lines += ["", "Prints diffaccel.summary(pipe) and the wall time of the generation call; saves "
-              + ("a PNG." if spec.kind == "image" else "an MP4 (imageio-ffmpeg: pip install \"diffaccel[video]\"), "
-                 "or a GIF / PNG frames with --format.")]
+    lines += [
+        "",
+        "Prints diffaccel.summary(pipe) and the wall time of the generation call; saves "
+        + (
+            "a PNG."
+            if spec.kind == "image"
+            else 'an MP4 (imageio-ffmpeg: pip install "diffaccel[video]"), or a GIF / PNG frames with --format.'
+        ),
+    ]
     return "\n".join(textwrap.fill(line, 100) if line else line for line in lines)
 
 
@@ -153,8 +191,10 @@ def run(args: argparse.Namespace) -> GenerationResult:
     device = torch.device(args.device or ("cpu" if tiny else "cuda"))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float32 if tiny else spec.torch_dtype)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GenerateError(f"no CUDA device here; {spec.repo_id} needs a GPU. Run --tiny for the CPU stand-in, or "
-                            "--device cpu to try the real model on the CPU.")
+        raise GenerateError(
+            f"no CUDA device here; {spec.repo_id} needs a GPU. Run --tiny for the CPU stand-in, or "
+            "--device cpu to try the real model on the CPU."
+        )
     if tiny and (args.model_id or args.cpu_offload):
         raise GenerateError("--model-id and --cpu-offload apply to the real checkpoint, not to --tiny")
     if spec.kind == "image" and (args.frames is not None or args.fps is not None):
@@ -162,7 +202,9 @@ def run(args: argparse.Namespace) -> GenerationResult:
     settings = _settings(spec, args, tiny, zoo)
     fmt = resolve_format(spec.kind, args.format, args.output)
     tag = strategy_tag(requests)
-    output = _output_path(Path(args.output), spec, fmt) if args.output else _default_output(spec, tag, args.seed, tiny, fmt)
+    output = (
+        _output_path(Path(args.output), spec, fmt) if args.output else _default_output(spec, tag, args.seed, tiny, fmt)
+    )
 
     if tiny:
         pipe = load_tiny(spec, zoo)
@@ -209,18 +251,33 @@ def _settings(spec: ModelSpec, args: argparse.Namespace, tiny: bool, zoo: bool) 
     this model are errors, not silently dropped."""
     base = spec.tiny.zoo_defaults if zoo else spec.tiny.defaults if tiny else spec.defaults
     if zoo:  # the zoo pipelines take a class, not text, and were trained at one size (and one clip length)
-        given = [f"--{n.replace('_', '-')}" for n in ("negative_prompt", "height", "width", "frames",
-                                                      "max_sequence_length") if getattr(args, n) is not None]
+        given = [
+            f"--{n.replace('_', '-')}"
+            for n in ("negative_prompt", "height", "width", "frames", "max_sequence_length")
+            if getattr(args, n) is not None
+        ]
         if given:
             size = "a fixed size and frame count" if spec.kind == "video" else "a fixed size"
-            raise GenerateError(f"the zoo model {spec.tiny.zoo} has no text encoder and {size}: {', '.join(given)} "
-                                f"do not apply (use --tiny-random for a random {spec.pipeline_class})")
+            raise GenerateError(
+                f"the zoo model {spec.tiny.zoo} has no text encoder and {size}: {', '.join(given)} "
+                f"do not apply (use --tiny-random for a random {spec.pipeline_class})"
+            )
     elif args.negative_prompt is not None and not spec.negative_prompt_supported:
-        raise GenerateError(f"{spec.title} is guidance-distilled and this script does not run true CFG: "
-                            "--negative-prompt does not apply")
-    overrides = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "steps": args.steps,
-                 "guidance": args.guidance, "height": args.height, "width": args.width, "frames": args.frames,
-                 "fps": args.fps, "max_sequence_length": args.max_sequence_length}
+        raise GenerateError(
+            f"{spec.title} is guidance-distilled and this script does not run true CFG: "
+            "--negative-prompt does not apply"
+        )
+    overrides = {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "height": args.height,
+        "width": args.width,
+        "frames": args.frames,
+        "fps": args.fps,
+        "max_sequence_length": args.max_sequence_length,
+    }
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -228,8 +285,14 @@ def _call_kwargs(spec: ModelSpec, pipe, s: Defaults, zoo: bool) -> dict[str, Any
     if zoo:  # class-conditional zoo pipeline: a diffusers-like call without text; its weights fix the size
         kwargs = dict(class_labels=zoo_class_labels(pipe, s.prompt), num_inference_steps=s.steps, output_type="np")
         return kwargs if s.guidance is None else {**kwargs, "guidance_scale": s.guidance}
-    kwargs: dict[str, Any] = dict(prompt=s.prompt, num_inference_steps=s.steps, height=s.height, width=s.width,
-                                  output_type="np", **spec.extra_call)
+    kwargs: dict[str, Any] = dict(
+        prompt=s.prompt,
+        num_inference_steps=s.steps,
+        height=s.height,
+        width=s.width,
+        output_type="np",
+        **spec.extra_call,
+    )
     kwargs[spec.guidance_arg] = s.guidance
     if s.negative_prompt is not None:
         kwargs["negative_prompt"] = s.negative_prompt
@@ -277,17 +340,23 @@ def report(result: GenerationResult) -> str:
         lines.append("diffaccel summary: none (baseline: full computation, nothing wrapped)")
     else:
         lines.append(str(result.summary))
-    stages = "class embedding and denoising" if result.source.startswith("zoo:") else "text encoding, denoising, decoding"
+    stages = (
+        "class embedding and denoising" if result.source.startswith("zoo:") else "text encoding, denoising, decoding"
+    )
     lines.append(f"wall time: {result.wall_s:.3f} s (the pipeline call: {stages})")
     shown = result.paths if len(result.paths) <= 4 else [*result.paths[:2], "...", result.paths[-1]]
-    lines.append(f"saved: {', '.join(map(str, shown))}" + (f" ({len(result.paths)} files)" if len(result.paths) > 4 else ""))
+    lines.append(
+        f"saved: {', '.join(map(str, shown))}" + (f" ({len(result.paths)} files)" if len(result.paths) > 4 else "")
+    )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None, model: str | None = None) -> int:
     """Entry point of the ``pipelines/`` scripts and of ``python -m diffaccel.generate``. Returns the exit code."""
     args = parse_args(argv, model)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         result = run(args)
     except KeyboardInterrupt:

@@ -111,102 +111,159 @@ _WORD_TOKENIZER_NOTE = (
     "prompt templates tokenize differently from the real model"
 )
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec(
-        name="flux", title="FLUX.1-dev text-to-image", kind="image", pipeline_class="FluxPipeline",
-        repo_id="black-forest-labs/FLUX.1-dev",
-        defaults=Defaults(_IMAGE_PROMPT, steps=50, guidance=3.5, height=1024, width=1024),
-        negative_prompt_supported=False,
-        notes="FLUX.1-dev is guidance-distilled: --guidance is the embedded guidance (one transformer call per step).",
-        tiny=TinySpec(
-            builder="diffaccel.testing.tiny_pipelines:tiny_flux_pipeline",
-            defaults=Defaults(**_TINY_IMAGE, guidance=3.5, height=16, width=16),
-            zoo="flux-photos",
-            zoo_defaults=Defaults("a photo of chelsea", steps=6, guidance=None),  # None: the zoo pipeline's own
-            notes=("--tiny runs the trained zoo model flux-photos (a FluxTransformer2DModel on 32x32 photo crops). "
-                   f"It is class-conditional: the first photo-class name found in the prompt ({_PHOTO_CLASSES}) "
-                   "is the class; a prompt naming none draws one image per class (<stem>_<i>.png). It has no text "
-                   "encoder and a fixed 32x32 size, so --negative-prompt, --height and --width do not apply. "
-                   "--tiny-random runs a tiny random FluxPipeline instead (CLIP + T5)."),
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            name="flux",
+            title="FLUX.1-dev text-to-image",
+            kind="image",
+            pipeline_class="FluxPipeline",
+            repo_id="black-forest-labs/FLUX.1-dev",
+            defaults=Defaults(_IMAGE_PROMPT, steps=50, guidance=3.5, height=1024, width=1024),
+            negative_prompt_supported=False,
+            notes="FLUX.1-dev is guidance-distilled: --guidance is the embedded guidance (one transformer call per step).",
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines:tiny_flux_pipeline",
+                defaults=Defaults(**_TINY_IMAGE, guidance=3.5, height=16, width=16),
+                zoo="flux-photos",
+                zoo_defaults=Defaults("a photo of chelsea", steps=6, guidance=None),  # None: the zoo pipeline's own
+                notes=(
+                    "--tiny runs the trained zoo model flux-photos (a FluxTransformer2DModel on 32x32 photo crops). "
+                    f"It is class-conditional: the first photo-class name found in the prompt ({_PHOTO_CLASSES}) "
+                    "is the class; a prompt naming none draws one image per class (<stem>_<i>.png). It has no text "
+                    "encoder and a fixed 32x32 size, so --negative-prompt, --height and --width do not apply. "
+                    "--tiny-random runs a tiny random FluxPipeline instead (CLIP + T5)."
+                ),
+            ),
         ),
-    ),
-    ModelSpec(
-        name="sd3", title="Stable Diffusion 3.5 Medium text-to-image", kind="image",
-        pipeline_class="StableDiffusion3Pipeline", repo_id="stabilityai/stable-diffusion-3.5-medium",
-        defaults=Defaults(_IMAGE_PROMPT, steps=40, guidance=4.5, height=1024, width=1024),
-        tiny=TinySpec(builder="diffaccel.testing.tiny_pipelines_more:tiny_sd3_pipeline",
-                      defaults=Defaults(**_TINY_IMAGE, guidance=4.5, height=32, width=32),
-                      notes=f"--tiny: a tiny random StableDiffusion3Pipeline (two CLIP + T5); {_WORD_TOKENIZER_NOTE}."),
-    ),
-    ModelSpec(
-        name="qwen-image", title="Qwen-Image text-to-image", kind="image", pipeline_class="QwenImagePipeline",
-        repo_id="Qwen/Qwen-Image",
-        defaults=Defaults(_IMAGE_PROMPT, steps=50, guidance=4.0, height=1328, width=1328, negative_prompt=" "),
-        guidance_arg="true_cfg_scale",
-        notes=("--guidance sets true_cfg_scale; the pipeline applies it only with a negative prompt (default ' ', "
-               "as in the model card)."),
-        tiny=TinySpec(builder="diffaccel.testing.tiny_pipelines_more:tiny_qwen_image_pipeline",
-                      defaults=Defaults(**_TINY_IMAGE, guidance=4.0, height=32, width=32, negative_prompt=" "),
-                      notes=("--tiny: a tiny random QwenImagePipeline with a tiny Qwen2_5_VLForConditionalGeneration "
-                             f"text encoder built from a local config; {_WORD_TOKENIZER_NOTE}.")),
-    ),
-    ModelSpec(
-        name="wan", title="Wan 2.1 T2V 1.3B text-to-video", kind="video", pipeline_class="WanPipeline",
-        repo_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-        defaults=Defaults(_VIDEO_PROMPT, steps=50, guidance=5.0, height=480, width=832, frames=81, fps=16),
-        load=_load_wan,
-        notes="Loaded as in the diffusers example: VAE in float32, UniPC scheduler with flow_shift=3.0 (480p).",
-        tiny=TinySpec(
-            builder="diffaccel.testing.tiny_pipelines:tiny_wan_pipeline",
-            defaults=Defaults(**_TINY_VIDEO, guidance=5.0, height=16, width=16, frames=5),
-            zoo="wan-clips",
-            # 20 steps: 0.5 s on one CPU core, and room for the Wan preset (interval 5) to forecast
-            zoo_defaults=Defaults("a pan across the rocket photo", steps=20, guidance=None, fps=8),
-            notes=("--tiny runs the trained zoo model wan-clips (a WanTransformer3DModel on 8-frame 20x20 clips "
-                   "panning across a photo, two-call guidance under cache_context as in WanPipeline; default 20 "
-                   "steps, 8 fps). It is class-conditional: the first photo-class name found in the prompt "
-                   f"({_PHOTO_CLASSES}) is the class; a prompt naming none draws one clip per class "
-                   "(<stem>_<i>.mp4). The pan direction is the model's choice. It has no VAE or text encoder, and "
-                   "a fixed size and clip length, so --height, --width, --frames, --negative-prompt and "
-                   "--max-sequence-length do not apply. --tiny-random runs a tiny random WanPipeline (UMT5) "
-                   f"instead; its {_WORD_TOKENIZER_NOTE}."),
+        ModelSpec(
+            name="sd3",
+            title="Stable Diffusion 3.5 Medium text-to-image",
+            kind="image",
+            pipeline_class="StableDiffusion3Pipeline",
+            repo_id="stabilityai/stable-diffusion-3.5-medium",
+            defaults=Defaults(_IMAGE_PROMPT, steps=40, guidance=4.5, height=1024, width=1024),
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines_more:tiny_sd3_pipeline",
+                defaults=Defaults(**_TINY_IMAGE, guidance=4.5, height=32, width=32),
+                notes=f"--tiny: a tiny random StableDiffusion3Pipeline (two CLIP + T5); {_WORD_TOKENIZER_NOTE}.",
+            ),
         ),
-    ),
-    ModelSpec(
-        name="hunyuan-video", title="HunyuanVideo text-to-video", kind="video", pipeline_class="HunyuanVideoPipeline",
-        repo_id="hunyuanvideo-community/HunyuanVideo",
-        defaults=Defaults(_VIDEO_PROMPT, steps=30, guidance=6.0, height=320, width=512, frames=61, fps=15),
-        load=_load_hunyuan, vae_tiling=True, negative_prompt_supported=False,
-        notes=("Guidance-distilled: --guidance is the embedded guidance. Loaded as in the diffusers example: "
-               "transformer in --dtype (bf16), other components in float16, VAE tiling on. The 13B transformer "
-               "needs a large GPU; add --cpu-offload otherwise."),
-        tiny=TinySpec(builder="diffaccel.testing.tiny_pipelines_more:tiny_hunyuan_video_pipeline",
-                      defaults=Defaults(**_TINY_VIDEO, guidance=6.0, height=16, width=16, frames=5),
-                      notes=("--tiny: a tiny random HunyuanVideoPipeline with a tiny LlamaModel + CLIPTextModel built "
-                             f"from local configs; {_WORD_TOKENIZER_NOTE} (the pipeline crops the first 95 template "
-                             "tokens by position).")),
-    ),
-    ModelSpec(
-        name="cogvideox", title="CogVideoX-2b text-to-video", kind="video", pipeline_class="CogVideoXPipeline",
-        repo_id="THUDM/CogVideoX-2b",
-        defaults=Defaults(_VIDEO_PROMPT, steps=50, guidance=6.0, height=480, width=720, frames=49, fps=8),
-        torch_dtype=torch.float16, vae_tiling=True,
-        notes="CogVideoX-2b runs in float16 (the precision its model card recommends); VAE tiling on.",
-        tiny=TinySpec(builder="diffaccel.testing.tiny_pipelines_more:tiny_cogvideox_pipeline",
-                      defaults=Defaults(**_TINY_VIDEO, guidance=6.0, height=16, width=16, frames=9),
-                      notes=f"--tiny: a tiny random CogVideoXPipeline (T5); {_WORD_TOKENIZER_NOTE}."),
-    ),
-    ModelSpec(
-        name="ltx-video", title="LTX-Video text-to-video", kind="video", pipeline_class="LTXPipeline",
-        repo_id="Lightricks/LTX-Video",
-        defaults=Defaults(_VIDEO_PROMPT, steps=50, guidance=3.0, height=480, width=704, frames=161, fps=24,
-                          negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted"),
-        fps_arg="frame_rate",
-        tiny=TinySpec(builder="diffaccel.testing.tiny_pipelines_more:tiny_ltx_pipeline",
-                      defaults=Defaults(**_TINY_VIDEO, guidance=3.0, height=32, width=32, frames=9),
-                      notes=f"--tiny: a tiny random LTXPipeline (T5); {_WORD_TOKENIZER_NOTE}."),
-    ),
-)}
+        ModelSpec(
+            name="qwen-image",
+            title="Qwen-Image text-to-image",
+            kind="image",
+            pipeline_class="QwenImagePipeline",
+            repo_id="Qwen/Qwen-Image",
+            defaults=Defaults(_IMAGE_PROMPT, steps=50, guidance=4.0, height=1328, width=1328, negative_prompt=" "),
+            guidance_arg="true_cfg_scale",
+            notes=(
+                "--guidance sets true_cfg_scale; the pipeline applies it only with a negative prompt (default ' ', "
+                "as in the model card)."
+            ),
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines_more:tiny_qwen_image_pipeline",
+                defaults=Defaults(**_TINY_IMAGE, guidance=4.0, height=32, width=32, negative_prompt=" "),
+                notes=(
+                    "--tiny: a tiny random QwenImagePipeline with a tiny Qwen2_5_VLForConditionalGeneration "
+                    f"text encoder built from a local config; {_WORD_TOKENIZER_NOTE}."
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="wan",
+            title="Wan 2.1 T2V 1.3B text-to-video",
+            kind="video",
+            pipeline_class="WanPipeline",
+            repo_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            defaults=Defaults(_VIDEO_PROMPT, steps=50, guidance=5.0, height=480, width=832, frames=81, fps=16),
+            load=_load_wan,
+            notes="Loaded as in the diffusers example: VAE in float32, UniPC scheduler with flow_shift=3.0 (480p).",
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines:tiny_wan_pipeline",
+                defaults=Defaults(**_TINY_VIDEO, guidance=5.0, height=16, width=16, frames=5),
+                zoo="wan-clips",
+                # 20 steps: 0.5 s on one CPU core, and room for the Wan preset (interval 5) to forecast
+                zoo_defaults=Defaults("a pan across the rocket photo", steps=20, guidance=None, fps=8),
+                notes=(
+                    "--tiny runs the trained zoo model wan-clips (a WanTransformer3DModel on 8-frame 20x20 clips "
+                    "panning across a photo, two-call guidance under cache_context as in WanPipeline; default 20 "
+                    "steps, 8 fps). It is class-conditional: the first photo-class name found in the prompt "
+                    f"({_PHOTO_CLASSES}) is the class; a prompt naming none draws one clip per class "
+                    "(<stem>_<i>.mp4). The pan direction is the model's choice. It has no VAE or text encoder, and "
+                    "a fixed size and clip length, so --height, --width, --frames, --negative-prompt and "
+                    "--max-sequence-length do not apply. --tiny-random runs a tiny random WanPipeline (UMT5) "
+                    f"instead; its {_WORD_TOKENIZER_NOTE}."
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="hunyuan-video",
+            title="HunyuanVideo text-to-video",
+            kind="video",
+            pipeline_class="HunyuanVideoPipeline",
+            repo_id="hunyuanvideo-community/HunyuanVideo",
+            defaults=Defaults(_VIDEO_PROMPT, steps=30, guidance=6.0, height=320, width=512, frames=61, fps=15),
+            load=_load_hunyuan,
+            vae_tiling=True,
+            negative_prompt_supported=False,
+            notes=(
+                "Guidance-distilled: --guidance is the embedded guidance. Loaded as in the diffusers example: "
+                "transformer in --dtype (bf16), other components in float16, VAE tiling on. The 13B transformer "
+                "needs a large GPU; add --cpu-offload otherwise."
+            ),
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines_more:tiny_hunyuan_video_pipeline",
+                defaults=Defaults(**_TINY_VIDEO, guidance=6.0, height=16, width=16, frames=5),
+                notes=(
+                    "--tiny: a tiny random HunyuanVideoPipeline with a tiny LlamaModel + CLIPTextModel built "
+                    f"from local configs; {_WORD_TOKENIZER_NOTE} (the pipeline crops the first 95 template "
+                    "tokens by position)."
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="cogvideox",
+            title="CogVideoX-2b text-to-video",
+            kind="video",
+            pipeline_class="CogVideoXPipeline",
+            repo_id="THUDM/CogVideoX-2b",
+            defaults=Defaults(_VIDEO_PROMPT, steps=50, guidance=6.0, height=480, width=720, frames=49, fps=8),
+            torch_dtype=torch.float16,
+            vae_tiling=True,
+            notes="CogVideoX-2b runs in float16 (the precision its model card recommends); VAE tiling on.",
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines_more:tiny_cogvideox_pipeline",
+                defaults=Defaults(**_TINY_VIDEO, guidance=6.0, height=16, width=16, frames=9),
+                notes=f"--tiny: a tiny random CogVideoXPipeline (T5); {_WORD_TOKENIZER_NOTE}.",
+            ),
+        ),
+        ModelSpec(
+            name="ltx-video",
+            title="LTX-Video text-to-video",
+            kind="video",
+            pipeline_class="LTXPipeline",
+            repo_id="Lightricks/LTX-Video",
+            defaults=Defaults(
+                _VIDEO_PROMPT,
+                steps=50,
+                guidance=3.0,
+                height=480,
+                width=704,
+                frames=161,
+                fps=24,
+                negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
+            ),
+            fps_arg="frame_rate",
+            tiny=TinySpec(
+                builder="diffaccel.testing.tiny_pipelines_more:tiny_ltx_pipeline",
+                defaults=Defaults(**_TINY_VIDEO, guidance=3.0, height=32, width=32, frames=9),
+                notes=f"--tiny: a tiny random LTXPipeline (T5); {_WORD_TOKENIZER_NOTE}.",
+            ),
+        ),
+    )
+}
 
 
 def get_model(name: str) -> ModelSpec:
@@ -256,8 +313,10 @@ def zoo_class_labels(pipe, prompt: str) -> list[int] | None:
     words = re.findall(r"[a-z0-9]+", prompt.lower())
     positions = {name: words.index(name.lower()) for name in pipe.class_names if name.lower() in words}
     if not positions:
-        logger.warning("the prompt names none of the classes of this zoo model (%s): drawing one sample per class",
-                       ", ".join(pipe.class_names))
+        logger.warning(
+            "the prompt names none of the classes of this zoo model (%s): drawing one sample per class",
+            ", ".join(pipe.class_names),
+        )
         return None
     first = min(positions, key=positions.get)
     return [pipe.class_names.index(first)]

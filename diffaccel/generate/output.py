@@ -101,8 +101,11 @@ def save_videos(videos: np.ndarray, path: str | os.PathLike, fmt: str, fps: int)
     path = Path(path)
     if fmt == "png":  # the frames of a video go to a folder named like the file would be, without its suffix
         path = split_media_suffix(path)[0]
-    return [written for target, frames in zip(numbered(path, len(videos)), videos)
-            for written in save_video(frames, target, fmt, fps)]
+    return [
+        written
+        for target, frames in zip(numbered(path, len(videos)), videos)
+        for written in save_video(frames, target, fmt, fps)
+    ]
 
 
 def save_video(frames: np.ndarray, path: str | os.PathLike, fmt: str, fps: int) -> list[Path]:
@@ -124,8 +127,16 @@ def save_video(frames: np.ndarray, path: str | os.PathLike, fmt: str, fps: int) 
         check_mp4_writer()
         # macro_block_size=1: keep the exact size (H.264 with yuv420p still needs even sides; the pipelines'
         # sizes are multiples of 8 or 16)
-        imageio.mimwrite(path, list(pixels), format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                         macro_block_size=1, pixelformat="yuv420p")
+        imageio.mimwrite(
+            path,
+            list(pixels),
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            quality=8,
+            macro_block_size=1,
+            pixelformat="yuv420p",
+        )
     elif fmt == "gif":
         iio.imwrite(path, list(pixels), extension=".gif", duration=1000.0 / fps, loop=0)  # duration: ms per frame
     else:

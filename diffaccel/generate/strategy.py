@@ -15,8 +15,7 @@ from ..strategies.registry import StrategyRequest, format_requests, parse_reques
 
 BASELINE = "none"
 
-__all__ = ["BASELINE", "StrategyRequest", "apply_strategies", "parse_strategies", "pipeline_strategies",
-           "strategy_tag"]
+__all__ = ["BASELINE", "StrategyRequest", "apply_strategies", "parse_strategies", "pipeline_strategies", "strategy_tag"]
 
 
 def parse_strategies(specs: Sequence[str] | None) -> list[StrategyRequest]:
@@ -29,8 +28,9 @@ def parse_strategies(specs: Sequence[str] | None) -> list[StrategyRequest]:
         if request.options:
             raise UnknownStrategyError(f"'{BASELINE}' (the baseline) takes no options, got '{request.text}'")
     if baseline and len(requests) > 1:
-        raise UnknownStrategyError(f"'{BASELINE}' is the unaccelerated baseline and cannot be composed with "
-                                   "other strategies")
+        raise UnknownStrategyError(
+            f"'{BASELINE}' is the unaccelerated baseline and cannot be composed with other strategies"
+        )
     if baseline:
         return []
     return [request.validate(domain="denoiser") for request in requests]

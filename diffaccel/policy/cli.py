@@ -24,8 +24,11 @@ def _load(model: str):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="dp-reach", help="policy zoo model (dp-reach, dp-reach-two)")
-    parser.add_argument("--strategy", default="none",
-                        help="a diffaccel strategy spec (bac, bac:num_updates=5, taylorseer:interval=5) or none")
+    parser.add_argument(
+        "--strategy",
+        default="none",
+        help="a diffaccel strategy spec (bac, bac:num_updates=5, taylorseer:interval=5) or none",
+    )
     parser.add_argument("--schedule", default=None, help="BAC: a schedule file from calibrate_bac.py")
     parser.add_argument("--scheduler", choices=("ddpm", "ddim"), default="ddpm", help="sampler (default ddpm)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the policy's, 100)")
@@ -58,8 +61,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     policy = _prepare(args)
     if args.strategy.startswith("bac") and not args.schedule and "uniform" not in args.strategy:
         _calibrate_on_held_out(policy, args)
-    result = evaluate(policy, env=args.env or policy.env_name, episodes=args.episodes, seed=args.seed,
-                      num_inference_steps=args.steps)
+    result = evaluate(
+        policy, env=args.env or policy.env_name, episodes=args.episodes, seed=args.seed, num_inference_steps=args.steps
+    )
     print(json.dumps({"model": args.model, "strategy": args.strategy, **result}, indent=2))
     return 0
 
@@ -70,8 +74,7 @@ def _calibrate_on_held_out(policy, args) -> None:
 
     env = ObstacleReach(policy.env_name, 16)
     obs = torch.from_numpy(env.reset(10_000))[:, None].repeat(1, policy.config.n_obs_steps, 1)
-    policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(10_000),
-                          num_inference_steps=args.steps)
+    policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(10_000), num_inference_steps=args.steps)
 
 
 def run_main(argv: list[str] | None = None) -> int:
@@ -89,8 +92,9 @@ def run_main(argv: list[str] | None = None) -> int:
     env = ObstacleReach(policy.env_name, args.batch)
     obs = torch.from_numpy(env.reset(args.seed))[:, None].repeat(1, policy.config.n_obs_steps, 1)
     for _run in range(2 if args.strategy.startswith("bac") and not args.schedule else 1):
-        out = policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(args.seed),
-                                    num_inference_steps=args.steps)
+        out = policy.predict_action(
+            {"obs": obs}, generator=torch.Generator().manual_seed(args.seed), num_inference_steps=args.steps
+        )
     print(f"actions to execute (first episode), shape {tuple(out['action'].shape)}:")
     print(out["action"][0].numpy().round(4))
     if args.strategy != "none":
@@ -117,12 +121,18 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     policy = _load(args.model)
     env = ObstacleReach(policy.env_name, args.batch)
     obs = torch.from_numpy(env.reset(args.seed))[:, None].repeat(1, policy.config.n_obs_steps, 1)
-    schedule = bac.calibrate(policy, path=args.out, obs_dict={"obs": obs},
-                             generator=torch.Generator().manual_seed(args.seed), num_inference_steps=args.steps,
-                             options={"num_updates": args.num_updates, "top_blocks": args.top_blocks,
-                                      "metric": args.metric})
-    print(f"wrote {args.out}: {len(schedule.updates)} units, {schedule.computed_fraction():.3f} of unit calls compute; "
-          f"union units: {', '.join(schedule.union_units)}")
+    schedule = bac.calibrate(
+        policy,
+        path=args.out,
+        obs_dict={"obs": obs},
+        generator=torch.Generator().manual_seed(args.seed),
+        num_inference_steps=args.steps,
+        options={"num_updates": args.num_updates, "top_blocks": args.top_blocks, "metric": args.metric},
+    )
+    print(
+        f"wrote {args.out}: {len(schedule.updates)} units, {schedule.computed_fraction():.3f} of unit calls compute; "
+        f"union units: {', '.join(schedule.union_units)}"
+    )
     return 0
 
 
@@ -148,12 +158,21 @@ def train_main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     defaults = {"dp-reach": {}, "dp-reach-two": {"demos": 400, "steps": 5000}}[args.name]
     overrides = {k: v for k, v in (("steps", args.steps), ("demos", args.demos), ("learning_rate", args.lr)) if v}
-    recipe = PolicyTraining(name=args.name, seed=args.seed, eval_episodes=args.eval_episodes,
-                            init_from=args.init_from, **{**defaults, **overrides})
-    command = "python policies/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    recipe = PolicyTraining(
+        name=args.name,
+        seed=args.seed,
+        eval_episodes=args.eval_episodes,
+        init_from=args.init_from,
+        **{**defaults, **overrides},
+    )
+    command = "python policies/train.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     manifest = train(recipe, args.out, command=command)
-    print(f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, "
-          f"metrics {manifest['metrics']}")
+    print(
+        f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, "
+        f"metrics {manifest['metrics']}"
+    )
     return 0
 
 

@@ -20,5 +20,7 @@ def make_windows(demos: list[dict], horizon: int, n_obs_steps: int) -> tuple[tor
             chunk[a_idx >= length] = 0.0
             obs_windows.append(obs[o_idx])
             action_windows.append(chunk)
-    return (torch.tensor(np.array(obs_windows), dtype=torch.float32),
-            torch.tensor(np.array(action_windows), dtype=torch.float32))
+    return (
+        torch.tensor(np.array(obs_windows), dtype=torch.float32),
+        torch.tensor(np.array(action_windows), dtype=torch.float32),
+    )

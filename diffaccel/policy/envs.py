@@ -65,8 +65,10 @@ class ObstacleReach:
         n, s = self.num_envs, self.spec
         self.agent = np.stack([rng.uniform(0.05, 0.15, n), rng.uniform(0.35, 0.65, n)], 1)
         self.goal = np.stack([rng.uniform(0.85, 0.95, n), rng.uniform(0.35, 0.65, n)], 1)
-        centres = [np.stack([x + rng.uniform(-s.jitter, s.jitter, n) * 0.5, 0.5 + rng.uniform(-s.jitter, s.jitter, n)], 1)
-                   for x in s.obstacle_x]
+        centres = [
+            np.stack([x + rng.uniform(-s.jitter, s.jitter, n) * 0.5, 0.5 + rng.uniform(-s.jitter, s.jitter, n)], 1)
+            for x in s.obstacle_x
+        ]
         self.obstacles = np.stack(centres, 1)  # (N, k, 2)
         self.done = np.zeros(n, bool)
         self.success = np.zeros(n, bool)
@@ -105,8 +107,10 @@ class ScriptedExpert:
         self.sides = np.where(rng.random((n, k)) < 0.5, 1.0, -1.0)
         angles = np.deg2rad(np.array(s.waypoint_angles_deg))
         offsets = s.waypoint_radius * np.stack([np.cos(angles), np.sin(angles)], 1)  # (w, 2)
-        points = env.obstacles[:, :, None, :] + offsets[None, None] * np.stack(
-            [np.ones_like(self.sides), self.sides], -1)[:, :, None, :]  # (n, k, w, 2)
+        points = (
+            env.obstacles[:, :, None, :]
+            + offsets[None, None] * np.stack([np.ones_like(self.sides), self.sides], -1)[:, :, None, :]
+        )  # (n, k, w, 2)
         self.waypoints = np.concatenate([points.reshape(n, -1, 2), env.goal[:, None]], 1)
         self.index = np.zeros(n, int)
         self.env = env
@@ -139,6 +143,11 @@ def collect_demos(name: str, episodes: int, seed: int) -> list[dict]:
     alive_arr = np.array(alive)
     for i in range(episodes):
         length = int(alive_arr[:, i].sum())
-        demos.append({"obs": np.array([o[i] for o in obs[:length + 1]]), "action": np.array([a[i] for a in acts[:length]]),
-                      "success": bool(env.success[i])})
+        demos.append(
+            {
+                "obs": np.array([o[i] for o in obs[: length + 1]]),
+                "action": np.array([a[i] for a in acts[:length]]),
+                "success": bool(env.success[i]),
+            }
+        )
     return demos

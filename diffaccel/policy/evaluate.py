@@ -15,9 +15,15 @@ from .envs import MAX_STEPS, ObstacleReach
 logger = logging.getLogger(__name__)
 
 
-def evaluate(policy, env: str = "obstacle-reach", episodes: int = 200, seed: int = 0,
-             num_inference_steps: int | None = None, batch_size: int | None = None,
-             on_plan: Callable[[dict], None] | None = None) -> dict:
+def evaluate(
+    policy,
+    env: str = "obstacle-reach",
+    episodes: int = 200,
+    seed: int = 0,
+    num_inference_steps: int | None = None,
+    batch_size: int | None = None,
+    on_plan: Callable[[dict], None] | None = None,
+) -> dict:
     """Run `episodes` episodes (all in one batch unless `batch_size` says otherwise) and score them.
 
     Every `n_action_steps` environment steps the policy re-plans from the last `n_obs_steps`
@@ -39,11 +45,16 @@ def evaluate(policy, env: str = "obstacle-reach", episodes: int = 200, seed: int
             totals[key] += part[key]
     p = totals["success"] / episodes
     return {
-        "env": env, "episodes": episodes, "seed": seed,
-        "success_rate": p, "success_stderr": math.sqrt(p * (1 - p) / episodes),
+        "env": env,
+        "episodes": episodes,
+        "seed": seed,
+        "success_rate": p,
+        "success_stderr": math.sqrt(p * (1 - p) / episodes),
         "collision_rate": totals["collided"] / episodes,
-        "nfe": totals["nfe"], "replans": totals["replans"],
-        "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"],
+        "nfe": totals["nfe"],
+        "replans": totals["replans"],
+        "wall_s": totals["wall_s"],
+        "cpu_s": totals["cpu_s"],
         "mean_steps": totals["success_steps"] / max(totals["success"], 1),
     }
 
@@ -57,7 +68,7 @@ def _run_batch(policy, env_name, n, seed, num_inference_steps, on_plan) -> dict:
     nfe = replans = 0
     wall = cpu = 0.0
     while not env.done.all() and env.steps.max() < MAX_STEPS:
-        window = torch.from_numpy(np.stack(history[-cfg.n_obs_steps:], 1)).to(device, dtype)
+        window = torch.from_numpy(np.stack(history[-cfg.n_obs_steps :], 1)).to(device, dtype)
         generator = torch.Generator().manual_seed(seed * 1000 + replans)
         t0, c0 = time.perf_counter(), time.process_time()
         out = policy.predict_action({"obs": window}, generator=generator, num_inference_steps=num_inference_steps)
@@ -73,5 +84,12 @@ def _run_batch(policy, env_name, n, seed, num_inference_steps, on_plan) -> dict:
             history.append(obs)
             if env.done.all():
                 break
-    return {"success": int(env.success.sum()), "collided": int(env.collided.sum()), "nfe": nfe, "replans": replans,
-            "wall_s": wall, "cpu_s": cpu, "success_steps": int(env.steps[env.success].sum())}
+    return {
+        "success": int(env.success.sum()),
+        "collided": int(env.collided.sum()),
+        "nfe": nfe,
+        "replans": replans,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "success_steps": int(env.steps[env.success].sum()),
+    }

@@ -26,8 +26,9 @@ def fidelity_observations(env: str, count: int, seed: int, n_obs_steps: int = 2)
 
 def action_chunks(policy, obs: torch.Tensor, seed: int, num_inference_steps: int | None = None) -> torch.Tensor:
     """The predicted chunks (B, horizon, action_dim) for `obs`, with initial noise from `seed`."""
-    return policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(seed),
-                                 num_inference_steps=num_inference_steps)["action_pred"].float()
+    return policy.predict_action(
+        {"obs": obs}, generator=torch.Generator().manual_seed(seed), num_inference_steps=num_inference_steps
+    )["action_pred"].float()
 
 
 def chunk_errors(chunks: torch.Tensor, reference: torch.Tensor) -> dict:

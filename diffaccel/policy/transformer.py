@@ -67,13 +67,21 @@ class TransformerDenoiser(nn.Module):
         self.cond_obs_emb = nn.Linear(c.obs_dim, c.n_emb)
         self.cond_pos_emb = nn.Parameter(torch.zeros(1, 1 + c.n_obs_steps, c.n_emb))
         self.encoder = nn.Sequential(nn.Linear(c.n_emb, 4 * c.n_emb), nn.Mish(), nn.Linear(4 * c.n_emb, c.n_emb))
-        layer = nn.TransformerDecoderLayer(d_model=c.n_emb, nhead=c.n_head, dim_feedforward=4 * c.n_emb,
-                                           dropout=c.p_drop_attn, activation="gelu", batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerDecoderLayer(
+            d_model=c.n_emb,
+            nhead=c.n_head,
+            dim_feedforward=4 * c.n_emb,
+            dropout=c.p_drop_attn,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.decoder = nn.TransformerDecoder(layer, num_layers=c.n_layer)
         t, s = torch.arange(c.horizon)[:, None], torch.arange(1 + c.n_obs_steps)[None, :]
         # boolean masks: True = not allowed
-        self.register_buffer("mask", torch.triu(torch.ones(c.horizon, c.horizon, dtype=torch.bool), 1), persistent=False)
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(c.horizon, c.horizon, dtype=torch.bool), 1), persistent=False
+        )
         self.register_buffer("memory_mask", ~(t >= s - 1), persistent=False)
         self.ln_f = nn.LayerNorm(c.n_emb)
         self.head = nn.Linear(c.n_emb, c.action_dim)
@@ -102,8 +110,12 @@ class TransformerDenoiser(nn.Module):
 def make_scheduler(kind: str = "ddpm", num_train_timesteps: int = 100):
     """The reference's schedulers: DDPM (squaredcos_cap_v2, clip_sample, fixed_small, epsilon) or the
     DDIM variant of its UNet workspace (set_alpha_to_one, steps_offset 0)."""
-    common = dict(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
-                  prediction_type="epsilon")
+    common = dict(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=True,
+        prediction_type="epsilon",
+    )
     if kind == "ddpm":
         return DDPMScheduler(variance_type="fixed_small", **common)
     if kind == "ddim":
@@ -130,8 +142,13 @@ class MinMaxNormalizer(nn.Module):
 class DiffusionTransformerPolicy(nn.Module):
     """The policy: normaliser, noise predictor (`.model`) and scheduler (`.noise_scheduler`), as in the reference."""
 
-    def __init__(self, config: PolicyConfig, obs_range: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 action_range: tuple[torch.Tensor, torch.Tensor] | None = None, scheduler: str = "ddpm"):
+    def __init__(
+        self,
+        config: PolicyConfig,
+        obs_range: tuple[torch.Tensor, torch.Tensor] | None = None,
+        action_range: tuple[torch.Tensor, torch.Tensor] | None = None,
+        scheduler: str = "ddpm",
+    ):
         super().__init__()
         self.config = config
         self.model = TransformerDenoiser(config)
@@ -146,8 +163,9 @@ class DiffusionTransformerPolicy(nn.Module):
         self.noise_scheduler = make_scheduler(kind, self.config.num_train_timesteps)
 
     @torch.no_grad()
-    def predict_action(self, obs_dict: dict, generator: torch.Generator | None = None,
-                       num_inference_steps: int | None = None) -> dict:
+    def predict_action(
+        self, obs_dict: dict, generator: torch.Generator | None = None, num_inference_steps: int | None = None
+    ) -> dict:
         """`obs_dict["obs"]`: (B, ≥To, obs_dim), the last To rows are used. Returns `"action"`
         (B, n_action_steps, action_dim) to execute and `"action_pred"` (B, horizon, action_dim)."""
         c = self.config
@@ -155,9 +173,12 @@ class DiffusionTransformerPolicy(nn.Module):
         if obs.ndim != 3 or obs.shape[-1] != c.obs_dim or obs.shape[1] < c.n_obs_steps:
             raise ValueError(f"obs must be (B, >= {c.n_obs_steps}, {c.obs_dim}), got {tuple(obs.shape)}")
         device, dtype = self.pos_device_dtype()
-        cond = self.obs_normalizer.normalize(obs[:, -c.n_obs_steps:].to(device, dtype))
-        traj = torch.randn((obs.shape[0], c.horizon, c.action_dim), generator=generator,
-                           device=generator.device if generator is not None else device).to(device, dtype)
+        cond = self.obs_normalizer.normalize(obs[:, -c.n_obs_steps :].to(device, dtype))
+        traj = torch.randn(
+            (obs.shape[0], c.horizon, c.action_dim),
+            generator=generator,
+            device=generator.device if generator is not None else device,
+        ).to(device, dtype)
         scheduler = self.noise_scheduler
         scheduler.set_timesteps(num_inference_steps or self.num_inference_steps)
         for t in scheduler.timesteps:
@@ -165,7 +186,7 @@ class DiffusionTransformerPolicy(nn.Module):
             traj = scheduler.step(eps, t, traj, generator=generator).prev_sample
         action_pred = self.action_normalizer.unnormalize(traj)
         start = c.n_obs_steps - 1
-        return {"action": action_pred[:, start:start + c.n_action_steps], "action_pred": action_pred}
+        return {"action": action_pred[:, start : start + c.n_action_steps], "action_pred": action_pred}
 
     def pos_device_dtype(self):
         p = self.model.pos_emb

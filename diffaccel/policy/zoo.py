@@ -46,8 +46,9 @@ def load(folder: str | Path, device="cpu", dtype=torch.float32) -> DiffusionTran
 def load_zoo_policy(name: str, device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
     folder = weights_dir(name)
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"zoo weights for {name!r} are missing at {folder}; train them with "
-                                f"`python -m diffaccel.zoo.train {name}`")
+        raise FileNotFoundError(
+            f"zoo weights for {name!r} are missing at {folder}; train them with `python -m diffaccel.zoo.train {name}`"
+        )
     return load(folder, device=device, dtype=dtype)
 
 
@@ -73,8 +74,12 @@ class PolicyTraining:
         self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
         self.obs, self.actions = make_windows(demos, self.policy_config.horizon, self.policy_config.n_obs_steps)
         flat_obs, flat_act = self.obs.reshape(-1, self.obs.shape[-1]), self.actions.reshape(-1, self.actions.shape[-1])
-        self.normalizer = {"obs_min": flat_obs.min(0).values.tolist(), "obs_max": flat_obs.max(0).values.tolist(),
-                           "action_min": flat_act.min(0).values.tolist(), "action_max": flat_act.max(0).values.tolist()}
+        self.normalizer = {
+            "obs_min": flat_obs.min(0).values.tolist(),
+            "obs_max": flat_obs.max(0).values.tolist(),
+            "action_min": flat_act.min(0).values.tolist(),
+            "action_max": flat_act.max(0).values.tolist(),
+        }
 
     def build(self) -> dict:
         policy = build_policy({"policy": self.policy_config.as_dict(), "normalizer": self.normalizer})
@@ -87,10 +92,14 @@ class PolicyTraining:
         return components["policy"].compute_loss(self.obs[idx], self.actions[idx], generator)
 
     def config(self, components: dict) -> dict:
-        return {"policy": self.policy_config.as_dict(), "normalizer": self.normalizer, "env": self.env,
-                "scheduler": dict(components["policy"].noise_scheduler.config),
-                "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)},
-                "continued_from": self.init_from}
+        return {
+            "policy": self.policy_config.as_dict(),
+            "normalizer": self.normalizer,
+            "env": self.env,
+            "scheduler": dict(components["policy"].noise_scheduler.config),
+            "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)},
+            "continued_from": self.init_from,
+        }
 
     def after_training(self, folder: Path, components: dict) -> dict:
         return self.evaluate(folder)
@@ -99,9 +108,12 @@ class PolicyTraining:
         from .evaluate import evaluate
 
         result = evaluate(load(folder), env=self.env, episodes=self.eval_episodes, seed=0)
-        return {"success_rate": result["success_rate"], "success_stderr": result["success_stderr"],
-                "collision_rate": result["collision_rate"],
-                "evaluation": f"{self.eval_episodes} episodes of {self.env}, seed 0, 100 DDPM steps"}
+        return {
+            "success_rate": result["success_rate"],
+            "success_stderr": result["success_stderr"],
+            "collision_rate": result["collision_rate"],
+            "evaluation": f"{self.eval_episodes} episodes of {self.env}, seed 0, 100 DDPM steps",
+        }
 
 
 class DPReachTraining(PolicyTraining):

@@ -39,8 +39,12 @@ def pipeline_generator(pipe, num_inference_steps: int, guidance_scale: float | N
     from ..compare.quality import output_array
 
     def generate(seed: int):
-        kwargs = dict(call_kwargs, num_inference_steps=num_inference_steps,
-                      generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+        kwargs = dict(
+            call_kwargs,
+            num_inference_steps=num_inference_steps,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="np",
+        )
         if guidance_scale is not None:
             kwargs["guidance_scale"] = guidance_scale
         return output_array(pipe(**kwargs))
@@ -68,9 +72,17 @@ class _Recorder:
             self.rows.setdefault(key, {})[step.index] = [f[0].detach().float().clone() for f in state.factors if f]
 
 
-def calibrate(obj, generate: Callable[[int], object] | None = None, num_inference_steps: int = 50,
-              seeds=(0,), granularity: str = "modules", order: int | None = None, warmup: int | None = None,
-              num_full: int | None = None, guidance_scale: float | None = None) -> CalibratedSchedule:
+def calibrate(
+    obj,
+    generate: Callable[[int], object] | None = None,
+    num_inference_steps: int = 50,
+    seeds=(0,),
+    granularity: str = "modules",
+    order: int | None = None,
+    warmup: int | None = None,
+    num_full: int | None = None,
+    guidance_scale: float | None = None,
+) -> CalibratedSchedule:
     """Run `obj` in full on `seeds`, measure per-step forecast errors, and choose the full steps.
 
     Args:
@@ -106,8 +118,10 @@ def calibrate(obj, generate: Callable[[int], object] | None = None, num_inferenc
                 generate(seed)
                 clock = next(iter(engines.values())).clock
                 if clock.timesteps is None:
-                    raise RuntimeError("calibration needs the run's timesteps: call the wrapped pipeline, or "
-                                       "`diffaccel.new_run(model, timesteps=scheduler.timesteps)` in your loop")
+                    raise RuntimeError(
+                        "calibration needs the run's timesteps: call the wrapped pipeline, or "
+                        "`diffaccel.new_run(model, timesteps=scheduler.timesteps)` in your loop"
+                    )
                 timesteps = list(clock.timesteps)
                 matrices += _cost_matrices(recorders, num_inference_steps, config.order, config.warmup, timesteps)
     finally:
@@ -118,10 +132,20 @@ def calibrate(obj, generate: Callable[[int], object] | None = None, num_inferenc
     full_steps = select_full_steps(errors, num_full)
     logger.info("calibrated schedule: %d full steps of %d: %s", len(full_steps), num_inference_steps, full_steps)
     return CalibratedSchedule(
-        model_class=model_class, num_steps=num_inference_steps, guidance_scale=guidance_scale, timesteps=timesteps,
-        full_steps=full_steps, errors=errors.tolist(),
-        forecaster={"strategy": "taylorseer", "order": config.order, "granularity": granularity,
-                    "warmup": config.warmup, "seeds": list(seeds)})
+        model_class=model_class,
+        num_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        timesteps=timesteps,
+        full_steps=full_steps,
+        errors=errors.tolist(),
+        forecaster={
+            "strategy": "taylorseer",
+            "order": config.order,
+            "granularity": granularity,
+            "warmup": config.warmup,
+            "seeds": list(seeds),
+        },
+    )
 
 
 def step_weights(timesteps) -> np.ndarray:
@@ -137,8 +161,10 @@ def _cost_matrices(recorders, num_steps: int, order: int, warmup: int, timesteps
     for recorder in recorders:
         for (unit, context), rows in recorder.rows.items():
             if sorted(rows) != list(range(num_steps)):
-                raise RuntimeError(f"calibration saw unit '{unit}' at {len(rows)} of {num_steps} steps in branch "
-                                   f"'{context}'; run with num_inference_steps={num_steps}")
+                raise RuntimeError(
+                    f"calibration saw unit '{unit}' at {len(rows)} of {num_steps} steps in branch "
+                    f"'{context}'; run with num_inference_steps={num_steps}"
+                )
             for i in range(len(rows[0])):
                 by_context.setdefault(context, []).append(torch.stack([rows[n][i] for n in range(num_steps)]))
     if not by_context:

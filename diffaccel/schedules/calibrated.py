@@ -22,14 +22,14 @@ FORMAT = "diffaccel.calibrated-schedule/1"
 @dataclass
 class CalibratedSchedule:
     """Attributes:
-        model_class: the denoiser's class name (a schedule is a property of one model).
-        num_steps: the step count of the calibration runs.
-        guidance_scale: the guidance scale of the calibration runs (None when unknown).
-        timesteps: the scheduler's timesteps of the calibration runs (one per step).
-        full_steps: the chosen full steps (indices into the calibration run).
-        errors: C[a][b], the predicted error of forecasting steps a+1 … b from a full step at a
-            (`forecast_segment_costs`), averaged over the calibration runs and guidance branches.
-        forecaster: what the errors were measured for: strategy, order, granularity, warm-up.
+    model_class: the denoiser's class name (a schedule is a property of one model).
+    num_steps: the step count of the calibration runs.
+    guidance_scale: the guidance scale of the calibration runs (None when unknown).
+    timesteps: the scheduler's timesteps of the calibration runs (one per step).
+    full_steps: the chosen full steps (indices into the calibration run).
+    errors: C[a][b], the predicted error of forecasting steps a+1 … b from a full step at a
+        (`forecast_segment_costs`), averaged over the calibration runs and guidance branches.
+    forecaster: what the errors were measured for: strategy, order, granularity, warm-up.
     """
 
     model_class: str
@@ -60,7 +60,8 @@ class CalibratedSchedule:
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"calibrated schedule file {os.fspath(path)!r} does not exist; make one with "
-                "diffaccel.schedules.calibrate(...).save(path)") from None
+                "diffaccel.schedules.calibrate(...).save(path)"
+            ) from None
         if payload.pop("format", None) != FORMAT:
             raise ValueError(f"{os.fspath(path)!r} is not a diffaccel calibrated schedule (format {FORMAT})")
         schedule = cls(**payload)

@@ -94,8 +94,12 @@ def parse_schedule(value: Any) -> ParsedSchedule:
             raise ValueError(_usage(f"got {value!r}: the first gap after 'growing-' must be an int >= 1"))
         return ParsedSchedule("growing", first_gap=int(gap))
     if text == "calibrated":
-        raise ValueError(_usage("'calibrated' needs the file: schedule='path/to/schedule.json', made with "
-                                "diffaccel.schedules.calibrate(...).save(path)"))
+        raise ValueError(
+            _usage(
+                "'calibrated' needs the file: schedule='path/to/schedule.json', made with "
+                "diffaccel.schedules.calibrate(...).save(path)"
+            )
+        )
     if text.endswith(".json") or os.path.isfile(text):
         return ParsedSchedule("calibrated", calibrated=CalibratedSchedule.load(text))
     parts = [p for p in text.replace("|", " ").replace(",", " ").split() if p]
@@ -111,5 +115,7 @@ def _explicit(steps, value) -> ParsedSchedule:
 
 
 def _usage(problem: str) -> str:
-    return ("schedule must be 'uniform', a list of full steps (text: '0|1|2|4|7'), 'growing' or 'growing-G', "
-            f"the path of a calibrated schedule (.json), or 'adaptive'; {problem}")
+    return (
+        "schedule must be 'uniform', a list of full steps (text: '0|1|2|4|7'), 'growing' or 'growing-G', "
+        f"the path of a calibrated schedule (.json), or 'adaptive'; {problem}"
+    )

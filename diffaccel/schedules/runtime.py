@@ -45,15 +45,19 @@ class StepSchedule:
         self.config = config
         self.parsed: ParsedSchedule = parse_schedule(config.schedule)
         if self.parsed.calibrated is not None and config.full_budget is not None:
-            self.parsed = ParsedSchedule("calibrated", calibrated=self.parsed.calibrated.with_budget(config.full_budget))
+            self.parsed = ParsedSchedule(
+                "calibrated", calibrated=self.parsed.calibrated.with_budget(config.full_budget)
+            )
         self.uniform_rule = uniform_rule
         self.strategy_name = strategy_name
         self.warmup = warmup
         self.probe: FirstBlockProbe | None = None
         self.pinned_prefix: str | None = None
         if self.kind == "adaptive" and getattr(config, "granularity", "modules") != "modules":
-            raise ValueError(f"{strategy_name} schedule='adaptive' decides from the first block, which must compute "
-                             "at every step: use granularity='modules' (the default)")
+            raise ValueError(
+                f"{strategy_name} schedule='adaptive' decides from the first block, which must compute "
+                "at every step: use granularity='modules' (the default)"
+            )
 
     @property
     def kind(self) -> str:
@@ -91,7 +95,8 @@ class StepSchedule:
             raise RuntimeError(
                 f"{self.strategy_name}: carrying {what} to a run of {clock.num_inference_steps} steps needs the run's "
                 "timesteps: call the wrapped pipeline, or `diffaccel.new_run(obj, timesteps=scheduler.timesteps)` in a "
-                "hand-written loop.")
+                "hand-written loop."
+            )
         return clock.timesteps
 
     def note_decision(self, step: StepInfo, full: bool) -> None:
@@ -101,8 +106,9 @@ class StepSchedule:
 
     def pins(self, unit_name: str) -> bool:
         """Units that compute at every step (the first block, for the adaptive test)."""
-        return self.pinned_prefix is not None and (unit_name == self.pinned_prefix
-                                                   or unit_name.startswith(self.pinned_prefix + "."))
+        return self.pinned_prefix is not None and (
+            unit_name == self.pinned_prefix or unit_name.startswith(self.pinned_prefix + ".")
+        )
 
     # ---------------------------------------------------------------------------------- attaching
     def attach(self, engine, strategy) -> None:
@@ -176,8 +182,10 @@ class FirstBlockProbe(ModelHook):
         leaves, _ = flatten_output(output)
         out = next((t for t in leaves if t is not None and hidden is not None and t.shape == hidden.shape), None)
         if out is None:
-            raise RuntimeError(f"schedule='adaptive': the first block's output has no tensor shaped like its input "
-                               f"{tuple(hidden.shape) if hidden is not None else None}")
+            raise RuntimeError(
+                f"schedule='adaptive': the first block's output has no tensor shaped like its input "
+                f"{tuple(hidden.shape) if hidden is not None else None}"
+            )
         self.current[step.context] = (step.index, (out - hidden).detach().float())
         return output
 
@@ -226,7 +234,10 @@ class GuidanceReuse:
         if first is None or first[0] == step.context or decision is not False:
             return None
         ctx_first, leaves_first = first
-        if self.last_full_step.get(ctx_first) != self.last_full_step.get(step.context) or step.context not in self.last_full:
+        if (
+            self.last_full_step.get(ctx_first) != self.last_full_step.get(step.context)
+            or step.context not in self.last_full
+        ):
             return None
         structure = self.first_structure
         mine, theirs = self.last_full[step.context], self.last_full[ctx_first]
@@ -263,8 +274,9 @@ class ScheduledStrategy:
     def detach(self, engine, owner) -> None:
         self.schedule.detach(engine, self)
 
-    def scheduled_must_compute(self, step: StepInfo, pinned: bool, has_history: bool,
-                               is_full: Callable[[StepInfo], bool]) -> bool:
+    def scheduled_must_compute(
+        self, step: StepInfo, pinned: bool, has_history: bool, is_full: Callable[[StepInfo], bool]
+    ) -> bool:
         """Compute this unit now? Pinned units always; a unit without history must; otherwise the step's one
         decision, made by the first unit and guidance branch to ask (`clock.decide`)."""
         if pinned:

@@ -97,8 +97,11 @@ class BacConfig(StrategyConfig):
             raise ValueError(f"bac mode must be one of {list(_MODES)}, got {self.mode!r}")
         if not isinstance(self.force_last, bool):
             raise TypeError("bac force_last must be a bool")
-        if self.schedule is not None and not isinstance(self.schedule, (str, BacSchedule)) and not hasattr(
-                self.schedule, "__fspath__"):
+        if (
+            self.schedule is not None
+            and not isinstance(self.schedule, (str, BacSchedule))
+            and not hasattr(self.schedule, "__fspath__")
+        ):
             raise TypeError("bac schedule must be a BacSchedule or the path of a saved one")
 
     def strify(self) -> str:
@@ -150,13 +153,17 @@ class Bac(UnitStrategy):
     def new_state(self, unit) -> BacState:
         if self.calibrating:
             if not self._announced and not self.explicit_calibration:
-                logger.warning("BAC: no schedule given; calibrating on this first run (every step computed). "
-                               "Save one with diffaccel.bac.calibrate(...) to skip this.")
+                logger.warning(
+                    "BAC: no schedule given; calibrating on this first run (every step computed). "
+                    "Save one with diffaccel.bac.calibrate(...) to skip this."
+                )
                 self._announced = True
             self._recordings.setdefault(unit.name, _Recording(unit))
         elif self.config.mode == "optimal" and unit.name not in self.schedule.updates:
-            raise ValueError(f"BAC schedule has no update steps for cache unit '{unit.name}'; it was made for "
-                             f"{self.schedule.model_class}. Calibrate this model again.")
+            raise ValueError(
+                f"BAC schedule has no update steps for cache unit '{unit.name}'; it was made for "
+                f"{self.schedule.model_class}. Calibrate this model again."
+            )
         return BacState(unit=unit)
 
     def _updates(self, name: str, step: StepInfo) -> frozenset[int]:
@@ -165,13 +172,17 @@ class Bac(UnitStrategy):
             total = step.num_inference_steps
             if self.config.mode == "uniform":
                 if total is None:
-                    raise RuntimeError("bac mode='uniform' needs the run's step count: call a pipeline or policy "
-                                       "whose scheduler is wrapped, or diffaccel.new_run(obj, num_inference_steps=...)")
+                    raise RuntimeError(
+                        "bac mode='uniform' needs the run's step count: call a pipeline or policy "
+                        "whose scheduler is wrapped, or diffaccel.new_run(obj, num_inference_steps=...)"
+                    )
                 updates = frozenset(uniform_update_steps(total, self.config.interval))
             else:
                 if total is not None and total != self.schedule.num_steps:
-                    raise ValueError(f"the BAC schedule was calibrated for {self.schedule.num_steps} steps but this run "
-                                     f"has {total}; calibrate for {total} steps")
+                    raise ValueError(
+                        f"the BAC schedule was calibrated for {self.schedule.num_steps} steps but this run "
+                        f"has {total}; calibrate for {total} steps"
+                    )
                 updates = frozenset(self.schedule.updates[name])
             self._update_sets[name] = updates
         return updates
@@ -181,8 +192,9 @@ class Bac(UnitStrategy):
         if self.calibrating or state.cached is None:
             return True
         if self.config.mode == "optimal" and step.index >= self.schedule.num_steps:
-            raise ValueError(f"step {step.index} is past the {self.schedule.num_steps} steps the BAC schedule was "
-                             "calibrated for")
+            raise ValueError(
+                f"step {step.index} is past the {self.schedule.num_steps} steps the BAC schedule was calibrated for"
+            )
         return step.index in self._updates(state.unit.name, step)
 
     def observe(self, state: BacState, leaves, step: StepInfo) -> None:
@@ -204,8 +216,10 @@ class Bac(UnitStrategy):
     def _finish_now(self) -> None:
         self.schedule = self.finish_calibration()
         self.calibrating = False
-        logger.info("BAC: schedule built from the calibration run (%.3f of unit calls compute); caching from the "
-                    "next run on", self.schedule.computed_fraction())
+        logger.info(
+            "BAC: schedule built from the calibration run (%.3f of unit calls compute); caching from the next run on",
+            self.schedule.computed_fraction(),
+        )
 
     def forecast(self, state: BacState, step: StepInfo):
         return list(state.cached)
@@ -221,8 +235,12 @@ class Bac(UnitStrategy):
         acs, errors = {}, {}
         for name, rec in self._recordings.items():
             if sorted(rec.steps) != list(range(num_steps)):
-                raise RuntimeError(f"BAC calibration of '{name}' saw steps {sorted(rec.steps)[:5]}..., not 0..{num_steps - 1}")
-            features = torch.stack([torch.cat([rec.steps[k][c] for c in sorted(rec.steps[k])]) for k in range(num_steps)])
+                raise RuntimeError(
+                    f"BAC calibration of '{name}' saw steps {sorted(rec.steps)[:5]}..., not 0..{num_steps - 1}"
+                )
+            features = torch.stack(
+                [torch.cat([rec.steps[k][c] for c in sorted(rec.steps[k])]) for k in range(num_steps)]
+            )
             if cfg.metric == "cosine":
                 score, maximize = cosine_similarity_matrix(features), True
             else:
@@ -232,15 +250,26 @@ class Bac(UnitStrategy):
         layers = _layer_indices(names)
         ffn = [n for n in names if self._recordings[n].unit.kind in FFN_KINDS]
         updates = bubbling_union(acs, errors, layers, ffn, cfg.top_blocks)
-        ranked = sorted(names, key=lambda u: (-errors[u], names.index(u)))[:cfg.top_blocks]
+        ranked = sorted(names, key=lambda u: (-errors[u], names.index(u)))[: cfg.top_blocks]
         if cfg.force_last:
             updates = {u: sorted(set(s) | {num_steps - 1}) for u, s in updates.items()}
         model_class = type(next(iter(self._recordings.values())).unit.engine.root).__name__
         self._recordings.clear()
-        return BacSchedule(model_class=model_class, num_steps=num_steps, updates=updates, acs=acs, errors=errors,
-                           layers=layers, union_units=ranked,
-                           config={"num_updates": cfg.num_updates, "top_blocks": cfg.top_blocks,
-                                   "metric": cfg.metric, "force_last": cfg.force_last})
+        return BacSchedule(
+            model_class=model_class,
+            num_steps=num_steps,
+            updates=updates,
+            acs=acs,
+            errors=errors,
+            layers=layers,
+            union_units=ranked,
+            config={
+                "num_updates": cfg.num_updates,
+                "top_blocks": cfg.top_blocks,
+                "metric": cfg.metric,
+                "force_last": cfg.force_last,
+            },
+        )
 
 
 def _layer_indices(names: list[str]) -> dict[str, int]:

@@ -105,8 +105,11 @@ class Strategy:
         super().__init_subclass__(**kwargs)
         per_unit = {"new_state", "must_compute", "observe", "forecast"} & set(vars(cls))
         if per_unit and not cls.has_unit_callbacks and cls.unit_level != "custom":
-            raise TypeError(f"{cls.__name__} defines per-unit callbacks ({', '.join(sorted(per_unit))}): derive it from "
-                            "diffaccel.strategies.base.UnitStrategy")
+            raise TypeError(
+                f"{cls.__name__} defines per-unit callbacks ({', '.join(sorted(per_unit))}): derive it from "
+                "diffaccel.strategies.base.UnitStrategy"
+            )
+
     #: True for strategies whose forwards legitimately change shape within a run (speculative
     #: verification batches, growing decode windows). The engine then skips its fixed-shape check,
     #: which exists to protect cached feature states; such strategies keep no per-shape state.

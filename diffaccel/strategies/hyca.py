@@ -111,12 +111,17 @@ class HyCaConfig(StrategyConfig, ScheduleOptions):
             raise ValueError(f"hyca factor_dtype must be one of {sorted(_DTYPES)}")
         check_granularity("hyca", self.granularity)
         self.validate_schedule("hyca")
-        if self.profile is not None and not isinstance(self.profile, (str, HycaProfile)) and not hasattr(
-                self.profile, "__fspath__"):
+        if (
+            self.profile is not None
+            and not isinstance(self.profile, (str, HycaProfile))
+            and not hasattr(self.profile, "__fspath__")
+        ):
             raise TypeError("hyca profile must be a HycaProfile or the path of a saved one")
         if (isinstance(self.profile, str) or hasattr(self.profile, "__fspath__")) and not os.path.isfile(self.profile):
-            raise ValueError(f"hyca profile file {str(self.profile)!r} does not exist; make one with "
-                             "diffaccel.hyca.profile(...).save(path), or leave profile out to probe on the first run")
+            raise ValueError(
+                f"hyca profile file {str(self.profile)!r} does not exist; make one with "
+                "diffaccel.hyca.profile(...).save(path), or leave profile out to probe on the first run"
+            )
 
     @property
     def solver_names(self) -> list[str]:
@@ -162,8 +167,9 @@ class HyCa(ScheduledStrategy, UnitStrategy):
     def __init__(self, config: HyCaConfig):
         super().__init__(config)
         profile = config.profile
-        self.profile: HycaProfile | None = HycaProfile.load(profile) if isinstance(profile, str) or hasattr(
-            profile, "__fspath__") else profile
+        self.profile: HycaProfile | None = (
+            HycaProfile.load(profile) if isinstance(profile, str) or hasattr(profile, "__fspath__") else profile
+        )
         self.probing = self.profile is None
         self._probe_units: dict[str, tuple[Any, HycaState]] = {}
         self._probe_steps = 0  # steps the probe run in progress has seen
@@ -209,14 +215,20 @@ class HyCa(ScheduledStrategy, UnitStrategy):
         if planned is not None and seen < planned:
             return f"the probe run stopped after {seen} of its {planned} steps"
         needed = self.min_probe_steps()
-        short = any(len(p.trajectory) < 4 or p.samples == 0
-                    for _, state in self._probe_units.values() for p in state.probe or [] if p is not None)
+        short = any(
+            len(p.trajectory) < 4 or p.samples == 0
+            for _, state in self._probe_units.values()
+            for p in state.probe or []
+            if p is not None
+        )
         if needed is None and short:
             return f"interval {self.config.interval} computes every step, so there is nothing to profile"
         if short:
-            return (f"the probe run had {seen} steps; a HyCa probe needs at least {needed} (4 for the channel "
-                    f"descriptors and one step that interval={self.config.interval}, warmup={self.config.warmup} "
-                    "would forecast)")
+            return (
+                f"the probe run had {seen} steps; a HyCa probe needs at least {needed} (4 for the channel "
+                f"descriptors and one step that interval={self.config.interval}, warmup={self.config.warmup} "
+                "would forecast)"
+            )
         return None
 
     def _is_full(self, step: StepInfo) -> bool:
@@ -228,13 +240,17 @@ class HyCa(ScheduledStrategy, UnitStrategy):
         state = HycaState()
         if self.probing:
             if not self._announced:
-                logger.warning("HyCa: no profile given; profiling on this first run (every step computed in full). "
-                               "Save one with diffaccel.hyca.profile(...) to skip this.")
+                logger.warning(
+                    "HyCa: no profile given; profiling on this first run (every step computed in full). "
+                    "Save one with diffaccel.hyca.profile(...) to skip this."
+                )
                 self._announced = True
             self._probe_units.setdefault(unit.name, (unit, state))
         elif unit.name not in self.profile.units:
-            raise ValueError(f"HyCa profile has no assignment for cache unit '{unit.name}'; it was made for "
-                             f"{self.profile.model_class}. Profile this model again.")
+            raise ValueError(
+                f"HyCa profile has no assignment for cache unit '{unit.name}'; it was made for "
+                f"{self.profile.model_class}. Profile this model again."
+            )
         state.unit = unit
         state.pinned = not self.probing and self.schedule.pins(unit.name)
         return state
@@ -290,8 +306,9 @@ class HyCa(ScheduledStrategy, UnitStrategy):
             shape[dim] = like.shape[dim]
             labels = torch.as_tensor(leaf.labels, device=like.device)
             state.masks[key] = {
-                name: torch.isin(labels, torch.as_tensor([c for c, s in enumerate(leaf.solvers) if s == name],
-                                                         device=like.device)).reshape(shape)
+                name: torch.isin(
+                    labels, torch.as_tensor([c for c, s in enumerate(leaf.solvers) if s == name], device=like.device)
+                ).reshape(shape)
                 for name in leaf.solver_set
             }
         return state.masks[key]
@@ -316,7 +333,7 @@ class HyCa(ScheduledStrategy, UnitStrategy):
             offset = step.index - probe.last_full
             for name in cfg.solver_names:
                 diff = _channel_view(solver(name)(probe.shadow, offset) - actual, dim)
-                probe.errors[name] = probe.errors.get(name, 0) + (diff ** 2).mean(0)
+                probe.errors[name] = probe.errors.get(name, 0) + (diff**2).mean(0)
                 probe.signed[name] = probe.signed.get(name, 0) + diff.mean(0)
             probe.samples += 1
 
@@ -337,17 +354,27 @@ class HyCa(ScheduledStrategy, UnitStrategy):
                 errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
                 if cfg.selection == "accumulated":
                     errors = {s: errors[s] / probe.samples + (probe.signed[s] ** 2).cpu().numpy() for s in errors}
-                solvers = [min(errors, key=lambda s: float(errors[s][labels == c].mean()))
-                           for c in range(int(labels.max()) + 1)]
+                solvers = [
+                    min(errors, key=lambda s: float(errors[s][labels == c].mean()))
+                    for c in range(int(labels.max()) + 1)
+                ]
                 leaves.append(LeafAssignment(labels=labels, solvers=solvers))
             units[name] = leaves
         model_class = type(next(iter(self._probe_units.values()))[0].engine.root).__name__
         self._discard_probe()
-        return HycaProfile(model_class=model_class, units=units,
-                           config={"interval": cfg.interval, "warmup": cfg.warmup, "num_clusters": cfg.num_clusters,
-                                   "solvers": cfg.solvers, "probe_steps": cfg.probe_steps, "seed": cfg.seed,
-                                   "selection": cfg.selection})
-
+        return HycaProfile(
+            model_class=model_class,
+            units=units,
+            config={
+                "interval": cfg.interval,
+                "warmup": cfg.warmup,
+                "num_clusters": cfg.num_clusters,
+                "solvers": cfg.solvers,
+                "probe_steps": cfg.probe_steps,
+                "seed": cfg.seed,
+                "selection": cfg.selection,
+            },
+        )
 
 
 # ------------------------------------------------------------------------------------------- profiling

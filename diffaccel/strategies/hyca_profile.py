@@ -54,8 +54,10 @@ class HycaProfile:
             metadata = f.metadata()
             layout = json.loads(metadata["layout"])
             units = {
-                unit: [None if e is None else LeafAssignment(f.get_tensor(e["key"]).numpy(), list(e["solvers"]))
-                       for e in entries]
+                unit: [
+                    None if e is None else LeafAssignment(f.get_tensor(e["key"]).numpy(), list(e["solvers"]))
+                    for e in entries
+                ]
                 for unit, entries in layout.items()
             }
         return cls(metadata["model_class"], units, json.loads(metadata["config"]))

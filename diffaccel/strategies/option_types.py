@@ -49,4 +49,5 @@ def check_option_types(config_cls: type, values: dict[str, Any]) -> None:
         if not _matches(value, allowed):
             expected = " or ".join(_NAMES[t] for t in allowed)
             raise OptionTypeError(
-                f"{config_cls.strategy_name} option '{name}' must be {expected}, got {value!r} ({type(value).__name__})")
+                f"{config_cls.strategy_name} option '{name}' must be {expected}, got {value!r} ({type(value).__name__})"
+            )

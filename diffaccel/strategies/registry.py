@@ -39,8 +39,9 @@ _STRATEGIES: dict[str, StrategyEntry] = {}
 _PENDING_DOMAIN_MODULES: list[str] = []
 
 
-def register_strategy(config_cls: type[StrategyConfig], strategy_cls: type[Strategy], description: str,
-                      domain: str = "denoiser") -> None:
+def register_strategy(
+    config_cls: type[StrategyConfig], strategy_cls: type[Strategy], description: str, domain: str = "denoiser"
+) -> None:
     """Make a strategy available to `wrap` under `config_cls.strategy_name`."""
     name = config_cls.strategy_name
     if not name:
@@ -109,10 +110,11 @@ def _reject_stray_colon(spec: str, key: str, raw: str) -> None:
     interval "3:order=1" is not an int."""
     stray = re.search(r":[A-Za-z_]\w*=", raw)
     if stray:
-        tail = raw[stray.start():]
+        tail = raw[stray.start() :]
         raise UnknownStrategyError(
-            f"'{spec}': stray '{tail}' after {key}={raw[:stray.start()]}; options are separated by commas, "
-            f"e.g. '{spec.partition(':')[0]}:{key}={raw[:stray.start()]},{tail[1:]}'")
+            f"'{spec}': stray '{tail}' after {key}={raw[: stray.start()]}; options are separated by commas, "
+            f"e.g. '{spec.partition(':')[0]}:{key}={raw[: stray.start()]},{tail[1:]}'"
+        )
 
 
 def parse_option_value(raw: str) -> Any:

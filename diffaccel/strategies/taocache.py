@@ -113,8 +113,11 @@ class TaoState(UnitState):
     anchor_step: int = -1
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.last, self.delta, self.prev_delta, self.anchor,
-                                                           self.anchor_delta) if t is not None)
+        return sum(
+            t.numel() * t.element_size()
+            for t in (self.last, self.delta, self.prev_delta, self.anchor, self.anchor_delta)
+            if t is not None
+        )
 
 
 class TaoCache(UnitStrategy):
@@ -133,7 +136,8 @@ class TaoCache(UnitStrategy):
         if step.num_inference_steps is None:
             raise RuntimeError(
                 "taocache start_frac needs the run's step count: call the wrapped pipeline, use "
-                "`diffaccel.new_run(obj, num_inference_steps=...)`, or set start_step.")
+                "`diffaccel.new_run(obj, num_inference_steps=...)`, or set start_step."
+            )
         return max(1, math.ceil(cfg.start_frac * step.num_inference_steps))
 
     def claims(self, step: StepInfo) -> bool:
@@ -180,16 +184,19 @@ class TaoCache(UnitStrategy):
     def forecast(self, state: TaoState, step: StepInfo):
         if state.last_computed:  # a streak starts: anchor on this context's own last output and delta
             if state.delta is None or state.prev_delta is None:
-                raise RuntimeError(f"taocache: context '{step.context}' has no delta history at step {step.index}; "
-                                   "all guidance contexts must call the denoiser at every step")
+                raise RuntimeError(
+                    f"taocache: context '{step.context}' has no delta history at step {step.index}; "
+                    "all guidance contexts must call the denoiser at every step"
+                )
             state.anchor, state.anchor_delta = state.last, state.delta
-            kappa = projection_rate(delta_cosine(state.delta, state.prev_delta), delta_ratio(state.delta, state.prev_delta))
+            kappa = projection_rate(
+                delta_cosine(state.delta, state.prev_delta), delta_ratio(state.delta, state.prev_delta)
+            )
             state.anchor_rho = min(max(kappa, 0.0), self.config.max_ratio)
             state.anchor_step = step.index - 1
         out = fixed_point_forecast(state.anchor, state.anchor_delta, state.anchor_rho, step.index - state.anchor_step)
         self._push(state, out, step, computed=False)
         return [out]
-
 
 
 # ----------------------------------------------------------------------------------------- calibration
@@ -204,8 +211,10 @@ class TaoCacheCalibration:
         lines = ["step   cos (median)  ratio (median)  change (median)  error (median / max)"]
         for n in sorted(self.checks):
             cos, rho, change, err = (np.array(col) for col in zip(*self.checks[n]))
-            lines.append(f"{n:>4}   {np.median(cos):>12.4f}  {np.median(rho):>14.4f}  {np.median(change):>15.5f}  "
-                         f"{np.median(err):.5f} / {err.max():.5f}")
+            lines.append(
+                f"{n:>4}   {np.median(cos):>12.4f}  {np.median(rho):>14.4f}  {np.median(change):>15.5f}  "
+                f"{np.median(err):.5f} / {err.max():.5f}"
+            )
         return "\n".join(lines)
 
     def config(self, start_frac: float = 0.5, skip_share: float = 0.5, max_skips: int = 2) -> TaoCacheConfig:
@@ -216,8 +225,9 @@ class TaoCacheCalibration:
         late = [e for n in sorted(self.checks) if n >= start for *_, e in self.checks[n]]
         if not late:
             raise ValueError(f"no statistics from step {start} on; calibrate with more steps or a smaller start_frac")
-        return TaoCacheConfig(start_frac=start_frac, error_threshold=float(np.quantile(late, skip_share)),
-                              max_skips=max_skips)
+        return TaoCacheConfig(
+            start_frac=start_frac, error_threshold=float(np.quantile(late, skip_share)), max_skips=max_skips
+        )
 
 
 def calibrate(obj, runs: Sequence[dict | Callable[[], Any]], num_steps: int | None = None) -> TaoCacheCalibration:

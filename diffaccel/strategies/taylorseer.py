@@ -28,8 +28,13 @@ from ..schedules.runtime import ScheduledStrategy
 from .base import StrategyConfig, UnitState, UnitStrategy, check_granularity
 from .registry import register_strategy
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
-           "float16": torch.float16, "model": None}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "model": None,
+}
 
 
 @dataclass

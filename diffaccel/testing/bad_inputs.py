@@ -96,7 +96,11 @@ BAD_INPUTS: list[tuple[str, Callable[[BadInputObjects], Any], str]] = [
     ("sparsed select 0", _wrap("dllm", "sparsed", select=0.0), r"select must be in \(0, 1\]"),
     ("sparsed skip 2", _wrap("dllm", "sparsed", skip=2.0), r"skip is a fraction"),
     ("no strategy", _wrap("model", []), r"at least one strategy"),
-    ("options with a composition", _wrap("model", ["taylorseer", "taocache"], interval=2), r"options apply to a single"),
+    (
+        "options with a composition",
+        _wrap("model", ["taylorseer", "taocache"], interval=2),
+        r"options apply to a single",
+    ),
     ("not a model", lambda objs: diffaccel.wrap(42, "taylorseer"), r"expects a diffusers pipeline or an nn.Module"),
     ("compiled before wrap", _compiled, r"compiled by torch.compile before wrap.*_orig_mod"),
     ("wrapped twice", _twice, r"already wrapped"),
@@ -104,8 +108,16 @@ BAD_INPUTS: list[tuple[str, Callable[[BadInputObjects], Any], str]] = [
     ("empty context name", _empty_context, r"non-empty string"),
     ("dLLM empty prompt list", _dllm_call([], **_GEN), r"empty prompt list"),
     ("dLLM empty prompt tensor", _dllm_call(torch.zeros(1, 0, dtype=torch.long), **_GEN), r"empty prompt"),
-    ("dLLM prompt too long", _dllm_call(torch.full((1, 5000), 3, dtype=torch.long), **_GEN), r"exceeds the model's maximum length"),
-    ("dLLM prompt and ids", _dllm_call("1+1=", input_ids=torch.ones(1, 3, dtype=torch.long), **_GEN), r"exactly one of"),
+    (
+        "dLLM prompt too long",
+        _dllm_call(torch.full((1, 5000), 3, dtype=torch.long), **_GEN),
+        r"exceeds the model's maximum length",
+    ),
+    (
+        "dLLM prompt and ids",
+        _dllm_call("1+1=", input_ids=torch.ones(1, 3, dtype=torch.long), **_GEN),
+        r"exactly one of",
+    ),
     ("dLLM unknown sampling option", _dllm_call("1+1=", gen_lenght=8), r"unknown sampling option"),
 ]
 

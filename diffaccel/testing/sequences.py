@@ -73,9 +73,13 @@ def _inputs(run: Run) -> dict:
     ids = torch.zeros(run.side, run.side, 3)
     ids[..., 1] = torch.arange(run.side)[:, None]
     ids[..., 2] = torch.arange(run.side)[None, :]
-    return dict(latents=torch.randn(run.batch, run.side * run.side, 8, generator=gen),
-                text=torch.randn(run.batch, 6, 32, generator=gen), pooled=torch.randn(run.batch, 32, generator=gen),
-                img_ids=ids.reshape(-1, 3), txt_ids=torch.zeros(6, 3))
+    return dict(
+        latents=torch.randn(run.batch, run.side * run.side, 8, generator=gen),
+        text=torch.randn(run.batch, 6, 32, generator=gen),
+        pooled=torch.randn(run.batch, 32, generator=gen),
+        img_ids=ids.reshape(-1, 3),
+        txt_ids=torch.zeros(6, 3),
+    )
 
 
 def denoise(model, run: Run, wrapped: bool) -> list[torch.Tensor]:
@@ -91,9 +95,15 @@ def denoise(model, run: Run, wrapped: bool) -> list[torch.Tensor]:
     def call(hidden, text, pooled, t, context=None):
         scope = diffaccel.cache_context(model, context) if (wrapped and context) else contextlib.nullcontext()
         with scope:
-            return model(hidden_states=hidden, encoder_hidden_states=text, pooled_projections=pooled,
-                         timestep=torch.full((hidden.shape[0],), t), img_ids=x["img_ids"], txt_ids=x["txt_ids"],
-                         return_dict=False)[0]
+            return model(
+                hidden_states=hidden,
+                encoder_hidden_states=text,
+                pooled_projections=pooled,
+                timestep=torch.full((hidden.shape[0],), t),
+                img_ids=x["img_ids"],
+                txt_ids=x["txt_ids"],
+                return_dict=False,
+            )[0]
 
     try:
         with torch.no_grad():
@@ -105,11 +115,16 @@ def denoise(model, run: Run, wrapped: bool) -> list[torch.Tensor]:
 
                     def explode(*_, n=n):
                         raise Boom(f"inside the denoiser, at step {n}")
+
                     handle = model.x_embedder.register_forward_pre_hook(explode)
                 uncond_text, uncond_pooled = torch.zeros_like(x["text"]), torch.zeros_like(x["pooled"])
                 if run.guidance == "batch":
-                    both = call(torch.cat([latents, latents]), torch.cat([x["text"], uncond_text]),
-                                torch.cat([x["pooled"], uncond_pooled]), t)
+                    both = call(
+                        torch.cat([latents, latents]),
+                        torch.cat([x["text"], uncond_text]),
+                        torch.cat([x["pooled"], uncond_pooled]),
+                        t,
+                    )
                     cond, uncond = both.chunk(2)
                 else:
                     cond = call(latents, x["text"], x["pooled"], t, "cond")
@@ -133,8 +148,10 @@ class SequenceChecker:
         self.hyca_options = dict(interval=3, warmup=1, num_clusters=2)
         probe = copy.deepcopy(self.base)
         self.hyca_profile = diffaccel.hyca.profile(
-            probe, run=lambda: denoise(probe, Run(8, 1, 3, "contexts", seed=12345), wrapped=True),
-            options=self.hyca_options)
+            probe,
+            run=lambda: denoise(probe, Run(8, 1, 3, "contexts", seed=12345), wrapped=True),
+            options=self.hyca_options,
+        )
         self.current: int = 0
         self.runs_compared = 0
         self.runs_failed_on_purpose = 0

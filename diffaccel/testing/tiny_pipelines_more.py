@@ -31,10 +31,20 @@ _QWEN_SPECIAL_IDS = dict(image_token_id=60, video_token_id=61, vision_start_toke
 def _clip_with_projection(hidden: int = 32, max_positions: int = 77):
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    return CLIPTextModelWithProjection(CLIPTextConfig(
-        vocab_size=64, hidden_size=hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=max_positions, eos_token_id=2, bos_token_id=3, pad_token_id=0,
-        projection_dim=hidden)).eval()
+    return CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=64,
+            hidden_size=hidden,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=max_positions,
+            eos_token_id=2,
+            bos_token_id=3,
+            pad_token_id=0,
+            projection_dim=hidden,
+        )
+    ).eval()
 
 
 def tiny_sd3_pipeline(seed: int = 0):
@@ -50,19 +60,43 @@ def tiny_sd3_pipeline(seed: int = 0):
     torch.manual_seed(seed)
     # pooled projections are the two CLIP projections concatenated (16 + 16); the prompt embeddings are the CLIP
     # hidden states (16 + 16, zero-padded to T5's width 32) followed by T5's tokens
-    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=4, num_layers=2,
-                                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
-                                        caption_projection_dim=16, pooled_projection_dim=32, out_channels=4,
-                                        pos_embed_max_size=16)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                        latent_channels=4, norm_num_groups=4, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, shift_factor=0.0609, scaling_factor=1.5035,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    transformer = SD3Transformer2DModel(
+        sample_size=16,
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        caption_projection_dim=16,
+        pooled_projection_dim=32,
+        out_channels=4,
+        pos_embed_max_size=16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae.eval(),
-        text_encoder=_clip_with_projection(16), tokenizer=tiny_tokenizer(77),
-        text_encoder_2=_clip_with_projection(16), tokenizer_2=tiny_tokenizer(77),
-        text_encoder_3=tiny_t5_encoder(32), tokenizer_3=tiny_tokenizer(),
+        transformer=transformer.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae.eval(),
+        text_encoder=_clip_with_projection(16),
+        tokenizer=tiny_tokenizer(77),
+        text_encoder_2=_clip_with_projection(16),
+        tokenizer_2=tiny_tokenizer(77),
+        text_encoder_3=tiny_t5_encoder(32),
+        tokenizer_3=tiny_tokenizer(),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -74,14 +108,30 @@ def _tiny_qwen2_5_vl(hidden: int = 16):
 
     head_dim = 8  # hidden / heads; multimodal rotary sections (temporal, height, width) must sum to head_dim / 2
     config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=_QWEN_VOCAB, hidden_size=hidden, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=hidden // head_dim, num_key_value_heads=hidden // head_dim,
-                         max_position_embeddings=256, rope_theta=1_000_000.0,
-                         rope_scaling=dict(type="default", rope_type="default", mrope_section=[1, 1, 2]),
-                         pad_token_id=0, bos_token_id=3, eos_token_id=2),
-        vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=hidden,
-                           fullatt_block_indexes=[0]),
-        vocab_size=_QWEN_VOCAB, **_QWEN_SPECIAL_IDS,
+        text_config=dict(
+            vocab_size=_QWEN_VOCAB,
+            hidden_size=hidden,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=hidden // head_dim,
+            num_key_value_heads=hidden // head_dim,
+            max_position_embeddings=256,
+            rope_theta=1_000_000.0,
+            rope_scaling=dict(type="default", rope_type="default", mrope_section=[1, 1, 2]),
+            pad_token_id=0,
+            bos_token_id=3,
+            eos_token_id=2,
+        ),
+        vision_config=dict(
+            depth=1,
+            hidden_size=16,
+            intermediate_size=16,
+            num_heads=2,
+            out_hidden_size=hidden,
+            fullatt_block_indexes=[0],
+        ),
+        vocab_size=_QWEN_VOCAB,
+        **_QWEN_SPECIAL_IDS,
     )
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
@@ -99,15 +149,33 @@ def tiny_qwen_image_pipeline(seed: int = 0):
 
     torch.manual_seed(seed)
     z_dim = 4
-    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=4 * z_dim, out_channels=z_dim, num_layers=2,
-                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
-                                              guidance_embeds=False, axes_dims_rope=(4, 6, 6))
-    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=z_dim, dim_mult=[1, 1, 1], num_res_blocks=1,
-                                 temperal_downsample=[False, True], latents_mean=[0.0] * z_dim,
-                                 latents_std=[1.0] * z_dim)
-    pipe = QwenImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae.eval(),
-                             text_encoder=_tiny_qwen2_5_vl(16), tokenizer=tiny_tokenizer(256),
-                             transformer=transformer.eval())
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=4 * z_dim,
+        out_channels=z_dim,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        guidance_embeds=False,
+        axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKLQwenImage(
+        base_dim=8,
+        z_dim=z_dim,
+        dim_mult=[1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
+    )
+    pipe = QwenImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae.eval(),
+        text_encoder=_tiny_qwen2_5_vl(16),
+        tokenizer=tiny_tokenizer(256),
+        transformer=transformer.eval(),
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -125,29 +193,75 @@ def tiny_hunyuan_video_pipeline(seed: int = 0):
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     torch.manual_seed(seed)
-    transformer = HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2,
-                                                 attention_head_dim=8, num_layers=1, num_single_layers=2,
-                                                 num_refiner_layers=1, patch_size=1, patch_size_t=1,
-                                                 guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8,
-                                                 rope_axes_dim=(2, 2, 4))
-    vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
-                                    down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-                                    up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
-                                    layers_per_block=1, norm_num_groups=4, scaling_factor=0.476986,
-                                    spatial_compression_ratio=8, temporal_compression_ratio=4,
-                                    mid_block_add_attention=True)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        num_single_layers=2,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 2, 4),
+    )
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    )
     # the pipeline crops the first 95 tokens (its prompt template) and reads hidden_states[-3]: >= 2 layers,
     # positions for 95 + max_sequence_length tokens
-    llama = LlamaModel(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=37, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                                   pad_token_id=0, bos_token_id=3, eos_token_id=2)).eval()
+    llama = LlamaModel(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            pad_token_id=0,
+            bos_token_id=3,
+            eos_token_id=2,
+        )
+    ).eval()
     # CLIP reads 77 tokens (fixed in the pipeline) and gives the pooled vector
-    clip = CLIPTextModel(CLIPTextConfig(vocab_size=64, hidden_size=8, intermediate_size=37, num_hidden_layers=2,
-                                        num_attention_heads=2, max_position_embeddings=77, eos_token_id=2,
-                                        bos_token_id=3, pad_token_id=0, projection_dim=8)).eval()
-    pipe = HunyuanVideoPipeline(text_encoder=llama, tokenizer=tiny_tokenizer(256), transformer=transformer.eval(),
-                                vae=vae.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-                                text_encoder_2=clip, tokenizer_2=tiny_tokenizer(77))
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=64,
+            hidden_size=8,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            eos_token_id=2,
+            bos_token_id=3,
+            pad_token_id=0,
+            projection_dim=8,
+        )
+    ).eval()
+    pipe = HunyuanVideoPipeline(
+        text_encoder=llama,
+        tokenizer=tiny_tokenizer(256),
+        transformer=transformer.eval(),
+        vae=vae.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=clip,
+        tokenizer_2=tiny_tokenizer(77),
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -160,19 +274,49 @@ def tiny_cogvideox_pipeline(seed: int = 0):
 
     torch.manual_seed(seed)
     # attention heads x head dim must be divisible by 16 for the 3-D sincos position embedding
-    transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4,
-                                              out_channels=4, time_embed_dim=8, text_embed_dim=32, num_layers=2,
-                                              sample_width=2, sample_height=2, sample_frames=5, patch_size=2,
-                                              temporal_compression_ratio=4, max_text_seq_length=16)
-    vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
-                                 up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
-                                 latent_channels=4, layers_per_block=1, norm_num_groups=2,
-                                 temporal_compression_ratio=4)
-    scheduler = CogVideoXDDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                       prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                                       timestep_spacing="trailing", snr_shift_scale=3.0, clip_sample=False)
-    pipe = CogVideoXPipeline(tokenizer=tiny_tokenizer(), text_encoder=tiny_t5_encoder(32), vae=vae.eval(),
-                             transformer=transformer.eval(), scheduler=scheduler)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=8,
+        text_embed_dim=32,
+        num_layers=2,
+        sample_width=2,
+        sample_height=2,
+        sample_frames=5,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=16,
+    )
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    scheduler = CogVideoXDDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        snr_shift_scale=3.0,
+        clip_sample=False,
+    )
+    pipe = CogVideoXPipeline(
+        tokenizer=tiny_tokenizer(),
+        text_encoder=tiny_t5_encoder(32),
+        vae=vae.eval(),
+        transformer=transformer.eval(),
+        scheduler=scheduler,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -189,18 +333,39 @@ def tiny_ltx_pipeline(seed: int = 0):
     )
 
     torch.manual_seed(seed)
-    transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
-                                             num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
-                                             num_layers=2, caption_channels=32)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        num_layers=2,
+        caption_channels=32,
+    )
     scaling = (True, True, False, False)  # two 2x spatio-temporal stages: 4x in space and time
-    vae = AutoencoderKLLTXVideo(latent_channels=8, block_out_channels=(8, 8, 8, 8),
-                                decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
-                                decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=scaling,
-                                decoder_spatio_temporal_scaling=scaling, patch_size=1, patch_size_t=1,
-                                encoder_causal=True, decoder_causal=False)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=scaling,
+        decoder_spatio_temporal_scaling=scaling,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=tiny_t5_encoder(32),
-                       tokenizer=tiny_tokenizer(), transformer=transformer.eval())
+    pipe = LTXPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae.eval(),
+        text_encoder=tiny_t5_encoder(32),
+        tokenizer=tiny_tokenizer(),
+        transformer=transformer.eval(),
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe

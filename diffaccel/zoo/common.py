@@ -178,8 +178,13 @@ class DDIMClassConditionalPipeline(ClassConditionalZooPipeline):
         labels = self.class_label_ids(class_labels)
         guidance_scale = self.resolve_guidance_scale(guidance_scale)
         samples = self.sample_ddim_with_doubled_batch_guidance(
-            getattr(self, self.denoiser_name), self.predict_velocity, labels, guidance_scale, num_inference_steps,
-            generator, eta,
+            getattr(self, self.denoiser_name),
+            self.predict_velocity,
+            labels,
+            guidance_scale,
+            num_inference_steps,
+            generator,
+            eta,
         )
         return self.to_output(samples / 2 + 0.5, output_type, return_dict)
 
@@ -187,8 +192,9 @@ class DDIMClassConditionalPipeline(ClassConditionalZooPipeline):
         raise NotImplementedError
 
     @classmethod
-    def from_weights_folder(cls, folder, model_cls: type[torch.nn.Module], default_guidance_scale: float, device="cpu",
-             dtype=torch.float32):
+    def from_weights_folder(
+        cls, folder, model_cls: type[torch.nn.Module], default_guidance_scale: float, device="cpu", dtype=torch.float32
+    ):
         """The pipeline from a weights folder written by :mod:`diffaccel.zoo.train` (``config.json`` and
         ``model.safetensors``)."""
         from .weights_io import load_state_into, read_json
@@ -221,7 +227,9 @@ class DDPMVelocityTraining:
     label_dropout = 0.1
 
     def __init__(self):
-        self.noise_scheduler = DDPMScheduler(**{k: v for k, v in self.scheduler_config.items() if k != "timestep_spacing"})
+        self.noise_scheduler = DDPMScheduler(
+            **{k: v for k, v in self.scheduler_config.items() if k != "timestep_spacing"}
+        )
         images, labels = self.training_data()
         self.images = images * 2 - 1
         self.labels = labels
@@ -229,8 +237,9 @@ class DDPMVelocityTraining:
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, components: dict[str, torch.nn.Module], generator: torch.Generator) -> torch.Tensor:
@@ -240,7 +249,9 @@ class DDPMVelocityTraining:
         drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
         labels = torch.where(drop, torch.full_like(labels, len(self.class_names)), labels)
         noise = torch.randn(clean.shape, generator=generator)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator)
+        timesteps = torch.randint(
+            0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator
+        )
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
         prediction = self.predict(denoiser, noisy, timesteps, labels)
         return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))

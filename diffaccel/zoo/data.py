@@ -106,7 +106,9 @@ def photo_crop_bank(
                 top = int(rng.integers(0, height - side + 1))
                 left = int(rng.integers(0, width - side + 1))
             crops.append(photo[:, top : top + side, left : left + side][None])
-        resized = [F.interpolate(c, size=(size, size), mode="bilinear", antialias=True, align_corners=False) for c in crops]
+        resized = [
+            F.interpolate(c, size=(size, size), mode="bilinear", antialias=True, align_corners=False) for c in crops
+        ]
         images.append(torch.cat(resized).clamp(0, 1))
         labels.append(torch.full((crops_per_class,), class_id, dtype=torch.int64))
     return torch.cat(images), torch.cat(labels)

@@ -64,7 +64,11 @@ def train_classifier(seed: int = 0, epochs: int = 40, batch_size: int = 64) -> t
     with torch.no_grad():
         test_accuracy = (model(x_test).argmax(-1) == y_test).float().mean().item()
     logger.info("digit classifier: held-out accuracy %.4f on %d real digits", test_accuracy, len(y_test))
-    return model, {"classifier_test_accuracy": test_accuracy, "classifier_test_size": len(y_test), "classifier_epochs": epochs}
+    return model, {
+        "classifier_test_accuracy": test_accuracy,
+        "classifier_test_size": len(y_test),
+        "classifier_epochs": epochs,
+    }
 
 
 def train_and_save(path: str | os.PathLike, seed: int = 0) -> dict:
@@ -105,7 +109,9 @@ def digit_accuracy(classifier: DigitClassifier, images, requested_labels) -> flo
     return (classify(classifier, images) == requested).float().mean().item()
 
 
-def sample_accuracy(pipe, classifier: DigitClassifier, samples_per_class: int = 20, seed: int = 0, **call_kwargs) -> float:
+def sample_accuracy(
+    pipe, classifier: DigitClassifier, samples_per_class: int = 20, seed: int = 0, **call_kwargs
+) -> float:
     """Generate ``samples_per_class`` digits of each class with ``pipe`` and return the classifier accuracy."""
     labels = torch.arange(pipe.num_classes).repeat(samples_per_class)
     generator = torch.Generator("cpu").manual_seed(seed)

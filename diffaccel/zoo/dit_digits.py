@@ -147,4 +147,6 @@ class DiTDigitsTraining(DDPMVelocityTraining):
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> DiTDigitsPipeline:
-    return DiTDigitsPipeline.from_weights_folder(folder, DiTTransformer2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype)
+    return DiTDigitsPipeline.from_weights_folder(
+        folder, DiTTransformer2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype
+    )

@@ -77,7 +77,9 @@ def pack_pixels(images: torch.Tensor, patch: int = PIXEL_PATCH) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, (H/p)(W/p), C p p)``, channel-major within a patch like ``FluxPipeline._pack_latents``."""
     batch, channels, height, width = images.shape
     images = images.view(batch, channels, height // patch, patch, width // patch, patch)
-    return images.permute(0, 2, 4, 1, 3, 5).reshape(batch, (height // patch) * (width // patch), channels * patch * patch)
+    return images.permute(0, 2, 4, 1, 3, 5).reshape(
+        batch, (height // patch) * (width // patch), channels * patch * patch
+    )
 
 
 def unpack_pixels(tokens: torch.Tensor, height: int, width: int, patch: int = PIXEL_PATCH) -> torch.Tensor:
@@ -122,8 +124,16 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
             default_guidance_scale=default_guidance_scale,
         )
 
-    def _predict(self, context: str, latents: torch.Tensor, timestep: torch.Tensor, prompt_embeds: torch.Tensor,
-                 pooled_embeds: torch.Tensor, txt_ids: torch.Tensor, img_ids: torch.Tensor) -> torch.Tensor:
+    def _predict(
+        self,
+        context: str,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        pooled_embeds: torch.Tensor,
+        txt_ids: torch.Tensor,
+        img_ids: torch.Tensor,
+    ) -> torch.Tensor:
         """One guidance branch: a transformer call under ``cache_context(context)``, as in ``FluxPipeline``."""
         dtype = self.transformer.dtype
         with self.transformer.cache_context(context):
@@ -160,7 +170,9 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
         prompt_embeds, pooled_embeds = self.class_embedder(labels)
         do_guidance = guidance_scale > 1.0
         if do_guidance:
-            negative_prompt_embeds, negative_pooled_embeds = self.class_embedder(torch.full_like(labels, self.null_class_id))
+            negative_prompt_embeds, negative_pooled_embeds = self.class_embedder(
+                torch.full_like(labels, self.null_class_id)
+            )
 
         sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
         self.scheduler.set_timesteps(sigmas=sigmas, device=device)
@@ -169,8 +181,9 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
             timestep = t.expand(latents.shape[0]).to(dtype) / 1000
             velocity = self._predict("cond", latents, timestep, prompt_embeds, pooled_embeds, txt_ids, img_ids)
             if do_guidance:
-                negative_velocity = self._predict("uncond", latents, timestep, negative_prompt_embeds,
-                                                  negative_pooled_embeds, txt_ids, img_ids)
+                negative_velocity = self._predict(
+                    "uncond", latents, timestep, negative_prompt_embeds, negative_pooled_embeds, txt_ids, img_ids
+                )
                 velocity = negative_velocity + guidance_scale * (velocity - negative_velocity)
             latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
 
@@ -182,7 +195,10 @@ def build_components(num_classes: int = len(PHOTO_CLASS_NAMES)) -> dict[str, nn.
     return {
         "transformer": FluxTransformer2DModel(**TRANSFORMER_CONFIG),
         "class_embedder": PhotoClassEmbedder(
-            num_classes, TEXT_TOKENS, TRANSFORMER_CONFIG["joint_attention_dim"], TRANSFORMER_CONFIG["pooled_projection_dim"]
+            num_classes,
+            TEXT_TOKENS,
+            TRANSFORMER_CONFIG["joint_attention_dim"],
+            TRANSFORMER_CONFIG["pooled_projection_dim"],
         ),
     }
 
@@ -248,8 +264,12 @@ class FluxPhotosTraining:
         return evaluate_photo_pipeline(load(folder), num_inference_steps=28)
 
     def pipeline_config(self) -> dict:
-        return {"class_names": list(PHOTO_CLASS_NAMES), "image_size": IMAGE_SIZE, "pixel_patch": PIXEL_PATCH,
-                "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
+        return {
+            "class_names": list(PHOTO_CLASS_NAMES),
+            "image_size": IMAGE_SIZE,
+            "pixel_patch": PIXEL_PATCH,
+            "default_guidance_scale": DEFAULT_GUIDANCE_SCALE,
+        }
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> FluxPhotosPipeline:

@@ -82,7 +82,9 @@ def render_zoo_grid(
     pipe.set_progress_bar_config(disable=True)
     labels = torch.arange(pipe.num_classes).repeat_interleave(per_class)
     kwargs = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
-    images = pipe(class_labels=labels, generator=torch.Generator("cpu").manual_seed(seed), output_type="np", **kwargs).images
+    images = pipe(
+        class_labels=labels, generator=torch.Generator("cpu").manual_seed(seed), output_type="np", **kwargs
+    ).images
     rows = [list(images[i * per_class : (i + 1) * per_class]) for i in range(pipe.num_classes)]
     if scale is None:
         scale = max(1, 96 // images.shape[1])

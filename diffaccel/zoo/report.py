@@ -12,11 +12,15 @@ from .weights_io import read_json, weights_dir
 def _score(manifest: dict) -> str:
     metrics = manifest.get("metrics", {})
     if "sample_accuracy" in metrics:
-        return (f"{100 * metrics['sample_accuracy']:.1f}% of samples classified as the requested digit "
-                f"(guidance {metrics.get('sample_accuracy_guidance_scale')}; classifier {100 * metrics['classifier_test_accuracy']:.1f}% on held-out real digits)")
+        return (
+            f"{100 * metrics['sample_accuracy']:.1f}% of samples classified as the requested digit "
+            f"(guidance {metrics.get('sample_accuracy_guidance_scale')}; classifier {100 * metrics['classifier_test_accuracy']:.1f}% on held-out real digits)"
+        )
     if "photo_accuracy" in metrics:
-        return (f"{100 * metrics['photo_accuracy']:.1f}% of samples nearest to a crop of the requested photo "
-                f"(guidance {metrics.get('photo_accuracy_guidance_scale')}; chance 12.5%)")
+        return (
+            f"{100 * metrics['photo_accuracy']:.1f}% of samples nearest to a crop of the requested photo "
+            f"(guidance {metrics.get('photo_accuracy_guidance_scale')}; chance 12.5%)"
+        )
     return "-"
 
 
@@ -30,18 +34,20 @@ def zoo_rows(names: list[str]) -> list[dict]:
         config = read_json(folder / "config.json")
         classes = ", ".join(f"{c['class']}" for c in config["components"].values())
         size_mb = sum((folder / f).stat().st_size for f in manifest["sha256"]) / 2**20
-        rows.append({
-            "name": name,
-            "classes": classes,
-            "parameters": sum(manifest["parameters"].values()),
-            "size_mb": size_mb,
-            "command": manifest["command"],
-            "train_min": manifest["train_wall_s"] / 60,
-            "steps": manifest["steps"],
-            "final_loss": manifest["final_loss"],
-            "score": _score(manifest),
-            "grid": f"docs/zoo/{name}.png",
-        })
+        rows.append(
+            {
+                "name": name,
+                "classes": classes,
+                "parameters": sum(manifest["parameters"].values()),
+                "size_mb": size_mb,
+                "command": manifest["command"],
+                "train_min": manifest["train_wall_s"] / 60,
+                "steps": manifest["steps"],
+                "final_loss": manifest["final_loss"],
+                "score": _score(manifest),
+                "grid": f"docs/zoo/{name}.png",
+            }
+        )
     return rows
 
 

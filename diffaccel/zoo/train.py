@@ -110,7 +110,11 @@ def train(recipe, out_root: str | Path | None = None, command: str | None = None
         extra["after_training_wall_s"] = round(time.perf_counter() - after_start, 1)
 
     final_window = losses[-FINAL_LOSS_WINDOW:]
-    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in {".safetensors", ".json"} and p.name != "manifest.json")
+    files = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in {".safetensors", ".json"} and p.name != "manifest.json"
+    )
     manifest = {
         "name": recipe.name,
         "command": command or f"python -m diffaccel.zoo.train {recipe.name}",
@@ -167,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--out", help="root folder for the weights (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, for background training)")
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="do not train: refresh config.json's pipeline section and the manifest's metrics")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="do not train: refresh config.json's pipeline section and the manifest's metrics",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -177,13 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         recipe.steps = args.steps
     if args.seed is not None:
         recipe.seed = args.seed
-    command = "python -m diffaccel.zoo.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m diffaccel.zoo.train " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     if args.evaluate_only:
         manifest = refresh(recipe, args.out, command=command)
         print(f"{manifest['name']}: metrics {manifest['metrics']}")
         return 0
     manifest = train(recipe, args.out, command=command)
-    print(f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, metrics {manifest['metrics']}")
+    print(
+        f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, metrics {manifest['metrics']}"
+    )
     return 0
 
 

@@ -104,4 +104,6 @@ class UNetPhotosTraining(DDPMVelocityTraining):
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> UNetPhotosPipeline:
-    return UNetPhotosPipeline.from_weights_folder(folder, UNet2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype)
+    return UNetPhotosPipeline.from_weights_folder(
+        folder, UNet2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype
+    )

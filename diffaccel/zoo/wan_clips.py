@@ -144,16 +144,22 @@ class WanClipsPipeline(ClassConditionalZooPipeline):
     ):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
-        self.register_to_config(class_names=list(class_names), frame_size=frame_size, num_frames=num_frames,
-                                default_guidance_scale=default_guidance_scale)
+        self.register_to_config(
+            class_names=list(class_names),
+            frame_size=frame_size,
+            num_frames=num_frames,
+            default_guidance_scale=default_guidance_scale,
+        )
         self.video_processor = VideoProcessor(vae_scale_factor=1)
 
-    def _predict(self, context: str, step: dict, latents: torch.Tensor, timestep: torch.Tensor,
-                 embeds: torch.Tensor) -> torch.Tensor:
+    def _predict(
+        self, context: str, step: dict, latents: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor
+    ) -> torch.Tensor:
         """One guidance branch: a transformer call under ``cache_context(context, **step)``, as in ``WanPipeline``."""
         with self.transformer.cache_context(context, **step):
-            return self.transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds,
-                                    return_dict=False)[0]
+            return self.transformer(
+                hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds, return_dict=False
+            )[0]
 
     @torch.no_grad()
     def __call__(
@@ -171,13 +177,16 @@ class WanClipsPipeline(ClassConditionalZooPipeline):
         device, transformer_dtype = self._execution_device, self.transformer.dtype
         size, frames = self.config.frame_size, self.config.num_frames
         channels = self.transformer.config.in_channels
-        latents = randn_tensor((len(labels), channels, frames, size, size), generator=generator, device=device,
-                               dtype=torch.float32)
+        latents = randn_tensor(
+            (len(labels), channels, frames, size, size), generator=generator, device=device, dtype=torch.float32
+        )
 
         prompt_embeds = self.class_embedder(labels).to(transformer_dtype)
         do_guidance = guidance_scale > 1.0
         if do_guidance:
-            negative_prompt_embeds = self.class_embedder(torch.full_like(labels, self.null_class_id)).to(transformer_dtype)
+            negative_prompt_embeds = self.class_embedder(torch.full_like(labels, self.null_class_id)).to(
+                transformer_dtype
+            )
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.scheduler.set_begin_index(0)
@@ -257,8 +266,12 @@ class WanClipsTraining:
         }
 
     def pipeline_config(self) -> dict:
-        return {"class_names": list(PHOTO_CLASS_NAMES), "frame_size": FRAME_SIZE, "num_frames": NUM_FRAMES,
-                "default_guidance_scale": DEFAULT_GUIDANCE_SCALE}
+        return {
+            "class_names": list(PHOTO_CLASS_NAMES),
+            "frame_size": FRAME_SIZE,
+            "num_frames": NUM_FRAMES,
+            "default_guidance_scale": DEFAULT_GUIDANCE_SCALE,
+        }
 
     def after_training(self, folder, components: dict[str, nn.Module]) -> dict:
         return self.evaluate(folder)
@@ -276,8 +289,13 @@ class WanClipsTraining:
         labels = torch.arange(pipe.num_classes).repeat(samples_per_class)
         by_scale = {}
         for scale in sorted({1.0, 2.0, 3.0, 4.0, pipe.default_guidance_scale}):
-            video = pipe(class_labels=labels, num_inference_steps=num_inference_steps, guidance_scale=scale,
-                         generator=torch.Generator("cpu").manual_seed(seed), output_type="pt").frames
+            video = pipe(
+                class_labels=labels,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=scale,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="pt",
+            ).frames
             by_scale[str(scale)] = photo_accuracy(video.transpose(1, 2), labels, reference=(clips, clip_labels))
         return {
             "photo_accuracy": by_scale[str(pipe.default_guidance_scale)],
@@ -295,7 +313,9 @@ def load(folder, device="cpu", dtype=torch.float32) -> WanClipsPipeline:
     from .weights_io import load_state_into, read_json
 
     config = read_json(folder / "config.json")
-    components = {name: cls.from_config(config["components"][name]["config"]) for name, cls in COMPONENT_CLASSES.items()}
+    components = {
+        name: cls.from_config(config["components"][name]["config"]) for name, cls in COMPONENT_CLASSES.items()
+    }
     load_state_into(folder / "model.safetensors", components)
     settings = {key: config["pipeline"][key] for key in ("class_names", "frame_size", "num_frames")}
     settings["default_guidance_scale"] = config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
@@ -306,21 +326,25 @@ def load(folder, device="cpu", dtype=torch.float32) -> WanClipsPipeline:
     )
 
 
-def render_frame_strips(pipe: WanClipsPipeline, num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
-                        seed: int = 0, scale: int = 4):
+def render_frame_strips(
+    pipe: WanClipsPipeline, num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS, seed: int = 0, scale: int = 4
+):
     """One row per class: the frames of one sampled clip, left to right (for the README)."""
     from .grid import image_grid
 
-    video = pipe(num_inference_steps=num_inference_steps, generator=torch.Generator("cpu").manual_seed(seed),
-                 output_type="np").frames
+    video = pipe(
+        num_inference_steps=num_inference_steps, generator=torch.Generator("cpu").manual_seed(seed), output_type="np"
+    ).frames
     return image_grid([list(clip) for clip in video], row_labels=list(pipe.class_names), scale=scale)
 
 
 def main(argv: list[str] | None = None) -> int:
     from . import load as load_zoo_model
 
-    parser = argparse.ArgumentParser(prog="python -m diffaccel.zoo.wan_clips",
-                                     description="Write the wan-clips frame strip PNG (one sampled clip per photo).")
+    parser = argparse.ArgumentParser(
+        prog="python -m diffaccel.zoo.wan_clips",
+        description="Write the wan-clips frame strip PNG (one sampled clip per photo).",
+    )
     parser.add_argument("--out", default=f"docs/zoo/{NAME}.png")
     parser.add_argument("--steps", type=int, default=DEFAULT_NUM_INFERENCE_STEPS)
     parser.add_argument("--seed", type=int, default=0)

@@ -77,8 +77,12 @@ def test_unsupported_model_names_supported_classes():
 
 def test_presets_follow_official_defaults():
     presets = {}
-    for name in ("FluxTransformer2DModel", "WanTransformer3DModel", "HunyuanVideoTransformer3DModel",
-                 "DiTTransformer2DModel"):
+    for name in (
+        "FluxTransformer2DModel",
+        "WanTransformer3DModel",
+        "HunyuanVideoTransformer3DModel",
+        "DiTTransformer2DModel",
+    ):
         model = diffaccel.wrap(build_tiny(name), "taylorseer")
         cfg = diffaccel.engines(model)[""].strategies[0].config
         presets[name] = (cfg.interval, cfg.order, cfg.warmup)

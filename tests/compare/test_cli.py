@@ -20,7 +20,9 @@ def test_seed_ranges():
 
 
 def test_strategies_are_repeatable_and_checked_before_anything_loads(capsys):
-    args = build_parser().parse_args(["compare", "--strategies", "taylorseer:interval=2,order=2", "--strategies", "diffusers:fbc"])
+    args = build_parser().parse_args(
+        ["compare", "--strategies", "taylorseer:interval=2,order=2", "--strategies", "diffusers:fbc"]
+    )
     assert args.strategies == ["taylorseer:interval=2,order=2", "diffusers:fbc"]
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", "--model", "no-such-model-anywhere", "--strategies", "taylorseer:intervl=2"])
@@ -36,14 +38,35 @@ def test_resume_and_overwrite_exclude_each_other():
 def test_list_strategies(capsys):
     assert main(["compare", "--list-strategies"]) == 0
     text = capsys.readouterr().out
-    for name in ("taylorseer", "diffusers:fbc", "diffusers:magcache", "diffusers:pab", "diffusers:fastercache",
-                 "diffusers:taylorseer", "cache-dit:dbcache", "cache-dit:taylorseer", "none"):
+    for name in (
+        "taylorseer",
+        "diffusers:fbc",
+        "diffusers:magcache",
+        "diffusers:pab",
+        "diffusers:fastercache",
+        "diffusers:taylorseer",
+        "cache-dit:dbcache",
+        "cache-dit:taylorseer",
+        "none",
+    ):
         assert name in text
 
 
 def test_compare_command_prints_the_table_and_stops_on_max_runs(tmp_path, capsys):
-    argv = ["compare", "--model", "testing:tiny-flux", "--steps", "2", "--seeds", "0", "--out", str(tmp_path),
-            "--strategies", "taylorseer:interval=2", "--no-progress"]
+    argv = [
+        "compare",
+        "--model",
+        "testing:tiny-flux",
+        "--steps",
+        "2",
+        "--seeds",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--strategies",
+        "taylorseer:interval=2",
+        "--no-progress",
+    ]
     assert main(argv + ["--max-runs", "1"]) == 3  # stopped early: exit code 3
     assert "--resume" in capsys.readouterr().out
     assert main(argv) == 2  # results exist: refuse without --resume
@@ -66,10 +89,37 @@ def test_two_processes_split_the_seeds_and_merge_one_file(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2 -m diffaccel compare --device cpu`: on a CPU machine
     accelerate starts two processes that join a gloo group (accelerate's `--cpu` alone starts one)."""
     out = tmp_path / "out"
-    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-               "-m", "diffaccel", "compare", "--model", "testing:tiny-flux", "--steps", "2", "--seeds", "0-3",
-               "--strategies", "taylorseer:interval=2", "--out", str(out), "--no-progress", "--device", "cpu"]
+    command = [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "diffaccel",
+        "compare",
+        "--model",
+        "testing:tiny-flux",
+        "--steps",
+        "2",
+        "--seeds",
+        "0-3",
+        "--strategies",
+        "taylorseer:interval=2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -109,8 +159,22 @@ def test_scheduler_overrides_reach_the_pipeline_and_every_record(tmp_path, capsy
     assert model.pipe.scheduler.sigmas[:3].tolist() == pytest.approx(by_hand)
     assert model.scheduler_tag == "shift=0.3"
 
-    argv = ["compare", "--model", "testing:tiny-flux", "--steps", "2", "--seeds", "0", "--out", str(tmp_path),
-            "--strategies", "taylorseer:interval=2", "--no-progress", "--scheduler", "shift=2.0"]
+    argv = [
+        "compare",
+        "--model",
+        "testing:tiny-flux",
+        "--steps",
+        "2",
+        "--seeds",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--strategies",
+        "taylorseer:interval=2",
+        "--no-progress",
+        "--scheduler",
+        "shift=2.0",
+    ]
     assert main(argv) == 0
     assert "shift=2.0" in capsys.readouterr().out
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]

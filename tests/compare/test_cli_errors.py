@@ -20,12 +20,16 @@ def _error_line(capsys, argv) -> str:
 def test_out_is_an_existing_file(tmp_path, capsys):
     target = tmp_path / "results.txt"
     target.write_text("x")
-    assert "is a file, not a folder" in _error_line(capsys, ["compare", "--model", "testing:tiny-flux", "--out", str(target)])
+    assert "is a file, not a folder" in _error_line(
+        capsys, ["compare", "--model", "testing:tiny-flux", "--out", str(target)]
+    )
 
 
 def test_out_below_a_file(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
-    assert "is a file" in _error_line(capsys, ["compare", "--model", "testing:tiny-flux", "--out", str(tmp_path / "f" / "run")])
+    assert "is a file" in _error_line(
+        capsys, ["compare", "--model", "testing:tiny-flux", "--out", str(tmp_path / "f" / "run")]
+    )
 
 
 def test_out_where_nothing_can_be_written(capsys):
@@ -46,8 +50,10 @@ def test_height_on_a_fixed_size_zoo_model(tmp_path, capsys):
 
 def test_prompts_for_a_dllm_model(tmp_path, capsys):
     (tmp_path / "p.txt").write_text("a cat\n")
-    err = _error_line(capsys, ["compare", "--model", "llada-addition", "--prompts", str(tmp_path / "p.txt"),
-                               "--out", str(tmp_path / "o")])
+    err = _error_line(
+        capsys,
+        ["compare", "--model", "llada-addition", "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o")],
+    )
     assert "--prompts" in err
 
 
@@ -71,5 +77,7 @@ def test_ctrl_c_names_the_resume_command(tmp_path, capsys, monkeypatch):
 
 
 def test_resume_command_adds_the_folder_when_it_was_chosen_automatically():
-    assert resume_command(["compare", "--steps", "3"], "diffaccel-compare/x/1") == \
-        "diffaccel compare --steps 3 --out diffaccel-compare/x/1 --resume"
+    assert (
+        resume_command(["compare", "--steps", "3"], "diffaccel-compare/x/1")
+        == "diffaccel compare --steps 3 --out diffaccel-compare/x/1 --resume"
+    )

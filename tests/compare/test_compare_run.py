@@ -18,13 +18,26 @@ from diffaccel.compare.store import RECORD_FIELDS, read_jsonl, record_key
 from diffaccel.testing.tiny_pipelines import tiny_flux_pipeline
 
 STEPS = 4
-FLUX_KWARGS = dict(prompt="a photo of a red fox sitting in fresh snow", height=16, width=16, max_sequence_length=16,
-                   num_inference_steps=STEPS, output_type="np")
+FLUX_KWARGS = dict(
+    prompt="a photo of a red fox sitting in fresh snow",
+    height=16,
+    width=16,
+    max_sequence_length=16,
+    num_inference_steps=STEPS,
+    output_type="np",
+)
 
 
 def _settings(out, **overrides):
-    values = dict(model="testing:tiny-flux", steps=STEPS, seeds=[0, 1], out=str(out), progress=False,
-                  print_table=False, strategies=["taylorseer:interval=2"])
+    values = dict(
+        model="testing:tiny-flux",
+        steps=STEPS,
+        seeds=[0, 1],
+        out=str(out),
+        progress=False,
+        print_table=False,
+        strategies=["taylorseer:interval=2"],
+    )
     values.update(overrides)
     return CompareSettings(**values)
 
@@ -40,8 +53,11 @@ def _by_tag(records):
 def e2e(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("e2e")
-    outcome = run_compare(_settings(out, strategies=[
-        "taylorseer:interval=2", "diffusers:fbc:threshold=-1", "diffusers:fbc:threshold=1000000"]))
+    outcome = run_compare(
+        _settings(
+            out, strategies=["taylorseer:interval=2", "diffusers:fbc:threshold=-1", "diffusers:fbc:threshold=1000000"]
+        )
+    )
     return out, outcome
 
 
@@ -49,8 +65,12 @@ def test_records_carry_every_field_once_per_run(e2e):
     out, outcome = e2e
     records = read_jsonl(out / "results.jsonl")
     grouped = _by_tag(records)
-    assert sorted(grouped) == ["diffusers:fbc:threshold=-1", "diffusers:fbc:threshold=1000000", "none",
-                               "taylorseer:interval=2"]
+    assert sorted(grouped) == [
+        "diffusers:fbc:threshold=-1",
+        "diffusers:fbc:threshold=1000000",
+        "none",
+        "taylorseer:interval=2",
+    ]
     assert all(sorted(r["seed"] for r in group) == [0, 1] for group in grouped.values())
     assert len({record_key(r) for r in records}) == len(records) == 8
     for record in records:
@@ -94,10 +114,12 @@ def _head_block_share() -> float:
     for index, block in enumerate(blocks):
         for module in block.modules():
             if isinstance(module, torch.nn.Linear):
+
                 def hook(m, args, output, head=index == 0):
                     macs = output.numel() * m.in_features
                     totals["all"] += macs
                     totals["head"] += macs if head else 0
+
                 handles.append(module.register_forward_hook(hook))
     pipe(**{**FLUX_KWARGS, "num_inference_steps": 1}, generator=torch.Generator().manual_seed(0))
     for handle in handles:
@@ -122,8 +144,12 @@ def test_peer_work_is_counted_against_closed_forms(e2e):
 
 def test_table_grid_and_plot(e2e):
     out, outcome = e2e
-    assert [row.tag for row in outcome.rows] == ["none", "taylorseer:interval=2", "diffusers:fbc:threshold=-1",
-                                                 "diffusers:fbc:threshold=1000000"]
+    assert [row.tag for row in outcome.rows] == [
+        "none",
+        "taylorseer:interval=2",
+        "diffusers:fbc:threshold=-1",
+        "diffusers:fbc:threshold=1000000",
+    ]
     row = outcome.rows[1]
     records = _by_tag(outcome.records)["taylorseer:interval=2"]
     assert row.runs == 2 and row.psnr.mean == pytest.approx(np.mean([r["psnr"] for r in records]))
@@ -188,8 +214,15 @@ def test_peers_that_cannot_run_get_a_reasoned_row(tmp_path, monkeypatch):
     from diffaccel.compare.peers import cache_dit
 
     monkeypatch.setattr(cache_dit, "available", lambda: False)
-    outcome = run_compare(_settings(tmp_path, model="testing:tiny-sd", seeds=[0], steps=3, strategies=[
-        "diffusers:fbc", "diffusers:pab", "cache-dit:dbcache", "taylorseer:interval=2"]))
+    outcome = run_compare(
+        _settings(
+            tmp_path,
+            model="testing:tiny-sd",
+            seeds=[0],
+            steps=3,
+            strategies=["diffusers:fbc", "diffusers:pab", "cache-dit:dbcache", "taylorseer:interval=2"],
+        )
+    )
     rows = {row.tag: row for row in outcome.rows}
     assert rows["diffusers:fbc"].status == "unsupported"
     assert "apply_first_block_cache" in rows["diffusers:fbc"].notes[0]
@@ -206,8 +239,15 @@ def test_peers_that_cannot_run_get_a_reasoned_row(tmp_path, monkeypatch):
 
 
 def test_state_per_module_peers_refuse_two_call_guidance(tmp_path):
-    outcome = run_compare(_settings(tmp_path, model="testing:tiny-wan", seeds=[0], steps=2, strategies=[
-        "diffusers:pab", "diffusers:fastercache", "diffusers:taylorseer", "diffusers:fbc:threshold=-1"]))
+    outcome = run_compare(
+        _settings(
+            tmp_path,
+            model="testing:tiny-wan",
+            seeds=[0],
+            steps=2,
+            strategies=["diffusers:pab", "diffusers:fastercache", "diffusers:taylorseer", "diffusers:fbc:threshold=-1"],
+        )
+    )
     rows = {row.tag: row for row in outcome.rows}
     for tag in ("diffusers:pab", "diffusers:fastercache"):
         assert rows[tag].status == "unsupported"
@@ -255,13 +295,19 @@ def test_a_strategy_failing_midway_keeps_its_finished_runs_and_resumes(tmp_path,
     assert row.runs == 2 and not row.notes
     records = read_jsonl(tmp_path / "results.jsonl")
     assert sorted((r["tag"], r["seed"], r["status"]) for r in records) == [
-        ("none", 0, "ok"), ("none", 1, "ok"), ("taylorseer:interval=2", 0, "ok"), ("taylorseer:interval=2", 1, "ok")]
+        ("none", 0, "ok"),
+        ("none", 1, "ok"),
+        ("taylorseer:interval=2", 0, "ok"),
+        ("taylorseer:interval=2", 1, "ok"),
+    ]
 
 
 def test_repeats_time_every_run_several_times(tmp_path, monkeypatch):
     calls = []
     real_call = Harness._call
-    monkeypatch.setattr(Harness, "_call", lambda self, seed, condition: calls.append(seed) or real_call(self, seed, condition))
+    monkeypatch.setattr(
+        Harness, "_call", lambda self, seed, condition: calls.append(seed) or real_call(self, seed, condition)
+    )
     outcome = run_compare(_settings(tmp_path, seeds=[0], steps=2, repeats=2))
     # per row: one warm-up on the held-out seed, then two timed calls on seed 0
     assert calls == [10_000, 0, 0, 10_000, 0, 0]
@@ -272,9 +318,16 @@ def test_cache_dit_rows_run_after_every_other_row(tmp_path, monkeypatch):
     """cache-dit leaves its patch functors on the transformer; rows after it would see a patched model."""
     order = []
     real_run_strategy = Harness.run_strategy
-    monkeypatch.setattr(Harness, "run_strategy", lambda self, spec, units: order.append(spec.tag) or real_run_strategy(self, spec, units))
+    monkeypatch.setattr(
+        Harness,
+        "run_strategy",
+        lambda self, spec, units: order.append(spec.tag) or real_run_strategy(self, spec, units),
+    )
     monkeypatch.setattr(Harness, "run_unit", lambda *a, **k: None)  # only the order matters here
-    outcome = run_compare(_settings(tmp_path, seeds=[0], steps=2, strategies=[
-        "cache-dit:dbcache", "diffusers:fbc", "taylorseer:interval=2"]))
+    outcome = run_compare(
+        _settings(
+            tmp_path, seeds=[0], steps=2, strategies=["cache-dit:dbcache", "diffusers:fbc", "taylorseer:interval=2"]
+        )
+    )
     assert order == ["taylorseer:interval=2", "diffusers:fbc", "cache-dit:dbcache"]
     assert [row.tag for row in outcome.rows][:1] == ["none"]  # the table keeps the user's order for the rest

@@ -18,10 +18,24 @@ NAME = "test-dllm-addition"
 
 def _tiny_addition_pipeline(device="cpu", dtype=torch.float32):
     torch.manual_seed(0)
-    config = LLaDAConfig(d_model=32, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=64, vocab_size=16,
-                         embedding_size=16, rope_theta=10000.0, mask_token_id=MASK, eos_token_id=EOS,
-                         bos_token_id=BOS, eot_token_id=None, pad_token_id=EOS)
-    return AdditionPipeline(LLaDAModelLM(config).eval().to(device=device, dtype=dtype), AdditionTask(n_digits=2, gen_length=3))
+    config = LLaDAConfig(
+        d_model=32,
+        n_heads=4,
+        n_kv_heads=4,
+        n_layers=2,
+        mlp_hidden_size=64,
+        vocab_size=16,
+        embedding_size=16,
+        rope_theta=10000.0,
+        mask_token_id=MASK,
+        eos_token_id=EOS,
+        bos_token_id=BOS,
+        eot_token_id=None,
+        pad_token_id=EOS,
+    )
+    return AdditionPipeline(
+        LLaDAModelLM(config).eval().to(device=device, dtype=dtype), AdditionTask(n_digits=2, gen_length=3)
+    )
 
 
 @pytest.fixture
@@ -32,12 +46,19 @@ def dllm_zoo_model():
 
 
 def test_dllm_models_are_routed_and_resumable(tmp_path, dllm_zoo_model):
-    settings = dict(model=dllm_zoo_model, strategies=["dkv-cache", "ssd"], seeds=[0, 1], out=str(tmp_path),
-                    progress=False, print_table=False)
+    settings = dict(
+        model=dllm_zoo_model,
+        strategies=["dkv-cache", "ssd"],
+        seeds=[0, 1],
+        out=str(tmp_path),
+        progress=False,
+        print_table=False,
+    )
     outcome = run_compare(CompareSettings(**settings))
     records = read_jsonl(tmp_path / "results.jsonl")
     assert sorted((r["tag"], r["seed"]) for r in records) == sorted(
-        (tag, seed) for tag in ("none", "dkv-cache", "ssd") for seed in (0, 1))
+        (tag, seed) for tag in ("none", "dkv-cache", "ssd") for seed in (0, 1)
+    )
     for record in records:
         assert record["status"] == "ok" and record["family"] == "dllm"
         for name in ("accuracy", "token_agreement", "nfe", "tokens_per_s", "speedup", "wall_s"):

@@ -11,7 +11,10 @@ from diffaccel.core.errors import UnknownStrategyError
 def test_split_keeps_option_items_with_their_spec():
     assert split_spec_list("taylorseer:interval=2,order=2,none") == ["taylorseer:interval=2,order=2", "none"]
     assert split_spec_list(["taylorseer:interval=2 taylorseer:interval=3", "diffusers:fbc:threshold=0.1"]) == [
-        "taylorseer:interval=2", "taylorseer:interval=3", "diffusers:fbc:threshold=0.1"]
+        "taylorseer:interval=2",
+        "taylorseer:interval=3",
+        "diffusers:fbc:threshold=0.1",
+    ]
     # an option item after a bare name attaches with a colon
     assert split_spec_list("taylorseer,interval=4") == ["taylorseer:interval=4"]
     with pytest.raises(UnknownStrategyError, match="before any strategy"):
@@ -27,7 +30,12 @@ def test_parse_types_and_canonical_tag():
     assert spec.tag == "taylorseer:interval=4,order=2" == parse_spec("taylorseer:interval=4,order=2").tag
     assert parse_spec(spec.tag) == spec
     peer = parse_spec("diffusers:fbc:threshold=0.1")
-    assert (peer.family, peer.name, peer.options_dict, peer.strategy) == ("diffusers", "fbc", {"threshold": 0.1}, "diffusers:fbc")
+    assert (peer.family, peer.name, peer.options_dict, peer.strategy) == (
+        "diffusers",
+        "fbc",
+        {"threshold": 0.1},
+        "diffusers:fbc",
+    )
     assert parse_spec("diffusers:first-block-cache") == make_spec("diffusers", "fbc")
     assert parse_spec("cache-dit:taylorseer:taylorseer_order=2").options_dict == {"taylorseer_order": 2}
 
@@ -39,18 +47,21 @@ def test_baseline_first_and_deduplicated():
     assert parse_spec("baseline") == BASELINE
 
 
-@pytest.mark.parametrize("text, message", [
-    ("nosuch", "Unknown strategy 'nosuch'"),
-    ("taylorseer:nosuch=1", "Unknown option"),
-    ("taylorseer:interval=0", "interval must be >= 1"),
-    ("diffusers:nosuch", "unknown diffusers technique"),
-    ("diffusers:fbc:nosuch=1", "unknown option 'nosuch' for diffusers:fbc"),
-    ("diffusers:pab:current_timestep_callback=1", "set by the harness"),
-    ("cache-dit:nosuch", "unknown cache-dit technique"),
-    ("cache-dit:dbcache:taylorseer_order=1", "unknown option 'taylorseer_order'"),
-    ("diffusers", "names no technique"),
-    ("none:interval=2", "takes no options"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("nosuch", "Unknown strategy 'nosuch'"),
+        ("taylorseer:nosuch=1", "Unknown option"),
+        ("taylorseer:interval=0", "interval must be >= 1"),
+        ("diffusers:nosuch", "unknown diffusers technique"),
+        ("diffusers:fbc:nosuch=1", "unknown option 'nosuch' for diffusers:fbc"),
+        ("diffusers:pab:current_timestep_callback=1", "set by the harness"),
+        ("cache-dit:nosuch", "unknown cache-dit technique"),
+        ("cache-dit:dbcache:taylorseer_order=1", "unknown option 'taylorseer_order'"),
+        ("diffusers", "names no technique"),
+        ("none:interval=2", "takes no options"),
+    ],
+)
 def test_bad_specs_are_clear_errors(text, message):
     with pytest.raises((UnknownStrategyError, ValueError, TypeError), match=message):
         parse_spec(text)

@@ -15,8 +15,17 @@ from diffaccel.core import atomic as atomic_module
 
 
 def _record(seed, tag="taylorseer:interval=2", **extra):
-    record = {"model": "m", "tag": tag, "strategy": tag.split(":")[0], "seed": seed, "condition": "all",
-              "num_inference_steps": 4, "guidance_scale": None, "status": "ok", "psnr": 30.0 + seed}
+    record = {
+        "model": "m",
+        "tag": tag,
+        "strategy": tag.split(":")[0],
+        "seed": seed,
+        "condition": "all",
+        "num_inference_steps": 4,
+        "guidance_scale": None,
+        "status": "ok",
+        "psnr": 30.0 + seed,
+    }
     record.update(extra)
     return record
 

@@ -39,7 +39,8 @@ def test_concurrent_writers_lose_nothing(tmp_path, writers):
     keys = [record_key(r) for r in records]
     assert len(keys) == len(set(keys)), "no record is duplicated"
     assert sorted((r["tag"], r["seed"]) for r in records) == sorted(
-        (f"writer{w}", s) for w in range(writers) for s in range(count))
+        (f"writer{w}", s) for w in range(writers) for s in range(count)
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"], "no lock or temporary file left behind"
 
 

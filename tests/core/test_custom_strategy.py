@@ -111,6 +111,7 @@ def test_a_strategy_with_unit_callbacks_must_be_a_unit_strategy():
     from diffaccel.strategies.base import UnitStrategy
 
     with pytest.raises(TypeError, match="derive it from diffaccel.strategies.base.UnitStrategy"):
+
         class Old(Strategy):  # relied on the old default unit level "blocks"
             unit_level = "blocks"
 

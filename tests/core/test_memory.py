@@ -25,9 +25,14 @@ def _loop(model, inputs):
 def _unit_output_elements(model, names, inputs) -> int:
     """Elements of every cache unit's output in one unwrapped call (plain torch hooks)."""
     total = []
-    handles = [model.get_submodule(n).register_forward_hook(
-        lambda m, a, out: total.append(sum(t.numel() for t in (out if isinstance(out, tuple) else (out,))
-                                           if isinstance(t, torch.Tensor)))) for n in names]
+    handles = [
+        model.get_submodule(n).register_forward_hook(
+            lambda m, a, out: total.append(
+                sum(t.numel() for t in (out if isinstance(out, tuple) else (out,)) if isinstance(t, torch.Tensor))
+            )
+        )
+        for n in names
+    ]
     with torch.no_grad():
         model(**at_step(FLUX, inputs, 0, STEPS))
     for h in handles:

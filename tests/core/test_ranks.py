@@ -36,10 +36,15 @@ def _rank_main(rank: int, world: int, port: int, distributed: bool, queue) -> No
         computed = sorted(diffaccel.api.engines(model)[""].stats.steps_with_forecast)  # the steps it skipped
         diffaccel.unwrap(model)
         hyca_model = build_tiny(FLUX)
-        profile = diffaccel.hyca.profile(hyca_model, run=lambda: denoise(hyca_model, run, wrapped=True),
-                                         options=dict(interval=3, warmup=1, num_clusters=2))
-        labels = {name: [None if leaf is None else (leaf.labels.tolist(), list(leaf.solvers)) for leaf in leaves]
-                  for name, leaves in profile.units.items()}
+        profile = diffaccel.hyca.profile(
+            hyca_model,
+            run=lambda: denoise(hyca_model, run, wrapped=True),
+            options=dict(interval=3, warmup=1, num_clusters=2),
+        )
+        labels = {
+            name: [None if leaf is None else (leaf.labels.tolist(), list(leaf.solvers)) for leaf in leaves]
+            for name, leaves in profile.units.items()
+        }
         queue.put((rank, computed, None, labels))
     except BaseException as error:  # noqa: BLE001 - handed to the test
         queue.put((rank, "error", repr(error), None))

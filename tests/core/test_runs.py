@@ -15,8 +15,10 @@ STEPS = 8
 
 def _split(inputs: dict, half: int) -> dict:
     """Batch row `half` (0 = cond, 1 = uncond) of a batch-2 input dict."""
-    return {k: (v[half:half + 1] if isinstance(v, torch.Tensor) and k not in ("img_ids", "txt_ids") else v)
-            for k, v in inputs.items()}
+    return {
+        k: (v[half : half + 1] if isinstance(v, torch.Tensor) and k not in ("img_ids", "txt_ids") else v)
+        for k, v in inputs.items()
+    }
 
 
 def _two_call_run(model, inputs, steps=STEPS):
@@ -144,4 +146,6 @@ def test_summary_reports_cache_bytes_and_prints():
     text = str(stats)
     assert "taylorseer:interval=3:order=2:warmup=1" in text and "full steps 3" in text
     as_dict = stats.as_dict()
-    assert as_dict["steps"] == STEPS and set(as_dict["units"]) == {h.name for h in diffaccel.engines(model)[""].unit_hooks}
+    assert as_dict["steps"] == STEPS and set(as_dict["units"]) == {
+        h.name for h in diffaccel.engines(model)[""].unit_hooks
+    }

@@ -17,8 +17,16 @@ STEPS = 6
 
 
 def _call(pipe, seed=0, callback=None):
-    return pipe("a cat", num_inference_steps=STEPS, height=16, width=16, max_sequence_length=16,
-                generator=torch.Generator().manual_seed(seed), output_type="pt", callback_on_step_end=callback).images
+    return pipe(
+        "a cat",
+        num_inference_steps=STEPS,
+        height=16,
+        width=16,
+        max_sequence_length=16,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
+        callback_on_step_end=callback,
+    ).images
 
 
 def _in_thread(fn):
@@ -67,8 +75,7 @@ def test_a_bare_model_mid_loop_refuses_another_thread():
         with torch.no_grad():
             for n in range(STEPS):
                 if n == pause_at:
-                    for attempt in (lambda: model(**at_step(FLUX, inputs, 0, STEPS)),
-                                    lambda: diffaccel.new_run(model)):
+                    for attempt in (lambda: model(**at_step(FLUX, inputs, 0, STEPS)), lambda: diffaccel.new_run(model)):
                         _, error = _in_thread(attempt)
                         assert isinstance(error, ConcurrentUseError)
                 outs.append(model(**at_step(FLUX, inputs, n, STEPS))[0])

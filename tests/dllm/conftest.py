@@ -16,9 +16,21 @@ warnings.filterwarnings("ignore", message=".*flex_attention.*")
 
 def tiny_llada(n_layers: int = 2, seed: int = 0, dtype=torch.float64, n_kv_heads: int = 4) -> LLaDAModelLM:
     torch.manual_seed(seed)
-    config = LLaDAConfig(d_model=32, n_heads=4, n_kv_heads=n_kv_heads, n_layers=n_layers, mlp_hidden_size=64,
-                         vocab_size=16, embedding_size=16, rope_theta=10000.0, mask_token_id=LLADA_MASK,
-                         eos_token_id=13, bos_token_id=12, eot_token_id=None, pad_token_id=13)
+    config = LLaDAConfig(
+        d_model=32,
+        n_heads=4,
+        n_kv_heads=n_kv_heads,
+        n_layers=n_layers,
+        mlp_hidden_size=64,
+        vocab_size=16,
+        embedding_size=16,
+        rope_theta=10000.0,
+        mask_token_id=LLADA_MASK,
+        eos_token_id=13,
+        bos_token_id=12,
+        eot_token_id=None,
+        pad_token_id=13,
+    )
     model = LLaDAModelLM(config).eval().to(dtype)
     # sharper random logits make confidence orders less uniform (more varied decode orders)
     with torch.no_grad():
@@ -28,9 +40,19 @@ def tiny_llada(n_layers: int = 2, seed: int = 0, dtype=torch.float64, n_kv_heads
 
 def tiny_dream(n_layers: int = 2, seed: int = 0, dtype=torch.float64) -> DreamModel:
     torch.manual_seed(seed)
-    config = DreamConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=32, rope_theta=10000.0, mask_token_id=DREAM_MASK,
-                         pad_token_id=31, bos_token_id=31, eos_token_id=31)
+    config = DreamConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=32,
+        rope_theta=10000.0,
+        mask_token_id=DREAM_MASK,
+        pad_token_id=31,
+        bos_token_id=31,
+        eos_token_id=31,
+    )
     model = DreamModel(config).eval().to(dtype)
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)

@@ -31,9 +31,21 @@ def ref_get_num_transfer_tokens(mask_index, steps):
 
 
 @torch.no_grad()
-def ref_llada_generate(model, prompt, steps, gen_length, block_length, temperature=0.0, cfg_scale=0.0,
-                       remasking="low_confidence", mask_id=14, logits_eos_inf=False, eos_id=13,
-                       confidence_eos_eot_inf=False, eot_id=None):
+def ref_llada_generate(
+    model,
+    prompt,
+    steps,
+    gen_length,
+    block_length,
+    temperature=0.0,
+    cfg_scale=0.0,
+    remasking="low_confidence",
+    mask_id=14,
+    logits_eos_inf=False,
+    eos_id=13,
+    confidence_eos_eot_inf=False,
+    eot_id=None,
+):
     x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long)
     x[:, : prompt.shape[1]] = prompt.clone()
     prompt_index = x != mask_id
@@ -41,7 +53,7 @@ def ref_llada_generate(model, prompt, steps, gen_length, block_length, temperatu
     steps = steps // num_blocks
     for num_block in range(num_blocks):
         lo = prompt.shape[1] + num_block * block_length
-        block_mask_index = x[:, lo: lo + block_length] == mask_id
+        block_mask_index = x[:, lo : lo + block_length] == mask_id
         num_transfer_tokens = ref_get_num_transfer_tokens(block_mask_index, steps)
         for i in range(steps):
             mask_index = x == mask_id
@@ -65,7 +77,7 @@ def ref_llada_generate(model, prompt, steps, gen_length, block_length, temperatu
                 x0_p = torch.squeeze(torch.gather(p, dim=-1, index=torch.unsqueeze(x0, -1)), -1)
             else:
                 x0_p = torch.rand((x0.shape[0], x0.shape[1]))
-            x0_p[:, lo + block_length:] = -float("inf")
+            x0_p[:, lo + block_length :] = -float("inf")
             x0 = torch.where(mask_index, x0, x)
             confidence = torch.where(mask_index, x0_p, -float("inf"))
             transfer_index = torch.zeros_like(x0, dtype=torch.bool)
@@ -94,8 +106,9 @@ def ref_sample_tokens(logits, temperature=0.0, margin_confidence=False, neg_entr
 
 
 @torch.no_grad()
-def ref_dream_sample(model, input_ids, max_new_tokens, steps, alg, temperature=0.0, eps=1e-3, mask_id=30,
-                     transfers=None, alg_temp=None):
+def ref_dream_sample(
+    model, input_ids, max_new_tokens, steps, alg, temperature=0.0, eps=1e-3, mask_id=30, transfers=None, alg_temp=None
+):
     x = F.pad(input_ids, (0, max_new_tokens), value=mask_id)
     timesteps = torch.linspace(1, eps, steps + 1)
     for i in range(steps):
@@ -113,8 +126,9 @@ def ref_dream_sample(model, input_ids, max_new_tokens, steps, alg, temperature=0
             if transfers is not None:
                 transfers.append(int(transfer_index_t_s.sum()))
         else:
-            confidence, x0 = ref_sample_tokens(mask_logits, temperature, margin_confidence=alg == "topk_margin",
-                                               neg_entropy=alg == "entropy")
+            confidence, x0 = ref_sample_tokens(
+                mask_logits, temperature, margin_confidence=alg == "topk_margin", neg_entropy=alg == "entropy"
+            )
             num_mask_token = mask_index.sum() / mask_index.shape[0]
             number_transfer_tokens = int(num_mask_token * (1 - s / t)) if i < steps - 1 else int(num_mask_token)
             full_confidence = torch.full_like(x, -torch.inf, dtype=logits.dtype)
@@ -177,7 +191,8 @@ def ref_fast_dllm_generate(model, prompt, gen_length, block_length, steps, cache
                 logits = model(x).logits
                 mask_index[:, end:] = 0
                 x0, transfer_index = ref_fast_dllm_transfer(
-                    logits, mask_index, x, num_transfer_tokens[:, i] if threshold is None else None, threshold)
+                    logits, mask_index, x, num_transfer_tokens[:, i] if threshold is None else None, threshold
+                )
                 x[transfer_index] = x0[transfer_index]
                 i += 1
                 if (x[:, start:end] == mask_id).sum() == 0:
@@ -187,7 +202,8 @@ def ref_fast_dllm_generate(model, prompt, gen_length, block_length, steps, cache
         mask_index = x == mask_id
         mask_index[:, end:] = 0
         x0, transfer_index = ref_fast_dllm_transfer(
-            logits, mask_index, x, num_transfer_tokens[:, 0] if threshold is None else None, threshold)
+            logits, mask_index, x, num_transfer_tokens[:, 0] if threshold is None else None, threshold
+        )
         x[transfer_index] = x0[transfer_index]
         nfe += 1
         i = 1
@@ -198,7 +214,8 @@ def ref_fast_dllm_generate(model, prompt, gen_length, block_length, steps, cache
             mask_index[:, block_length:] = 0
             logits = model(x).logits[:, start:hi]
             x0, transfer_index = ref_fast_dllm_transfer(
-                logits, mask_index, x[:, start:hi], num_transfer_tokens[:, i] if threshold is None else None, threshold)
+                logits, mask_index, x[:, start:hi], num_transfer_tokens[:, i] if threshold is None else None, threshold
+            )
             x[:, start:hi][transfer_index] = x0[transfer_index]
             if (x[:, start:end] == mask_id).sum() == 0:
                 break

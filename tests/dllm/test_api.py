@@ -19,10 +19,13 @@ def test_every_strategy_wraps_reports_and_unwraps_to_identical_outputs():
     pipe, ids = LLaDAPipeline(tiny_llada(2)), random_prompts(3, 9, 12)
     plain = pipe(input_ids=ids, **RUN).sequences
     assert set(dllm_strategies()) <= set(diffaccel.strategies())
-    for name, options in [("dkv-cache", {"refresh_interval": 1}), ("ssd", {"draft_length": 3}),
-                          ("ssd", {"adaptive": True}),
-                          ("sparsed", {"skip": 1.0, "block_size": 8, "compile": False}),
-                          ("fast-dllm", {"threshold": None, "cache": "none"})]:
+    for name, options in [
+        ("dkv-cache", {"refresh_interval": 1}),
+        ("ssd", {"draft_length": 3}),
+        ("ssd", {"adaptive": True}),
+        ("sparsed", {"skip": 1.0, "block_size": 8, "compile": False}),
+        ("fast-dllm", {"threshold": None, "cache": "none"}),
+    ]:
         diffaccel.wrap(pipe, name, **options)
         pipe(input_ids=ids[:1], **RUN)  # a run with another batch size first: each call is its own run
         out = pipe(input_ids=ids, **RUN)
@@ -85,8 +88,13 @@ def test_ssd_verification_batches_are_exactly_as_large_as_needed():
     assert max(rows) <= 4 * (4 + 1) and len(set(rows)) > 2  # batch sizes vary from forward to forward
 
 
-@pytest.mark.parametrize("spec, forwards", [("fast-dllm:threshold=0.000001,cache=prefix", 4),
-                                             ("fast-dllm:threshold=0.000001,cache=prefix,skip_idle_forward=True", 2)])
+@pytest.mark.parametrize(
+    "spec, forwards",
+    [
+        ("fast-dllm:threshold=0.000001,cache=prefix", 4),
+        ("fast-dllm:threshold=0.000001,cache=prefix,skip_idle_forward=True", 2),
+    ],
+)
 def test_fast_dllm_threshold_zero_decodes_each_block_in_one_step(spec, forwards):
     """Every block is decoded by its first forward; the official loop runs one more (idle) forward per
     block, which our ``skip_idle_forward`` saves."""
@@ -126,8 +134,16 @@ def test_a_bare_model_with_a_changed_batch_within_a_run_recomputes_instead_of_re
     model = tiny_llada(1)
     x2, x3 = random_prompts(2, 6, 12), random_prompts(3, 6, 12, seed=5)
     x2[:, 3:] = x3[:, 3:] = model.config.mask_token_id
-    step = dict(run_id=-7, total_steps=6, block_index=0, block_start=3, block_end=6, prompt_length=3,
-                gen_length=3, mask_id=model.config.mask_token_id)
+    step = dict(
+        run_id=-7,
+        total_steps=6,
+        block_index=0,
+        block_start=3,
+        block_end=6,
+        prompt_length=3,
+        gen_length=3,
+        mask_id=model.config.mask_token_id,
+    )
     expected = model(x3).logits
     diffaccel.wrap(model, "dkv-cache", refresh_interval=8)
     try:

@@ -19,18 +19,25 @@ def peer_run(pipe, ids, gen_length, block_length, **options):
         diffaccel.unwrap(pipe)
 
 
-@pytest.mark.parametrize("cache, skip, expected", [
-    ("prefix", False, [2, 8]), ("dual", False, [2, 8]),   # official: block-start forward + one more per block
-    ("prefix", True, [1, 4]), ("dual", True, [1, 4]),     # ours: the idle forward skipped
-    ("none", False, [1, 4]),                              # no cache: the loop stops when the block is done
-])
+@pytest.mark.parametrize(
+    "cache, skip, expected",
+    [
+        ("prefix", False, [2, 8]),
+        ("dual", False, [2, 8]),  # official: block-start forward + one more per block
+        ("prefix", True, [1, 4]),
+        ("dual", True, [1, 4]),  # ours: the idle forward skipped
+        ("none", False, [1, 4]),  # no cache: the loop stops when the block is done
+    ],
+)
 def test_forward_count_when_every_block_completes_at_its_first_forward(cache, skip, expected):
     """Hand-traced: threshold 1e-6 (below any confidence) commits every masked position of a block at its first forward. The
     official cached loop (``i = 1; while True: nfe += 1; forward; ...; if block done: break``) still runs
     one forward after it, so answer 8 / block 8 costs 2 forwards and answer 16 / block 4 costs 4 x 2."""
     pipe, ids = LLaDAPipeline(tiny_llada(1)), random_prompts(1, 6, 12)
-    counts = [peer_run(pipe, ids, gen, block, threshold=1e-6, cache=cache, skip_idle_forward=skip)[1]
-              for gen, block in [(8, 8), (16, 4)]]
+    counts = [
+        peer_run(pipe, ids, gen, block, threshold=1e-6, cache=cache, skip_idle_forward=skip)[1]
+        for gen, block in [(8, 8), (16, 4)]
+    ]
     assert counts == expected
 
 
@@ -50,8 +57,9 @@ def test_peer_matches_the_official_loop_tokens_and_forwards(cache, threshold):
     pipe = LLaDAPipeline(model)
     for seed in range(3):
         ids = random_prompts(1, 6, 12, seed=seed)
-        expected, nfe = ref_fast_dllm_generate(model, ids, 16, 8, 16, cache=cache, threshold=threshold,
-                                               mask_id=LLADA_MASK)
+        expected, nfe = ref_fast_dllm_generate(
+            model, ids, 16, 8, 16, cache=cache, threshold=threshold, mask_id=LLADA_MASK
+        )
         got, forwards = peer_run(pipe, ids, 16, 8, threshold=threshold, cache=cache)
         assert torch.equal(got, expected), seed
         assert forwards == nfe, seed

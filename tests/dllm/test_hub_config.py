@@ -29,8 +29,20 @@ def test_zoo_folder_is_a_hub_checkpoint_folder():
     folder = weights_folder()
     raw = json.loads((folder / "config.json").read_text())
     assert raw["model_type"] == "llada" and raw["architectures"] == ["LLaDAModelLM"]
-    for key in ("d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "block_type", "rope",
-                "layer_norm_type", "activation_type", "scale_logits", "input_emb_norm", "weight_tying"):
+    for key in (
+        "d_model",
+        "n_heads",
+        "n_kv_heads",
+        "n_layers",
+        "mlp_hidden_size",
+        "block_type",
+        "rope",
+        "layer_norm_type",
+        "activation_type",
+        "scale_logits",
+        "input_emb_norm",
+        "weight_tying",
+    ):
         assert key in raw  # the official config class would otherwise fall back to its own defaults
     model = load_llada(folder)  # the checkpoint loader, on the zoo folder
     pipe = load_llada_addition()
@@ -86,8 +98,9 @@ def test_input_emb_norm_scales_the_embeddings_by_sqrt_d_model():
     reference = _variant(base)
     with torch.no_grad():  # independent route: the same scaling folded into the embedding table
         reference.model.transformer["wte"].weight.mul_(math.sqrt(base.config.d_model))
-    torch.testing.assert_close(_variant(base, input_emb_norm=True)(ids).logits, reference(ids).logits,
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        _variant(base, input_emb_norm=True)(ids).logits, reference(ids).logits, rtol=1e-10, atol=1e-10
+    )
 
 
 def test_rope_in_model_precision_only_changes_low_precision_models():
@@ -108,8 +121,10 @@ def test_every_unsupported_llada_field_raises(field):
         LLaDAConfig.from_hf_dict(raw)
 
 
-@pytest.mark.parametrize("field, value", [("rope_scaling", {"type": "linear", "factor": 2.0}),
-                                          ("hidden_act", "gelu"), ("use_sliding_window", True)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("rope_scaling", {"type": "linear", "factor": 2.0}), ("hidden_act", "gelu"), ("use_sliding_window", True)],
+)
 def test_every_unsupported_dream_field_raises(field, value):
     assert field in DREAM_REFUSED
     with pytest.raises(NotImplementedError, match=field):

@@ -63,8 +63,11 @@ def _cached_logits_match_full_forward(model, prompts, planner, family, **options
     reference = copy.deepcopy(model)
     calls = []
     handle = model.register_forward_hook(
-        lambda m, args, kwargs, out: calls.append((kwargs["input_ids"] if "input_ids" in kwargs else args[0],
-                                                   kwargs["decode_step"], out.logits)), with_kwargs=True)
+        lambda m, args, kwargs, out: calls.append(
+            (kwargs["input_ids"] if "input_ids" in kwargs else args[0], kwargs["decode_step"], out.logits)
+        ),
+        with_kwargs=True,
+    )
     try:
         _generate(model, prompts, planner, **options)
     finally:
@@ -76,29 +79,43 @@ def _cached_logits_match_full_forward(model, prompts, planner, family, **options
         torch.testing.assert_close(logits[needed], full[needed], atol=1e-10, rtol=1e-10)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4)),
-    lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=100)),
-    lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="prefix")),
-    lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="dual")),
-], ids=["decode-R4", "decode-R100", "prefix", "dual"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4)),
+        lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=100)),
+        lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="prefix")),
+        lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="dual")),
+    ],
+    ids=["decode-R4", "decode-R100", "prefix", "dual"],
+)
 def test_every_cache_is_exact_on_a_one_layer_llada(make):
     _cached_logits_match_full_forward(tiny_llada(1), random_prompts(3, 9, 12), make(), "llada", **LLADA_RUN)
 
 
 def test_dkv_greedy_is_exact_on_a_one_layer_llada():
     planner = dkv_cache.make_planner(dkv_cache.DKVCacheConfig(variant="greedy", refresh_interval=4, window_size=2))
-    _cached_logits_match_full_forward(tiny_llada(1), random_prompts(1, 9, 12), planner, "llada",
-                                      remasking="random_order", generator=torch.Generator().manual_seed(3),
-                                      **LLADA_RUN)
+    _cached_logits_match_full_forward(
+        tiny_llada(1),
+        random_prompts(1, 9, 12),
+        planner,
+        "llada",
+        remasking="random_order",
+        generator=torch.Generator().manual_seed(3),
+        **LLADA_RUN,
+    )
 
 
-@pytest.mark.parametrize("make", [
-    lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4, shift_type="right")),
-    lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4, shift_type="un_right")),
-    lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="prefix")),
-    lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="dual")),
-], ids=["decode-right", "decode-un_right", "prefix", "dual"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4, shift_type="right")),
+        lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4, shift_type="un_right")),
+        lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="prefix")),
+        lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="dual")),
+    ],
+    ids=["decode-right", "decode-un_right", "prefix", "dual"],
+)
 def test_every_exact_cache_is_exact_on_a_one_layer_dream(make):
     _cached_logits_match_full_forward(tiny_dream(1), random_prompts(2, 6, 29), make(), "dream", **DREAM_RUN)
 
@@ -109,8 +126,11 @@ def test_dkv_decode_cache_holds_exactly_the_positions_decoded_before_the_previou
     cache = attach_planner(model, planner)
     seen = []
     handle = model.register_forward_hook(
-        lambda m, args, kwargs, out: seen.append((kwargs["decode_step"].step_in_block, args[0].clone(),
-                                                  cache.valid.clone())), with_kwargs=True)
+        lambda m, args, kwargs, out: seen.append(
+            (kwargs["decode_step"].step_in_block, args[0].clone(), cache.valid.clone())
+        ),
+        with_kwargs=True,
+    )
     try:
         llada_generate(model, prompts, **LLADA_RUN)
     finally:

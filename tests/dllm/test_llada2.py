@@ -18,8 +18,15 @@ from .conftest import random_prompts, tiny_llada
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without")
 
 # prompt 8 + answer 8 in blocks of 4: two generated blocks (windows of 12 and 16 tokens), 4 steps each
-CALL = dict(gen_length=8, num_inference_steps=4, sampling_method="greedy", threshold=0.95, editing_threshold=None,
-            output_type="seq", use_chat_template=False)
+CALL = dict(
+    gen_length=8,
+    num_inference_steps=4,
+    sampling_method="greedy",
+    threshold=0.95,
+    editing_threshold=None,
+    output_type="seq",
+    use_chat_template=False,
+)
 
 
 def _pipe(n_layers, dtype=torch.float64):
@@ -29,8 +36,12 @@ def _pipe(n_layers, dtype=torch.float64):
 
 
 def _hook_names(model):
-    return {name for m in model.modules() if getattr(m, "_diffusers_hook", None) is not None
-            for name in m._diffusers_hook.hooks}
+    return {
+        name
+        for m in model.modules()
+        if getattr(m, "_diffusers_hook", None) is not None
+        for name in m._diffusers_hook.hooks
+    }
 
 
 def test_llada2_pipeline_runs_the_diffaccel_model_like_the_plain_forward():
@@ -39,17 +50,24 @@ def test_llada2_pipeline_runs_the_diffaccel_model_like_the_plain_forward():
     assert out.shape == (2, 8) and not (out == pipe.mask_token_id).any()
 
 
-@pytest.mark.parametrize("config", [DKVCacheConfig(refresh_interval=2), DKVCacheConfig(refresh_interval=100),
-                                    FastDLLMConfig(threshold=None, cache="prefix"),
-                                    FastDLLMConfig(threshold=None, cache="dual")],
-                         ids=lambda c: c.strify())
+@pytest.mark.parametrize(
+    "config",
+    [
+        DKVCacheConfig(refresh_interval=2),
+        DKVCacheConfig(refresh_interval=100),
+        FastDLLMConfig(threshold=None, cache="prefix"),
+        FastDLLMConfig(threshold=None, cache="dual"),
+    ],
+    ids=lambda c: c.strify(),
+)
 def test_caches_wrapped_on_llada2_are_exact_on_a_one_layer_model(config):
     pipe, ids = _pipe(1), random_prompts(2, 8, 12)
     reference = copy.deepcopy(pipe.model)
     expected = pipe(input_ids=ids, **CALL).sequences
     calls = []
     handle = pipe.model.body.register_forward_hook(
-        lambda m, args, kwargs, out: calls.append((args[0], kwargs["decode_step"], out.logits)), with_kwargs=True)
+        lambda m, args, kwargs, out: calls.append((args[0], kwargs["decode_step"], out.logits)), with_kwargs=True
+    )
     diffaccel.wrap(pipe, config)
     try:
         got = pipe(input_ids=ids, **CALL).sequences
@@ -69,9 +87,15 @@ def test_caches_wrapped_on_llada2_are_exact_on_a_one_layer_model(config):
     assert not _hook_names(pipe.model) and torch.equal(pipe(input_ids=ids, **CALL).sequences, expected)
 
 
-@pytest.mark.parametrize("config", [DKVCacheConfig(refresh_interval=100), FastDLLMConfig(threshold=None, cache="prefix"),
-                                    FastDLLMConfig(threshold=None, cache="dual")],
-                         ids=lambda c: c.strify())
+@pytest.mark.parametrize(
+    "config",
+    [
+        DKVCacheConfig(refresh_interval=100),
+        FastDLLMConfig(threshold=None, cache="prefix"),
+        FastDLLMConfig(threshold=None, cache="dual"),
+    ],
+    ids=lambda c: c.strify(),
+)
 def test_caches_stay_exact_when_the_pipeline_edits_decoded_tokens(config):
     """LLaDA2Pipeline's editing rule reads the logits of decoded block positions, so caches must run them."""
     pipe, ids = _pipe(1), random_prompts(8, 8, 12)
@@ -113,8 +137,9 @@ def test_sparsed_on_llada2_rebuilds_its_pattern_when_the_window_grows(monkeypatc
 
     built = []
     real_build = sparsed_module.build_sparse_pattern
-    monkeypatch.setattr(sparsed_module, "build_sparse_pattern",
-                        lambda q, k, **kw: built.append(q.shape[2]) or real_build(q, k, **kw))
+    monkeypatch.setattr(
+        sparsed_module, "build_sparse_pattern", lambda q, k, **kw: built.append(q.shape[2]) or real_build(q, k, **kw)
+    )
     diffaccel.wrap(pipe, "sparsed", skip=0.2, select=1.0, block_size=4, compile=False)
     try:
         got = pipe(input_ids=ids, **CALL).sequences

@@ -82,15 +82,30 @@ def test_dream_native_sampler_equals_official_on_exact_ties(alg, alg_temp):
         torch.manual_seed(seed)
         expected = ref_dream_sample(model, x, 12, 12, alg, mask_id=30, alg_temp=alg_temp)
         sampler = MaskedDiffusionSampler(model, family="dream", mask_id=30)
-        config = SamplingConfig(gen_length=12, steps=12, block_length=12, alg=alg, alg_temp=alg_temp,
-                                schedule="dream_native")
+        config = SamplingConfig(
+            gen_length=12, steps=12, block_length=12, alg=alg, alg_temp=alg_temp, schedule="dream_native"
+        )
         torch.manual_seed(seed)
         got = sampler.generate(x, config)
         assert torch.equal(got, expected), seed
         torch.manual_seed(seed)
-        differs += int(not torch.equal(sampler.generate(x, SamplingConfig(
-            gen_length=12, steps=12, block_length=12, alg=alg, alg_temp=alg_temp, schedule="dream_native",
-            numerics="stable")), expected))
+        differs += int(
+            not torch.equal(
+                sampler.generate(
+                    x,
+                    SamplingConfig(
+                        gen_length=12,
+                        steps=12,
+                        block_length=12,
+                        alg=alg,
+                        alg_temp=alg_temp,
+                        schedule="dream_native",
+                        numerics="stable",
+                    ),
+                ),
+                expected,
+            )
+        )
     if alg_temp is None:
         assert differs > 0
 
@@ -101,6 +116,9 @@ def test_dream_sampling_at_temperature_matches_official_rng_use():
     expected = ref_dream_sample(model, x, 12, 12, "maskgit_plus", temperature=0.7, mask_id=30)
     torch.manual_seed(11)
     got = MaskedDiffusionSampler(model, family="dream", mask_id=30).generate(
-        x, SamplingConfig(gen_length=12, steps=12, block_length=12, alg="maskgit_plus", temperature=0.7,
-                          schedule="dream_native"))
+        x,
+        SamplingConfig(
+            gen_length=12, steps=12, block_length=12, alg="maskgit_plus", temperature=0.7, schedule="dream_native"
+        ),
+    )
     assert torch.equal(got, expected)

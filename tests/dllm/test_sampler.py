@@ -38,12 +38,14 @@ def test_dream_native_sampler_matches_the_reference(alg):
     temperature = 0.8 if alg == "origin" else 0.0
     expected_counts = []
     torch.manual_seed(7)
-    expected = ref_dream_sample(model, prompts, 8, 8, alg, temperature=temperature, mask_id=DREAM_MASK,
-                                transfers=expected_counts)
+    expected = ref_dream_sample(
+        model, prompts, 8, 8, alg, temperature=temperature, mask_id=DREAM_MASK, transfers=expected_counts
+    )
     torch.manual_seed(7)
     sampler = MaskedDiffusionSampler(model, family="dream", mask_id=DREAM_MASK)
-    config = SamplingConfig(gen_length=8, steps=8, block_length=8, alg=alg, temperature=temperature,
-                            schedule="dream_native")
+    config = SamplingConfig(
+        gen_length=8, steps=8, block_length=8, alg=alg, temperature=temperature, schedule="dream_native"
+    )
     got = sampler.generate(prompts, config)
     assert torch.equal(got, expected)
     if alg != "origin":
@@ -64,7 +66,9 @@ def test_linear_schedule_commits_one_token_per_step_in_block_order():
     model, prompts = tiny_llada(), random_prompts(2, 6, 12)
     sampler = MaskedDiffusionSampler(model, family="llada", mask_id=LLADA_MASK)
     seen = []
-    handle = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].clone() if "input_ids" in kw else a[0].clone()), with_kwargs=True)
+    handle = model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["input_ids"].clone() if "input_ids" in kw else a[0].clone()), with_kwargs=True
+    )
     try:
         sampler.generate(prompts, SamplingConfig(gen_length=8, steps=8, block_length=4))
     finally:
@@ -94,4 +98,6 @@ def test_pipelines_accept_ids_and_reject_bad_input():
     dream = DreamPipeline(tiny_dream())
     with pytest.raises(ValueError, match="no blocks"):
         dream(random_prompts(1, 4, 29), gen_length=8, steps=8, block_length=4)
-    assert dream(random_prompts(1, 4, 29), gen_length=8, steps=8, block_length=4, schedule="linear").generated.shape == (1, 8)
+    assert dream(
+        random_prompts(1, 4, 29), gen_length=8, steps=8, block_length=4, schedule="linear"
+    ).generated.shape == (1, 8)

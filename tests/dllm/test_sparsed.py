@@ -69,14 +69,14 @@ def _brute_force_pattern(q, k, gen_length, bs, select, scale):
     for b in range(b_):
         for h in range(h_):
             for qb in range(nq):
-                rows = q[b, h, qb * bs:(qb + 1) * bs]
+                rows = q[b, h, qb * bs : (qb + 1) * bs]
                 full = torch.softmax(rows @ k[b, h].T * scale, -1)
-                imp = [full[:, kb * bs:(kb + 1) * bs].mean().item() for kb in range(nk)]
+                imp = [full[:, kb * bs : (kb + 1) * bs].mean().item() for kb in range(nk)]
                 for kb in sorted(range(nk), key=lambda i: -imp[i])[:k1]:
                     if kb < g:
                         out[b, h, qb, kb] = True
-                gen = torch.softmax(rows @ k[b, h, g * bs:].T * scale, -1)
-                imp2 = [gen[:, (kb - g) * bs:(kb - g + 1) * bs].mean().item() for kb in range(g, nk)]
+                gen = torch.softmax(rows @ k[b, h, g * bs :].T * scale, -1)
+                imp2 = [gen[:, (kb - g) * bs : (kb - g + 1) * bs].mean().item() for kb in range(g, nk)]
                 for j in sorted(range(nk - g), key=lambda i: -imp2[i])[:k2]:
                     out[b, h, qb, g + j] = True
     return out

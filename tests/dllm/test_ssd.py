@@ -15,8 +15,16 @@ def _run(pipe_or_model, prompts, config, ssd=None, family="llada", mask_id=None)
     return out, sampler.last_record
 
 
-@pytest.mark.parametrize("ssd", [SSDConfig(draft_length=2), SSDConfig(draft_length=4), SSDConfig(draft_length=8),
-                                 SSDConfig(draft_length=2, adaptive=True)], ids=["N2", "N4", "N8", "adaptive"])
+@pytest.mark.parametrize(
+    "ssd",
+    [
+        SSDConfig(draft_length=2),
+        SSDConfig(draft_length=4),
+        SSDConfig(draft_length=8),
+        SSDConfig(draft_length=2, adaptive=True),
+    ],
+    ids=["N2", "N4", "N8", "adaptive"],
+)
 def test_ssd_equals_stepwise_decoding_on_128_addition_prompts(zoo_pipe, ssd):
     prompts, _ = zoo_pipe.task.held_out(128, seed=99)
     g = zoo_pipe.task.gen_length
@@ -25,8 +33,10 @@ def test_ssd_equals_stepwise_decoding_on_128_addition_prompts(zoo_pipe, ssd):
         expected, stepwise = _run(zoo_pipe.model, prompts, config, mask_id=zoo_pipe.mask_id)
         got, record = _run(zoo_pipe.model, prompts, config, ssd, mask_id=zoo_pipe.mask_id)
         assert torch.equal(got, expected)
-        assert all(1 <= a <= (ssd.max_draft_length if ssd.adaptive else ssd.draft_length) + 1
-                   for a in record.accepted_per_round)
+        assert all(
+            1 <= a <= (ssd.max_draft_length if ssd.adaptive else ssd.draft_length) + 1
+            for a in record.accepted_per_round
+        )
         assert sum(record.accepted_per_round) == 128 * g
         assert record.forward_calls < stepwise.forward_calls
 
@@ -51,9 +61,11 @@ def test_ssd_is_lossless_on_a_dream_model(alg):
 
 def test_ssd_rejects_non_greedy_references():
     model, prompts = tiny_llada(1), random_prompts(1, 4, 12)
-    for config in (SamplingConfig(gen_length=8, steps=4, block_length=8),
-                   SamplingConfig(gen_length=8, steps=8, block_length=8, temperature=0.5),
-                   SamplingConfig(gen_length=8, steps=8, block_length=8, remasking="random")):
+    for config in (
+        SamplingConfig(gen_length=8, steps=4, block_length=8),
+        SamplingConfig(gen_length=8, steps=8, block_length=8, temperature=0.5),
+        SamplingConfig(gen_length=8, steps=8, block_length=8, remasking="random"),
+    ):
         with pytest.raises(ValueError, match="ssd"):
             _run(model, prompts, config, SSDConfig(), mask_id=14)
     with pytest.raises(ValueError, match="draft_length"):

@@ -26,7 +26,7 @@ def test_zoo_model_reproduces_its_manifest_accuracy_with_stepwise_decoding():
     prompts, answers = pipe.task.held_out(manifest["eval"]["held_out_count"], seed=manifest["eval"]["held_out_seed"])
     g = pipe.task.gen_length
     out = llada_generate(pipe.model, prompts, steps=g, gen_length=g, block_length=g, mask_id=pipe.mask_id)
-    accuracy = (out[:, prompts.shape[1]:] == answers).all(1).float().mean().item()
+    accuracy = (out[:, prompts.shape[1] :] == answers).all(1).float().mean().item()
     assert accuracy == manifest["eval"][f"exact_match_stepwise_block{g}"]
     assert accuracy >= 0.99  # the bar for the committed artifact (measured once, deterministic)
 
@@ -38,8 +38,28 @@ def test_zoo_pipeline_reads_text_prompts():
 
 
 def test_training_script_writes_loadable_weights_and_a_manifest(tmp_path):
-    manifest = train_main(["--steps", "3", "--eval-count", "4", "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-                           "--ff", "32", "--batch-size", "8", "--warmup", "1", "--output", str(tmp_path)])
+    manifest = train_main(
+        [
+            "--steps",
+            "3",
+            "--eval-count",
+            "4",
+            "--d-model",
+            "16",
+            "--n-layers",
+            "1",
+            "--n-heads",
+            "2",
+            "--ff",
+            "32",
+            "--batch-size",
+            "8",
+            "--warmup",
+            "1",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     assert manifest["sha256"]["model.safetensors"] == sha256_of(tmp_path / "model.safetensors")
     assert manifest["seed"] == 0 and manifest["hyperparameters"]["steps"] == 3
     pipe = load_llada_addition(folder=tmp_path)

@@ -9,20 +9,35 @@ from diffaccel.testing.tiny_pipelines import tiny_flux_pipeline, tiny_sd_pipelin
 
 CASES = {
     "flux": (tiny_flux_pipeline, dict(height=16, width=16, max_sequence_length=16, guidance_scale=3.5), "images"),
-    "flux-true-cfg": (tiny_flux_pipeline, dict(height=16, width=16, max_sequence_length=16, true_cfg_scale=2.0,
-                                                negative_prompt="dark sky"), "images"),
-    "wan": (tiny_wan_pipeline, dict(height=16, width=16, num_frames=5, max_sequence_length=16, guidance_scale=4.0),
-            "frames"),
+    "flux-true-cfg": (
+        tiny_flux_pipeline,
+        dict(height=16, width=16, max_sequence_length=16, true_cfg_scale=2.0, negative_prompt="dark sky"),
+        "images",
+    ),
+    "wan": (
+        tiny_wan_pipeline,
+        dict(height=16, width=16, num_frames=5, max_sequence_length=16, guidance_scale=4.0),
+        "frames",
+    ),
     "sd": (tiny_sd_pipeline, dict(height=16, width=16, guidance_scale=7.5), "images"),
 }
-EXPECTED_CONTEXTS = {"flux": ["cond"], "flux-true-cfg": ["cond", "uncond"], "wan": ["cond", "uncond"],
-                     "sd": ["default"]}
+EXPECTED_CONTEXTS = {
+    "flux": ["cond"],
+    "flux-true-cfg": ["cond", "uncond"],
+    "wan": ["cond", "uncond"],
+    "sd": ["default"],
+}
 STEPS = 10
 
 
 def _generate(pipe, kwargs, field, steps=STEPS):
-    out = pipe("a photo of a red house", num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
-               output_type="pt", **kwargs)
+    out = pipe(
+        "a photo of a red house",
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+        **kwargs,
+    )
     return getattr(out, field)
 
 

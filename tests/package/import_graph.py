@@ -33,8 +33,13 @@ def import_graph(include_function_level: bool = True) -> dict[str, set[str]]:
     for name, path in paths.items():
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(), str(path))
-        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
-                       for stmt in block.body for n in ast.walk(stmt)}
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and _is_type_checking(block.test)
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }
         nodes = ast.walk(tree) if include_function_level else _module_level(tree)
         edges: set[str] = set()
         for node in nodes:
@@ -65,13 +70,18 @@ def _module_level(tree: ast.Module):
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             continue  # typing-only imports never run
         if isinstance(node, (ast.If, ast.Try)):
-            stack.extend(node.body + node.orelse + getattr(node, "finalbody", [])
-                         + [s for h in getattr(node, "handlers", []) for s in h.body])
+            stack.extend(
+                node.body
+                + node.orelse
+                + getattr(node, "finalbody", [])
+                + [s for h in getattr(node, "handlers", []) for s in h.body]
+            )
 
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -13,12 +13,27 @@ import sys
 from tests.package.import_graph import PACKAGE_ROOT, cycles, import_graph, module_name
 
 #: the library's core: what every domain builds on
-CORE = ("diffaccel.core", "diffaccel.api", "diffaccel.strategies.registry", "diffaccel.strategies.base",
-        "diffaccel.adapters", "diffaccel.forecast")
+CORE = (
+    "diffaccel.core",
+    "diffaccel.api",
+    "diffaccel.strategies.registry",
+    "diffaccel.strategies.base",
+    "diffaccel.adapters",
+    "diffaccel.forecast",
+)
 #: domains and tools built on the core (a domain registers its strategies with the core on import)
-DOMAINS = ("diffaccel.dllm", "diffaccel.policy", "diffaccel.compare", "diffaccel.zoo", "diffaccel.generate",
-           "diffaccel.strategies.taylorseer", "diffaccel.strategies.hyca", "diffaccel.strategies.taocache",
-           "diffaccel.hyca", "diffaccel.taocache")
+DOMAINS = (
+    "diffaccel.dllm",
+    "diffaccel.policy",
+    "diffaccel.compare",
+    "diffaccel.zoo",
+    "diffaccel.generate",
+    "diffaccel.strategies.taylorseer",
+    "diffaccel.strategies.hyca",
+    "diffaccel.strategies.taocache",
+    "diffaccel.hyca",
+    "diffaccel.taocache",
+)
 
 
 def _under(name: str, prefixes) -> bool:
@@ -36,8 +51,7 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_core_imports_no_domain():
     graph = import_graph()
-    offending = {m: sorted(t for t in targets if _under(t, DOMAINS))
-                 for m, targets in graph.items() if _under(m, CORE)}
+    offending = {m: sorted(t for t in targets if _under(t, DOMAINS)) for m, targets in graph.items() if _under(m, CORE)}
     assert {m: t for m, t in offending.items() if t} == {}
 
 
@@ -53,10 +67,12 @@ def test_no_private_name_is_imported_from_another_module():
 
 
 def test_import_diffaccel_is_light_and_subpackages_are_attributes():
-    code = ("import sys, diffaccel; heavy = sorted(m for m in ('diffaccel.zoo', 'diffaccel.dllm', 'diffaccel.compare', "
-            "'matplotlib', 'skimage', 'rich', 'imageio') if m in sys.modules); print(heavy); "
-            "print(diffaccel.zoo.names()[0], diffaccel.dllm.dllm_strategies()[0], callable(diffaccel.hyca.profile), "
-            "callable(diffaccel.taocache.calibrate))")
+    code = (
+        "import sys, diffaccel; heavy = sorted(m for m in ('diffaccel.zoo', 'diffaccel.dllm', 'diffaccel.compare', "
+        "'matplotlib', 'skimage', 'rich', 'imageio') if m in sys.modules); print(heavy); "
+        "print(diffaccel.zoo.names()[0], diffaccel.dllm.dllm_strategies()[0], callable(diffaccel.hyca.profile), "
+        "callable(diffaccel.taocache.calibrate))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["[]", "flux-photos dkv-cache True True"]
 

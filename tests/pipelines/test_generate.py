@@ -46,8 +46,9 @@ def test_interval_one_is_bit_identical_to_none(model, tmp_path):
 
 def test_composition_keeps_family_presets_and_is_exact_when_nothing_is_skipped(tmp_path):
     baseline = _run("wan", tmp_path, "--strategy", "none", name="none")
-    composed = _run("wan", tmp_path, "--strategy", "taylorseer:interval=1", "--strategy", "taocache:max_skips=0",
-                    name="composed")
+    composed = _run(
+        "wan", tmp_path, "--strategy", "taylorseer:interval=1", "--strategy", "taocache:max_skips=0", name="composed"
+    )
     assert np.array_equal(composed.array, baseline.array)
     assert "taylorseer" in composed.summary.strategy and "taocache" in composed.summary.strategy
     preset = _run("wan", tmp_path, "--strategy", "taylorseer:order=2", "--strategy", "taocache", name="preset")
@@ -78,8 +79,9 @@ def test_video_as_gif_and_as_png_frames(tmp_path):
 
 def test_mp4_without_the_video_extra_is_a_clear_error_and_gif_still_works(tmp_path, monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "imageio_ffmpeg" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "imageio_ffmpeg" else real_find_spec(name, *a)
+    )
     with pytest.raises(OutputError, match=r"diffaccel\[video\]"):
         _run("wan", tmp_path, "--strategy", "none")
     with pytest.raises(OutputError, match=r"diffaccel\[video\]"):
@@ -105,14 +107,26 @@ def test_checkpoint_path_loads_a_saved_pipeline_folder(model, tmp_path, monkeypa
     module, _, builder = spec.tiny.builder.partition(":")
     getattr(importlib.import_module(module), builder)().save_pretrained(tmp_path / "ckpt")
     tiny = spec.tiny.defaults
-    settings = ["--prompt", tiny.prompt, "--height", str(tiny.height), "--width", str(tiny.width),
-                "--max-sequence-length", "16", "--guidance", "3.0",
-                *(["--frames", str(tiny.frames), "--fps", str(tiny.fps)] if tiny.frames else []),
-                *(["--negative-prompt", "dark sky"] if spec.negative_prompt_supported else [])]
+    settings = [
+        "--prompt",
+        tiny.prompt,
+        "--height",
+        str(tiny.height),
+        "--width",
+        str(tiny.width),
+        "--max-sequence-length",
+        "16",
+        "--guidance",
+        "3.0",
+        *(["--frames", str(tiny.frames), "--fps", str(tiny.fps)] if tiny.frames else []),
+        *(["--negative-prompt", "dark sky"] if spec.negative_prompt_supported else []),
+    ]
     checkpoint = ["--model-id", str(tmp_path / "ckpt"), "--device", "cpu", "--dtype", "float32", *STEPS, *settings]
     loaded = run(parse_args([*checkpoint, "--strategy", "none", "-o", str(tmp_path / "a")], model=model))
     # the same loaded weights, wrapped with every step computed: the same computation, so bit-identical
-    exact = run(parse_args([*checkpoint, "--strategy", "taylorseer:interval=1", "-o", str(tmp_path / "b")], model=model))
+    exact = run(
+        parse_args([*checkpoint, "--strategy", "taylorseer:interval=1", "-o", str(tmp_path / "b")], model=model)
+    )
     assert loaded.source == str(tmp_path / "ckpt")
     assert np.array_equal(exact.array, loaded.array)
     in_memory = _run(model, tmp_path, "--strategy", "none", *settings, name="c")
@@ -139,12 +153,18 @@ def untrained_flux_photos(tmp_path, monkeypatch):
     components = flux_photos.build_components()
     folder = tmp_path / "zoo" / "flux-photos"
     save_state(folder / "model.safetensors", components)
-    write_json(folder / "config.json", {
-        "components": {name: model_config(module) for name, module in components.items()},
-        "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": flux_photos.SCHEDULER_CONFIG},
-        "pipeline": {"class_names": list(PHOTO_CLASS_NAMES), "image_size": flux_photos.IMAGE_SIZE,
-                     "pixel_patch": flux_photos.PIXEL_PATCH},
-    })
+    write_json(
+        folder / "config.json",
+        {
+            "components": {name: model_config(module) for name, module in components.items()},
+            "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": flux_photos.SCHEDULER_CONFIG},
+            "pipeline": {
+                "class_names": list(PHOTO_CLASS_NAMES),
+                "image_size": flux_photos.IMAGE_SIZE,
+                "pixel_patch": flux_photos.PIXEL_PATCH,
+            },
+        },
+    )
     monkeypatch.setenv("DIFFACCEL_ZOO_WEIGHTS", str(tmp_path / "zoo"))
     return PHOTO_CLASS_NAMES
 
@@ -160,18 +180,25 @@ def test_flux_tiny_maps_the_prompt_to_a_zoo_class(untrained_flux_photos, tmp_pat
     assert result.source == "zoo:flux-photos" and result.array.shape == (1, 32, 32, 3)
     pipe = zoo.load("flux-photos")
     pipe.set_progress_bar_config(disable=True)
-    direct = pipe(class_labels=["coffee"], num_inference_steps=4, generator=torch.Generator().manual_seed(0),
-                  output_type="np").images
+    direct = pipe(
+        class_labels=["coffee"], num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
     assert np.array_equal(result.array, direct)  # the first class named in the prompt, the zoo's default guidance
     guided = _zoo_run(tmp_path, "--strategy", "none", "--prompt", "coffee", "--guidance", "1.0", name="g")
-    unguided = pipe(class_labels=["coffee"], num_inference_steps=4, guidance_scale=1.0,
-                    generator=torch.Generator().manual_seed(0), output_type="np").images
+    unguided = pipe(
+        class_labels=["coffee"],
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
     assert np.array_equal(guided.array, unguided) and not np.array_equal(guided.array, direct)
 
     every_class = _zoo_run(tmp_path, "--strategy", "none", "--prompt", "a lighthouse", name="all")
     assert every_class.array.shape[0] == len(untrained_flux_photos) == len(every_class.paths)
-    direct = pipe(class_labels=None, num_inference_steps=4, generator=torch.Generator().manual_seed(0),
-                  output_type="np").images
+    direct = pipe(
+        class_labels=None, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
     assert np.array_equal(every_class.array, direct)  # a prompt naming no class: one image per class
 
 
@@ -207,8 +234,13 @@ def _wan_zoo_run(tmp_path, *argv, name="wan"):
 
 
 def _clips(pipe, class_labels, steps, guidance_scale=None, seed=0):
-    return pipe(class_labels=class_labels, num_inference_steps=steps, guidance_scale=guidance_scale,
-                generator=torch.Generator("cpu").manual_seed(seed), output_type="np").frames
+    return pipe(
+        class_labels=class_labels,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+    ).frames
 
 
 def test_every_zoo_stand_in_is_a_registered_model_of_the_same_kind():
@@ -230,18 +262,21 @@ def test_wan_tiny_runs_wan_clips_on_the_class_the_prompt_names(wan_clips, tmp_pa
     assert np.array_equal(result.array, direct)
     assert result.paths == [tmp_path / "wan.mp4"]
 
-    guided = _wan_zoo_run(tmp_path, "--strategy", "none", "--steps", "4", "--prompt", "rocket", "--guidance", "1.0",
-                          name="g")
+    guided = _wan_zoo_run(
+        tmp_path, "--strategy", "none", "--steps", "4", "--prompt", "rocket", "--guidance", "1.0", name="g"
+    )
     assert np.array_equal(guided.array, _clips(wan_clips, ["rocket"], 4, guidance_scale=1.0))
     assert not np.array_equal(guided.array, direct)
 
-    every_class = _wan_zoo_run(tmp_path, "--strategy", "none", "--steps", "2", "--prompt", "a lighthouse",
-                               "--format", "png", name="all")  # PNG frames: lossless, so the files can be compared
+    every_class = _wan_zoo_run(
+        tmp_path, "--strategy", "none", "--steps", "2", "--prompt", "a lighthouse", "--format", "png", name="all"
+    )  # PNG frames: lossless, so the files can be compared
     classes, frames = len(wan_clips.class_names), WAN_CLIP_SHAPE[0]
     assert every_class.array.shape == (classes, *WAN_CLIP_SHAPE)
     assert np.array_equal(every_class.array, _clips(wan_clips, None, 2))  # one clip per class
-    assert every_class.paths == [tmp_path / f"all_{i}" / f"frame_{f:04d}.png" for i in range(classes)
-                                 for f in range(frames)]
+    assert every_class.paths == [
+        tmp_path / f"all_{i}" / f"frame_{f:04d}.png" for i in range(classes) for f in range(frames)
+    ]
     for path, frame in zip(every_class.paths, every_class.array.reshape(-1, *WAN_CLIP_SHAPE[1:])):
         assert np.array_equal(iio.imread(path), to_uint8(frame))
 
@@ -264,8 +299,11 @@ def test_wan_tiny_strategy_follows_the_hand_computed_taylorseer_schedule(wan_cli
     assert summary.steps == steps and summary.full_steps == len(full_steps)
     assert summary.computed_fraction == pytest.approx(len(full_steps) / steps, abs=1e-12)
     assert summary.contexts == ["cond", "uncond"]
-    per_kind = {"units": 4, "computed": 4 * len(full_steps) * branches,
-                "forecast": 4 * (steps - len(full_steps)) * branches}
+    per_kind = {
+        "units": 4,
+        "computed": 4 * len(full_steps) * branches,
+        "forecast": 4 * (steps - len(full_steps)) * branches,
+    }
     assert summary.by_kind() == {"attn": per_kind, "cross_attn": per_kind, "mlp": per_kind}
     assert not np.array_equal(preset.array, baseline.array) and np.isfinite(preset.array).all()
 
@@ -275,7 +313,8 @@ def test_wan_tiny_strategy_follows_the_hand_computed_taylorseer_schedule(wan_cli
     transformer_calls, attn_computed_at = [], []
     watch_calls = wan_clips.transformer.register_forward_pre_hook(lambda *_: transformer_calls.append(None))
     watch_attn = wan_clips.transformer.blocks[0].attn1.to_q.register_forward_pre_hook(
-        lambda *_: attn_computed_at.append((len(transformer_calls) - 1) // branches))  # two calls per step
+        lambda *_: attn_computed_at.append((len(transformer_calls) - 1) // branches)
+    )  # two calls per step
     diffaccel.wrap(wan_clips, "taylorseer")
     try:
         by_hand = _clips(wan_clips, ["china"], 12)
@@ -289,8 +328,13 @@ def test_wan_tiny_strategy_follows_the_hand_computed_taylorseer_schedule(wan_cli
 
 
 def test_wan_zoo_rejects_options_it_cannot_honour_and_takes_fps(tmp_path):
-    for argv in (["--height", "64"], ["--width", "64"], ["--frames", "9"], ["--negative-prompt", "blurry"],
-                 ["--max-sequence-length", "8"]):
+    for argv in (
+        ["--height", "64"],
+        ["--width", "64"],
+        ["--frames", "9"],
+        ["--negative-prompt", "blurry"],
+        ["--max-sequence-length", "8"],
+    ):
         with pytest.raises(GenerateError, match="fixed size and frame count: .* do not apply.*--tiny-random"):
             _wan_zoo_run(tmp_path, *argv)
     assert not list(tmp_path.iterdir())
@@ -328,14 +372,17 @@ def test_unknown_model():
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("warpdrive", r"Unknown strategy 'warpdrive'\. Available: .*hyca, .*taocache, taylorseer"),
-    ("ssd", r"'ssd' is a diffusion-language-model strategy.*use one of: bac, hyca, taocache, taylorseer$"),
-    ("taylorseer:speed=3", r"Unknown option\(s\) \['speed'\].*interval"),
-    ("taylorseer:interval=0", r"bad option value in 'taylorseer:interval=0'"),
-    ("taylorseer:interval", r"not of the form key=value"),
-    ("none:interval=2", r"takes no options"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("warpdrive", r"Unknown strategy 'warpdrive'\. Available: .*hyca, .*taocache, taylorseer"),
+        ("ssd", r"'ssd' is a diffusion-language-model strategy.*use one of: bac, hyca, taocache, taylorseer$"),
+        ("taylorseer:speed=3", r"Unknown option\(s\) \['speed'\].*interval"),
+        ("taylorseer:interval=0", r"bad option value in 'taylorseer:interval=0'"),
+        ("taylorseer:interval", r"not of the form key=value"),
+        ("none:interval=2", r"takes no options"),
+    ],
+)
 def test_bad_strategy_is_a_clear_error_before_any_model_loads(spec, message, tmp_path, capsys, monkeypatch):
     import diffaccel.generate.cli as cli
 

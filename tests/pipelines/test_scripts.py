@@ -72,8 +72,12 @@ def test_wan_script_tiny_runs_wan_clips_and_writes_its_mp4(tmp_path, monkeypatch
     pipe = zoo.load("wan-clips")
     pipe.set_progress_bar_config(disable=True)
     diffaccel.wrap(pipe, "taylorseer")
-    reference = pipe(class_labels=["rocket"], num_inference_steps=20, generator=torch.Generator("cpu").manual_seed(0),
-                     output_type="np").frames[0]
+    reference = pipe(
+        class_labels=["rocket"],
+        num_inference_steps=20,
+        generator=torch.Generator("cpu").manual_seed(0),
+        output_type="np",
+    ).frames[0]
     assert diffaccel.summary(pipe).full_steps == 4
     error = np.abs(frames.astype(np.int16) - to_uint8(reference).astype(np.int16))
     # H.264 with 4:2:0 chroma is lossy: 2.2 of 255 on average here; seed 1 of the same class is 11.5 away, another
@@ -81,10 +85,13 @@ def test_wan_script_tiny_runs_wan_clips_and_writes_its_mp4(tmp_path, monkeypatch
     assert error.mean() < 4
 
 
-@pytest.mark.parametrize("script, kind, pipeline_class, shape", [
-    ("flux.py", "image", "FluxPipeline", (16, 16, 3)),
-    ("wan.py", "video", "WanPipeline", (5, 16, 16, 3)),  # the tiny random WanPipeline's defaults: 5 frames, 16x16
-])
+@pytest.mark.parametrize(
+    "script, kind, pipeline_class, shape",
+    [
+        ("flux.py", "image", "FluxPipeline", (16, 16, 3)),
+        ("wan.py", "video", "WanPipeline", (5, 16, 16, 3)),  # the tiny random WanPipeline's defaults: 5 frames, 16x16
+    ],
+)
 def test_script_runs_tiny_random(script, kind, pipeline_class, shape, tmp_path, monkeypatch, capsys):
     target = tmp_path / ("out.png" if kind == "image" else "out.mp4")
     argv = ["--tiny-random", "--steps", STEPS, "--strategy", "none", "--output", str(target)]
@@ -95,8 +102,9 @@ def test_script_runs_tiny_random(script, kind, pipeline_class, shape, tmp_path, 
     _check_file(kind, target, reference)
 
 
-@pytest.mark.parametrize("script, zoo_name, output", [("flux.py", "flux-photos", "x.png"),
-                                                      ("wan.py", "wan-clips", "x.mp4")])
+@pytest.mark.parametrize(
+    "script, zoo_name, output", [("flux.py", "flux-photos", "x.png"), ("wan.py", "wan-clips", "x.mp4")]
+)
 def test_script_tiny_without_zoo_weights_is_a_clear_error(script, zoo_name, output, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DIFFACCEL_ZOO_WEIGHTS", str(tmp_path / "empty"))
     assert run_script(script, ["--tiny", "--output", str(tmp_path / output)], monkeypatch) == 2

@@ -25,7 +25,9 @@ class RefTransformerForDiffusion(nn.Module):
         self.pos_emb = nn.Parameter(torch.randn(1, horizon, n_emb) * 0.02)
         self.cond_obs_emb = nn.Linear(obs_dim, n_emb)
         self.encoder = nn.Sequential(nn.Linear(n_emb, 4 * n_emb), nn.Mish(), nn.Linear(4 * n_emb, n_emb))
-        layer = nn.TransformerDecoderLayer(n_emb, 2, 4 * n_emb, 0.0, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerDecoderLayer(
+            n_emb, 2, 4 * n_emb, 0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.decoder = nn.TransformerDecoder(layer, n_layer)
         self.register_buffer("mask", torch.triu(torch.full((horizon, horizon), float("-inf")), 1))
         self.ln_f = nn.LayerNorm(n_emb)
@@ -43,8 +45,12 @@ class ConditionalResidualBlock1D(nn.Module):
 
     def __init__(self, cin, cout, cond_dim):
         super().__init__()
-        self.blocks = nn.ModuleList([nn.Sequential(nn.Conv1d(cin, cout, 3, padding=1), nn.GroupNorm(2, cout), nn.Mish()),
-                                     nn.Sequential(nn.Conv1d(cout, cout, 3, padding=1), nn.GroupNorm(2, cout), nn.Mish())])
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv1d(cin, cout, 3, padding=1), nn.GroupNorm(2, cout), nn.Mish()),
+                nn.Sequential(nn.Conv1d(cout, cout, 3, padding=1), nn.GroupNorm(2, cout), nn.Mish()),
+            ]
+        )
         self.cond_encoder = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * cout))
         self.residual_conv = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -64,15 +70,31 @@ class ConditionalUnet1D(nn.Module):
         cond_dim = dsed + global_cond_dim
         all_dims = [input_dim, *dims]
         in_out = list(zip(all_dims[:-1], all_dims[1:]))
-        self.down_modules = nn.ModuleList([
-            nn.ModuleList([ConditionalResidualBlock1D(i, o, cond_dim), ConditionalResidualBlock1D(o, o, cond_dim),
-                           nn.Conv1d(o, o, 3, 2, 1) if k < len(in_out) - 1 else nn.Identity()])
-            for k, (i, o) in enumerate(in_out)])
+        self.down_modules = nn.ModuleList(
+            [
+                nn.ModuleList(
+                    [
+                        ConditionalResidualBlock1D(i, o, cond_dim),
+                        ConditionalResidualBlock1D(o, o, cond_dim),
+                        nn.Conv1d(o, o, 3, 2, 1) if k < len(in_out) - 1 else nn.Identity(),
+                    ]
+                )
+                for k, (i, o) in enumerate(in_out)
+            ]
+        )
         self.mid_modules = nn.ModuleList([ConditionalResidualBlock1D(dims[-1], dims[-1], cond_dim) for _ in range(2)])
-        self.up_modules = nn.ModuleList([
-            nn.ModuleList([ConditionalResidualBlock1D(2 * i, o, cond_dim), ConditionalResidualBlock1D(o, o, cond_dim),
-                           nn.ConvTranspose1d(o, o, 4, 2, 1)])
-            for o, i in reversed(in_out[1:])])
+        self.up_modules = nn.ModuleList(
+            [
+                nn.ModuleList(
+                    [
+                        ConditionalResidualBlock1D(2 * i, o, cond_dim),
+                        ConditionalResidualBlock1D(o, o, cond_dim),
+                        nn.ConvTranspose1d(o, o, 4, 2, 1),
+                    ]
+                )
+                for o, i in reversed(in_out[1:])
+            ]
+        )
         self.final_conv = nn.Conv1d(dims[0], input_dim, 1)
 
     def forward(self, sample, timestep, global_cond=None):

@@ -13,18 +13,42 @@ STEPS = 10
 
 def _act(policy, seed=0):
     obs = torch.randn(2, 2, 4, generator=torch.Generator().manual_seed(5))
-    return policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(seed),
-                                 num_inference_steps=STEPS)["action_pred"]
+    return policy.predict_action(
+        {"obs": obs}, generator=torch.Generator().manual_seed(seed), num_inference_steps=STEPS
+    )["action_pred"]
 
 
-@pytest.mark.parametrize("build,family,units", [
-    (reference_transformer_policy, "transformer-decoder-policy",
-     {"model.decoder.layers.0.self_attn", "model.decoder.layers.0.multihead_attn", "model.decoder.layers.0.linear2",
-      "model.decoder.layers.1.self_attn", "model.decoder.layers.1.multihead_attn", "model.decoder.layers.1.linear2"}),
-    (reference_unet_policy, "conditional-unet1d",
-     {"model.down_modules.0.0", "model.down_modules.0.1", "model.down_modules.1.0", "model.down_modules.1.1",
-      "model.mid_modules.0", "model.mid_modules.1", "model.up_modules.0.0", "model.up_modules.0.1"}),
-])
+@pytest.mark.parametrize(
+    "build,family,units",
+    [
+        (
+            reference_transformer_policy,
+            "transformer-decoder-policy",
+            {
+                "model.decoder.layers.0.self_attn",
+                "model.decoder.layers.0.multihead_attn",
+                "model.decoder.layers.0.linear2",
+                "model.decoder.layers.1.self_attn",
+                "model.decoder.layers.1.multihead_attn",
+                "model.decoder.layers.1.linear2",
+            },
+        ),
+        (
+            reference_unet_policy,
+            "conditional-unet1d",
+            {
+                "model.down_modules.0.0",
+                "model.down_modules.0.1",
+                "model.down_modules.1.0",
+                "model.down_modules.1.1",
+                "model.mid_modules.0",
+                "model.mid_modules.1",
+                "model.up_modules.0.0",
+                "model.up_modules.0.1",
+            },
+        ),
+    ],
+)
 def test_adapters_attach_to_reference_layouts(build, family, units):
     policy = build()
     assert find_adapter(policy) is None and find_adapter(policy.model).family == family
@@ -48,7 +72,9 @@ def test_adapters_attach_to_reference_layouts(build, family, units):
     _act(policy)
     assert 0.4 < diffaccel.summary(policy).computed_fraction < 0.7
     diffaccel.unwrap(policy)
-    diffaccel.wrap(policy, "taylorseer", interval=2, warmup=1, granularity="model")  # whole-output reuse of the noise predictor
+    diffaccel.wrap(
+        policy, "taylorseer", interval=2, warmup=1, granularity="model"
+    )  # whole-output reuse of the noise predictor
     _act(policy)
     assert list(diffaccel.engines(policy)) == ["model"] and diffaccel.summary(policy).computed_fraction == 0.5
     diffaccel.unwrap(policy)

@@ -39,7 +39,10 @@ def test_environment_rules():
 
 
 def test_windows_pad_like_the_reference_sampler():
-    demo = {"obs": np.arange(4)[:, None].repeat(6, 1).astype(float), "action": np.arange(1, 4)[:, None].repeat(2, 1).astype(float)}
+    demo = {
+        "obs": np.arange(4)[:, None].repeat(6, 1).astype(float),
+        "action": np.arange(1, 4)[:, None].repeat(2, 1).astype(float),
+    }
     obs, act = make_windows([demo], horizon=4, n_obs_steps=2)
     assert obs[:, :, 0].tolist() == [[0, 0], [0, 1], [1, 2]]
     assert act[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 0]]
@@ -68,11 +71,19 @@ def test_predict_action_is_the_reference_ddpm_loop():
 
 def test_causal_and_memory_masks():
     policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16, horizon=4, n_obs_steps=2))
-    assert policy.model.mask.tolist() == [[False, True, True, True], [False, False, True, True],
-                                          [False, False, False, True], [False, False, False, False]]
+    assert policy.model.mask.tolist() == [
+        [False, True, True, True],
+        [False, False, True, True],
+        [False, False, False, True],
+        [False, False, False, False],
+    ]
     # action token t sees memory token s only when t >= s - 1 (s = 0 is the time token)
-    assert policy.model.memory_mask.tolist() == [[False, False, True], [False, False, False],
-                                                 [False, False, False], [False, False, False]]
+    assert policy.model.memory_mask.tolist() == [
+        [False, False, True],
+        [False, False, False],
+        [False, False, False],
+        [False, False, False],
+    ]
 
 
 def test_evaluate_counts_and_is_reproducible():

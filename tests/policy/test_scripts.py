@@ -15,8 +15,9 @@ from diffaccel.zoo.weights_io import weights_dir
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "policies"
 
-pytestmark = pytest.mark.skipif(not (weights_dir("dp-reach") / "model.safetensors").is_file(),
-                                reason="dp-reach zoo weights are not present")
+pytestmark = pytest.mark.skipif(
+    not (weights_dir("dp-reach") / "model.safetensors").is_file(), reason="dp-reach zoo weights are not present"
+)
 
 
 def _run(script, argv, monkeypatch):
@@ -40,13 +41,23 @@ def test_zoo_load_returns_the_policy():
 
 def test_calibrate_then_evaluate_with_the_schedule(tmp_path, monkeypatch, capsys):
     path = tmp_path / "bac.json"
-    assert _run("calibrate_bac.py", ["--out", str(path), "--steps", "10", "--batch", "4", "--num-updates", "3"],
-                monkeypatch) == 0
+    assert (
+        _run(
+            "calibrate_bac.py", ["--out", str(path), "--steps", "10", "--batch", "4", "--num-updates", "3"], monkeypatch
+        )
+        == 0
+    )
     schedule = diffaccel.bac.BacSchedule.load(path)
     assert schedule.num_steps == 10 and len(schedule.updates) == 12  # 4 layers x (self-attn, cross-attn, FFN)
     capsys.readouterr()
-    assert _run("evaluate.py", ["--strategy", "bac", "--schedule", str(path), "--steps", "10", "--episodes", "4"],
-                monkeypatch) == 0
+    assert (
+        _run(
+            "evaluate.py",
+            ["--strategy", "bac", "--schedule", str(path), "--steps", "10", "--episodes", "4"],
+            monkeypatch,
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 4 and result["nfe"] == 10 * result["replans"]
 
@@ -58,8 +69,14 @@ def test_run_script_prints_actions_and_summary(monkeypatch, capsys):
 
 
 def test_train_script_writes_weights_and_manifest(tmp_path, monkeypatch):
-    assert _run("train.py", ["dp-reach", "--steps", "2", "--demos", "4", "--eval-episodes", "2", "--out", str(tmp_path)],
-                monkeypatch) == 0
+    assert (
+        _run(
+            "train.py",
+            ["dp-reach", "--steps", "2", "--demos", "4", "--eval-episodes", "2", "--out", str(tmp_path)],
+            monkeypatch,
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "dp-reach" / "manifest.json").read_text())
     assert manifest["steps"] == 2 and set(manifest["sha256"]) == {"config.json", "model.safetensors"}
     assert "success_rate" in manifest["metrics"]
@@ -68,13 +85,27 @@ def test_train_script_writes_weights_and_manifest(tmp_path, monkeypatch):
 def test_compare_policy_rows_and_resume(tmp_path):
     from diffaccel.cli import main
 
-    argv = ["compare", "--model", "dp-reach", "--steps", "6", "--episodes", "4", "--out", str(tmp_path), "--no-progress",
-            "--strategies", "bac:num_updates=3 bac:mode=uniform,interval=3 ddim:steps=3"]
+    argv = [
+        "compare",
+        "--model",
+        "dp-reach",
+        "--steps",
+        "6",
+        "--episodes",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--strategies",
+        "bac:num_updates=3 bac:mode=uniform,interval=3 ddim:steps=3",
+    ]
     assert main(argv) == 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     by_tag = {r["tag"]: r for r in records}
     assert set(by_tag) == {"none", "bac:num_updates=3", "bac:interval=3,mode=uniform", "ddim:steps=3"}
-    assert by_tag["none"]["chunk_rmse"] == 0.0 and by_tag["ddim:steps=3"]["nfe"] == 3 * by_tag["ddim:steps=3"]["replans"]
+    assert (
+        by_tag["none"]["chunk_rmse"] == 0.0 and by_tag["ddim:steps=3"]["nfe"] == 3 * by_tag["ddim:steps=3"]["replans"]
+    )
     assert by_tag["bac:interval=3,mode=uniform"]["unit_calls_computed"] == pytest.approx(2 / 6)
     assert (tmp_path / "report.md").is_file() and (tmp_path / "success_speed.png").is_file()
     assert main(argv + ["--resume"]) == 0  # nothing left to do: the records are kept as they are

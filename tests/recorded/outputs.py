@@ -54,8 +54,12 @@ def run_image(pipe, spec, runs: int = 2) -> dict:
     try:
         outs = []
         for seed in range(runs):  # two runs: the second reuses whatever the first left (state must reset)
-            out = pipe(class_labels=[1], num_inference_steps=6, generator=torch.Generator("cpu").manual_seed(seed),
-                       output_type="np")
+            out = pipe(
+                class_labels=[1],
+                num_inference_steps=6,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+            )
             arr = out.frames if getattr(out, "frames", None) is not None else out.images
             outs.append(np.asarray(arr))
         return fingerprint(np.stack(outs))
@@ -82,8 +86,12 @@ def run_dllm(pipe, spec) -> dict:
     handle = pipe.model.register_forward_hook(record)
     try:
         out = pipe(["1234+5678", "0999+0001", "4321+1111"])
-        return {"generated": out.generated.tolist(), "texts": out.texts, "logits_sha256": digest.hexdigest(),
-                "logits_sum": total[0]}
+        return {
+            "generated": out.generated.tolist(),
+            "texts": out.texts,
+            "logits_sha256": digest.hexdigest(),
+            "logits_sum": total[0],
+        }
     finally:
         handle.remove()
         if spec is not None:

@@ -42,6 +42,7 @@ def _first_block_residuals(inputs, steps, half):
 
     def record(module, args, kwargs, output):
         seen.append((output[1] - kwargs["hidden_states"]).float())
+
     block.register_forward_hook(record, with_kwargs=True)
     with torch.no_grad():
         for n in range(steps):
@@ -80,8 +81,9 @@ def test_guidance_reuse_matches_the_hand_computed_reference():
     # whole-output first-order TaylorSeer, warm-up 2, interval 2 over 6 steps: full at 0, 1, 3, 5
     steps, inputs = 6, _differing_branches()
     plain = _two_call_run(build_tiny(FLUX), inputs, steps, wrapped=False)
-    model = diffaccel.wrap(build_tiny(FLUX), "taylorseer", granularity="model", order=1, interval=2, warmup=2,
-                           guidance_reuse=True)
+    model = diffaccel.wrap(
+        build_tiny(FLUX), "taylorseer", granularity="model", order=1, interval=2, warmup=2, guidance_reuse=True
+    )
     calls = _counting(model)
     got = _two_call_run(model, inputs, steps)
     c, u = plain["cond"], plain["uncond"]

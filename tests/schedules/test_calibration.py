@@ -22,18 +22,20 @@ def test_segment_costs_match_the_closed_form_of_a_quadratic():
     # before the warm-up's last step, and p = a − 1 inside the warm-up; step 0 has no derivative (reuse: o²).
     steps, warmup = 8, 3
     k = torch.arange(steps, dtype=torch.float64)
-    feature = (k ** 2 + 1)[:, None].repeat(1, 3)
+    feature = (k**2 + 1)[:, None].repeat(1, 3)
     weights = np.linspace(0.5, 2.0, steps)
     got = forecast_segment_costs([feature], order=1, weights=weights, warmup=warmup)
     for a in range(warmup - 1, steps):
         for b in range(a + 1, steps):
             p = a - 1 if a <= warmup - 1 else max(a - (b - a + 1), warmup - 1)
-            expected = sum(weights[a + o] * (o * (o + a - p)) ** 2 / ((a + o) ** 2 + 1) ** 2 for o in range(1, b - a + 1))
+            expected = sum(
+                weights[a + o] * (o * (o + a - p)) ** 2 / ((a + o) ** 2 + 1) ** 2 for o in range(1, b - a + 1)
+            )
             assert got[a, b] == pytest.approx(expected, rel=1e-12), (a, b)
     assert got[0, 1] >= 1e30 and got[1, 5] >= 1e30  # segments that would forecast a warm-up step
     assert np.all(np.diag(got) == 0)
     reuse = forecast_segment_costs([feature], order=1)  # warm-up 1: step 0 reuses its output
-    assert reuse[0, 2] == pytest.approx(sum(o ** 4 / (o ** 2 + 1) ** 2 for o in (1, 2)), rel=1e-12)
+    assert reuse[0, 2] == pytest.approx(sum(o**4 / (o**2 + 1) ** 2 for o in (1, 2)), rel=1e-12)
 
 
 def _brute_force(costs, num_full, warmup):

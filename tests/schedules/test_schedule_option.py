@@ -15,8 +15,10 @@ COUNTED = "transformer_blocks.1.attn.to_q"  # runs only when block 1's attention
 
 
 def _split(inputs, half):
-    return {k: (v[half:half + 1] if isinstance(v, torch.Tensor) and k not in ("img_ids", "txt_ids") else v)
-            for k, v in inputs.items()}
+    return {
+        k: (v[half : half + 1] if isinstance(v, torch.Tensor) and k not in ("img_ids", "txt_ids") else v)
+        for k, v in inputs.items()
+    }
 
 
 def _counting(model):
@@ -48,8 +50,9 @@ def _computed_steps(calls, context="cond"):
     return sorted(n for ctx, n in calls if ctx == context)
 
 
-@pytest.mark.parametrize("strategy,granularity", [("taylorseer", "modules"), ("taylorseer", "stack"),
-                                                  ("taylorseer", "model")])
+@pytest.mark.parametrize(
+    "strategy,granularity", [("taylorseer", "modules"), ("taylorseer", "stack"), ("taylorseer", "model")]
+)
 def test_a_schedule_of_every_step_is_bit_identical_to_the_unwrapped_model(strategy, granularity):
     steps, inputs = 6, tiny_inputs(FLUX, batch=2)
     reference = _two_call_run(build_tiny(FLUX), inputs, steps, wrapped=False)
@@ -100,10 +103,15 @@ def test_a_calibrated_schedule_carries_over_by_timestep(tmp_path):
     # calibrated at 10 steps (t = 1000, 900, ...), full at 0, 1, 3, 6 -> t = 1000, 900, 700, 400; a 7-step run
     # has t = 1000, 857.1, 714.3, 571.4, 428.6, 285.7, 142.9: nearest steps 0, 1, 2, 4 (by hand)
     path = tmp_path / "flux.json"
-    CalibratedSchedule(model_class="FluxTransformer2DModel", num_steps=10, guidance_scale=2.0,
-                       timesteps=_timesteps(10), full_steps=[0, 1, 3, 6], errors=[[0.0] * 10] * 10,
-                       forecaster={"strategy": "taylorseer", "order": 1, "granularity": "modules", "warmup": 2}
-                       ).save(path)
+    CalibratedSchedule(
+        model_class="FluxTransformer2DModel",
+        num_steps=10,
+        guidance_scale=2.0,
+        timesteps=_timesteps(10),
+        full_steps=[0, 1, 3, 6],
+        errors=[[0.0] * 10] * 10,
+        forecaster={"strategy": "taylorseer", "order": 1, "granularity": "modules", "warmup": 2},
+    ).save(path)
     model = diffaccel.wrap(build_tiny(FLUX), "taylorseer", schedule=str(path))
     calls = _counting(model)
     _two_call_run(model, tiny_inputs(FLUX, batch=2), 7, timesteps=_timesteps(7))

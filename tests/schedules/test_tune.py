@@ -20,10 +20,23 @@ def pipe():
 
 def test_tune_returns_a_spec_that_meets_its_target_on_the_validation_seeds(pipe, tmp_path):
     generate = pipeline_generator(pipe, STEPS, **KWARGS)
-    candidates = ["taylorseer:interval=2", "taylorseer:interval=5,granularity=stack",
-                  "taylorseer:schedule=growing,granularity=stack", "taylorseer:schedule=adaptive,threshold=0.2"]
-    result = diffaccel.tune(pipe, target_psnr=30, generate=generate, num_inference_steps=STEPS, candidates=candidates,
-                            calibration_seeds=(0,), validation_seeds=(1, 2), save_dir=tmp_path, progress=False)
+    candidates = [
+        "taylorseer:interval=2",
+        "taylorseer:interval=5,granularity=stack",
+        "taylorseer:schedule=growing,granularity=stack",
+        "taylorseer:schedule=adaptive,threshold=0.2",
+    ]
+    result = diffaccel.tune(
+        pipe,
+        target_psnr=30,
+        generate=generate,
+        num_inference_steps=STEPS,
+        candidates=candidates,
+        calibration_seeds=(0,),
+        validation_seeds=(1, 2),
+        save_dir=tmp_path,
+        progress=False,
+    )
     assert result.ok, result.message
     assert getattr(pipe, "_diffaccel", None) is None  # tune leaves the pipeline unwrapped
     assert len(result.table) == 4 and all(row["cal_psnr"] is not None for row in result.table)
@@ -32,8 +45,12 @@ def test_tune_returns_a_spec_that_meets_its_target_on_the_validation_seeds(pipe,
     references = {seed: generate(seed) for seed in (1, 2)}
     diffaccel.wrap(pipe, result.spec)
     try:
-        scores = [metrics.psnr(references[seed][i], out[i]) for seed in (1, 2)
-                  for out in [generate(seed)] for i in range(len(out))]
+        scores = [
+            metrics.psnr(references[seed][i], out[i])
+            for seed in (1, 2)
+            for out in [generate(seed)]
+            for i in range(len(out))
+        ]
         fraction = diffaccel.summary(pipe).computed_fraction
     finally:
         diffaccel.unwrap(pipe)
@@ -44,9 +61,15 @@ def test_tune_returns_a_spec_that_meets_its_target_on_the_validation_seeds(pipe,
 
 def test_an_unreachable_target_says_so(pipe, tmp_path):
     generate = pipeline_generator(pipe, STEPS, **KWARGS)
-    result = diffaccel.tune(pipe, target_psnr=1e6, generate=generate, num_inference_steps=STEPS,
-                            candidates=["taylorseer:interval=3", "taylorseer:schedule=growing"], save_dir=tmp_path,
-                            progress=False)
+    result = diffaccel.tune(
+        pipe,
+        target_psnr=1e6,
+        generate=generate,
+        num_inference_steps=STEPS,
+        candidates=["taylorseer:interval=3", "taylorseer:schedule=growing"],
+        save_dir=tmp_path,
+        progress=False,
+    )
     assert not result.ok and result.spec is None
     assert "no candidate met" in result.message and "lower the target" in result.message
     assert [row["spec"] for row in result.table] == ["taylorseer:interval=3", "taylorseer:schedule=growing"]
@@ -66,8 +89,15 @@ def test_the_search_space_holds_valid_specs_for_every_granularity(pipe, tmp_path
             pass
 
     def fake_calibrate(obj, generate, steps, seeds, granularity, order, warmup, num_full, guidance):
-        return CalibratedSchedule("FluxTransformer2DModel", steps, None, [1000.0 - 20 * n for n in range(steps)],
-                                  list(range(num_full)), [[0.0] * steps] * steps, {"warmup": 1})
+        return CalibratedSchedule(
+            "FluxTransformer2DModel",
+            steps,
+            None,
+            [1000.0 - 20 * n for n in range(steps)],
+            list(range(num_full)),
+            [[0.0] * steps] * steps,
+            {"warmup": 1},
+        )
 
     specs = _search_space(pipe, ("taylorseer", "hyca"), 50, fake_calibrate, None, (0,), None, tmp_path, _Bar())
     granularities = {spec.split("granularity=")[1].split(",")[0] for spec in specs}

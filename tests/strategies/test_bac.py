@@ -19,8 +19,9 @@ def _policy(seed=0):
 
 def _act(policy, seed, steps=STEPS, obs_seed=0):
     obs = torch.randn(3, 2, 6, generator=torch.Generator().manual_seed(obs_seed))
-    return policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(seed),
-                                 num_inference_steps=steps)["action_pred"]
+    return policy.predict_action(
+        {"obs": obs}, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps
+    )["action_pred"]
 
 
 def _model_loop(name, model, inputs):
@@ -55,8 +56,9 @@ def test_every_step_schedule_is_bit_identical_on_dit_and_unet(name):
 @pytest.mark.parametrize("name", ["FluxTransformer2DModel", "UNet2DModel"])
 def test_calibrated_schedule_on_dit_and_unet_computes_exactly_its_update_steps(name):
     model, inputs = build_tiny(name), tiny_inputs(name)
-    schedule = diffaccel.bac.calibrate(model, run=lambda: _model_loop(name, model, inputs),
-                                       options={"num_updates": 3, "top_blocks": 2})
+    schedule = diffaccel.bac.calibrate(
+        model, run=lambda: _model_loop(name, model, inputs), options={"num_updates": 3, "top_blocks": 2}
+    )
     assert schedule.num_steps == STEPS and set(schedule.union_units) <= set(schedule.updates)
     for unit, steps in schedule.updates.items():
         assert set(schedule.acs[unit]) | {STEPS - 1} <= set(steps)
@@ -75,11 +77,13 @@ def _reference_reuse(policy, updates: dict, seed):
     cache, handles = {}, []
     handles.append(policy.model.register_forward_pre_hook(lambda m, a: step.__setitem__("n", step["n"] + 1)))
     for name, steps in updates.items():
+
         def hook(module, args, output, name=name, steps=set(steps)):  # noqa: B006 (binds this unit's steps, never mutated)
             if step["n"] in steps or name not in cache:
                 cache[name] = output
                 return output
             return cache[name]
+
         handles.append(modules[name].register_forward_hook(hook))
     try:
         return _act(policy, seed)
@@ -99,6 +103,7 @@ def _count_computations(policy, names):
         def counted(*args, _n=n, _original=original, **kwargs):
             calls[_n] += 1
             return _original(*args, **kwargs)
+
         modules[n].forward = counted
     return calls
 
@@ -130,8 +135,9 @@ def test_runtime_reuses_outputs_exactly_at_hand_picked_steps_and_skips_the_work(
 def test_calibrate_on_one_seed_and_reuse_on_another(tmp_path):
     policy = _policy()
     path = tmp_path / "bac.json"
-    schedule = diffaccel.bac.calibrate(policy, run=lambda: _act(policy, 1, obs_seed=1), path=path,
-                                       options={"num_updates": 4, "top_blocks": 2})
+    schedule = diffaccel.bac.calibrate(
+        policy, run=lambda: _act(policy, 1, obs_seed=1), path=path, options={"num_updates": 4, "top_blocks": 2}
+    )
     loaded = BacSchedule.load(path)
     assert loaded == schedule
     full = _act(policy, 7, obs_seed=2)

@@ -32,8 +32,9 @@ def test_single_cluster_taylor_solver_is_exactly_taylorseer(solver, order, granu
     assert set(profile.summary()) == {solver}
     hyca = _flux_loop(diffaccel.wrap(model, "hyca", profile=profile, **options), inputs)
     diffaccel.unwrap(model)
-    taylor = _flux_loop(diffaccel.wrap(model, "taylorseer", interval=4, order=order, warmup=2,
-                                       granularity=granularity), inputs)
+    taylor = _flux_loop(
+        diffaccel.wrap(model, "taylorseer", interval=4, order=order, warmup=2, granularity=granularity), inputs
+    )
     assert all(torch.equal(a, b) for a, b in zip(hyca, taylor))
     assert not torch.equal(hyca[3], _flux_loop(diffaccel.unwrap(model), inputs)[3])  # forecasts were used
 
@@ -67,25 +68,32 @@ def test_hybrid_beats_every_single_solver_and_recovers_the_groups():
     assert adjusted_rand_score(TRUTH, leaf.labels) == 1.0
     chosen = {int(TRUTH[leaf.labels == c][0]): s for c, s in enumerate(leaf.solvers)}
     assert chosen[1] in ("tf1", "tf2", "ab2")  # an extrapolator for the linear group
-    singles = {name: _squared_error(num_clusters=1, solvers=name, **common)[0]
-               for name in ("reuse", "tf1", "tf2", "ab2", "damped")}
+    singles = {
+        name: _squared_error(num_clusters=1, solvers=name, **common)[0]
+        for name in ("reuse", "tf1", "tf2", "ab2", "damped")
+    }
     assert all(hybrid_error < err for err in singles.values()), (hybrid_error, singles)
 
 
 def test_profile_save_load_round_trip(tmp_path):
     model = Trajectory(_channels)
-    profile = diffaccel.hyca.profile(model, run=lambda: run(model, 20, width=3 * GROUP),
-                                     options=dict(interval=4, warmup=2, num_clusters=3, probe_steps=12))
+    profile = diffaccel.hyca.profile(
+        model,
+        run=lambda: run(model, 20, width=3 * GROUP),
+        options=dict(interval=4, warmup=2, num_clusters=3, probe_steps=12),
+    )
     path = tmp_path / "profile.safetensors"
     profile.save(path)
     loaded = diffaccel.hyca.HycaProfile.load(path)
     assert loaded.model_class == "Trajectory" and loaded.config == profile.config
     assert np.array_equal(loaded.units["unit"][0].labels, profile.units["unit"][0].labels)
     assert loaded.units["unit"][0].solvers == profile.units["unit"][0].solvers
-    by_path = run(diffaccel.wrap(Trajectory(_channels), "hyca", interval=4, warmup=2, profile=str(path)), 20,
-                  width=3 * GROUP)
-    by_object = run(diffaccel.wrap(Trajectory(_channels), "hyca", interval=4, warmup=2, profile=profile), 20,
-                    width=3 * GROUP)
+    by_path = run(
+        diffaccel.wrap(Trajectory(_channels), "hyca", interval=4, warmup=2, profile=str(path)), 20, width=3 * GROUP
+    )
+    by_object = run(
+        diffaccel.wrap(Trajectory(_channels), "hyca", interval=4, warmup=2, profile=profile), 20, width=3 * GROUP
+    )
     assert all(torch.equal(a, b) for a, b in zip(by_path, by_object))
 
 
@@ -99,8 +107,9 @@ def test_clustering_is_deterministic():
 
 def test_profile_for_another_model_is_rejected():
     model = Trajectory(_channels)
-    profile = diffaccel.hyca.profile(model, run=lambda: run(model, 20, width=3 * GROUP),
-                                     options=dict(interval=4, warmup=2, probe_steps=12))
+    profile = diffaccel.hyca.profile(
+        model, run=lambda: run(model, 20, width=3 * GROUP), options=dict(interval=4, warmup=2, probe_steps=12)
+    )
     flux = diffaccel.wrap(build_tiny(FLUX), "hyca", profile=profile)
     with pytest.raises(ValueError, match="no assignment for cache unit"):
         _flux_loop(flux, tiny_inputs(FLUX))
@@ -126,8 +135,16 @@ def _drifting_zigzag(n: int) -> torch.Tensor:
 @pytest.mark.parametrize("selection,expected", [("squared", "reuse"), ("accumulated", "tf1")])
 def test_selection_criterion_trades_per_step_error_for_integrated_error(selection, expected):
     model = Trajectory(_drifting_zigzag)
-    diffaccel.wrap(model, "hyca", interval=3, warmup=2, num_clusters=1, solvers="reuse|tf1", selection=selection,
-                   factor_dtype="float64")
+    diffaccel.wrap(
+        model,
+        "hyca",
+        interval=3,
+        warmup=2,
+        num_clusters=1,
+        solvers="reuse|tf1",
+        selection=selection,
+        factor_dtype="float64",
+    )
     run(model, 30, width=1)  # the probe
     outputs = [float(o[0, 0]) for o in run(model, 30, width=1)]
     truth = [float(_drifting_zigzag(n)) for n in range(30)]

@@ -28,8 +28,10 @@ def _loop(model, inputs, steps, fail_at=None):
         for n in range(steps):
             handle = None
             if n == fail_at:  # raises inside the wrapped forward, after the engine started the step
+
                 def explode(*_, n=n):
                     raise Boom(f"step {n}")
+
                 handle = model.transformer_blocks[0].register_forward_pre_hook(explode)
             try:
                 outputs.append(model(**at_step(FLUX, inputs, n, steps))[0])
@@ -74,10 +76,18 @@ def test_a_probe_run_that_raises_leaves_the_strategy_as_fresh(fail_at):
 def test_a_pipeline_probe_stopped_by_its_callback_is_dropped():
     """An exception outside the denoiser (here the step callback at step 3 of 6) never reaches the engine;
     the probe run is still dropped because it did not reach its planned step count."""
+
     def call(pipe, callback=None):
-        return pipe("a cat", num_inference_steps=6, height=16, width=16, max_sequence_length=16,
-                    generator=torch.Generator().manual_seed(0), output_type="pt",
-                    callback_on_step_end=callback).images
+        return pipe(
+            "a cat",
+            num_inference_steps=6,
+            height=16,
+            width=16,
+            max_sequence_length=16,
+            generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+            callback_on_step_end=callback,
+        ).images
 
     def stop(pipe, i, t, kwargs):
         if i == 3:
@@ -99,4 +109,3 @@ def test_profile_from_too_short_a_run_says_how_many_steps_it_needs():
     model = build_tiny(FLUX)
     with pytest.raises(RuntimeError, match="needs at least 4"):
         diffaccel.hyca.profile(model, run=lambda: _loop(model, inputs, 3), options=OPTIONS)
-

@@ -49,8 +49,10 @@ def _reference(model, name, inputs):
             return new if isinstance(output, tuple) else new[0]
         return output
 
-    handles = [first.register_forward_pre_hook(grab_input, with_kwargs=True),
-               last.register_forward_hook(replace_output, with_kwargs=True)]
+    handles = [
+        first.register_forward_pre_hook(grab_input, with_kwargs=True),
+        last.register_forward_hook(replace_output, with_kwargs=True),
+    ]
     outputs = []
     with torch.no_grad():
         for n in range(STEPS):

@@ -60,8 +60,14 @@ def test_forbidding_thresholds_are_bit_identical_to_unwrapped():
 
 def test_geometric_trajectory_is_forecast_exactly():
     fixed, start, rho = 3.0, -2.0, 0.8
-    model = diffaccel.wrap(Trajectory(lambda n: fixed + start * rho**n), "taocache", start_step=5, max_skips=3,
-                           error_threshold=1e-9, max_ratio=0.95)
+    model = diffaccel.wrap(
+        Trajectory(lambda n: fixed + start * rho**n),
+        "taocache",
+        start_step=5,
+        max_skips=3,
+        error_threshold=1e-9,
+        max_ratio=0.95,
+    )
     outs = run(model, 30)
     for n, out in enumerate(outs):
         assert out[0, 0].item() == pytest.approx(fixed + start * rho**n, abs=1e-6), n
@@ -88,8 +94,13 @@ def test_applies_to_models_without_an_adapter():
 
 def test_composition_taylorseer_early_taocache_late():
     start = 10
-    model = diffaccel.wrap(build_tiny(DIT), [diffaccel.TaylorSeerConfig(interval=3, order=1, warmup=1),
-                                             diffaccel.TaoCacheConfig(start_step=start, max_skips=2, **PERMISSIVE)])
+    model = diffaccel.wrap(
+        build_tiny(DIT),
+        [
+            diffaccel.TaylorSeerConfig(interval=3, order=1, warmup=1),
+            diffaccel.TaoCacheConfig(start_step=start, max_skips=2, **PERMISSIVE),
+        ],
+    )
     inner = model.transformer_blocks[0].attn1.to_q  # runs only when the attention unit computes
     _, attn_ran, block_ran = _loop(model, probe=inner, extra_probe=model.transformer_blocks[0])
     assert [n for n in attn_ran if n < start] == [0, 3, 6, 9]  # TaylorSeer's schedule early
@@ -134,8 +145,13 @@ def test_skip_error_closed_form():
 def test_unrelated_delta_directions_forecast_plain_reuse():
     """cos = 0 gives κ = 0: the forecast is the last output."""
     outputs = [torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])]
-    model = diffaccel.wrap(Trajectory(lambda n: outputs[n] if n < 3 else torch.tensor([9.0, 9.0])), "taocache",
-                           start_step=3, max_skips=1, **PERMISSIVE)
+    model = diffaccel.wrap(
+        Trajectory(lambda n: outputs[n] if n < 3 else torch.tensor([9.0, 9.0])),
+        "taocache",
+        start_step=3,
+        max_skips=1,
+        **PERMISSIVE,
+    )
     outs = run(model, 4)
     assert torch.equal(outs[3][0], torch.tensor([1.0, 1.0], dtype=torch.float64))
 
@@ -149,8 +165,13 @@ def test_invalid_options():
 
 def test_computed_fraction_of_a_composition_counts_the_model_once():
     """Whole-model work W per call; block forecasts inside computed calls save their own FLOPs."""
-    model = diffaccel.wrap(build_tiny(DIT), [diffaccel.TaylorSeerConfig(interval=3, order=1, warmup=1),
-                                             diffaccel.TaoCacheConfig(start_step=10, max_skips=2, **PERMISSIVE)])
+    model = diffaccel.wrap(
+        build_tiny(DIT),
+        [
+            diffaccel.TaylorSeerConfig(interval=3, order=1, warmup=1),
+            diffaccel.TaoCacheConfig(start_step=10, max_skips=2, **PERMISSIVE),
+        ],
+    )
     _loop(model)
     stats = diffaccel.summary(model)
     engine = diffaccel.engines(model)[""]

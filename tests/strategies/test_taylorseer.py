@@ -16,9 +16,13 @@ def test_flux_preset_computes_the_official_full_steps_over_50():
     step = {"n": -1}
     # which linear layers really ran, seen below the module level (torch's own module hooks would
     # fire for a forecast module too, since the forecast replaces its forward)
-    probes = [model.transformer_blocks[0].attn.to_q, model.transformer_blocks[1].ff.net[2],
-              model.single_transformer_blocks[1].attn.to_q, model.single_transformer_blocks[0].proj_mlp,
-              model.single_transformer_blocks[0].proj_out]
+    probes = [
+        model.transformer_blocks[0].attn.to_q,
+        model.transformer_blocks[1].ff.net[2],
+        model.single_transformer_blocks[1].attn.to_q,
+        model.single_transformer_blocks[0].proj_mlp,
+        model.single_transformer_blocks[0].proj_out,
+    ]
     weights = {id(p.weight): i for i, p in enumerate(probes)}
 
     class LinearLog(torch.overrides.TorchFunctionMode):

@@ -56,7 +56,10 @@ def test_default_call_is_one_clip_per_class_and_deterministic(pipe):
     assert not np.array_equal(pipe(num_inference_steps=2, generator=_gen(1)).frames, first)
     assert np.array_equal(_load()(num_inference_steps=2, generator=_gen(0)).frames, first)
     # no guidance_scale: the one stored with the weights
-    assert pipe.default_guidance_scale == read_json(weights_dir(NAME) / "config.json")["pipeline"]["default_guidance_scale"]
+    assert (
+        pipe.default_guidance_scale
+        == read_json(weights_dir(NAME) / "config.json")["pipeline"]["default_guidance_scale"]
+    )
     explicit = pipe(num_inference_steps=2, guidance_scale=pipe.default_guidance_scale, generator=_gen(0)).frames
     assert np.array_equal(explicit, first)
 
@@ -108,7 +111,9 @@ def test_two_call_guidance_matches_hand_euler_and_uses_cache_contexts(pipe, monk
         return original(name, **step_keywords)
 
     monkeypatch.setattr(pipe.transformer, "cache_context", recording)
-    out = pipe(class_labels=labels, num_inference_steps=steps, guidance_scale=scale, generator=_gen(11), output_type="pt").frames
+    out = pipe(
+        class_labels=labels, num_inference_steps=steps, guidance_scale=scale, generator=_gen(11), output_type="pt"
+    ).frames
     assert contexts == [(name, i) for i in range(steps) for name in ("cond", "uncond")]
     contexts.clear()
     pipe(class_labels=labels, num_inference_steps=2, guidance_scale=1.0, generator=_gen(11))
@@ -119,7 +124,9 @@ def test_two_call_guidance_matches_hand_euler_and_uses_cache_contexts(pipe, monk
     sigmas = _wan_sigmas(steps, pipe.scheduler.config.shift)
 
     def velocity(x, sigma, y):
-        return transformer(hidden_states=x, timestep=torch.full((2,), sigma * 1000), encoder_hidden_states=embedder(y)).sample
+        return transformer(
+            hidden_states=x, timestep=torch.full((2,), sigma * 1000), encoder_hidden_states=embedder(y)
+        ).sample
 
     with torch.no_grad():
         for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):

@@ -97,14 +97,19 @@ def test_set_timesteps_is_called_once_per_call(pipes, name, monkeypatch):
 def _cosine_alphas_cumprod(num_train_timesteps=1000):
     """squaredcos_cap_v2 (Nichol & Dhariwal 2021): beta_i = min(1 - abar(i+1)/abar(i), 0.999)."""
     abar = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
-    betas = [min(1 - abar((i + 1) / num_train_timesteps) / abar(i / num_train_timesteps), 0.999) for i in range(num_train_timesteps)]
+    betas = [
+        min(1 - abar((i + 1) / num_train_timesteps) / abar(i / num_train_timesteps), 0.999)
+        for i in range(num_train_timesteps)
+    ]
     return torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0).float()
 
 
 @pytest.mark.parametrize("name", ["dit-digits", "unet-photos"])
 def test_doubled_batch_guidance_matches_hand_ddim_with_separate_calls(pipes, name):
     pipe, steps, scale, labels = pipes[name], 4, 3.0, torch.tensor([2, 5])
-    out = pipe(class_labels=labels, num_inference_steps=steps, guidance_scale=scale, generator=_gen(7), output_type="pt").images
+    out = pipe(
+        class_labels=labels, num_inference_steps=steps, guidance_scale=scale, generator=_gen(7), output_type="pt"
+    ).images
 
     model = pipe.transformer if name == "dit-digits" else pipe.unet
     size, channels = model.config.sample_size, model.config.in_channels
@@ -140,7 +145,9 @@ def test_flux_two_call_guidance_matches_hand_euler_and_uses_cache_contexts(pipes
         return original(name)
 
     monkeypatch.setattr(pipe.transformer, "cache_context", recording)
-    out = pipe(class_labels=labels, num_inference_steps=steps, guidance_scale=scale, generator=_gen(11), output_type="pt").images
+    out = pipe(
+        class_labels=labels, num_inference_steps=steps, guidance_scale=scale, generator=_gen(11), output_type="pt"
+    ).images
     assert contexts == ["cond", "uncond"] * steps
     contexts.clear()
     pipe(class_labels=labels, num_inference_steps=2, guidance_scale=1.0, generator=_gen(11))
@@ -154,8 +161,14 @@ def test_flux_two_call_guidance_matches_hand_euler_and_uses_cache_contexts(pipes
 
     def velocity(x, sigma, y):
         tokens, pooled = embedder(y)
-        return transformer(hidden_states=x, timestep=torch.full((2,), sigma), pooled_projections=pooled,
-                           encoder_hidden_states=tokens, txt_ids=txt_ids, img_ids=img_ids).sample
+        return transformer(
+            hidden_states=x,
+            timestep=torch.full((2,), sigma),
+            pooled_projections=pooled,
+            encoder_hidden_states=tokens,
+            txt_ids=txt_ids,
+            img_ids=img_ids,
+        ).sample
 
     with torch.no_grad():
         for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):

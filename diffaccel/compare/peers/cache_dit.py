@@ -38,10 +38,22 @@ TECHNIQUES = {
 INSTALL_HINT = "cache-dit is not installed (optional extra): pip install 'diffaccel[cache-dit]'"
 # DBCacheConfig's fields (cache-dit 1.5), used to validate options when cache-dit is not importable.
 _DB_FIELDS_FALLBACK = {
-    "cache_type", "Fn_compute_blocks", "Bn_compute_blocks", "residual_diff_threshold",
-    "max_accumulated_residual_diff_threshold", "max_warmup_steps", "warmup_interval", "max_cached_steps",
-    "max_continuous_cached_steps", "enable_separate_cfg", "cfg_compute_first", "cfg_diff_compute_separate",
-    "num_inference_steps", "steps_computation_mask", "steps_computation_policy", "force_refresh_step_hint",
+    "cache_type",
+    "Fn_compute_blocks",
+    "Bn_compute_blocks",
+    "residual_diff_threshold",
+    "max_accumulated_residual_diff_threshold",
+    "max_warmup_steps",
+    "warmup_interval",
+    "max_cached_steps",
+    "max_continuous_cached_steps",
+    "enable_separate_cfg",
+    "cfg_compute_first",
+    "cfg_diff_compute_separate",
+    "num_inference_steps",
+    "steps_computation_mask",
+    "steps_computation_policy",
+    "force_refresh_step_hint",
     "force_refresh_step_policy",
 }
 _CALIBRATOR_FIELDS_FALLBACK = {"enable_calibrator", "enable_encoder_calibrator", "calibrator_type", "taylorseer_order"}
@@ -90,7 +102,9 @@ def validate(spec: StrategySpec) -> StrategySpec:
     allowed = db | (calibrator if spec.name == "taylorseer" else set())
     for key in spec.options_dict:
         if key not in allowed:
-            raise UnknownStrategyError(f"unknown option '{key}' for cache-dit:{spec.name}; its options are {sorted(allowed)}")
+            raise UnknownStrategyError(
+                f"unknown option '{key}' for cache-dit:{spec.name}; its options are {sorted(allowed)}"
+            )
     return make_spec("cache-dit", spec.name, spec.options_dict)
 
 
@@ -109,8 +123,10 @@ class Runner(StrategyRunner):
 
         pipe = ctx.model.pipe
         if not cache_dit.BlockAdapterRegister.is_supported(pipe):
-            raise Unsupported(f"cache-dit has no block adapter for {type(pipe).__name__} (it matches pipeline class "
-                              "name prefixes; see cache_dit.supported_pipelines())")
+            raise Unsupported(
+                f"cache-dit has no block adapter for {type(pipe).__name__} (it matches pipeline class "
+                "name prefixes; see cache_dit.supported_pipelines())"
+            )
         db_fields, calibrator_fields = _fields()
         options = self.spec.options_dict
         db_options = {k: v for k, v in options.items() if k in db_fields}
@@ -121,9 +137,12 @@ class Runner(StrategyRunner):
         calibrator = None
         if self.spec.name == "taylorseer":
             calibrator = cache_dit.TaylorSeerCalibratorConfig(
-                **{k: v for k, v in options.items() if k in calibrator_fields})
+                **{k: v for k, v in options.items() if k in calibrator_fields}
+            )
         try:
-            cache_dit.enable_cache(pipe, cache_config=cache_dit.DBCacheConfig(**db_options), calibrator_config=calibrator)
+            cache_dit.enable_cache(
+                pipe, cache_config=cache_dit.DBCacheConfig(**db_options), calibrator_config=calibrator
+            )
             self.enabled = True
         except Exception as error:  # noqa: BLE001 - cache-dit's own refusal becomes the row's reason
             self.teardown()

@@ -60,31 +60,82 @@ class Technique:
 
 
 TECHNIQUES: dict[str, Technique] = {
-    "taylorseer": Technique("taylorseer", "TaylorSeerCacheConfig", "apply_taylorseer_cache", "taylorseer_cache",
-                            ("_TAYLORSEER_CACHE_HOOK",), ("_TAYLORSEER_CACHE_HOOK",), True, False,
-                            "diffusers' TaylorSeer cache (cache_interval=5, disable_cache_before_step=3, bf16 factors)"),
-    "fbc": Technique("fbc", "FirstBlockCacheConfig", "apply_first_block_cache", "first_block_cache",
-                     ("_FBC_LEADER_BLOCK_HOOK", "_FBC_BLOCK_HOOK"), ("_FBC_LEADER_BLOCK_HOOK",), True, False,
-                     "First Block Cache (threshold=0.05 on the first block's relative residual change)"),
-    "magcache": Technique("magcache", "MagCacheConfig", "apply_mag_cache", "mag_cache",
-                          ("_MAG_CACHE_LEADER_BLOCK_HOOK", "_MAG_CACHE_BLOCK_HOOK"), ("_MAG_CACHE_LEADER_BLOCK_HOOK",),
-                          True, False, "MagCache (magnitude ratios calibrated by diffusers' calibrate mode)"),
-    "pab": Technique("pab", "PyramidAttentionBroadcastConfig", "apply_pyramid_attention_broadcast",
-                     "pyramid_attention_broadcast", ("_PYRAMID_ATTENTION_BROADCAST_HOOK",),
-                     ("_PYRAMID_ATTENTION_BROADCAST_HOOK",), False, True,
-                     "Pyramid Attention Broadcast (spatial attention every 2nd call within timesteps 100..800)"),
-    "fastercache": Technique("fastercache", "FasterCacheConfig", "apply_faster_cache", "faster_cache",
-                             ("_FASTER_CACHE_DENOISER_HOOK", "_FASTER_CACHE_BLOCK_HOOK"), ("_FASTER_CACHE_BLOCK_HOOK",),
-                             False, True, "FasterCache (attention reuse + unconditional-branch approximation)"),
+    "taylorseer": Technique(
+        "taylorseer",
+        "TaylorSeerCacheConfig",
+        "apply_taylorseer_cache",
+        "taylorseer_cache",
+        ("_TAYLORSEER_CACHE_HOOK",),
+        ("_TAYLORSEER_CACHE_HOOK",),
+        True,
+        False,
+        "diffusers' TaylorSeer cache (cache_interval=5, disable_cache_before_step=3, bf16 factors)",
+    ),
+    "fbc": Technique(
+        "fbc",
+        "FirstBlockCacheConfig",
+        "apply_first_block_cache",
+        "first_block_cache",
+        ("_FBC_LEADER_BLOCK_HOOK", "_FBC_BLOCK_HOOK"),
+        ("_FBC_LEADER_BLOCK_HOOK",),
+        True,
+        False,
+        "First Block Cache (threshold=0.05 on the first block's relative residual change)",
+    ),
+    "magcache": Technique(
+        "magcache",
+        "MagCacheConfig",
+        "apply_mag_cache",
+        "mag_cache",
+        ("_MAG_CACHE_LEADER_BLOCK_HOOK", "_MAG_CACHE_BLOCK_HOOK"),
+        ("_MAG_CACHE_LEADER_BLOCK_HOOK",),
+        True,
+        False,
+        "MagCache (magnitude ratios calibrated by diffusers' calibrate mode)",
+    ),
+    "pab": Technique(
+        "pab",
+        "PyramidAttentionBroadcastConfig",
+        "apply_pyramid_attention_broadcast",
+        "pyramid_attention_broadcast",
+        ("_PYRAMID_ATTENTION_BROADCAST_HOOK",),
+        ("_PYRAMID_ATTENTION_BROADCAST_HOOK",),
+        False,
+        True,
+        "Pyramid Attention Broadcast (spatial attention every 2nd call within timesteps 100..800)",
+    ),
+    "fastercache": Technique(
+        "fastercache",
+        "FasterCacheConfig",
+        "apply_faster_cache",
+        "faster_cache",
+        ("_FASTER_CACHE_DENOISER_HOOK", "_FASTER_CACHE_BLOCK_HOOK"),
+        ("_FASTER_CACHE_BLOCK_HOOK",),
+        False,
+        True,
+        "FasterCache (attention reuse + unconditional-branch approximation)",
+    ),
 }
-ALIASES = {"first-block-cache": "fbc", "firstblockcache": "fbc", "first_block_cache": "fbc", "mag": "magcache",
-           "mag-cache": "magcache", "pyramid-attention-broadcast": "pab", "faster-cache": "fastercache",
-           "taylorseer-cache": "taylorseer"}
+ALIASES = {
+    "first-block-cache": "fbc",
+    "firstblockcache": "fbc",
+    "first_block_cache": "fbc",
+    "mag": "magcache",
+    "mag-cache": "magcache",
+    "pyramid-attention-broadcast": "pab",
+    "faster-cache": "fastercache",
+    "taylorseer-cache": "taylorseer",
+}
 #: harness options (not config fields)
 HARNESS_OPTIONS = {"force"}
 #: config fields the harness owns
-RESERVED = {"current_timestep_callback", "attention_weight_callback", "low_frequency_weight_callback",
-            "high_frequency_weight_callback", "calibrate"}
+RESERVED = {
+    "current_timestep_callback",
+    "attention_weight_callback",
+    "low_frequency_weight_callback",
+    "high_frequency_weight_callback",
+    "calibrate",
+}
 
 
 def names() -> list[str]:
@@ -166,7 +217,11 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
     """Run diffusers' MagCache calibration mode once (warm-up seed) and return the logged ratios.
 
     Cached in `<out>/calibration/` so a resumed comparison does not recalibrate."""
-    cache = ctx.out_dir / "calibration" / f"magcache_{denoiser_name}_steps{ctx.steps}_g{ctx.guidance_scale}_seed{ctx.warmup_seed}.json"
+    cache = (
+        ctx.out_dir
+        / "calibration"
+        / f"magcache_{denoiser_name}_steps{ctx.steps}_g{ctx.guidance_scale}_seed{ctx.warmup_seed}.json"
+    )
     if cache.is_file():
         return json.loads(cache.read_text())["mag_ratios"]
     from diffusers.hooks import MagCacheConfig, apply_mag_cache
@@ -190,8 +245,10 @@ def calibrate_mag_ratios(ctx: HarnessContext, denoiser_name: str, base_kwargs: d
     _enable(denoiser, config, apply_mag_cache)
     if _count_hooked(denoiser, (_MAG_CACHE_LEADER_BLOCK_HOOK,)) == 0:
         _disable(denoiser, (_MAG_CACHE_LEADER_BLOCK_HOOK, _MAG_CACHE_BLOCK_HOOK))
-        raise Unsupported(f"diffusers' apply_mag_cache attached to no block of {type(denoiser).__name__} "
-                          "(it needs transformer block lists of a class registered in TransformerBlockRegistry)")
+        raise Unsupported(
+            f"diffusers' apply_mag_cache attached to no block of {type(denoiser).__name__} "
+            "(it needs transformer block lists of a class registered in TransformerBlockRegistry)"
+        )
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # calibration also print()s the ratios
             _reset(denoiser)
@@ -327,7 +384,9 @@ class Runner(StrategyRunner):
 
     def _config(self, name: str, denoiser, options: dict[str, Any], ctx: HarnessContext):
         cls = _config_class(self.technique)
-        defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else None) for f in dataclasses.fields(cls)}
+        defaults = {
+            f.name: (f.default if f.default is not dataclasses.MISSING else None) for f in dataclasses.fields(cls)
+        }
         kwargs = {key: _convert(value, defaults.get(key)) for key, value in options.items()}
         technique = self.technique.name
         if self.probe is not None:

@@ -40,11 +40,17 @@ class RecallTask(FixedLengthTask):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.passage_length > self.n_symbols:
-            raise ValueError(f"passage_length={self.passage_length} needs as many distinct symbols (n_symbols={self.n_symbols})")
+            raise ValueError(
+                f"passage_length={self.passage_length} needs as many distinct symbols (n_symbols={self.n_symbols})"
+            )
         if self.passage_length < self.gen_length + 1:
-            raise ValueError(f"passage_length={self.passage_length} cannot hold a cue and {self.gen_length} symbols after it")
+            raise ValueError(
+                f"passage_length={self.passage_length} cannot hold a cue and {self.gen_length} symbols after it"
+            )
         if self.cue_position is not None and not 0 <= self.cue_position < self.passage_length - self.gen_length:
-            raise ValueError(f"cue_position must be in [0, {self.passage_length - self.gen_length}), got {self.cue_position}")
+            raise ValueError(
+                f"cue_position must be in [0, {self.passage_length - self.gen_length}), got {self.cue_position}"
+            )
 
     @property
     def bos(self) -> int:
@@ -74,8 +80,9 @@ class RecallTask(FixedLengthTask):
     def prompt_length(self) -> int:
         return self.prompt_length_for(self.passage_length)
 
-    def batch(self, count: int, generator: torch.Generator, passage_length: int | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, count: int, generator: torch.Generator, passage_length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prompts [count, P], answers [count, G])`` of fresh random passages and cues.
 
         ``passage_length`` (default: the task's) lets a training curriculum start with shorter passages.
@@ -128,7 +135,9 @@ class RecallTokenizer:
             raise ValueError(f"expected a passage of {task.passage_length} distinct symbols, got {len(passage)}")
         cue = self._symbol(cue_text.strip())
         if cue not in passage[: task.passage_length - task.gen_length]:
-            raise ValueError(f"the cue must be one of the first {task.passage_length - task.gen_length} passage symbols")
+            raise ValueError(
+                f"the cue must be one of the first {task.passage_length - task.gen_length} passage symbols"
+            )
         prompts, _ = task.encode(torch.tensor([passage]), torch.tensor([[passage.index(cue)]]))
         return prompts
 
