@@ -25,7 +25,7 @@ import torch
 from ..core.atomic import atomic_write_text
 from ..core.extras import require
 from ..strategies.registry import StrategyRequest
-from .output import CompareOutcome, prepare_out_dir, resolve_out
+from .output import CompareOutcome, prepare_out_dir, records_of_this_run, resolve_out
 from .report import format_number
 from .specs import BASELINE_NAMES, split_spec_list
 from .store import RESULTS_NAME, ResultsStore, load_array, record_key, save_array
@@ -170,16 +170,10 @@ def run_dllm_compare(settings, processes, console=None):
     processes.wait()
     outcome = CompareOutcome(out_dir, [], [])
     if processes.is_main:
-        store.merge_shards()
         tags = ["none"] + [s[0] for s in specs]
-        outcome.records = [
-            r
-            for r in store.records()
-            if r.get("model") == settings.model
-            and r.get("tag") in tags
-            and r.get("num_inference_steps") == steps
-            and (r.get("seed") is None or r.get("seed") in settings.seeds)
-        ]
+        outcome.records = records_of_this_run(
+            store, settings, tags, steps, lambda seed: seed is None or seed in settings.seeds
+        )
         outcome.paths = {"results": out_dir / RESULTS_NAME}
         table = dllm_markdown(outcome.records, tags)
         atomic_write_text(

@@ -78,3 +78,17 @@ def prepare_out_dir(out_dir: Path, settings: CompareSettings, processes: Process
             shutil.rmtree(out_dir / name, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     processes.wait()
+
+
+def records_of_this_run(store, settings: CompareSettings, tags: list[str], steps: int, seed_ok) -> list[dict]:
+    """Merge the processes' shards, then keep the records this run asked for: its model, rows, step count and
+    seeds (`seed_ok(seed)`). A resumed folder may hold other runs' records, which the report must not show."""
+    store.merge_shards()
+    return [
+        r
+        for r in store.records()
+        if r.get("model") == settings.model
+        and r.get("tag") in tags
+        and r.get("num_inference_steps") == steps
+        and seed_ok(r.get("seed"))
+    ]

@@ -93,7 +93,7 @@ def run_policy_compare(settings, processes, console=None):
     from .. import zoo
     from ..policy.fidelity import action_chunks, fidelity_observations
     from .models import parse_dtype
-    from .output import CompareOutcome, prepare_out_dir, resolve_out
+    from .output import CompareOutcome, prepare_out_dir, records_of_this_run, resolve_out
 
     specs = policy_specs(settings.strategies)
     out_dir = resolve_out(settings, processes)
@@ -179,16 +179,8 @@ def run_policy_compare(settings, processes, console=None):
     processes.wait()
     outcome = CompareOutcome(out_dir, [], [])
     if processes.is_main:
-        store.merge_shards()
         tags = ["none"] + [s[0] for s in specs]
-        outcome.records = [
-            r
-            for r in store.records()
-            if r.get("model") == settings.model
-            and r.get("tag") in tags
-            and r.get("num_inference_steps") == steps
-            and r.get("seed") in seeds
-        ]
+        outcome.records = records_of_this_run(store, settings, tags, steps, lambda seed: seed in seeds)
         fulls = {r["seed"]: r for r in outcome.records if r.get("tag") == "none"}
         for r in outcome.records:
             if r.get("status") == "ok":
