@@ -1,8 +1,9 @@
 """Every zoo model under every strategy gives the outputs recorded before the package was reorganised.
 
 The fingerprints in `tests/recorded/outputs.json` were recorded at the commit before the restructuring
-(`python -m tests.recorded.outputs`); moving code must not change a single bit. On another torch build or
-CPU architecture bit-equality is not expected, so there the sums are compared to a tolerance instead.
+(`python -m tests.recorded.outputs`, re-recorded at f0120d8 with the CPU's feature flags in the environment);
+moving code must not change a single bit. On another torch build, or a CPU with other instruction-set
+extensions, the kernels sum in another order, so there the sums are compared to a tolerance instead.
 """
 
 from __future__ import annotations

@@ -114,8 +114,28 @@ def compute() -> dict:
     return results
 
 
+def _cpu_flags_digest() -> str:
+    """A digest of the CPU feature flags the kernels dispatch on ("" where /proc/cpuinfo does not exist)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return platform.processor()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = " ".join(sorted(line.split(":", 1)[1].split()))
+            return hashlib.sha256(flags.encode()).hexdigest()[:16]
+    return ""
+
+
 def environment() -> dict:
-    return {"torch": torch.__version__, "machine": platform.machine(), "numpy": np.__version__}
+    return {
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        # The CPU's instruction-set extensions pick the kernels (oneDNN and ATen dispatch on them), and with
+        # them the order of float sums: two x86_64 machines with the same torch give different last bits.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags_sha256": _cpu_flags_digest(),
+        "numpy": np.__version__,
+    }
 
 
 if __name__ == "__main__":
