@@ -242,8 +242,14 @@ class DDPMVelocityTraining:
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def denoise(
+        self, components: dict[str, torch.nn.Module], noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """The model output for the loss; models with more than one trained component (for example a class
+        embedder next to the denoiser) override this instead of :meth:`predict`."""
+        return self.predict(components[self.denoiser_name], noisy, timesteps, labels)
+
     def loss(self, components: dict[str, torch.nn.Module], generator: torch.Generator) -> torch.Tensor:
-        denoiser = components[self.denoiser_name]
         index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
         clean, labels = self.images[index], self.labels[index]
         drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
@@ -253,7 +259,7 @@ class DDPMVelocityTraining:
             0, self.noise_scheduler.config.num_train_timesteps, (self.batch_size,), generator=generator
         )
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
-        prediction = self.predict(denoiser, noisy, timesteps, labels)
+        prediction = self.denoise(components, noisy, timesteps, labels)
         return torch.nn.functional.mse_loss(prediction, self.noise_scheduler.get_velocity(clean, noise, timesteps))
 
     def config(self, components: dict[str, torch.nn.Module]) -> dict:

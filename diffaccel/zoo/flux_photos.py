@@ -57,20 +57,27 @@ class PhotoClassEmbedder(ModelMixin, ConfigMixin):
     Stands in for Flux's T5 and CLIP text encoders: a learned token sequence and a learned pooled vector per class,
     plus one extra row (id ``num_classes``) for the empty prompt of the unconditional branch. A diffusers
     ``ModelMixin`` so that pipeline device/dtype handling and offloading treat it like any other component.
+    ``pooled_projection_dim=None`` leaves out the pooled vector (models with no pooled input, such as PixArt);
+    ``forward`` then returns ``None`` in its place.
     """
 
     @register_to_config
-    def __init__(self, num_classes: int, text_tokens: int, joint_attention_dim: int, pooled_projection_dim: int):
+    def __init__(self, num_classes: int, text_tokens: int, joint_attention_dim: int, pooled_projection_dim: int | None):
         super().__init__()
         self.text_tokens, self.joint_attention_dim = text_tokens, joint_attention_dim
+        # Creation and initialisation order fixed (both tables, then both inits): the seeded recipes reproduce
+        # the committed weights bit for bit only with this order of random draws.
         self.token_table = nn.Embedding(num_classes + 1, text_tokens * joint_attention_dim)
-        self.pooled_table = nn.Embedding(num_classes + 1, pooled_projection_dim)
+        self.pooled_table = None
+        if pooled_projection_dim is not None:
+            self.pooled_table = nn.Embedding(num_classes + 1, pooled_projection_dim)
         nn.init.normal_(self.token_table.weight, std=0.02)
-        nn.init.normal_(self.pooled_table.weight, std=0.02)
+        if self.pooled_table is not None:
+            nn.init.normal_(self.pooled_table.weight, std=0.02)
 
-    def forward(self, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens = self.token_table(class_ids).view(-1, self.text_tokens, self.joint_attention_dim)
-        return tokens, self.pooled_table(class_ids)
+        return tokens, None if self.pooled_table is None else self.pooled_table(class_ids)
 
 
 def pack_pixels(images: torch.Tensor, patch: int = PIXEL_PATCH) -> torch.Tensor:
