@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from diffusers import DDIMScheduler, PixArtTransformer2DModel
 
-from .common import DDIMClassConditionalPipeline, DDPMVelocityTraining, place
+from .common import COSINE_V_PREDICTION_SCHEDULER, DDIMClassConditionalPipeline, DDPMVelocityTraining
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
 from .flux_photos import PhotoClassEmbedder
 
@@ -42,13 +42,7 @@ TRANSFORMER_CONFIG = dict(
     patch_size=4,
     caption_channels=CAPTION_CHANNELS,
 )
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_schedule="squaredcos_cap_v2",
-    prediction_type="v_prediction",
-    clip_sample=True,
-    timestep_spacing="trailing",
-)
+SCHEDULER_CONFIG = COSINE_V_PREDICTION_SCHEDULER
 DEFAULT_GUIDANCE_SCALE = 1.5
 # PixArt's resolution / aspect-ratio conditioning is used only by the 1024px models (``sample_size == 128``).
 _NO_ADDED_CONDITIONS = {"resolution": None, "aspect_ratio": None}
@@ -80,6 +74,8 @@ class PixArtPhotosPipeline(DDIMClassConditionalPipeline):
     """
 
     denoiser_name = "transformer"
+    component_classes = {"transformer": PixArtTransformer2DModel, "class_embedder": PhotoClassEmbedder}
+    scheduler_class = DDIMScheduler
 
     def __init__(
         self,
@@ -89,9 +85,8 @@ class PixArtPhotosPipeline(DDIMClassConditionalPipeline):
         class_names: Sequence[str] = PHOTO_CLASS_NAMES,
         default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     ):
-        super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
-        self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
+        components = dict(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
+        super().__init__(components, class_names, default_guidance_scale=default_guidance_scale)
 
     def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return call_transformer(self.transformer, self.class_embedder, model_input, t, labels)
@@ -108,7 +103,6 @@ class PixArtPhotosTraining(DDPMVelocityTraining):
     """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
-    denoiser_name = "transformer"
     class_names = PHOTO_CLASS_NAMES
     scheduler_config = SCHEDULER_CONFIG
     default_guidance_scale = DEFAULT_GUIDANCE_SCALE
@@ -119,20 +113,14 @@ class PixArtPhotosTraining(DDPMVelocityTraining):
     ema_decay = 0.998
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+        return images * 2 - 1, labels
 
-    def denoise(self, components, noisy, timesteps, labels):
+    def predict(self, components, noisy, timesteps, labels):
         return call_transformer(components["transformer"], components["class_embedder"], noisy, timesteps, labels)
 
     def build(self) -> dict[str, torch.nn.Module]:
         return build_components()
-
-    def config(self, components: dict[str, torch.nn.Module]) -> dict:
-        from .weights_io import model_config
-
-        config = super().config(components)
-        config["components"]["class_embedder"] = model_config(components["class_embedder"])
-        return config
 
     def evaluate(self, folder) -> dict:
         """Nearest-photo accuracy of full-step samples (:mod:`diffaccel.zoo.photo_score`)."""
@@ -145,16 +133,4 @@ class PixArtPhotosTraining(DDPMVelocityTraining):
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> PixArtPhotosPipeline:
-    from .weights_io import load_state_into, read_json
-
-    config = read_json(folder / "config.json")
-    transformer = PixArtTransformer2DModel.from_config(config["components"]["transformer"]["config"])
-    class_embedder = PhotoClassEmbedder.from_config(config["components"]["class_embedder"]["config"])
-    load_state_into(folder / "model.safetensors", {"transformer": transformer, "class_embedder": class_embedder})
-    return PixArtPhotosPipeline(
-        place(transformer, device, dtype),
-        DDIMScheduler.from_config(config["scheduler"]["config"]),
-        place(class_embedder, device, dtype),
-        class_names=config["pipeline"]["class_names"],
-        default_guidance_scale=config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
-    )
+    return PixArtPhotosPipeline.from_weights_folder(folder, device=device, dtype=dtype)
