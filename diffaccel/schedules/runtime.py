@@ -147,6 +147,12 @@ def first_block(engine):
             blocks = getattr(root, list_name, None)
             if blocks is not None and len(blocks):
                 return f"{list_name}.0", blocks[0]
+    if any(h.kind == "resnet" for h in engine.unit_hooks):
+        raise ValueError(
+            f"schedule='adaptive' decides from the residual of the first transformer block (FBCache's test); "
+            f"{type(root).__name__} is a UNet, whose first block changes resolution and has no such residual: "
+            "use schedule='uniform', 'growing-N', a step list or a calibrated schedule"
+        )
     units = [h.name for h in engine.unit_hooks if h.name != "model"]
     if units:
         parts = units[0].split(".")
