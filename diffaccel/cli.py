@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_tune_target,
         default=None,
         metavar="psnr=DB",
-        help="run diffaccel.tune for this PSNR target (calibrated on --warmup-seed, validated on --seeds) "
+        help="run diffaccel.tune for this PSNR target (calibrated on seeds 100-101, validated on 102-103) "
         "and add its choice as a row; repeatable",
     )
     compare.add_argument(
