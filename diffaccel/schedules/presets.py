@@ -25,14 +25,14 @@ from typing import Any
 TUNED_PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "taylorseer": {
         "psnr35": {
-            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-5", "guidance_reuse": True},
-            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-5", "guidance_reuse": True},
+            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
+            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
             "*": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
         },
         "psnr30": {
-            "flux": {"granularity": "stack", "order": 1, "interval": 8},
-            "wan": {"granularity": "stack", "order": 1, "interval": 8},
-            "*": {"granularity": "stack", "order": 2, "schedule": "growing-5", "guidance_reuse": True},
+            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
+            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
+            "*": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
         },
     },
 }
