@@ -32,18 +32,9 @@ from .store import RESULTS_NAME, ResultsStore, load_array, record_key, save_arra
 
 logger = logging.getLogger(__name__)
 
-DLLM_COLUMNS = (
-    "accuracy",
-    "token_agreement",
-    "sequence_agreement",
-    "nfe",
-    "nfe_ratio",
-    "forward_rows",
-    "tokens_per_s",
-    "speedup",
-    "cpu_speedup",
-    "wall_s",
-)
+# what a dLLM row measures: task accuracy, agreement with the full run, and forward-pass cost
+QUALITY_AND_COST = ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio", "forward_rows")
+DLLM_COLUMNS = (*QUALITY_AND_COST, "tokens_per_s", "speedup", "cpu_speedup", "wall_s")
 DEFAULT_PROBLEMS = 64
 
 
@@ -113,12 +104,7 @@ def run_dllm_compare(settings, processes, console=None):
             **{
                 k: data[k]
                 for k in (
-                    "accuracy",
-                    "token_agreement",
-                    "sequence_agreement",
-                    "nfe",
-                    "nfe_ratio",
-                    "forward_rows",
+                    *QUALITY_AND_COST,
                     "query_tokens",
                     "tokens_per_s",
                     "speedup",

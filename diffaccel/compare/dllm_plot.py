@@ -13,10 +13,9 @@ def dllm_speed_accuracy_plot(
 ) -> Path | None:
     """Two panels (matplotlib, Agg): task accuracy, and NFE relative to the full run, each against the
     CPU-time speedup over the full run (wall-clock when CPU time is missing). None when nothing is scored."""
-    import matplotlib
+    from .render import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     points = []
     for tag in tags:
@@ -58,9 +57,4 @@ def dllm_speed_accuracy_plot(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, min(0.45, 0.04 * ((len(labels) + 1) // 2) + 0.02), 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

@@ -229,16 +229,8 @@ class Harness:
                 save_array(self.baseline_path(unit), images)
                 save_array(self.image_path(spec, unit), to_uint8(images))
                 if not self.store.is_done(key):
-                    stats = runner.after_call()
-                    record = self.base_record(spec, unit)
+                    record = self.finished_call_record(spec, unit, runner.after_call(), wall_s, cpu_s)
                     record.update(
-                        status="ok",
-                        steps=stats.steps,
-                        full_steps=stats.full_steps,
-                        computed_fraction=stats.computed_fraction,
-                        computed_fraction_source=stats.source,
-                        wall_s=wall_s,
-                        cpu_s=cpu_s,
                         speedup=1.0,
                         cpu_speedup=1.0 if cpu_s else None,
                         psnr=None,
@@ -307,12 +299,8 @@ class Harness:
         if self.store.get(strategy_key) is not None:
             self.store.remove(strategy_key)
 
-    def run_unit(self, spec: StrategySpec, runner: StrategyRunner, unit: WorkUnit) -> dict[str, Any]:
-        reference = load_array(self.baseline_path(unit))
-        if reference is None:
-            raise RuntimeError(f"baseline output missing for {unit}")
-        images, wall_s, cpu_s = self.timed_call(runner, unit)
-        stats = runner.after_call()
+    def finished_call_record(self, spec: StrategySpec, unit: WorkUnit, stats, wall_s: float, cpu_s) -> dict[str, Any]:
+        """The record of one finished call: its steps, computed fraction and times (scores come after)."""
         record = self.base_record(spec, unit)
         record.update(
             status="ok",
@@ -322,8 +310,17 @@ class Harness:
             computed_fraction_source=stats.source,
             wall_s=wall_s,
             cpu_s=cpu_s,
-            **stats.extra,
         )
+        return record
+
+    def run_unit(self, spec: StrategySpec, runner: StrategyRunner, unit: WorkUnit) -> dict[str, Any]:
+        reference = load_array(self.baseline_path(unit))
+        if reference is None:
+            raise RuntimeError(f"baseline output missing for {unit}")
+        images, wall_s, cpu_s = self.timed_call(runner, unit)
+        stats = runner.after_call()
+        record = self.finished_call_record(spec, unit, stats, wall_s, cpu_s)
+        record.update(stats.extra)
         if runner.needs_counting:
             record.update(self._counted_fields(runner, unit, images))
         baseline = self.store.get(self.key(BASELINE, unit))

@@ -20,6 +20,7 @@ calibrated once per row on a held-out observation batch (`--warmup-seed`); its s
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -132,45 +133,27 @@ def run_policy_compare(settings, processes, console=None):
         fid_obs = fidelity_observations(env, FIDELITY_COUNT, seed, policy.config.n_obs_steps)
         reference_chunks = action_chunks(policy, fid_obs, seed, steps)
         full_key = record_key(base("none", "none", {}, seed))
+        evaluate_row = functools.partial(
+            _evaluate_row,
+            policy,
+            env=env,
+            episodes=episodes,
+            seed=seed,
+            steps=steps,
+            fid_obs=fid_obs,
+            reference_chunks=reference_chunks,
+            out_dir=out_dir,
+            settings=settings,
+        )
         if not store.is_done(full_key):
-            store.put(
-                _evaluate_row(
-                    policy,
-                    "none",
-                    {},
-                    base("none", "none", {}, seed),
-                    env,
-                    episodes,
-                    seed,
-                    steps,
-                    fid_obs,
-                    reference_chunks,
-                    None,
-                    out_dir,
-                    settings,
-                )
-            )
+            store.put(evaluate_row(name="none", options={}, record=base("none", "none", {}, seed), full=None))
         full = store.get(full_key)
         for tag, name, options in specs:
             key = record_key(base(tag, name, options, seed))
             if store.is_done(key):
                 continue
             try:
-                record = _evaluate_row(
-                    policy,
-                    name,
-                    options,
-                    base(tag, name, options, seed),
-                    env,
-                    episodes,
-                    seed,
-                    steps,
-                    fid_obs,
-                    reference_chunks,
-                    full,
-                    out_dir,
-                    settings,
-                )
+                record = evaluate_row(name=name, options=options, record=base(tag, name, options, seed), full=full)
             except Exception as error:  # noqa: BLE001 - one failing row must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
                 record = base(tag, name, options, seed)
@@ -355,10 +338,9 @@ def policy_markdown(records: list[dict[str, Any]], tags: list[str]) -> str:
 
 def success_speed_plot(records, tags, path: Path, title: str = "") -> Path | None:
     """Success rate (± standard error) against CPU-time speedup, one point per row."""
-    import matplotlib
+    from .render import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     points = []
     for tag in tags:
@@ -378,9 +360,4 @@ def success_speed_plot(records, tags, path: Path, title: str = "") -> Path | Non
     if title:
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

@@ -82,11 +82,27 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines + ([current] if current else [])
 
 
-def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | None:
-    """Speedup vs PSNR / SSIM (/ LPIPS) for every scored row; None when no row has both numbers."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), or an error naming the `compare` extra."""
     matplotlib = require("matplotlib", "compare")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write `fig` to `path` as a PNG, atomically (a reader never sees half a file), and close it."""
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        pyplot().close(fig)
+    return path
+
+
+def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | None:
+    """Speedup vs PSNR / SSIM (/ LPIPS) for every scored row; None when no row has both numbers."""
+    plt = pyplot()
 
     scored = [
         r for r in rows if r.status == "ok" and r.family != "baseline" and r.speedup and r.speedup.mean is not None
@@ -136,8 +152,4 @@ def speed_quality_plot(rows: list[Row], path: Path, title: str = "") -> Path | N
         fig.suptitle(title, fontsize=10)
     rows_of_legend = (len(labels) + 2) // 3
     fig.tight_layout(rect=(0, min(0.45, 0.035 * rows_of_legend + 0.02), 1, 1))
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

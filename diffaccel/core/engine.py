@@ -225,7 +225,16 @@ class Engine:
         planned = self.clock.num_inference_steps
         return self._needs_reset or (planned is not None and self.clock.steps >= planned)
 
-    def begin_call(self, context: str, args: tuple, kwargs: dict) -> StepInfo:
+    def begin_call(
+        self,
+        context: str,
+        args: tuple,
+        kwargs: dict,
+        step_index: int | None = None,
+        num_inference_steps: int | None = None,
+    ) -> StepInfo:
+        """Tick the clock for one denoiser call: the pipeline's `step_index` when its cache context carries one,
+        else the context's next count (`core/clock.py`)."""
         timestep = self._read_timestep(args, kwargs)
         if self._needs_reset:
             self.new_run(None)
@@ -242,7 +251,7 @@ class Engine:
                 f"{self.clock.steps}): {_describe(known)} -> {_describe(signature)}. Batch size and resolution "
                 "must stay fixed during a generation; if this is a new generation call diffaccel.new_run(obj) first."
             )
-        step = self.clock.advance(context, timestep)
+        step = self.clock.advance(context, timestep, step_index, num_inference_steps)
         self.stats.record_root_call(step.index, context)
         self.current = step
         return step

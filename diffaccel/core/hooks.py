@@ -8,8 +8,9 @@
 
 The guidance branch of a call comes from diffusers' `model.cache_context(name)`, which calls
 `StateManager.set_context` on every stateful hook (public since diffusers 0.42; `ContextTracker` records it).
-The recorded `CacheContext` also carries the pipeline's `step_index` when the pipeline passes it (diffusers'
-`WanPipeline` does); the step clock still counts calls, which works for every pipeline, with or without it.
+The recorded `CacheContext` also carries the pipeline's `step_index` and `num_inference_steps` when the pipeline
+passes them (diffusers' `WanPipeline` does); the step clock then takes the step from the pipeline and counts calls
+only where it is absent (`core/clock.py`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ class ContextTracker(StateManager):
             return self.forced[-1]
         return DEFAULT_CONTEXT if self.current is None else self.current.name
 
+    @property
+    def pipeline_step(self) -> tuple[int | None, int | None]:
+        """`(step_index, num_inference_steps)` the pipeline passed to `cache_context`, each None when absent (and
+        both under a name forced by `diffaccel.cache_context`, which carries no step)."""
+        if self.forced or self.current is None:
+            return None, None
+        return getattr(self.current, "step_index", None), getattr(self.current, "num_inference_steps", None)
+
 
 def remove_hooks(registry: HookRegistry) -> None:
     """Remove diffaccel's hooks newest first. diffusers' `remove_hook` restores a module's forward
@@ -85,7 +94,8 @@ class EngineHook(ModelHook):
         engine = self.engine
         engine.claim_run()  # a second thread is refused here, before it touches the owner's run
         try:
-            step = engine.begin_call(self.context_tracker.name, args, kwargs)
+            tracker = self.context_tracker
+            step = engine.begin_call(tracker.name, args, kwargs, *tracker.pipeline_step)
             for answerer in engine.call_answerers:
                 output = answerer.answer(step, args, kwargs)
                 if output is not None:

@@ -15,45 +15,38 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..zoo.weights_io import verify_manifest, write_json
-from .config import LLaDAConfig
+from ..zoo.weights_io import write_json
 from .llada import LLaDAModelLM
 from .tasks.addition import BOS, EOS, MASK, VOCAB_SIZE, AdditionTask
-from .training import command_line, lr_factor, sft_loss, stepwise_exact_match, write_zoo_folder
+from .training import (
+    adamw,
+    evaluate_only,
+    exact_match_into_manifest,
+    lr_factor,
+    optimizer_step,
+    schedule_from,
+    sft_loss,
+    tiny_llada,
+    training_manifest,
+    write_zoo_folder,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "zoo" / "weights" / "llada-addition"
+MODULE = "diffaccel.dllm.train_addition"
 
 __all__ = ["build_model", "lr_factor", "main", "sft_loss"]
 
 
 def build_model(args: argparse.Namespace) -> LLaDAModelLM:
-    config = LLaDAConfig(
-        d_model=args.d_model,
-        n_heads=args.n_heads,
-        n_kv_heads=args.n_heads,
-        n_layers=args.n_layers,
-        mlp_hidden_size=args.ff,
-        vocab_size=VOCAB_SIZE,
-        embedding_size=VOCAB_SIZE,
-        max_sequence_length=4096,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-5,
-        mask_token_id=MASK,
-        eos_token_id=EOS,
-        bos_token_id=BOS,
-        eot_token_id=None,
-        pad_token_id=EOS,
-    )
-    return LLaDAModelLM(config)
+    return tiny_llada(args, VOCAB_SIZE, MASK, EOS, BOS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves cores to other work)")
     parser.add_argument("--eval-count", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
@@ -85,13 +78,8 @@ def evaluate_into_manifest(
 ) -> dict:
     """Exact match with stepwise decoding on the held-out set, plus the SFT loss of the final weights
     on fresh training-distribution batches (more digits than the rounded training average)."""
-    manifest["eval"] = {}
-    for block_length in sorted({task.gen_length, max(1, task.gen_length // 2)}, reverse=True):
-        acc = stepwise_exact_match(model, task, eval_count, block_length, MASK)
-        manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
-        logger.info("held-out exact match (stepwise, block %d, %d sums): %.4f", block_length, eval_count, acc)
-    manifest["eval"]["held_out_count"] = eval_count
-    manifest["eval"]["held_out_seed"] = 1234
+    block_lengths = sorted({task.gen_length, max(1, task.gen_length // 2)}, reverse=True)
+    exact_match_into_manifest(model, task, manifest, eval_count, block_lengths, MASK)
     with torch.no_grad():
         losses = [sft_loss(model, *task.batch(512, generator), generator, MASK).item() for _ in range(4)]
     manifest["eval"]["sft_loss_final_weights"] = sum(losses) / len(losses)
@@ -101,9 +89,9 @@ def evaluate_into_manifest(
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    if args.evaluate_only:
-        return evaluate_only(args)
     torch.set_num_threads(args.threads)
+    if args.evaluate_only:
+        return evaluate_only(args, MODULE, load_recorded, evaluate_recorded)
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -112,39 +100,32 @@ def main(argv: list[str] | None = None) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("training llada-addition: %d parameters, %d steps", n_params, args.steps)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.warmup, args.steps))
+    optimizer = adamw(model, args.lr)
+    scheduler = schedule_from(optimizer, args, start_step=0)
     start = time.time()
     recent: list[float] = []
     progress = tqdm(range(args.steps), desc="train llada-addition", mininterval=10)
     for step in progress:
         prompts, answers = task.batch(args.batch_size, generator)
         loss = sft_loss(model, prompts, answers, generator, MASK)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        recent = (recent + [loss.item()])[-100:]
+        recent = (recent + [optimizer_step(model, optimizer, scheduler, loss, step)])[-100:]
         if step % 100 == 0:
             progress.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-            if not math.isfinite(loss.item()):
-                raise RuntimeError(f"loss diverged at step {step}")
     train_s = time.time() - start
     final_loss = sum(recent) / len(recent)
     model.eval()
 
     args.output.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "name": "llada-addition",
-        "command": command_line("diffaccel.dllm.train_addition", argv),
-        "seed": args.seed,
-        "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output"},
-        "parameters": n_params,
-        "train_time_s": round(train_s, 1),
-        "final_loss": final_loss,
-        "final_loss_definition": "mean LLaDA SFT loss over the last 100 training steps",
-    }
+    manifest = training_manifest(
+        "llada-addition",
+        MODULE,
+        argv,
+        args,
+        parameters=n_params,
+        train_time_s=round(train_s, 1),
+        final_loss=final_loss,
+        final_loss_definition="mean LLaDA SFT loss over the last 100 training steps",
+    )
     task_entry = {
         "name": "addition",
         "n_digits": task.n_digits,
@@ -160,20 +141,18 @@ def main(argv: list[str] | None = None) -> dict:
     return manifest
 
 
-def evaluate_only(args: argparse.Namespace) -> dict:
-    """Evaluate the weights already in ``--output`` and record the result in their manifest."""
-    from .zoo import load_llada_addition_model, read_task
+def load_recorded(folder: Path) -> LLaDAModelLM:
+    from .zoo import load_llada_addition_model
 
-    torch.set_num_threads(args.threads)
-    manifest = verify_manifest(args.output.name, root=args.output.parent)  # refuses weights its manifest does not list
-    model = load_llada_addition_model(args.output)
-    seed = manifest.get("seed", 0)
-    evaluate_into_manifest(
-        model, read_task(args.output), manifest, args.eval_count, torch.Generator().manual_seed(seed + 1)
-    )
-    manifest["eval"]["command"] = "python -m diffaccel.dllm.train_addition --evaluate-only"
-    write_json(args.output / "manifest.json", manifest)
-    return manifest
+    return load_llada_addition_model(folder)
+
+
+def evaluate_recorded(model: LLaDAModelLM, folder: Path, manifest: dict, eval_count: int) -> None:
+    """``--evaluate-only``: the evaluation of :func:`main`, on the task the folder records."""
+    from .zoo import read_task
+
+    generator = torch.Generator().manual_seed(manifest.get("seed", 0) + 1)
+    evaluate_into_manifest(model, read_task(folder), manifest, eval_count, generator)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -32,15 +31,27 @@ from pathlib import Path
 import torch
 
 from ..zoo.weights_io import read_json, write_json
-from .config import LLaDAConfig
 from .llada import LLaDAModelLM
 from .tasks.recall import RecallTask
-from .training import Checkpoint, command_line, lr_factor, sft_loss, stepwise_exact_match, write_zoo_folder
+from .training import (
+    Checkpoint,
+    adamw,
+    evaluate_only,
+    exact_match_into_manifest,
+    optimizer_step,
+    schedule_from,
+    sft_loss,
+    stepwise_exact_match,
+    tiny_llada,
+    training_manifest,
+    write_zoo_folder,
+)
 
 logger = logging.getLogger(__name__)
 
 ZOO_NAME = "llada-recall"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "zoo" / "weights" / ZOO_NAME
+MODULE = "diffaccel.dllm.train_recall"
 
 
 def build_task(args: argparse.Namespace) -> RecallTask:
@@ -53,24 +64,7 @@ def build_task(args: argparse.Namespace) -> RecallTask:
 
 
 def build_model(args: argparse.Namespace, task: RecallTask) -> LLaDAModelLM:
-    config = LLaDAConfig(
-        d_model=args.d_model,
-        n_heads=args.n_heads,
-        n_kv_heads=args.n_heads,
-        n_layers=args.n_layers,
-        mlp_hidden_size=args.ff,
-        vocab_size=task.vocab_size,
-        embedding_size=task.vocab_size,
-        max_sequence_length=4096,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-5,
-        mask_token_id=task.mask,
-        eos_token_id=task.eos,
-        bos_token_id=task.bos,
-        eot_token_id=None,
-        pad_token_id=task.eos,
-    )
-    return LLaDAModelLM(config)
+    return tiny_llada(args, task.vocab_size, task.mask, task.eos, task.bos)
 
 
 def curriculum_length(cap: float, task: RecallTask, rng: random.Random, spread: float = 0.5) -> int:
@@ -142,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300,
         help="every this many steps, log the stepwise exact match on 16 full-length prompts",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves cores to other work)")
     parser.add_argument("--eval-count", type=int, default=256)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")
@@ -166,14 +160,8 @@ def probe(model: LLaDAModelLM, task: RecallTask, count: int = 16) -> float:
 
 
 def evaluate_into_manifest(model: LLaDAModelLM, task: RecallTask, manifest: dict, eval_count: int) -> dict:
-    manifest["eval"] = {}
-    for block_length in sorted({task.gen_length, task.gen_length // 4}, reverse=True):
-        acc = stepwise_exact_match(model, task, eval_count, block_length, task.mask)
-        manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
-        logger.info("held-out exact match (stepwise, block %d, %d prompts): %.4f", block_length, eval_count, acc)
-    manifest["eval"]["held_out_count"] = eval_count
-    manifest["eval"]["held_out_seed"] = 1234
-    return manifest
+    block_lengths = sorted({task.gen_length, task.gen_length // 4}, reverse=True)
+    return exact_match_into_manifest(model, task, manifest, eval_count, block_lengths, task.mask)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -182,13 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     if args.evaluate_only:
-        return evaluate_only(args)
+        return evaluate_only(args, MODULE, load_recorded, evaluate_recorded)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     task = build_task(args)
     model = build_model(args, task)
     n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    optimizer = adamw(model, args.lr)
     checkpoint = Checkpoint(args.output / "checkpoint")
     start_step, recent, elapsed = 0, [], 0.0
     cap, accuracies = float(args.curriculum_start), []
@@ -198,12 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
         cap, accuracies = progress_info.get("cap", cap), progress_info.get("recent_accuracies", [])
         logger.info("resumed at step %d (passage cap %.0f)", start_step, cap)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, args.warmup, args.steps), last_epoch=start_step - 1
-    )
-    if start_step:
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
-            group["lr"] = base * lr_factor(start_step, args.warmup, args.steps)
+    scheduler = schedule_from(optimizer, args, start_step)
     logger.info(
         "training %s: %d parameters, %d steps, prompt %d + answer %d tokens",
         ZOO_NAME,
@@ -221,14 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
             prompts, answers = task.batch(args.batch_size, generator, passage_length=length)
             loss, predicted, masked = sft_loss(model, prompts, answers, generator, task.mask, return_predictions=True)
             accuracy = next_symbol_accuracy(predicted, answers, masked)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            if not math.isfinite(loss.item()):
-                raise RuntimeError(f"loss diverged at step {step}")
-            recent = (recent + [loss.item()])[-100:]
+            recent = (recent + [optimizer_step(model, optimizer, scheduler, loss, step)])[-100:]
             accuracies = (accuracies + [accuracy])[-args.curriculum_window :]
             if step % 10 == 0:
                 logger.info(
@@ -267,18 +243,18 @@ def main(argv: list[str] | None = None) -> dict:
     final_loss = sum(recent) / max(1, len(recent))
     model.eval()
     steps_done = start_step if args.from_checkpoint else args.steps
-    manifest = {
-        "name": ZOO_NAME,
-        "command": command_line("diffaccel.dllm.train_recall", argv),
-        "seed": args.seed,
-        "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output"},
-        "steps_done": steps_done,
-        "parameters": n_params,
-        "train_time_s": round(train_s, 1),
-        "final_loss": final_loss,
-        "final_loss_definition": "mean LLaDA SFT loss over the last 100 training steps (curriculum lengths)",
-        "final_passage_cap": cap,
-    }
+    manifest = training_manifest(
+        ZOO_NAME,
+        MODULE,
+        argv,
+        args,
+        steps_done=steps_done,
+        parameters=n_params,
+        train_time_s=round(train_s, 1),
+        final_loss=final_loss,
+        final_loss_definition="mean LLaDA SFT loss over the last 100 training steps (curriculum lengths)",
+        final_passage_cap=cap,
+    )
     args.output.mkdir(parents=True, exist_ok=True)
     manifest = write_zoo_folder(args.output, model, ZOO_NAME, task_dict(task), manifest)
     logger.info("saved %s (final loss %.5f, %.0f s)", args.output, final_loss, train_s)
@@ -287,17 +263,17 @@ def main(argv: list[str] | None = None) -> dict:
     return manifest
 
 
-def evaluate_only(args: argparse.Namespace) -> dict:
-    """Evaluate the weights already in ``--output`` and record the result in their manifest."""
-    from ..zoo.weights_io import verify_manifest
-    from .zoo import load_recall_model, read_recall_task
+def load_recorded(folder: Path) -> LLaDAModelLM:
+    from .zoo import load_recall_model
 
-    manifest = verify_manifest(args.output.name, root=args.output.parent)  # refuses weights its manifest does not list
-    model = load_recall_model(args.output)
-    evaluate_into_manifest(model, read_recall_task(args.output), manifest, args.eval_count)
-    manifest["eval"]["command"] = "python -m diffaccel.dllm.train_recall --evaluate-only"
-    write_json(args.output / "manifest.json", manifest)
-    return manifest
+    return load_recall_model(folder)
+
+
+def evaluate_recorded(model: LLaDAModelLM, folder: Path, manifest: dict, eval_count: int) -> None:
+    """``--evaluate-only``: the evaluation of :func:`main`, on the task the folder records."""
+    from .zoo import read_recall_task
+
+    evaluate_into_manifest(model, read_recall_task(folder), manifest, eval_count)
 
 
 if __name__ == "__main__":

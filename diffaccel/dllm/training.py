@@ -10,6 +10,7 @@ tokens is divided by ``p`` and by the answer length.
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -157,3 +158,100 @@ class Checkpoint:
         generator.set_state(tensors["generator"])
         with safe_open(str(self.folder / "state.safetensors"), framework="pt") as handle:
             return int(handle.metadata()["step"])
+
+
+def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
+    """A LLaDA-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_layers``, ``ff``):
+    multi-head attention (as many key/value heads as query heads), RoPE base 10,000, EOS as padding."""
+    from .config import LLaDAConfig
+    from .llada import LLaDAModelLM
+
+    config = LLaDAConfig(
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_heads,
+        n_layers=args.n_layers,
+        mlp_hidden_size=args.ff,
+        vocab_size=vocab_size,
+        embedding_size=vocab_size,
+        max_sequence_length=4096,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        mask_token_id=mask_id,
+        eos_token_id=eos_id,
+        bos_token_id=bos_id,
+        eot_token_id=None,
+        pad_token_id=eos_id,
+    )
+    return LLaDAModelLM(config)
+
+
+def adamw(model: torch.nn.Module, lr: float) -> torch.optim.AdamW:
+    """The optimiser of the dLLM trainings: AdamW with betas 0.9/0.98 and no weight decay."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+
+
+def schedule_from(optimizer: torch.optim.Optimizer, args, start_step: int):
+    """The :func:`lr_factor` schedule over ``args.steps`` with ``args.warmup`` at peak rate ``args.lr``, positioned
+    at ``start_step`` so that a resumed run continues the same curve (create it after restoring the optimizer).
+
+    torch's ``LambdaLR`` resumes (``last_epoch >= 0``) only from param groups that carry ``initial_lr``; a restored
+    optimizer has none, so the peak rate is recorded first, and the rate of ``start_step`` is in effect on return.
+    """
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, args.warmup, args.steps), last_epoch=start_step - 1
+    )
+
+
+def optimizer_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, step: int) -> float:
+    """Backward, clip the gradient norm to 1, step optimizer and schedule; returns the loss, refusing a diverged one."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise RuntimeError(f"loss diverged at step {step}")
+    return value
+
+
+def exact_match_into_manifest(
+    model, task, manifest: dict[str, Any], eval_count: int, block_lengths: list[int], mask_id: int
+) -> dict[str, Any]:
+    """``manifest["eval"]``: :func:`stepwise_exact_match` on ``eval_count`` held-out prompts per block length."""
+    manifest["eval"] = {}
+    for block_length in block_lengths:
+        acc = stepwise_exact_match(model, task, eval_count, block_length, mask_id)
+        manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
+        logger.info("held-out exact match (stepwise, block %d, %d prompts): %.4f", block_length, eval_count, acc)
+    manifest["eval"]["held_out_count"] = eval_count
+    manifest["eval"]["held_out_seed"] = 1234
+    return manifest
+
+
+def training_manifest(name: str, module: str, argv: list[str] | None, args, **record: Any) -> dict[str, Any]:
+    """The manifest head every dLLM training writes: name, command, seed, hyper-parameters, then ``record``."""
+    hyperparameters = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output"}
+    return {
+        "name": name,
+        "command": command_line(module, argv),
+        "seed": args.seed,
+        "hyperparameters": hyperparameters,
+        **record,
+    }
+
+
+def evaluate_only(args, module: str, load, evaluate) -> dict[str, Any]:
+    """``--evaluate-only``: evaluate the weights already in ``args.output`` (``load(folder)``;
+    ``evaluate(model, folder, manifest, args.eval_count)`` fills ``manifest["eval"]``) and record the result in their manifest,
+    which must list those weights."""
+    from ..zoo.weights_io import verify_manifest
+
+    manifest = verify_manifest(args.output.name, root=args.output.parent)
+    evaluate(load(args.output), args.output, manifest, args.eval_count)
+    manifest["eval"]["command"] = f"python -m {module} --evaluate-only"
+    write_json(args.output / "manifest.json", manifest)
+    return manifest

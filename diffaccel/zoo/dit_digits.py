@@ -16,7 +16,7 @@ import torch
 from diffusers import DDIMScheduler, DiTTransformer2DModel
 from diffusers.models.embeddings import LabelEmbedding
 
-from .common import DDIMClassConditionalPipeline, DDPMVelocityTraining
+from .common import COSINE_V_PREDICTION_SCHEDULER, DDIMClassConditionalPipeline, DDPMVelocityTraining
 from .data import DIGIT_CLASS_NAMES, digits_split
 
 NAME = "dit-digits"
@@ -33,13 +33,7 @@ TRANSFORMER_CONFIG = dict(
     norm_type="ada_norm_zero",
     norm_num_groups=32,
 )
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_schedule="squaredcos_cap_v2",
-    prediction_type="v_prediction",
-    clip_sample=True,
-    timestep_spacing="trailing",
-)
+SCHEDULER_CONFIG = COSINE_V_PREDICTION_SCHEDULER
 # Measured on the committed weights (manifest "sample_accuracy_by_guidance_scale"): guidance >= 2 over-saturates
 # 8x8 digits (28% accuracy at 2.0), while 1.25 keeps the doubled-batch guidance path in use at 98.5%.
 DEFAULT_GUIDANCE_SCALE = 1.25
@@ -53,6 +47,8 @@ class DiTDigitsPipeline(DDIMClassConditionalPipeline):
     """
 
     denoiser_name = "transformer"
+    component_classes = {"transformer": DiTTransformer2DModel}
+    scheduler_class = DDIMScheduler
 
     def __init__(
         self,
@@ -61,9 +57,8 @@ class DiTDigitsPipeline(DDIMClassConditionalPipeline):
         class_names: Sequence[str] = DIGIT_CLASS_NAMES,
         default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     ):
-        super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler)
-        self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
+        components = dict(transformer=transformer, scheduler=scheduler)
+        super().__init__(components, class_names, default_guidance_scale=default_guidance_scale)
 
     def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The transformer called as diffusers' ``DiTPipeline`` calls it: the timestep expanded to the batch."""
@@ -80,7 +75,7 @@ def disable_per_block_label_dropout(transformer: DiTTransformer2DModel) -> None:
 
     Every DiT block owns its own label embedding and would drop labels independently, so all blocks see the null
     label together only with probability 0.1**num_layers, and the unconditional branch of guidance would barely be
-    trained. Training instead drops labels once per sample (see :func:`training_loss`); the null row still exists
+    trained. Training instead drops labels once per sample (:meth:`~diffaccel.zoo.common.ZooTraining.draw_batch`); the null row still exists
     because it is allocated from the config.
     """
     for module in transformer.modules():
@@ -92,7 +87,6 @@ class DiTDigitsTraining(DDPMVelocityTraining):
     """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
-    denoiser_name = "transformer"
     class_names = DIGIT_CLASS_NAMES
     scheduler_config = SCHEDULER_CONFIG
     default_guidance_scale = DEFAULT_GUIDANCE_SCALE
@@ -104,10 +98,10 @@ class DiTDigitsTraining(DDPMVelocityTraining):
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         x_train, y_train, _, _ = digits_split()
-        return x_train, y_train
+        return x_train * 2 - 1, y_train
 
-    def predict(self, denoiser, noisy, timesteps, labels):
-        return denoiser(noisy, timestep=timesteps, class_labels=labels).sample
+    def predict(self, components, noisy, timesteps, labels):
+        return components["transformer"](noisy, timestep=timesteps, class_labels=labels).sample
 
     def build(self) -> dict[str, torch.nn.Module]:
         components = build_components()
@@ -147,6 +141,4 @@ class DiTDigitsTraining(DDPMVelocityTraining):
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> DiTDigitsPipeline:
-    return DiTDigitsPipeline.from_weights_folder(
-        folder, DiTTransformer2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype
-    )
+    return DiTDigitsPipeline.from_weights_folder(folder, device=device, dtype=dtype)

@@ -26,7 +26,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from .common import ClassConditionalZooPipeline, place
+from .common import ClassConditionalZooPipeline, RectifiedFlowTraining
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
 
 NAME = "flux-photos"
@@ -105,6 +105,9 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
     photo names (``pipe.class_names``). Output images are RGB 32x32 in [0, 1].
     """
 
+    component_classes = {"transformer": FluxTransformer2DModel, "class_embedder": PhotoClassEmbedder}
+    scheduler_class = FlowMatchEulerDiscreteScheduler
+
     def __init__(
         self,
         transformer: FluxTransformer2DModel,
@@ -115,37 +118,28 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
         pixel_patch: int = PIXEL_PATCH,
         default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     ):
-        super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
-        self.register_to_config(
-            class_names=list(class_names),
-            image_size=image_size,
-            pixel_patch=pixel_patch,
-            default_guidance_scale=default_guidance_scale,
-        )
+        components = dict(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
+        settings = dict(image_size=image_size, pixel_patch=pixel_patch, default_guidance_scale=default_guidance_scale)
+        super().__init__(components, class_names, **settings)
 
-    def _predict(
-        self,
-        context: str,
-        latents: torch.Tensor,
-        timestep: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        pooled_embeds: torch.Tensor,
-        txt_ids: torch.Tensor,
-        img_ids: torch.Tensor,
-    ) -> torch.Tensor:
-        """One guidance branch: a transformer call under ``cache_context(context)``, as in ``FluxPipeline``."""
-        dtype = self.transformer.dtype
+    def transformer_condition(self, class_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The learned prompt tokens and pooled vector of each class, with Flux's text and image position ids."""
+        dtype, device = self.transformer.dtype, self._execution_device
+        prompt_embeds, pooled_embeds = self.class_embedder(class_ids)
+        tokens = self.config.image_size // self.config.pixel_patch
+        return {
+            "pooled_projections": pooled_embeds.to(dtype),
+            "encoder_hidden_states": prompt_embeds.to(dtype),
+            "txt_ids": torch.zeros(self.class_embedder.text_tokens, 3, device=device, dtype=dtype),
+            "img_ids": image_position_ids(tokens, tokens, device=device, dtype=dtype),
+        }
+
+    def call_transformer(self, context, step, latents, t, condition) -> torch.Tensor:
+        """As ``FluxPipeline`` calls it: ``cache_context(context)`` without step keywords, the timestep as a
+        fraction of 1000."""
+        timestep = t.expand(latents.shape[0]).to(self.transformer.dtype) / 1000
         with self.transformer.cache_context(context):
-            return self.transformer(
-                hidden_states=latents,
-                timestep=timestep,
-                pooled_projections=pooled_embeds.to(dtype),
-                encoder_hidden_states=prompt_embeds.to(dtype),
-                txt_ids=txt_ids,
-                img_ids=img_ids,
-                return_dict=False,
-            )[0]
+            return self.transformer(hidden_states=latents, timestep=timestep, **condition, return_dict=False)[0]
 
     @torch.no_grad()
     def __call__(
@@ -163,30 +157,9 @@ class FluxPhotosPipeline(ClassConditionalZooPipeline):
         device, dtype = self._execution_device, self.transformer.dtype
         size, patch = self.config.image_size, self.config.pixel_patch
         noise = randn_tensor((len(labels), 3, size, size), generator=generator, device=device, dtype=dtype)
-        latents = pack_pixels(noise, patch)
-        img_ids = image_position_ids(size // patch, size // patch, device=device, dtype=dtype)
-        txt_ids = torch.zeros(self.class_embedder.text_tokens, 3, device=device, dtype=dtype)
-
-        prompt_embeds, pooled_embeds = self.class_embedder(labels)
-        do_guidance = guidance_scale > 1.0
-        if do_guidance:
-            negative_prompt_embeds, negative_pooled_embeds = self.class_embedder(
-                torch.full_like(labels, self.null_class_id)
-            )
-
         sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
         self.scheduler.set_timesteps(sigmas=sigmas, device=device)
-        self.scheduler.set_begin_index(0)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            timestep = t.expand(latents.shape[0]).to(dtype) / 1000
-            velocity = self._predict("cond", latents, timestep, prompt_embeds, pooled_embeds, txt_ids, img_ids)
-            if do_guidance:
-                negative_velocity = self._predict(
-                    "uncond", latents, timestep, negative_prompt_embeds, negative_pooled_embeds, txt_ids, img_ids
-                )
-                velocity = negative_velocity + guidance_scale * (velocity - negative_velocity)
-            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-
+        latents = self.sample_flow_with_two_call_guidance(pack_pixels(noise, patch), labels, guidance_scale)
         images = unpack_pixels(latents, size, size, patch)
         return self.to_output(images / 2 + 0.5, output_type, return_dict)
 
@@ -203,38 +176,39 @@ def build_components(num_classes: int = len(PHOTO_CLASS_NAMES)) -> dict[str, nn.
     }
 
 
-class FluxPhotosTraining:
-    """Training recipe used by :mod:`diffaccel.zoo.train` (rectified-flow velocity loss, per-sample label dropout)."""
+class FluxPhotosTraining(RectifiedFlowTraining):
+    """Training recipe used by :mod:`diffaccel.zoo.train` (rectified-flow velocity loss with ``t`` uniform in
+    [0, 1], per-sample label dropout)."""
 
     name = NAME
-    seed = 0
+    class_names = PHOTO_CLASS_NAMES
+    scheduler_config = SCHEDULER_CONFIG
+    default_guidance_scale = DEFAULT_GUIDANCE_SCALE
+    pipeline_settings = {"image_size": IMAGE_SIZE, "pixel_patch": PIXEL_PATCH}
     steps = 4000
     batch_size = 32
     learning_rate = 1e-3
     warmup_steps = 200
     ema_decay = 0.998
-    label_dropout = 0.1
 
     def __init__(self):
-        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
-        self.tokens = pack_pixels(images * 2 - 1)
-        self.labels = labels
+        super().__init__()
         self.img_ids = image_position_ids(IMAGE_SIZE // PIXEL_PATCH, IMAGE_SIZE // PIXEL_PATCH)
         self.txt_ids = torch.zeros(TEXT_TOKENS, 3)
+
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+        return pack_pixels(images * 2 - 1), labels
 
     def build(self) -> dict[str, nn.Module]:
         return build_components()
 
-    def loss(self, components: dict[str, nn.Module], generator: torch.Generator) -> torch.Tensor:
-        index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
-        clean, labels = self.tokens[index], self.labels[index]
-        drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, len(PHOTO_CLASS_NAMES)), labels)
-        noise = torch.randn(clean.shape, generator=generator)
-        t = torch.rand(self.batch_size, generator=generator)
-        noisy = (1 - t[:, None, None]) * clean + t[:, None, None] * noise
+    def noise_levels(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.rand(self.batch_size, generator=generator)
+
+    def predict(self, components, noisy, t, labels):
         prompt_embeds, pooled_embeds = components["class_embedder"](labels)
-        velocity = components["transformer"](
+        return components["transformer"](
             hidden_states=noisy,
             timestep=t,
             pooled_projections=pooled_embeds,
@@ -243,19 +217,6 @@ class FluxPhotosTraining:
             img_ids=self.img_ids,
             return_dict=False,
         )[0]
-        return torch.nn.functional.mse_loss(velocity, noise - clean)
-
-    def config(self, components: dict[str, nn.Module]) -> dict:
-        from .weights_io import model_config
-
-        return {
-            "components": {
-                "transformer": model_config(components["transformer"]),
-                "class_embedder": model_config(components["class_embedder"]),
-            },
-            "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": self.pipeline_config(),
-        }
 
     def evaluate(self, folder) -> dict:
         """Nearest-photo accuracy of full-step samples (:mod:`diffaccel.zoo.photo_score`)."""
@@ -263,30 +224,6 @@ class FluxPhotosTraining:
 
         return evaluate_photo_pipeline(load(folder), num_inference_steps=28)
 
-    def pipeline_config(self) -> dict:
-        return {
-            "class_names": list(PHOTO_CLASS_NAMES),
-            "image_size": IMAGE_SIZE,
-            "pixel_patch": PIXEL_PATCH,
-            "default_guidance_scale": DEFAULT_GUIDANCE_SCALE,
-        }
-
 
 def load(folder, device="cpu", dtype=torch.float32) -> FluxPhotosPipeline:
-    from .weights_io import load_state_into, read_json
-
-    config = read_json(folder / "config.json")
-    transformer = FluxTransformer2DModel.from_config(config["components"]["transformer"]["config"])
-    class_embedder = PhotoClassEmbedder.from_config(config["components"]["class_embedder"]["config"])
-    load_state_into(folder / "model.safetensors", {"transformer": transformer, "class_embedder": class_embedder})
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config["scheduler"]["config"])
-    pipeline = config["pipeline"]
-    return FluxPhotosPipeline(
-        place(transformer, device, dtype),
-        scheduler,
-        place(class_embedder, device, dtype),
-        class_names=pipeline["class_names"],
-        image_size=pipeline["image_size"],
-        pixel_patch=pipeline["pixel_patch"],
-        default_guidance_scale=pipeline.get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE),
-    )
+    return FluxPhotosPipeline.from_weights_folder(folder, device=device, dtype=dtype)

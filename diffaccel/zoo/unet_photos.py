@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
-from .common import DDIMClassConditionalPipeline, DDPMVelocityTraining
+from .common import COSINE_V_PREDICTION_SCHEDULER, DDIMClassConditionalPipeline, DDPMVelocityTraining
 from .data import PHOTO_CLASS_NAMES, photo_crop_bank
 
 NAME = "unet-photos"
@@ -32,13 +32,7 @@ UNET_CONFIG = dict(
     attention_head_dim=32,
     num_class_embeds=len(PHOTO_CLASS_NAMES) + 1,
 )
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_schedule="squaredcos_cap_v2",
-    prediction_type="v_prediction",
-    clip_sample=True,
-    timestep_spacing="trailing",
-)
+SCHEDULER_CONFIG = COSINE_V_PREDICTION_SCHEDULER
 # Chosen by looking at samples of the committed weights (docs/zoo/unet-photos.png): 1.5 keeps the doubled-batch
 # guidance path in use; at 2 and above some crops pick up colour noise (see the manifest's accuracy per scale).
 DEFAULT_GUIDANCE_SCALE = 1.5
@@ -52,6 +46,8 @@ class UNetPhotosPipeline(DDIMClassConditionalPipeline):
     """
 
     denoiser_name = "unet"
+    component_classes = {"unet": UNet2DModel}
+    scheduler_class = DDIMScheduler
 
     def __init__(
         self,
@@ -60,9 +56,8 @@ class UNetPhotosPipeline(DDIMClassConditionalPipeline):
         class_names: Sequence[str] = PHOTO_CLASS_NAMES,
         default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     ):
-        super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(class_names=list(class_names), default_guidance_scale=default_guidance_scale)
+        components = dict(unet=unet, scheduler=scheduler)
+        super().__init__(components, class_names, default_guidance_scale=default_guidance_scale)
 
     def predict_velocity(self, model_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The UNet called as the Stable Diffusion pipelines call it: the scalar timestep, broadcast by the UNet."""
@@ -77,7 +72,6 @@ class UNetPhotosTraining(DDPMVelocityTraining):
     """Training recipe used by :mod:`diffaccel.zoo.train` (DDPM v-prediction loss, per-sample label dropout)."""
 
     name = NAME
-    denoiser_name = "unet"
     class_names = PHOTO_CLASS_NAMES
     scheduler_config = SCHEDULER_CONFIG
     default_guidance_scale = DEFAULT_GUIDANCE_SCALE
@@ -88,10 +82,11 @@ class UNetPhotosTraining(DDPMVelocityTraining):
     ema_decay = 0.998
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
+        return images * 2 - 1, labels
 
-    def predict(self, denoiser, noisy, timesteps, labels):
-        return denoiser(noisy, timesteps, class_labels=labels).sample
+    def predict(self, components, noisy, timesteps, labels):
+        return components["unet"](noisy, timesteps, class_labels=labels).sample
 
     def build(self) -> dict[str, torch.nn.Module]:
         return build_components()
@@ -104,6 +99,4 @@ class UNetPhotosTraining(DDPMVelocityTraining):
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> UNetPhotosPipeline:
-    return UNetPhotosPipeline.from_weights_folder(
-        folder, UNet2DModel, DEFAULT_GUIDANCE_SCALE, device=device, dtype=dtype
-    )
+    return UNetPhotosPipeline.from_weights_folder(folder, device=device, dtype=dtype)

@@ -36,7 +36,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from torch import nn
 
-from .common import ClassConditionalZooPipeline, place
+from .common import ClassConditionalZooPipeline, RectifiedFlowTraining
 from .data import PHOTO_CLASS_NAMES, downscale_short_side, load_photo
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,9 @@ class WanClipsPipeline(ClassConditionalZooPipeline):
     of ``F`` PIL images per clip.
     """
 
+    component_classes = {"transformer": WanTransformer3DModel, "class_embedder": ClassTokenEmbedder}
+    scheduler_class = FlowMatchEulerDiscreteScheduler
+
     def __init__(
         self,
         transformer: WanTransformer3DModel,
@@ -142,23 +145,24 @@ class WanClipsPipeline(ClassConditionalZooPipeline):
         num_frames: int = NUM_FRAMES,
         default_guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     ):
-        super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
-        self.register_to_config(
-            class_names=list(class_names),
-            frame_size=frame_size,
-            num_frames=num_frames,
-            default_guidance_scale=default_guidance_scale,
-        )
+        components = dict(transformer=transformer, scheduler=scheduler, class_embedder=class_embedder)
+        settings = dict(frame_size=frame_size, num_frames=num_frames, default_guidance_scale=default_guidance_scale)
+        super().__init__(components, class_names, **settings)
         self.video_processor = VideoProcessor(vae_scale_factor=1)
 
-    def _predict(
-        self, context: str, step: dict, latents: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor
-    ) -> torch.Tensor:
-        """One guidance branch: a transformer call under ``cache_context(context, **step)``, as in ``WanPipeline``."""
+    def transformer_condition(self, class_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The learned token sequence of each class, in place of Wan's UMT5 states."""
+        return {"encoder_hidden_states": self.class_embedder(class_ids).to(self.transformer.dtype)}
+
+    def call_transformer(self, context, step, latents, t, condition) -> torch.Tensor:
+        """As ``WanPipeline`` calls it: ``cache_context(context, **step)``, the float32 latents cast to the
+        transformer's dtype, the raw scheduler timestep."""
         with self.transformer.cache_context(context, **step):
             return self.transformer(
-                hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds, return_dict=False
+                hidden_states=latents.to(self.transformer.dtype),
+                timestep=t.expand(latents.shape[0]),
+                **condition,
+                return_dict=False,
             )[0]
 
     @torch.no_grad()
@@ -174,42 +178,17 @@ class WanClipsPipeline(ClassConditionalZooPipeline):
         self.check_call_arguments(num_inference_steps, output_type)
         labels = self.class_label_ids(class_labels)
         guidance_scale = self.resolve_guidance_scale(guidance_scale)
-        device, transformer_dtype = self._execution_device, self.transformer.dtype
-        size, frames = self.config.frame_size, self.config.num_frames
-        channels = self.transformer.config.in_channels
-        latents = randn_tensor(
-            (len(labels), channels, frames, size, size), generator=generator, device=device, dtype=torch.float32
-        )
-
-        prompt_embeds = self.class_embedder(labels).to(transformer_dtype)
-        do_guidance = guidance_scale > 1.0
-        if do_guidance:
-            negative_prompt_embeds = self.class_embedder(torch.full_like(labels, self.null_class_id)).to(
-                transformer_dtype
-            )
-
+        shape = (len(labels), self.transformer.config.in_channels, self.config.num_frames)
+        shape += (self.config.frame_size, self.config.frame_size)
+        device = self._execution_device
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        self.scheduler.set_begin_index(0)
-        timesteps = self.scheduler.timesteps
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            latent_model_input = latents.to(transformer_dtype)
-            timestep = t.expand(latents.shape[0])
-            step = {"step_index": i, "sigma": float(self.scheduler.sigmas[i]), "num_inference_steps": len(timesteps)}
-            noise_pred = self._predict("cond", step, latent_model_input, timestep, prompt_embeds)
-            if do_guidance:
-                noise_uncond = self._predict("uncond", step, latent_model_input, timestep, negative_prompt_embeds)
-                noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
-            latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-
+        latents = self.sample_flow_with_two_call_guidance(latents, labels, guidance_scale)
         video = self.video_processor.postprocess_video(latents, output_type=output_type)  # [-1, 1] -> [0, 1]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (video,)
         return WanPipelineOutput(frames=video)
-
-
-# The trained components, by the pipeline argument (and safetensors key prefix) they load into.
-COMPONENT_CLASSES = {"transformer": WanTransformer3DModel, "class_embedder": ClassTokenEmbedder}
 
 
 def build_components(num_classes: int = len(PHOTO_CLASS_NAMES)) -> dict[str, nn.Module]:
@@ -219,59 +198,38 @@ def build_components(num_classes: int = len(PHOTO_CLASS_NAMES)) -> dict[str, nn.
     }
 
 
-class WanClipsTraining:
-    """Training recipe used by :mod:`diffaccel.zoo.train` (rectified-flow velocity loss, per-sample label dropout)."""
+class WanClipsTraining(RectifiedFlowTraining):
+    """Training recipe used by :mod:`diffaccel.zoo.train` (rectified-flow velocity loss with logit-normal ``t``,
+    per-sample label dropout)."""
 
     name = NAME
-    seed = 0
+    class_names = PHOTO_CLASS_NAMES
+    scheduler_config = SCHEDULER_CONFIG
+    default_guidance_scale = DEFAULT_GUIDANCE_SCALE
+    pipeline_settings = {"frame_size": FRAME_SIZE, "num_frames": NUM_FRAMES}
     steps = 2800
     batch_size = 16
     learning_rate = 2e-3  # beat 1e-3 in matched 400-step pilots (loss 0.217 vs 0.238)
     warmup_steps = 100
     ema_decay = 0.998
-    label_dropout = 0.1
 
-    def __init__(self):
-        clips, labels, directions = pan_clip_bank(seed=self.seed)
-        self.clips = clips * 2 - 1
-        self.labels = labels
-        self.directions = directions
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        clips, labels, _ = pan_clip_bank(seed=self.seed)
+        return clips * 2 - 1, labels
 
     def build(self) -> dict[str, nn.Module]:
         return build_components()
 
-    def loss(self, components: dict[str, nn.Module], generator: torch.Generator) -> torch.Tensor:
-        index = torch.randint(0, len(self.labels), (self.batch_size,), generator=generator)
-        clean, labels = self.clips[index], self.labels[index]
-        drop = torch.rand(self.batch_size, generator=generator) < self.label_dropout
-        labels = torch.where(drop, torch.full_like(labels, len(PHOTO_CLASS_NAMES)), labels)
-        noise = torch.randn(clean.shape, generator=generator)
-        t = torch.sigmoid(torch.randn(self.batch_size, generator=generator))
-        noisy = (1 - t.view(-1, 1, 1, 1, 1)) * clean + t.view(-1, 1, 1, 1, 1) * noise
-        velocity = components["transformer"](
+    def noise_levels(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.sigmoid(torch.randn(self.batch_size, generator=generator))
+
+    def predict(self, components, noisy, t, labels):
+        return components["transformer"](
             hidden_states=noisy,
             timestep=t * SCHEDULER_CONFIG["num_train_timesteps"],
             encoder_hidden_states=components["class_embedder"](labels),
             return_dict=False,
         )[0]
-        return torch.nn.functional.mse_loss(velocity, noise - clean)
-
-    def config(self, components: dict[str, nn.Module]) -> dict:
-        from .weights_io import model_config
-
-        return {
-            "components": {name: model_config(module) for name, module in components.items()},
-            "scheduler": {"class": "FlowMatchEulerDiscreteScheduler", "config": SCHEDULER_CONFIG},
-            "pipeline": self.pipeline_config(),
-        }
-
-    def pipeline_config(self) -> dict:
-        return {
-            "class_names": list(PHOTO_CLASS_NAMES),
-            "frame_size": FRAME_SIZE,
-            "num_frames": NUM_FRAMES,
-            "default_guidance_scale": DEFAULT_GUIDANCE_SCALE,
-        }
 
     def after_training(self, folder, components: dict[str, nn.Module]) -> dict:
         return self.evaluate(folder)
@@ -310,20 +268,7 @@ class WanClipsTraining:
 
 
 def load(folder, device="cpu", dtype=torch.float32) -> WanClipsPipeline:
-    from .weights_io import load_state_into, read_json
-
-    config = read_json(folder / "config.json")
-    components = {
-        name: cls.from_config(config["components"][name]["config"]) for name, cls in COMPONENT_CLASSES.items()
-    }
-    load_state_into(folder / "model.safetensors", components)
-    settings = {key: config["pipeline"][key] for key in ("class_names", "frame_size", "num_frames")}
-    settings["default_guidance_scale"] = config["pipeline"].get("default_guidance_scale", DEFAULT_GUIDANCE_SCALE)
-    return WanClipsPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler.from_config(config["scheduler"]["config"]),
-        **{name: place(module, device, dtype) for name, module in components.items()},
-        **settings,
-    )
+    return WanClipsPipeline.from_weights_folder(folder, device=device, dtype=dtype)
 
 
 def render_frame_strips(

@@ -187,3 +187,34 @@ def test_pack_unpack_roundtrip_and_position_ids():
     assert torch.equal(flux_photos.unpack_pixels(tokens, 32, 32), images)
     ids = flux_photos.image_position_ids(8, 8)
     assert ids[10].tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("name", [*BUILTIN, "wan-clips"])
+def test_components_rebuild_the_pipeline_as_diffusers_does(pipes, name):
+    """The pipelines share one ``__init__`` behind their own signatures; diffusers reads those signatures to tell
+    components from settings, so ``type(pipe)(**pipe.components, **settings)`` must rebuild the same sampler."""
+    pipe = pipes[name]
+    components = pipe.components
+    assert set(components) == {"scheduler", *type(pipe).component_classes}
+    settings = {key: value for key, value in pipe.config.items() if not key.startswith("_") and key not in components}
+    rebuilt = type(pipe)(**components, **settings)
+    rebuilt.set_progress_bar_config(disable=True)
+    assert rebuilt.config == pipe.config
+    kwargs = dict(class_labels=[1], num_inference_steps=2, output_type="pt")
+    first, second = pipe(generator=_gen(3), **kwargs), rebuilt(generator=_gen(3), **kwargs)
+    assert torch.equal(first[0], second[0])
+
+
+def test_weights_folder_without_a_guidance_setting_takes_the_pipeline_default(tmp_path):
+    """Folders written before ``default_guidance_scale`` was saved load with the pipeline's own default."""
+    import shutil
+
+    from diffaccel.zoo import dit_digits
+    from diffaccel.zoo.weights_io import read_json, write_json
+
+    folder = tmp_path / "dit-digits"
+    shutil.copytree(weights_dir("dit-digits"), folder)
+    config = read_json(folder / "config.json")
+    del config["pipeline"]["default_guidance_scale"]
+    write_json(folder / "config.json", config)
+    assert dit_digits.load(folder).default_guidance_scale == dit_digits.DEFAULT_GUIDANCE_SCALE
