@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300,
         help="every this many steps, log the stepwise exact match on 16 full-length prompts",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves cores to other work)")
     parser.add_argument("--eval-count", type=int, default=256)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")

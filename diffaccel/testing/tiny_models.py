@@ -1,8 +1,9 @@
 """Tiny configurations of the real diffusers model classes, with example inputs.
 
-Each entry builds the real class (so hooks meet the real module tree and forward code) at a size
-that runs in milliseconds on a CPU, plus a function that makes a valid set of forward inputs for a
-given batch size. Used by the adapter tests: one model per supported family.
+One table row per class (`TINY_CONFIGS`) builds the real class (so hooks meet the real module tree and
+forward code) at a size that runs in milliseconds on a CPU; `TINY_MODELS` adds a function that makes a
+valid set of forward inputs for a given batch size. Used by the adapter tests (one model per supported
+family) and, with overrides, by the tiny pipelines.
 """
 
 from __future__ import annotations
@@ -16,22 +17,17 @@ from torch import nn
 
 @dataclass(frozen=True)
 class TinyModel:
-    """A tiny model factory and matching forward-input factory for one diffusers class."""
+    """The forward-input factory of one tiny model (its constructor arguments are its `TINY_CONFIGS` row)."""
 
     class_name: str
-    build: Callable[[], nn.Module]
     make_inputs: Callable[[int, torch.Generator], dict]
     timestep_scale: float = 1000.0  # flow-matching transformers (FLUX, Qwen-Image) take t in [0, 1]
 
 
-def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen)
-
-
-def _flux() -> nn.Module:
-    from diffusers import FluxTransformer2DModel
-
-    return FluxTransformer2DModel(
+# Constructor arguments of each tiny model: the real diffusers class at a size that runs in milliseconds on a CPU.
+# The tiny pipelines build their denoisers from the same rows (`tiny_model(name, **overrides)`).
+TINY_CONFIGS: dict[str, dict] = {
+    "FluxTransformer2DModel": dict(
         patch_size=1,
         in_channels=8,
         num_layers=2,
@@ -41,7 +37,165 @@ def _flux() -> nn.Module:
         joint_attention_dim=32,
         pooled_projection_dim=32,
         axes_dims_rope=(4, 4, 8),
-    )
+    ),
+    "SD3Transformer2DModel": dict(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=16,
+        out_channels=4,
+        pos_embed_max_size=16,
+    ),
+    "PixArtTransformer2DModel": dict(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        cross_attention_dim=16,
+        sample_size=8,
+        patch_size=2,
+        caption_channels=16,
+    ),
+    "DiTTransformer2DModel": dict(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        num_layers=2,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=10,
+    ),
+    "QwenImageTransformer2DModel": dict(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        axes_dims_rope=(4, 6, 6),
+    ),
+    "SanaTransformer2DModel": dict(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=2,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=8,
+        cross_attention_dim=16,
+        caption_channels=16,
+        sample_size=8,
+        patch_size=1,
+    ),
+    "WanTransformer3DModel": dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=4,
+        out_channels=4,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=2,
+        rope_max_seq_len=32,
+    ),
+    "HunyuanVideoTransformer3DModel": dict(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        num_single_layers=2,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 2, 4),
+    ),
+    "CogVideoXTransformer3DModel": dict(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=8,
+        text_embed_dim=16,
+        num_layers=2,
+        sample_width=8,
+        sample_height=8,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=8,
+    ),
+    "LTXVideoTransformer3DModel": dict(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        num_layers=2,
+        caption_channels=16,
+    ),
+    "LatteTransformer3DModel": dict(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=8,
+        patch_size=2,
+        caption_channels=16,
+        cross_attention_dim=16,
+        video_length=2,
+    ),
+    "UNet2DConditionModel": dict(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    ),
+    "UNet2DModel": dict(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=4,
+    ),
+}
+
+
+def tiny_model(class_name: str, **overrides) -> nn.Module:
+    """The diffusers class `class_name` built from its `TINY_CONFIGS` row, with `overrides` replacing entries
+    (randomly initialised from torch's global generator; `build_tiny` seeds it)."""
+    import diffusers
+
+    if class_name not in TINY_CONFIGS:
+        raise ValueError(f"no tiny config for {class_name!r}; known: {sorted(TINY_CONFIGS)}")
+    return getattr(diffusers, class_name)(**{**TINY_CONFIGS[class_name], **overrides})
+
+
+def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen)
 
 
 def _flux_inputs(batch: int, gen: torch.Generator) -> dict:
@@ -61,24 +215,6 @@ def _flux_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _sd3() -> nn.Module:
-    from diffusers import SD3Transformer2DModel
-
-    return SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        caption_projection_dim=16,
-        pooled_projection_dim=16,
-        out_channels=4,
-        pos_embed_max_size=16,
-    )
-
-
 def _sd3_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(
         hidden_states=_randn(gen, batch, 4, 8, 8),
@@ -86,22 +222,6 @@ def _sd3_inputs(batch: int, gen: torch.Generator) -> dict:
         pooled_projections=_randn(gen, batch, 16),
         timestep=torch.full((batch,), 500.0),
         return_dict=False,
-    )
-
-
-def _pixart() -> nn.Module:
-    from diffusers import PixArtTransformer2DModel
-
-    return PixArtTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=8,
-        num_layers=2,
-        cross_attention_dim=16,
-        sample_size=8,
-        patch_size=2,
-        caption_channels=16,
     )
 
 
@@ -115,41 +235,12 @@ def _pixart_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _dit() -> nn.Module:
-    from diffusers import DiTTransformer2DModel
-
-    return DiTTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        num_layers=2,
-        sample_size=8,
-        patch_size=2,
-        num_embeds_ada_norm=10,
-    )
-
-
 def _dit_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(
         hidden_states=_randn(gen, batch, 4, 8, 8),
         timestep=torch.full((batch,), 500),
         class_labels=torch.arange(batch) % 10,
         return_dict=False,
-    )
-
-
-def _qwen() -> nn.Module:
-    from diffusers import QwenImageTransformer2DModel
-
-    return QwenImageTransformer2DModel(
-        patch_size=2,
-        in_channels=16,
-        out_channels=4,
-        num_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        axes_dims_rope=(4, 6, 6),
     )
 
 
@@ -165,24 +256,6 @@ def _qwen_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _sana() -> nn.Module:
-    from diffusers import SanaTransformer2DModel
-
-    return SanaTransformer2DModel(
-        in_channels=4,
-        out_channels=4,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        num_layers=2,
-        num_cross_attention_heads=2,
-        cross_attention_head_dim=8,
-        cross_attention_dim=16,
-        caption_channels=16,
-        sample_size=8,
-        patch_size=1,
-    )
-
-
 def _sana_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(
         hidden_states=_randn(gen, batch, 4, 8, 8),
@@ -192,48 +265,12 @@ def _sana_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _wan() -> nn.Module:
-    from diffusers import WanTransformer3DModel
-
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=2,
-        rope_max_seq_len=32,
-    )
-
-
 def _wan_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(
         hidden_states=_randn(gen, batch, 4, 2, 8, 8),
         encoder_hidden_states=_randn(gen, batch, 5, 16),
         timestep=torch.full((batch,), 500.0),
         return_dict=False,
-    )
-
-
-def _hunyuan() -> nn.Module:
-    from diffusers import HunyuanVideoTransformer3DModel
-
-    return HunyuanVideoTransformer3DModel(
-        in_channels=4,
-        out_channels=4,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        num_layers=1,
-        num_single_layers=2,
-        num_refiner_layers=1,
-        patch_size=1,
-        patch_size_t=1,
-        text_embed_dim=16,
-        pooled_projection_dim=8,
-        rope_axes_dim=(2, 2, 4),
     )
 
 
@@ -249,48 +286,12 @@ def _hunyuan_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _cogvideox() -> nn.Module:
-    from diffusers import CogVideoXTransformer3DModel
-
-    return CogVideoXTransformer3DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        time_embed_dim=8,
-        text_embed_dim=16,
-        num_layers=2,
-        sample_width=8,
-        sample_height=8,
-        sample_frames=9,
-        patch_size=2,
-        temporal_compression_ratio=4,
-        max_text_seq_length=8,
-    )
-
-
 def _cogvideox_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(
         hidden_states=_randn(gen, batch, 3, 4, 8, 8),
         encoder_hidden_states=_randn(gen, batch, 8, 16),
         timestep=torch.full((batch,), 500),
         return_dict=False,
-    )
-
-
-def _ltx() -> nn.Module:
-    from diffusers import LTXVideoTransformer3DModel
-
-    return LTXVideoTransformer3DModel(
-        in_channels=8,
-        out_channels=8,
-        patch_size=1,
-        patch_size_t=1,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        num_layers=2,
-        caption_channels=16,
     )
 
 
@@ -308,23 +309,6 @@ def _ltx_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _latte() -> nn.Module:
-    from diffusers import LatteTransformer3DModel
-
-    return LatteTransformer3DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=8,
-        num_layers=2,
-        sample_size=8,
-        patch_size=2,
-        caption_channels=16,
-        cross_attention_dim=16,
-        video_length=2,
-    )
-
-
 def _latte_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(
         hidden_states=_randn(gen, batch, 4, 2, 8, 8),
@@ -332,23 +316,6 @@ def _latte_inputs(batch: int, gen: torch.Generator) -> dict:
         timestep=torch.full((batch,), 500),
         enable_temporal_attentions=True,
         return_dict=False,
-    )
-
-
-def _unet2d_condition() -> nn.Module:
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=2,
-        norm_num_groups=4,
     )
 
 
@@ -361,22 +328,6 @@ def _unet2d_condition_inputs(batch: int, gen: torch.Generator) -> dict:
     )
 
 
-def _unet2d() -> nn.Module:
-    from diffusers import UNet2DModel
-
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        attention_head_dim=4,
-    )
-
-
 def _unet2d_inputs(batch: int, gen: torch.Generator) -> dict:
     return dict(sample=_randn(gen, batch, 3, 8, 8), timestep=torch.full((batch,), 500), return_dict=False)
 
@@ -384,19 +335,19 @@ def _unet2d_inputs(batch: int, gen: torch.Generator) -> dict:
 TINY_MODELS: dict[str, TinyModel] = {
     tm.class_name: tm
     for tm in (
-        TinyModel("FluxTransformer2DModel", _flux, _flux_inputs, 1.0),
-        TinyModel("SD3Transformer2DModel", _sd3, _sd3_inputs),
-        TinyModel("PixArtTransformer2DModel", _pixart, _pixart_inputs),
-        TinyModel("DiTTransformer2DModel", _dit, _dit_inputs),
-        TinyModel("QwenImageTransformer2DModel", _qwen, _qwen_inputs, 1.0),
-        TinyModel("SanaTransformer2DModel", _sana, _sana_inputs),
-        TinyModel("WanTransformer3DModel", _wan, _wan_inputs),
-        TinyModel("HunyuanVideoTransformer3DModel", _hunyuan, _hunyuan_inputs),
-        TinyModel("CogVideoXTransformer3DModel", _cogvideox, _cogvideox_inputs),
-        TinyModel("LTXVideoTransformer3DModel", _ltx, _ltx_inputs),
-        TinyModel("LatteTransformer3DModel", _latte, _latte_inputs),
-        TinyModel("UNet2DConditionModel", _unet2d_condition, _unet2d_condition_inputs),
-        TinyModel("UNet2DModel", _unet2d, _unet2d_inputs),
+        TinyModel("FluxTransformer2DModel", _flux_inputs, 1.0),
+        TinyModel("SD3Transformer2DModel", _sd3_inputs),
+        TinyModel("PixArtTransformer2DModel", _pixart_inputs),
+        TinyModel("DiTTransformer2DModel", _dit_inputs),
+        TinyModel("QwenImageTransformer2DModel", _qwen_inputs, 1.0),
+        TinyModel("SanaTransformer2DModel", _sana_inputs),
+        TinyModel("WanTransformer3DModel", _wan_inputs),
+        TinyModel("HunyuanVideoTransformer3DModel", _hunyuan_inputs),
+        TinyModel("CogVideoXTransformer3DModel", _cogvideox_inputs),
+        TinyModel("LTXVideoTransformer3DModel", _ltx_inputs),
+        TinyModel("LatteTransformer3DModel", _latte_inputs),
+        TinyModel("UNet2DConditionModel", _unet2d_condition_inputs),
+        TinyModel("UNet2DModel", _unet2d_inputs),
     )
 }
 
@@ -404,7 +355,7 @@ TINY_MODELS: dict[str, TinyModel] = {
 def build_tiny(class_name: str, seed: int = 0) -> nn.Module:
     """The tiny model of `class_name`, randomly initialised with `seed`, in eval mode."""
     torch.manual_seed(seed)
-    return TINY_MODELS[class_name].build().eval()
+    return tiny_model(class_name).eval()
 
 
 def tiny_inputs(class_name: str, batch: int = 1, seed: int = 0) -> dict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .tiny_models import tiny_model
+
 _WORDS = ("a photo of cat dog red blue house tree sky sea the on in with small large bright dark").split()
 
 
@@ -31,23 +33,48 @@ def tiny_tokenizer(max_length: int = 16):
     )
 
 
-def _clip_text_encoder(hidden: int = 32):
-    from transformers import CLIPTextConfig, CLIPTextModel
+def tiny_clip_text_encoder(hidden: int = 32, max_positions: int = 16, with_projection: bool = False):
+    """A 2-layer CLIP text encoder on the tiny tokenizer's ids; `with_projection` gives
+    `CLIPTextModelWithProjection` (the pooled, projected output SD3 reads)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    return CLIPTextModel(
+    model_cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return model_cls(
         CLIPTextConfig(
             vocab_size=64,
             hidden_size=hidden,
             intermediate_size=37,
             num_hidden_layers=2,
             num_attention_heads=2,
-            max_position_embeddings=16,
+            max_position_embeddings=max_positions,
             eos_token_id=2,
             bos_token_id=3,
             pad_token_id=0,
             projection_dim=hidden,
         )
     ).eval()
+
+
+# A two-level AutoencoderKL (2x down-sampling, 4 latent channels).
+TINY_VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(8, 16),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=4,
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+)
+# What FLUX and SD3 add: their VAE's latent shift and scale, and no quant convolutions.
+FLUX_VAE_OVERRIDES = dict(shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False)
+
+
+def tiny_autoencoder_kl(**overrides):
+    """The tiny `AutoencoderKL` (`TINY_VAE_CONFIG`), with `overrides` replacing entries."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**{**TINY_VAE_CONFIG, **overrides})
 
 
 def tiny_t5_encoder(d_model: int = 32, umt5: bool = False):
@@ -72,38 +99,15 @@ def tiny_t5_encoder(d_model: int = 32, umt5: bool = False):
 def tiny_flux_pipeline(seed: int = 0):
     """`FluxPipeline` with a 2+2-block `FluxTransformer2DModel`, CLIP + T5 text encoders and a tiny VAE.
     Generate at height = width = 16 with `max_sequence_length=16`."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
     torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=16,
-        num_layers=2,
-        num_single_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        axes_dims_rope=(4, 4, 8),
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
+    transformer = tiny_model("FluxTransformer2DModel", in_channels=16)
+    vae = tiny_autoencoder_kl(**FLUX_VAE_OVERRIDES)
     pipe = FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae.eval(),
-        text_encoder=_clip_text_encoder(),
+        text_encoder=tiny_clip_text_encoder(),
         tokenizer=tiny_tokenizer(),
         text_encoder_2=tiny_t5_encoder(),
         tokenizer_2=tiny_tokenizer(),
@@ -116,21 +120,10 @@ def tiny_flux_pipeline(seed: int = 0):
 def tiny_wan_pipeline(seed: int = 0):
     """`WanPipeline` (true CFG as two calls under cache_context) with tiny UMT5, Wan transformer and VAE.
     Generate 5 frames at 16×16 with `max_sequence_length=16`."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline
 
     torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=16,
-        ffn_dim=32,
-        num_layers=2,
-        rope_max_seq_len=32,
-    )
+    transformer = tiny_model("WanTransformer3DModel", in_channels=16, out_channels=16, text_dim=32)
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
@@ -147,34 +140,14 @@ def tiny_wan_pipeline(seed: int = 0):
 
 def tiny_sd_pipeline(seed: int = 0):
     """`StableDiffusionPipeline` (guidance as one doubled batch) with a tiny UNet2DConditionModel."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-    )
+    unet = tiny_model("UNet2DConditionModel", cross_attention_dim=32)
+    vae = tiny_autoencoder_kl()
     pipe = StableDiffusionPipeline(
         vae=vae.eval(),
-        text_encoder=_clip_text_encoder(),
+        text_encoder=tiny_clip_text_encoder(),
         tokenizer=tiny_tokenizer(),
         unet=unet.eval(),
         scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),

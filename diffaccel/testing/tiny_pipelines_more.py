@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import torch
 
-from .tiny_pipelines import tiny_t5_encoder, tiny_tokenizer
+from .tiny_models import tiny_model
+from .tiny_pipelines import (
+    FLUX_VAE_OVERRIDES,
+    tiny_autoencoder_kl,
+    tiny_clip_text_encoder,
+    tiny_t5_encoder,
+    tiny_tokenizer,
+)
 
 #: token ids above the tiny tokenizers' vocabulary, given to Qwen2.5-VL's image/video/vision special tokens so
 #: that a text prompt never contains them (the model then takes its text-only rotary-position path)
@@ -28,72 +35,26 @@ _QWEN_VOCAB = 64
 _QWEN_SPECIAL_IDS = dict(image_token_id=60, video_token_id=61, vision_start_token_id=62, vision_end_token_id=63)
 
 
-def _clip_with_projection(hidden: int = 32, max_positions: int = 77):
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-    return CLIPTextModelWithProjection(
-        CLIPTextConfig(
-            vocab_size=64,
-            hidden_size=hidden,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=max_positions,
-            eos_token_id=2,
-            bos_token_id=3,
-            pad_token_id=0,
-            projection_dim=hidden,
-        )
-    ).eval()
-
-
 def tiny_sd3_pipeline(seed: int = 0):
     """`StableDiffusion3Pipeline` (guidance as one doubled batch) with a 2-block `SD3Transformer2DModel`, two
     CLIP-with-projection encoders, T5 and a tiny VAE. Generate at height = width = 32, `max_sequence_length=16`."""
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
-        SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
 
     torch.manual_seed(seed)
     # pooled projections are the two CLIP projections concatenated (16 + 16); the prompt embeddings are the CLIP
     # hidden states (16 + 16, zero-padded to T5's width 32) followed by T5's tokens
-    transformer = SD3Transformer2DModel(
-        sample_size=16,
-        patch_size=2,
-        in_channels=4,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        caption_projection_dim=16,
-        pooled_projection_dim=32,
-        out_channels=4,
-        pos_embed_max_size=16,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
+    transformer = tiny_model("SD3Transformer2DModel", sample_size=16, joint_attention_dim=32, pooled_projection_dim=32)
+    vae = tiny_autoencoder_kl(**FLUX_VAE_OVERRIDES)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=vae.eval(),
-        text_encoder=_clip_with_projection(16),
+        text_encoder=tiny_clip_text_encoder(16, max_positions=77, with_projection=True),
         tokenizer=tiny_tokenizer(77),
-        text_encoder_2=_clip_with_projection(16),
+        text_encoder_2=tiny_clip_text_encoder(16, max_positions=77, with_projection=True),
         tokenizer_2=tiny_tokenizer(77),
         text_encoder_3=tiny_t5_encoder(32),
         tokenizer_3=tiny_tokenizer(),
@@ -144,21 +105,12 @@ def tiny_qwen_image_pipeline(seed: int = 0):
         AutoencoderKLQwenImage,
         FlowMatchEulerDiscreteScheduler,
         QwenImagePipeline,
-        QwenImageTransformer2DModel,
     )
 
     torch.manual_seed(seed)
     z_dim = 4
-    transformer = QwenImageTransformer2DModel(
-        patch_size=2,
-        in_channels=4 * z_dim,
-        out_channels=z_dim,
-        num_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        guidance_embeds=False,
-        axes_dims_rope=(4, 6, 6),
+    transformer = tiny_model(
+        "QwenImageTransformer2DModel", in_channels=4 * z_dim, out_channels=z_dim, guidance_embeds=False
     )
     vae = AutoencoderKLQwenImage(
         base_dim=8,
@@ -188,26 +140,11 @@ def tiny_hunyuan_video_pipeline(seed: int = 0):
         AutoencoderKLHunyuanVideo,
         FlowMatchEulerDiscreteScheduler,
         HunyuanVideoPipeline,
-        HunyuanVideoTransformer3DModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+    from transformers import LlamaConfig, LlamaModel
 
     torch.manual_seed(seed)
-    transformer = HunyuanVideoTransformer3DModel(
-        in_channels=4,
-        out_channels=4,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        num_layers=1,
-        num_single_layers=2,
-        num_refiner_layers=1,
-        patch_size=1,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=16,
-        pooled_projection_dim=8,
-        rope_axes_dim=(2, 2, 4),
-    )
+    transformer = tiny_model("HunyuanVideoTransformer3DModel", guidance_embeds=True)
     vae = AutoencoderKLHunyuanVideo(
         in_channels=3,
         out_channels=3,
@@ -239,20 +176,7 @@ def tiny_hunyuan_video_pipeline(seed: int = 0):
         )
     ).eval()
     # CLIP reads 77 tokens (fixed in the pipeline) and gives the pooled vector
-    clip = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=64,
-            hidden_size=8,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            eos_token_id=2,
-            bos_token_id=3,
-            pad_token_id=0,
-            projection_dim=8,
-        )
-    ).eval()
+    clip = tiny_clip_text_encoder(8, max_positions=77)
     pipe = HunyuanVideoPipeline(
         text_encoder=llama,
         tokenizer=tiny_tokenizer(256),
@@ -270,23 +194,17 @@ def tiny_cogvideox_pipeline(seed: int = 0):
     """`CogVideoXPipeline` (guidance as one doubled batch) with a 2-block `CogVideoXTransformer3DModel`, T5 and a
     tiny `AutoencoderKLCogVideoX` (8x spatial, 4x temporal compression). Generate 5 frames at 16x16 with
     `max_sequence_length=16`."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline
 
     torch.manual_seed(seed)
     # attention heads x head dim must be divisible by 16 for the 3-D sincos position embedding
-    transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=2,
+    transformer = tiny_model(
+        "CogVideoXTransformer3DModel",
         attention_head_dim=16,
-        in_channels=4,
-        out_channels=4,
-        time_embed_dim=8,
         text_embed_dim=32,
-        num_layers=2,
         sample_width=2,
         sample_height=2,
         sample_frames=5,
-        patch_size=2,
-        temporal_compression_ratio=4,
         max_text_seq_length=16,
     )
     vae = AutoencoderKLCogVideoX(
@@ -329,21 +247,10 @@ def tiny_ltx_pipeline(seed: int = 0):
         AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
         LTXPipeline,
-        LTXVideoTransformer3DModel,
     )
 
     torch.manual_seed(seed)
-    transformer = LTXVideoTransformer3DModel(
-        in_channels=8,
-        out_channels=8,
-        patch_size=1,
-        patch_size_t=1,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        num_layers=2,
-        caption_channels=32,
-    )
+    transformer = tiny_model("LTXVideoTransformer3DModel", caption_channels=32)
     scaling = (True, True, False, False)  # two 2x spatio-temporal stages: 4x in space and time
     vae = AutoencoderKLLTXVideo(
         latent_channels=8,
