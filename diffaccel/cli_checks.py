@@ -25,6 +25,17 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts (steps, seeds, sizes): an int >= 1, with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def one_line(error: BaseException) -> str:
     """An error's message on one line (messages of libraries we call may span several)."""
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
