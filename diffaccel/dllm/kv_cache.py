@@ -24,7 +24,7 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
-from .attention import BidirectionalAttention, dense_attention
+from .attention import BidirectionalAttention
 from .outputs import DiffusionLMOutput
 
 logger = logging.getLogger(__name__)
@@ -99,11 +99,13 @@ class CachedAttentionHook(ModelHook):
         self.cache = cache
         self.layer_index = layer_index
 
-    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None):
+    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None, key_positions=None):
+        kernel = self.fn_ref.original_forward  # dense attention, or a sparse kernel hooked beneath this one
         plan = self.cache.plan
         if plan is None:
-            return self.fn_ref.original_forward(q, k, v, positions=positions, key_padding_mask=key_padding_mask)
+            return kernel(q, k, v, positions=positions, key_padding_mask=key_padding_mask, key_positions=key_positions)
         index = self.cache.run_index
+        key_positions = index
         batch, heads, _, dim = k.shape
         n = plan.run.shape[1]
         layer = self.cache.layers.get(self.layer_index)
@@ -120,7 +122,8 @@ class CachedAttentionHook(ModelHook):
             gather_index = cached[:, None, :, None].expand(batch, heads, cached.shape[1], dim)
             k = torch.cat([k, layer.keys.gather(2, gather_index)], dim=2)
             v = torch.cat([v, layer.values.gather(2, gather_index)], dim=2)
-        return dense_attention(q, k, v, None)
+            key_positions = torch.cat([index, cached], dim=1)
+        return kernel(q, k, v, positions=positions, key_padding_mask=None, key_positions=key_positions)
 
 
 class SubsetForwardHook(ModelHook):
@@ -208,6 +211,19 @@ def attach_planner(model: nn.Module, planner) -> KVCache:
         )
     registry.register_hook(SubsetForwardHook(planner, cache), SUBSET_HOOK)
     return cache
+
+
+def register_kernel_hook(module: BidirectionalAttention, hook: ModelHook, name: str) -> None:
+    """Register an attention-kernel hook (SparseD) on ``module`` beneath its KV-cache hook, whichever was
+    attached first: the cache hook assembles cached and fresh keys and hands them to the kernel, so the
+    kernel must be the inner one."""
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    cache_hook = registry.get_hook(KV_HOOK)
+    if cache_hook is not None:
+        registry.remove_hook(KV_HOOK, recurse=False)
+    registry.register_hook(hook, name)
+    if cache_hook is not None:
+        registry.register_hook(cache_hook, KV_HOOK)
 
 
 def detach_planner(model: nn.Module) -> None:

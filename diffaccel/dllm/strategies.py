@@ -141,7 +141,15 @@ class DLLMStrategy(Strategy):
             )
             if s.kept_fraction() is not None:
                 out["attention_kept_fraction"] = s.kept_fraction()
+        parts = [p for p in engine.strategies if isinstance(p, DLLMStrategy)]
+        out["savings"] = {p.config.strategy_name: p.savings() for p in parts}
         return out
+
+    def savings(self) -> dict[str, Any]:
+        """What this part of a (possibly composed) wrap saved in the last run, in its own unit: forwards
+        (NFE) for a decoding policy, tokens not run through the model for a cache, attention pairs for
+        sparse attention. The same run's figures from every part form ``summary.extra["savings"]``."""
+        return {}
 
 
 class KVCacheStrategy(DLLMStrategy):
@@ -158,6 +166,17 @@ class KVCacheStrategy(DLLMStrategy):
     def uninstall(self, model) -> None:
         if self.planner is not None:
             detach_planner(model)
+
+    def savings(self) -> dict[str, Any]:
+        record = getattr(self.pipeline, "last_record", None)
+        if self.planner is None:
+            return {}
+        out = {"full_forwards": self.planner.full_forwards, "cached_forwards": self.planner.cached_forwards}
+        if record is not None and record.forward_rows and self.pipeline.last_sequence_length:
+            every = record.forward_rows * self.pipeline.last_sequence_length
+            out["tokens_not_run"] = every - record.query_tokens
+            out["tokens_not_run_fraction"] = 1 - record.query_tokens / every
+        return out
 
 
 class DKVCache(KVCacheStrategy):
@@ -203,6 +222,17 @@ class SparseD(DLLMStrategy):
 
     def uninstall(self, model) -> None:
         detach_sparsed(model)
+
+    def savings(self) -> dict[str, Any]:
+        s = self.sparse_state
+        total = s.attention_pairs or 1
+        return {
+            "dense_calls": s.dense_calls,
+            "sparse_calls": s.sparse_calls,
+            "masked_calls": s.masked_calls,
+            "attention_pairs_excluded_fraction": s.pairs_excluded / total,
+            "attention_pairs_skipped_fraction": s.pairs_skipped / total,
+        }
 
 
 class SelfSpeculative(DLLMStrategy):
