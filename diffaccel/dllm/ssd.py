@@ -63,10 +63,17 @@ class SSDConfig(StrategyConfig):
 class SelfSpeculativeDecoding:
     """Block policy replacing stepwise decoding; output identical to it (greedy, one token/step)."""
 
-    def __init__(self, config: SSDConfig | None = None) -> None:
+    def __init__(self, config: SSDConfig | None = None, *, block_cache: bool = False) -> None:
         self.config = config or SSDConfig()
+        #: a block-level K/V cache (Fast-dLLM's prefix / dual cache) serves the model: every block starts
+        #: with the reference's own block-start forward (which refreshes the cache) for all rows, and
+        #: verification batches name the row each node continues (``DecodeStep.cache_rows``)
+        self.block_cache = block_cache
         self._carry: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._carry_run: int | None = None
+        self._counted_run: int | None = None
+        self.reference_forwards = 0  # forwards stepwise decoding runs for the last run (one per step)
+        self.verification_rows = 0  # sequences the last run pushed through verification forwards
 
     @staticmethod
     def check(sampler: MaskedDiffusionSampler, run: DecodeRun) -> None:
@@ -83,27 +90,37 @@ class SelfSpeculativeDecoding:
         if problems:
             raise ValueError("ssd: " + "; ".join(problems))
 
-    def reference_choice(self, sampler, run, logits, state, block_end) -> tuple[int, int]:
-        """The stepwise reference's next (position, token) at ``state`` with logits ``F(state)``."""
+    def reference_choice(self, sampler, run, logits, state, block) -> tuple[int, int]:
+        """The stepwise reference's next (position, token) at ``state`` (not a block start) with logits
+        ``F(state)``."""
         masked = state == sampler.mask_id
         x0, confidence = sampler.propose(logits, masked, run)
-        candidates = masked & (torch.arange(state.shape[1], device=state.device) < block_end)
+        candidates = masked & (torch.arange(state.shape[1], device=state.device) < block.end)
         confidence = torch.where(candidates, confidence, float("-inf"))
-        position = self.first_choice(sampler, run, confidence)
+        position = self.first_choice(sampler, run, confidence, sampler.selection_bounds(run, block, 1))
         return position, int(x0[0, position])
 
     @staticmethod
-    def first_choice(sampler, run, confidence: torch.Tensor) -> int:
+    def first_choice(sampler, run, confidence: torch.Tensor, bounds=None) -> int:
         """The position the stepwise reference commits (one token per step): the sampler's own
-        selection with a count of one, so ties go where the reference's ``torch.topk`` puts them."""
+        selection with a count of one (over the columns its ``torch.topk`` sees at that step), so ties
+        go where the reference puts them."""
         one = torch.ones(1, dtype=torch.long, device=confidence.device)
-        return int(sampler.select(confidence, one, run).nonzero()[0, 1])
+        return int(sampler.select(confidence, one, run, bounds).nonzero()[0, 1])
 
     def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
         """Decode one block for all rows in lockstep: per round, one batched forward verifies the
         chains of every row that is still inside the block (rows accept different lengths)."""
         self.check(sampler, run)
-        if self._carry_run != run.run_id:
+        if self.block_cache and sampler.shifted_logits:
+            raise ValueError(
+                "ssd with a block cache is supported for LLaDA-style models only (with Dream's shifted logits "
+                "the positions a cached step runs differ from row to row); wrap ssd alone"
+            )
+        if self._counted_run != run.run_id:
+            self._counted_run, self.reference_forwards, self.verification_rows = run.run_id, 0, 0
+        self.reference_forwards += block.steps
+        if self._carry_run != run.run_id or self.block_cache:  # a cache starts every block with a refresh
             self._carry, self._carry_run = {}, run.run_id
         batch = run.x.shape[0]
         in_block = torch.arange(run.x.shape[1], device=run.x.device) < block.end
@@ -123,8 +140,10 @@ class SelfSpeculativeDecoding:
             if not active:
                 break
             need = [r for r in active if logits[r] is None]
+            if self.block_cache and need and need != list(range(batch)):
+                raise RuntimeError("ssd: with a block cache every row starts the block together")
             if need:  # block start (or after a block-completing commit): the reference's own forward
-                fresh = self._forward(sampler, run, block, [states[r] for r in need], [masks[r] for r in need], "step")
+                fresh = self._forward(sampler, run, block, [states[r] for r in need], [masks[r] for r in need])
                 for j, r in enumerate(need):
                     logits[r] = fresh[j : j + 1]
             chains = {}
@@ -133,7 +152,8 @@ class SelfSpeculativeDecoding:
                 candidates = masked & in_block
                 x0, confidence = sampler.propose(logits[r], masked, run)
                 confidence = torch.where(candidates, confidence, float("-inf"))
-                first = self.first_choice(sampler, run, confidence)
+                at = block.steps - steps_left[r]  # the reference's step within the block
+                first = self.first_choice(sampler, run, confidence, sampler.selection_bounds(run, block, at))
                 ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
                 order = torch.cat([ranked.new_tensor([first]), ranked[ranked != first]])
                 chosen = order[: 1 + min(draft_length[r], steps_left[r] - 1, int(candidates.sum()) - 1)]
@@ -148,7 +168,9 @@ class SelfSpeculativeDecoding:
             if verify:
                 flat = [node for r in verify for node in chains[r][2]]
                 flat_masks = [masks[r] for r in verify for _ in chains[r][2]]
-                out = self._forward(sampler, run, block, flat, flat_masks, "verify")
+                rows = tuple(r for r in verify for _ in chains[r][2]) if self.block_cache else None
+                out = self._forward(sampler, run, block, flat, flat_masks, rows=rows, verify=True)
+                self.verification_rows += len(flat)
                 offset = 0
                 for r in verify:
                     n_nodes = len(chains[r][2])
@@ -163,7 +185,7 @@ class SelfSpeculativeDecoding:
                     accepted = 0
                     while accepted < n:
                         choice = self.reference_choice(
-                            sampler, run, node_logits[r][accepted : accepted + 1], nodes[accepted], block.end
+                            sampler, run, node_logits[r][accepted : accepted + 1], nodes[accepted], block
                         )
                         if choice != (int(chosen[accepted + 1]), int(x0[0, chosen[accepted + 1]])):
                             break
@@ -185,11 +207,15 @@ class SelfSpeculativeDecoding:
             if logits[r] is not None:
                 self._carry[(block.index + 1, r)] = (states[r].clone(), logits[r])
 
-    def _forward(self, sampler, run, block, sequences, masks, purpose):
+    def _forward(self, sampler, run, block, sequences, masks, *, rows=None, verify=False):
         """One batched forward over exactly ``sequences`` (counted as one NFE). Its batch size changes
         from round to round (rows finish, chains shorten), which is why the engine strategy declares
-        ``variable_input_shapes``."""
+        ``variable_input_shapes``. A verification forward is a later step of the block (``step_in_block``
+        1), never its first; ``rows`` names the run row each sequence continues, for a block cache."""
         batch = torch.cat(sequences, dim=0)
         mask = None if masks[0] is None else torch.cat(masks, dim=0)
-        step = run.make_step(sampler, block, 0, purpose=purpose)
+        if verify:
+            step = run.make_step(sampler, block, 1, purpose="verify", cache_rows=rows)
+        else:
+            step = run.make_step(sampler, block, 0, purpose="step")
         return sampler.forward_logits(run, batch, step, mask)

@@ -236,25 +236,60 @@ class SparseD(DLLMStrategy):
 
 
 class SelfSpeculative(DLLMStrategy):
+    """SSD; composes with Fast-dLLM's caches, whose later-step forwards depend only on the sequence and the
+    block-start cache, so SSD stays token-identical to stepwise decoding with that cache."""
+
     needs_pipeline = True
+    COMPOSES_WITH = (
+        "ssd composes with fast-dllm without a threshold, FastDLLMConfig(threshold=None, cache='prefix' or "
+        "'dual'), and is then token-identical to stepwise decoding with that cache"
+    )
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.block_cache = False
+        self.policy = None
 
     def check_composition(self, others) -> None:
-        caches = [o.config.strategy_name for o in others if isinstance(o, KVCacheStrategy)]
-        if caches:
-            raise ValueError(
-                f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
-                "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
-                f"or {' or '.join(caches)} alone"
-            )
+        for other in others:
+            name = other.config.strategy_name
+            if isinstance(other, FastDLLM) and other.config.threshold is None:
+                self.block_cache = self.block_cache or other.config.cache != "none"
+                continue
+            if isinstance(other, FastDLLM):
+                why = "fast-dllm's threshold commits several tokens per step, and ssd's reference commits one"
+            elif isinstance(other, DKVCache):
+                why = (
+                    "dkv-cache refreshes by step count and caches tokens one forward after they are decoded, "
+                    "and ssd skips those forwards, so no stepwise reference would be reproduced"
+                )
+            elif isinstance(other, SparseD):
+                why = "ssd verifies with dense attention while sparsed's steps are sparse"
+            else:
+                why = "it is not a dLLM strategy"
+            raise ValueError(f"ssd cannot be composed with {name}: {why}; {self.COMPOSES_WITH}")
 
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:
             raise ValueError("the pipeline already has a custom block policy")
-        self.pipeline.block_policy = SelfSpeculativeDecoding(self.config)
+        self.policy = SelfSpeculativeDecoding(self.config, block_cache=self.block_cache)
+        self.pipeline.block_policy = self.policy
 
     def uninstall(self, model) -> None:
         if self.pipeline is not None:
             self.pipeline.block_policy = None
+
+    def savings(self) -> dict[str, Any]:
+        record = getattr(self.pipeline, "last_record", None)
+        if record is None or not record.forward_calls or self.policy is None:
+            return {}
+        stepwise = self.policy.reference_forwards
+        return {
+            "forwards": record.forward_calls,
+            "stepwise_forwards": stepwise,
+            "forwards_saved": stepwise - record.forward_calls,
+            "verification_rows": self.policy.verification_rows,
+        }
 
 
 def register_dllm_strategies() -> None:
