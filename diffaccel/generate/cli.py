@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cli_checks import OneLineArgumentParser, check_device, check_output_file, check_writable_folder, one_line
 from ..core.errors import DiffaccelError
 from .models import MODELS, Defaults, ModelSpec, get_model, load_pretrained, load_tiny, uses_zoo, zoo_class_labels
 from .output import OutputError, resolve_format, save_images, save_videos
@@ -63,7 +64,7 @@ class GenerationResult:
 def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     """The parser of one model's script (``model`` fixed), or of ``python -m diffaccel.generate MODEL``."""
     spec = get_model(model) if model is not None else None
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=f"{spec.name}.py" if spec else "python -m diffaccel.generate",
         description=_description(spec),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -165,7 +166,10 @@ def _description(spec: ModelSpec | None) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -188,6 +192,8 @@ def run(args: argparse.Namespace) -> GenerationResult:
     requests = parse_strategies(args.strategy if args.strategy else ["taylorseer"])
     tiny = args.tiny or args.tiny_random
     zoo = tiny and uses_zoo(spec, force_random=args.tiny_random)
+    if args.device is not None:
+        check_device(args.device)
     device = torch.device(args.device or ("cpu" if tiny else "cuda"))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float32 if tiny else spec.torch_dtype)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -205,6 +211,12 @@ def run(args: argparse.Namespace) -> GenerationResult:
     output = (
         _output_path(Path(args.output), spec, fmt) if args.output else _default_output(spec, tag, args.seed, tiny, fmt)
     )
+    _check_output(output, spec, fmt)
+    if args.model_id and _looks_like_a_path(args.model_id) and not Path(args.model_id).expanduser().is_dir():
+        raise GenerateError(
+            f"--model-id {args.model_id}: no such folder; give a hub id (organisation/name) or the folder of a "
+            "saved pipeline (save_pretrained)"
+        )
 
     if tiny:
         pipe = load_tiny(spec, zoo)
@@ -316,6 +328,21 @@ def _load_real(spec: ModelSpec, source: str, dtype: torch.dtype):
         ) from error
 
 
+def _check_output(output: Path, spec: ModelSpec, fmt: str) -> None:
+    """Before any model loads: the output can be written (a PNG-frames video writes a folder)."""
+    if spec.kind == "video" and fmt == "png":
+        if output.exists() and not output.is_dir():
+            raise GenerateError(f"--output: {output} is a file; PNG frames go into a folder, give a folder path")
+        check_writable_folder(output, "--output")
+    else:
+        check_output_file(output)
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A hub id is `name` or `organisation/name`; anything else given to --model-id is a local folder."""
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+
+
 def _output_path(path: Path, spec: ModelSpec, fmt: str) -> Path:
     """``--output`` as given, with the format's extension added when it has none (PNG frames go to a folder)."""
     frames_folder = spec.kind == "video" and fmt == "png"
@@ -359,11 +386,11 @@ def main(argv: Sequence[str] | None = None, model: str | None = None) -> int:
     )
     try:
         result = run(args)
-    except KeyboardInterrupt:
-        print("interrupted: nothing was saved", file=sys.stderr)
+    except KeyboardInterrupt:  # (one generation: nothing to resume; run the same command again)
+        print("interrupted: nothing was saved; run the same command again to generate", file=sys.stderr)
         return 130
     except (DiffaccelError, OutputError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(report(result))
     return 0
