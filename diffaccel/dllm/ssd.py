@@ -127,6 +127,8 @@ class SelfSpeculativeDecoding:
             logits.append(carried[1] if carried is not None and torch.equal(carried[0], states[r : r + 1]) else None)
         steps_left = [block.steps] * batch  # the reference commits exactly one token per step
         draft_length = [self.config.draft_length] * batch
+        # (x0, masked confidence) of each row's current logits, when a verification already computed them
+        proposals: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * batch
         while True:
             open_rows = ((states == sampler.mask_id) & in_block).any(dim=1).tolist()
             steps_left = [left if open_rows[r] else 0 for r, left in enumerate(steps_left)]
@@ -139,9 +141,9 @@ class SelfSpeculativeDecoding:
             if need:  # block start (or after a block-completing commit): the reference's own forward
                 fresh = self._forward(sampler, run, block, states[need], self._masks(run, need))
                 for j, r in enumerate(need):
-                    logits[r] = fresh[j : j + 1]
+                    logits[r], proposals[r] = fresh[j : j + 1], None
             chosen, x0, nodes, lengths = self.draft(
-                sampler, run, block, states[active], active, logits, steps_left, draft_length
+                sampler, run, block, states[active], active, logits, proposals, steps_left, draft_length
             )
             verify = [j for j, r in enumerate(active) if steps_left[r] > 1]
             accepted = [0] * len(active)
@@ -159,7 +161,9 @@ class SelfSpeculativeDecoding:
                     verify=True,
                 )
                 self.verification_rows += flat.shape[0]
-                choice_pos, choice_tok = self.reference_choices(sampler, run, block, out, flat)
+                choice_pos, choice_tok, node_x0, node_confidence = self.reference_choices(
+                    sampler, run, block, out, flat
+                )
                 offset = 0
                 for j in verify:
                     n = lengths[j]
@@ -169,12 +173,14 @@ class SelfSpeculativeDecoding:
                         choice_tok[offset : offset + n - 1] == drafted_tok
                     )
                     accepted[j] = int(match.long().cumprod(0).sum())
-                    logits[active[j]] = out[offset + accepted[j] : offset + accepted[j] + 1]
+                    at = offset + accepted[j]
+                    logits[active[j]] = out[at : at + 1]
+                    proposals[active[j]] = (node_x0[at], node_confidence[at])
                     offset += n
             for j, r in enumerate(active):
                 states[r] = nodes[j, accepted[j]]
                 if steps_left[r] <= 1:  # s_0 completes the row's steps: the next forward is the next block's
-                    logits[r] = None
+                    logits[r], proposals[r] = None, None
                 steps_left[r] -= 1 + accepted[j]
                 run.record.steps += 1
                 run.record.committed_tokens += 1 + accepted[j]
@@ -196,17 +202,30 @@ class SelfSpeculativeDecoding:
     def _masks(run, rows):
         return None if run.attention_mask is None else run.attention_mask[rows]
 
-    def draft(self, sampler, run, block, states, active, logits, steps_left, draft_length):
+    def draft(self, sampler, run, block, states, active, logits, proposals, steps_left, draft_length):
         """For every active row at once: the reference's choice ``(p*, v*)`` and the drafted chain.
 
         Returns ``chosen`` ``[A, C]`` positions (first the reference's choice, then the drafts by
         confidence), ``x0`` ``[A, L]`` proposed tokens, ``nodes`` ``[A, C, L]`` with node ``j`` = the
         state with ``chosen[:, :j+1]`` written, and each row's chain length (nodes used)."""
-        stacked = torch.cat([logits[r] for r in active], dim=0)
         masked = states == sampler.mask_id
         candidates = masked & (torch.arange(states.shape[1], device=states.device) < block.end)
-        x0, confidence = sampler.propose(stacked, masked, run)
-        confidence = torch.where(candidates, confidence, float("-inf"))
+        fresh = [j for j, r in enumerate(active) if proposals[r] is None]
+        if len(fresh) == len(active):
+            x0, confidence = sampler.propose(torch.cat([logits[r] for r in active], dim=0), masked, run)
+            confidence = torch.where(candidates, confidence, float("-inf"))
+        else:  # reuse what the verification computed for the accepted nodes (same logits, same rule)
+            known = next(proposals[r][1] for r in active if proposals[r] is not None)
+            x0 = torch.stack([proposals[r][0] if proposals[r] is not None else states[j] for j, r in enumerate(active)])
+            confidence = torch.stack(
+                [proposals[r][1] if proposals[r] is not None else torch.zeros_like(known) for r in active]
+            )
+            if fresh:
+                new_x0, new_confidence = sampler.propose(
+                    torch.cat([logits[active[j]] for j in fresh], dim=0), masked[fresh], run
+                )
+                x0[fresh] = new_x0
+                confidence[fresh] = torch.where(candidates[fresh], new_confidence.to(confidence.dtype), float("-inf"))
         first = torch.empty(len(active), dtype=torch.long, device=states.device)
         at = [block.steps - steps_left[r] for r in active]  # the reference's step within the block
         for starting in (True, False):  # the columns torch.topk sees differ at a block's first step
@@ -250,7 +269,7 @@ class SelfSpeculativeDecoding:
             one = torch.ones(int(live.sum()), dtype=torch.long, device=nodes.device)
             picked = sampler.select(confidence[live], one, run, sampler.selection_bounds(run, block, 1))
             positions[live] = picked.long().argmax(dim=1)
-        return positions, x0.gather(1, positions[:, None])[:, 0]
+        return positions, x0.gather(1, positions[:, None])[:, 0], x0, confidence
 
     def _forward(self, sampler, run, block, batch, mask, *, rows=None, verify=False):
         """One batched forward over exactly the sequences ``batch`` (counted as one NFE). Its batch size
