@@ -164,21 +164,15 @@ class SelfSpeculativeDecoding:
                 choice_pos, choice_tok, node_x0, node_confidence = self.reference_choices(
                     sampler, run, block, out, flat
                 )
-                offset = 0
+                accepted = self.accept(chosen, x0, lengths, verify, choice_pos, choice_tok, len(active))
+                first = 0  # flat index of the row's first node
                 for j in verify:
-                    n = lengths[j]
-                    drafted_pos = chosen[j, 1:n]
-                    drafted_tok = x0[j].gather(0, drafted_pos)
-                    match = (choice_pos[offset : offset + n - 1] == drafted_pos) & (
-                        choice_tok[offset : offset + n - 1] == drafted_tok
-                    )
-                    accepted[j] = int(match.long().cumprod(0).sum())
-                    at = offset + accepted[j]
+                    at = first + accepted[j]
                     logits[active[j]] = out[at : at + 1]
                     proposals[active[j]] = (node_x0[at], node_confidence[at])
-                    offset += n
+                    first += lengths[j]
+            states[active] = nodes[torch.arange(len(active)), torch.tensor(accepted)]
             for j, r in enumerate(active):
-                states[r] = nodes[j, accepted[j]]
                 if steps_left[r] <= 1:  # s_0 completes the row's steps: the next forward is the next block's
                     logits[r], proposals[r] = None, None
                 steps_left[r] -= 1 + accepted[j]
@@ -197,6 +191,25 @@ class SelfSpeculativeDecoding:
         for r in range(batch):
             if logits[r] is not None:
                 self._carry[(block.index + 1, r)] = (states[r : r + 1].clone(), logits[r])
+
+    @staticmethod
+    def accept(chosen, x0, lengths, verify, choice_pos, choice_tok, n_active) -> list[int]:
+        """Accepted drafts per active row: while the reference's choice at node ``n`` (flat, in ``verify``
+        row order) equals draft ``n + 1``; one set of tensor operations for all rows."""
+        accepted = [0] * n_active
+        width = chosen.shape[1]
+        if width == 1:
+            return accepted
+        rows = torch.tensor(verify, device=chosen.device)
+        lens = torch.tensor([lengths[j] for j in verify], device=chosen.device)
+        steps = torch.arange(width - 1, device=chosen.device)
+        index = ((lens.cumsum(0) - lens)[:, None] + steps[None, :]).clamp(max=choice_pos.shape[0] - 1)
+        drafted_pos = chosen[rows, 1:]
+        drafted_tok = x0[rows].gather(1, drafted_pos)
+        match = (choice_pos[index] == drafted_pos) & (choice_tok[index] == drafted_tok) & (steps < lens[:, None] - 1)
+        for j, count in zip(verify, match.long().cumprod(dim=1).sum(dim=1).tolist()):
+            accepted[j] = count
+        return accepted
 
     @staticmethod
     def _masks(run, rows):
