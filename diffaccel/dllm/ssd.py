@@ -127,7 +127,8 @@ class SelfSpeculativeDecoding:
             logits.append(carried[1] if carried is not None and torch.equal(carried[0], states[r : r + 1]) else None)
         steps_left = [block.steps] * batch  # the reference commits exactly one token per step
         draft_length = [self.config.draft_length] * batch
-        # (x0, masked confidence) of each row's current logits, when a verification already computed them
+        # (x0, masked confidence, reference choice) at each row's current logits, when a verification
+        # already computed them
         proposals: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * batch
         while True:
             open_rows = ((states == sampler.mask_id) & in_block).any(dim=1).tolist()
@@ -165,11 +166,11 @@ class SelfSpeculativeDecoding:
                     sampler, run, block, out, flat
                 )
                 accepted = self.accept(chosen, x0, lengths, verify, choice_pos, choice_tok, len(active))
-                first = 0  # flat index of the row's first node
+                first, positions = 0, choice_pos.tolist()  # flat index of the row's first node
                 for j in verify:
                     at = first + accepted[j]
                     logits[active[j]] = out[at : at + 1]
-                    proposals[active[j]] = (node_x0[at], node_confidence[at])
+                    proposals[active[j]] = (node_x0[at], node_confidence[at], positions[at])
                     first += lengths[j]
             states[active] = nodes[torch.arange(len(active)), torch.tensor(accepted)]
             for j, r in enumerate(active):
@@ -224,10 +225,14 @@ class SelfSpeculativeDecoding:
         masked = states == sampler.mask_id
         candidates = masked & (torch.arange(states.shape[1], device=states.device) < block.end)
         fresh = [j for j, r in enumerate(active) if proposals[r] is None]
-        if len(fresh) == len(active):
+        if not fresh:  # the verification computed all of it for the accepted nodes (same logits, same rule)
+            x0 = torch.stack([proposals[r][0] for r in active])
+            confidence = torch.stack([proposals[r][1] for r in active])
+            first = torch.tensor([proposals[r][2] for r in active], device=states.device)
+        elif len(fresh) == len(active):
             x0, confidence = sampler.propose(torch.cat([logits[r] for r in active], dim=0), masked, run)
             confidence = torch.where(candidates, confidence, float("-inf"))
-        else:  # reuse what the verification computed for the accepted nodes (same logits, same rule)
+        else:
             known = next(proposals[r][1] for r in active if proposals[r] is not None)
             x0 = torch.stack([proposals[r][0] if proposals[r] is not None else states[j] for j, r in enumerate(active)])
             confidence = torch.stack(
@@ -239,17 +244,8 @@ class SelfSpeculativeDecoding:
                 )
                 x0[fresh] = new_x0
                 confidence[fresh] = torch.where(candidates[fresh], new_confidence.to(confidence.dtype), float("-inf"))
-        first = torch.empty(len(active), dtype=torch.long, device=states.device)
-        at = [block.steps - steps_left[r] for r in active]  # the reference's step within the block
-        for starting in (True, False):  # the columns torch.topk sees differ at a block's first step
-            group = [j for j, i in enumerate(at) if (i == 0) == starting]
-            if group:
-                bounds = sampler.selection_bounds(run, block, 0 if starting else 1)
-                one = torch.ones(len(group), dtype=torch.long, device=states.device)
-                first[group] = sampler.select(confidence[group], one, run, bounds).long().argmax(dim=1)
-        ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices
-        rest = ranked[ranked != first[:, None]].view(len(active), -1)
-        order = torch.cat([first[:, None], rest], dim=1)
+        if fresh:
+            first = self.first_choices(sampler, run, block, confidence, [block.steps - steps_left[r] for r in active])
         counts = candidates.sum(dim=1).tolist()
         lengths = [1 + min(draft_length[r], steps_left[r] - 1, counts[j] - 1) for j, r in enumerate(active)]
         budget = self.config.max_verify_rows
@@ -261,12 +257,29 @@ class SelfSpeculativeDecoding:
                 min(n, base + (next(shares) < extra)) if steps_left[r] > 1 else n for n, r in zip(lengths, active)
             ]
         width = max(lengths)
-        chosen = order[:, :width]
+        chosen = first[:, None]
+        if width > 1:
+            ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices
+            rest = ranked[ranked != first[:, None]].view(len(active), -1)
+            chosen = torch.cat([chosen, rest[:, : width - 1]], dim=1)
         written = torch.ones(width, width, dtype=torch.bool, device=states.device).tril()
         write = torch.zeros(len(active), width, states.shape[1], dtype=torch.bool, device=states.device)
         write.scatter_(2, chosen[:, None, :].expand(-1, width, -1), written[None].expand(len(active), -1, -1))
         nodes = torch.where(write, x0[:, None, :], states[:, None, :])
         return chosen, x0, nodes, lengths
+
+    @staticmethod
+    def first_choices(sampler, run, block, confidence, at):
+        """The reference's choice per row at its step ``at`` within the block (the columns ``torch.topk``
+        sees differ at a block's first step)."""
+        first = torch.empty(confidence.shape[0], dtype=torch.long, device=confidence.device)
+        for starting in (True, False):
+            group = [j for j, i in enumerate(at) if (i == 0) == starting]
+            if group:
+                bounds = sampler.selection_bounds(run, block, 0 if starting else 1)
+                one = torch.ones(len(group), dtype=torch.long, device=confidence.device)
+                first[group] = sampler.select(confidence[group], one, run, bounds).long().argmax(dim=1)
+        return first
 
     def reference_choices(self, sampler, run, block, node_logits, nodes):
         """The stepwise reference's next (position, token) at every verified node (never a block start),
