@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-from .sampler import Block, DecodeRun, MaskedDiffusionSampler
+from .sampler import Block, DecodeRun, MaskedDiffusionSampler, StepwiseDecoding
 
 
 @dataclass
@@ -43,8 +43,9 @@ class SSDConfig(StrategyConfig):
         max_verify_rows: [ours] at most this many sequences per verification forward over the whole
             batch (each row's chain is shortened to fit, never below its reference step); ``None``
             = no bound. Verification pays while a forward's cost barely grows with its rows (memory-bound
-            decoding, small batches); on a compute-bound CPU every extra row costs, and a bound equal to
-            the batch size makes large batches decode stepwise, with the same tokens.
+            decoding, small batches); on a compute-bound CPU every extra row costs. A bound of at most the
+            batch size leaves no room for drafts in any round, so the block is decoded stepwise (same
+            forwards and tokens, no drafting work; ``accepted_per_round`` stays empty).
     """
 
     strategy_name: ClassVar[str] = "ssd"
@@ -119,6 +120,12 @@ class SelfSpeculativeDecoding:
         if self._carry_run != run.run_id or self.block_cache:  # a cache starts every block with a refresh
             self._carry, self._carry_run = {}, run.run_id
         batch, length = run.x.shape
+        budget = self.config.max_verify_rows
+        if budget is not None and budget <= batch:
+            # every row keeps exactly its reference step each round (rows advance together, so the budget
+            # never frees a draft): that is stepwise decoding, which runs the same forwards with less work
+            StepwiseDecoding().decode_block(sampler, run, block)
+            return
         in_block = torch.arange(length, device=run.x.device) < block.end
         states = run.x.clone()
         logits: list[torch.Tensor | None] = []
