@@ -78,9 +78,11 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             strategies = []
             for spec in specs:
                 if isinstance(spec, StrategyRequest):
-                    config = spec.config(adapter.preset(spec.name), **options)
+                    tuned = {**spec.options_dict, **options}.get("preset")
+                    config = spec.config(adapter.preset(spec.name, tuned), **options)
                 else:
-                    config = resolve_config(spec, adapter.preset(spec.strategy_name), options)
+                    tuned = options.get("preset", getattr(spec, "preset", None))
+                    config = resolve_config(spec, adapter.preset(spec.strategy_name, tuned), options)
                 strategies.append(build_strategy(config))
             for strategy in strategies:
                 strategy.check_composition([s for s in strategies if s is not strategy])

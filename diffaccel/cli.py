@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="SPECS",
-        help="strategy specs (repeatable; comma/space separated); default: every diffaccel strategy "
-        "at a few settings plus the diffusers and cache-dit peers",
+        help="strategy specs (repeatable; comma/space separated); default: every diffaccel strategy at its "
+        "preset, TaylorSeer's tuned presets (preset=psnr35, psnr30), and the diffusers and cache-dit peers "
+        "(at their swept best settings where a sweep was run for the model and step count)",
     )
     compare.add_argument("--no-peers", action="store_true", help="with the default strategies: leave out the peers")
     compare.add_argument(
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_tune_target,
         default=None,
         metavar="psnr=DB",
-        help="run diffaccel.tune for this PSNR target (calibrated on --warmup-seed, validated on --seeds) "
+        help="run diffaccel.tune for this PSNR target (calibrated on seeds 100-101, validated on 102-103) "
         "and add its choice as a row; repeatable",
     )
     compare.add_argument(
@@ -175,7 +176,9 @@ def _list_strategies() -> None:
     for name in image_strategies():
         entry = get_entry(name)
         sweep = DIFFACCEL_SWEEPS.get(name)
-        swept = " | ".join(",".join(f"{k}={v}" for k, v in o.items()) for o in sweep) if sweep else ""
+        swept = (
+            " | ".join(",".join(f"{k}={v}" for k, v in o.items()) or "family preset" for o in sweep) if sweep else ""
+        )
         print(f"  {name:<24} {entry.description}" + (f"  [{swept}]" if swept else ""))
         print(f"  {'':<24} options: {', '.join(entry.config_cls.option_names())}")
     print("peers:")

@@ -127,13 +127,20 @@ class Adapter:
         )
         return last, model.get_submodule(last), spec
 
-    def preset(self, strategy_name: str) -> dict[str, Any]:
+    def preset(self, strategy_name: str, tuned: str | None = None) -> dict[str, Any]:
         """Options this family sets for a strategy. HyCa shares TaylorSeer's interval schedule, so
-        without a preset of its own it takes TaylorSeer's interval and warm-up."""
+        without a preset of its own it takes TaylorSeer's interval and warm-up. `tuned` names a tuned
+        preset (`diffaccel.schedules.presets`), whose options for this family go on top."""
         if strategy_name == "hyca" and "hyca" not in self.presets and "taylorseer" in self.presets:
             ts = self.presets["taylorseer"]
-            return {k: ts[k] for k in ("interval", "warmup") if k in ts}
-        return dict(self.presets.get(strategy_name, {}))
+            found = {k: ts[k] for k in ("interval", "warmup") if k in ts}
+        else:
+            found = dict(self.presets.get(strategy_name, {}))
+        if tuned is not None:
+            from ..schedules.presets import tuned_preset
+
+            found.update(tuned_preset(strategy_name, tuned, self.family, self.stack is not None), preset=tuned)
+        return found
 
 
 _ADAPTERS: dict[str, Adapter] = {}

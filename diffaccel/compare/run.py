@@ -93,7 +93,11 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
         scheduler_overrides=settings.scheduler,
     )
     steps = settings.steps or model.default_steps
-    specs = parse_spec_list(settings.strategies) if settings.strategies else default_specs(settings.peers)
+    specs = (
+        parse_spec_list(settings.strategies)
+        if settings.strategies
+        else default_specs(settings.peers, model.name, steps)
+    )
     if settings.tune:
         from .tuned import tuned_specs
 

@@ -6,8 +6,15 @@ schedule files and their calibration, error-controlled (adaptive) decisions and 
     diffaccel.wrap(pipe, "taylorseer", schedule="model-50.json")
 """
 
-from .calibrate import calibrate, pipeline_generator
+from .calibrate import calibrate, calibrate_orders, pipeline_generator
 from .calibrated import CalibratedSchedule
 from .options import ScheduleOptions, parse_schedule
 
-__all__ = ["CalibratedSchedule", "ScheduleOptions", "calibrate", "parse_schedule", "pipeline_generator"]
+__all__ = [
+    "CalibratedSchedule",
+    "ScheduleOptions",
+    "calibrate",
+    "calibrate_orders",
+    "parse_schedule",
+    "pipeline_generator",
+]

@@ -94,13 +94,35 @@ def calibrate(
         num_full: how many full steps (default: as many as the family's uniform TaylorSeer preset computes).
         guidance_scale: recorded in the file (and passed to the default `generate`).
     """
+    schedules = calibrate_orders(
+        obj, generate, num_inference_steps, seeds, granularity, (order,), warmup, num_full, guidance_scale
+    )
+    return next(iter(schedules.values()))
+
+
+def calibrate_orders(
+    obj,
+    generate: Callable[[int], object] | None = None,
+    num_inference_steps: int = 50,
+    seeds=(0,),
+    granularity: str = "modules",
+    orders=(None,),
+    warmup: int | None = None,
+    num_full: int | None = None,
+    guidance_scale: float | None = None,
+    outputs: dict | None = None,
+) -> dict:
+    """`calibrate` for several Taylor orders from ONE set of full-step runs (the recorded outputs do not
+    depend on the order; only the segment costs computed from them do): `{order: CalibratedSchedule}`.
+
+    `outputs`, when given, receives `{seed: generate(seed)}`: every step is computed, so these are the
+    full-step outputs (bit-identical to an unwrapped run) and can serve as references.
+    """
     from .. import api
 
     if generate is None:
         generate = pipeline_generator(obj, num_inference_steps, guidance_scale)
     options = {"granularity": granularity, "schedule": list(range(num_inference_steps))}
-    if order is not None:
-        options["order"] = order
     if warmup is not None:
         options["warmup"] = warmup
     api.wrap(obj, "taylorseer", **options)
@@ -110,12 +132,16 @@ def calibrate(
         for engine, recorder in zip(engines.values(), recorders):
             engine.call_answerers.append(recorder)
         config = next(iter(engines.values())).strategies[0].config
-        matrices, timesteps, model_class = [], None, type(next(iter(engines.values())).root).__name__
+        orders = tuple(config.order if o is None else o for o in orders)
+        matrices = {order: [] for order in orders}
+        timesteps, model_class = None, type(next(iter(engines.values())).root).__name__
         with torch.no_grad():
             for seed in seeds:
                 for recorder in recorders:
                     recorder.rows.clear()
-                generate(seed)
+                out = generate(seed)
+                if outputs is not None:
+                    outputs[seed] = out
                 clock = next(iter(engines.values())).clock
                 if clock.timesteps is None:
                     raise RuntimeError(
@@ -123,29 +149,39 @@ def calibrate(
                         "`diffaccel.new_run(model, timesteps=scheduler.timesteps)` in your loop"
                     )
                 timesteps = list(clock.timesteps)
-                matrices += _cost_matrices(recorders, num_inference_steps, config.order, config.warmup, timesteps)
+                for order in orders:
+                    matrices[order] += _cost_matrices(recorders, num_inference_steps, order, config.warmup, timesteps)
     finally:
         api.unwrap(obj)
-    errors = np.mean(matrices, axis=0)
     if num_full is None:
         num_full = len(taylorseer_full_steps(num_inference_steps, config.interval, config.warmup))
-    full_steps = select_full_steps(errors, num_full)
-    logger.info("calibrated schedule: %d full steps of %d: %s", len(full_steps), num_inference_steps, full_steps)
-    return CalibratedSchedule(
-        model_class=model_class,
-        num_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        timesteps=timesteps,
-        full_steps=full_steps,
-        errors=errors.tolist(),
-        forecaster={
-            "strategy": "taylorseer",
-            "order": config.order,
-            "granularity": granularity,
-            "warmup": config.warmup,
-            "seeds": list(seeds),
-        },
-    )
+    result = {}
+    for order in orders:
+        errors = np.mean(matrices[order], axis=0)
+        full_steps = select_full_steps(errors, num_full)
+        logger.info(
+            "calibrated schedule (order %d): %d full steps of %d: %s",
+            order,
+            len(full_steps),
+            num_inference_steps,
+            full_steps,
+        )
+        result[order] = CalibratedSchedule(
+            model_class=model_class,
+            num_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            timesteps=timesteps,
+            full_steps=full_steps,
+            errors=errors.tolist(),
+            forecaster={
+                "strategy": "taylorseer",
+                "order": order,
+                "granularity": granularity,
+                "warmup": config.warmup,
+                "seeds": list(seeds),
+            },
+        )
+    return result
 
 
 def step_weights(timesteps) -> np.ndarray:

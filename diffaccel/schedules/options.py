@@ -48,9 +48,14 @@ class ScheduleOptions:
     full_budget: int | None = None
     threshold: float = 0.1
     guidance_reuse: bool = False
+    preset: str | None = None
 
     def validate_schedule(self, strategy_name: str) -> None:
         parse_schedule(self.schedule)
+        if self.preset is not None:
+            from .presets import check_preset
+
+            check_preset(strategy_name, self.preset)
         if self.schedule_steps is not None and (not isinstance(self.schedule_steps, int) or self.schedule_steps < 1):
             raise ValueError(f"{strategy_name} schedule_steps must be an int >= 1, got {self.schedule_steps!r}")
         if self.full_budget is not None and (not isinstance(self.full_budget, int) or self.full_budget < 1):

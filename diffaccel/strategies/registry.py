@@ -13,6 +13,7 @@ so this module never imports a domain itself.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from dataclasses import dataclass
@@ -84,6 +85,14 @@ def resolve_config(strategy: str | StrategyConfig, preset: dict[str, Any], optio
     options passed next to it still override it.
     """
     if isinstance(strategy, StrategyConfig):
+        if "preset" in preset:  # a tuned preset named by the config object: under the fields it sets itself
+            defaults = type(strategy)()
+            own = {
+                f.name: getattr(strategy, f.name)
+                for f in dataclasses.fields(strategy)
+                if getattr(strategy, f.name) != getattr(defaults, f.name)
+            }
+            strategy = defaults.replace(**{**preset, **own})
         return strategy.replace(**options) if options else _validated(strategy)
     entry = get_entry(strategy)
     config = entry.config_cls()
@@ -203,9 +212,9 @@ class StrategyRequest:
             raise UnknownStrategyError(f"bad option value in '{self.text}': {error}") from error
         return self
 
-    def config(self, preset: dict[str, Any] | None = None, **overrides) -> StrategyConfig:
+    def config(self, preset: dict[str, Any] | None = None, /, **overrides) -> StrategyConfig:
         """The config: class defaults, then `preset` (the model family's), then the request's options,
-        then `overrides`."""
+        then `overrides` (which may hold a `preset=` option naming a tuned preset: positional-only above)."""
         return resolve_config(self.name, preset or {}, {**self.options_dict, **overrides})
 
 

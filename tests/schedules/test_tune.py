@@ -88,23 +88,62 @@ def test_the_search_space_holds_valid_specs_for_every_granularity(pipe, tmp_path
         def set_description(self, text):
             pass
 
-    def fake_calibrate(obj, generate, steps, seeds, granularity, order, warmup, num_full, guidance):
-        return CalibratedSchedule(
-            "FluxTransformer2DModel",
-            steps,
-            None,
-            [1000.0 - 20 * n for n in range(steps)],
-            list(range(num_full)),
-            [[0.0] * steps] * steps,
-            {"warmup": 1},
-        )
+    runs = []
 
-    specs = _search_space(pipe, ("taylorseer", "hyca"), 50, fake_calibrate, None, (0,), None, tmp_path, _Bar())
+    def fake_calibrate_orders(obj, generate, steps, seeds, granularity, orders, warmup, num_full, guidance, outputs):
+        runs.append((granularity, tuple(orders)))
+        return {
+            order: CalibratedSchedule(
+                "FluxTransformer2DModel",
+                steps,
+                None,
+                [1000.0 - 20 * n for n in range(steps)],
+                list(range(num_full)),
+                [[0.0] * steps] * steps,
+                {"warmup": 1, "order": order},
+            )
+            for order in orders
+        }
+
+    specs = _search_space(
+        pipe,
+        ("taylorseer", "hyca"),
+        50,
+        fake_calibrate_orders,
+        None,
+        (0,),
+        None,
+        tmp_path,
+        _Bar(),
+        ("stack", "modules"),
+    )
+    assert runs == [("stack", (1, 2)), ("modules", (1, 2))]  # one calibration run per granularity, all orders
     granularities = {spec.split("granularity=")[1].split(",")[0] for spec in specs}
     assert granularities == {"stack", "modules"}
     assert any("schedule=adaptive" in s for s in specs) and any("schedule=growing-3" in s for s in specs)
+    assert any("schedule_steps=50" in s for s in specs)  # calibrated schedules travel as step lists
     for spec in specs:  # every spec wraps and unwraps
         diffaccel.unwrap(diffaccel.wrap(pipe, spec))
+    # by default: the stack only, where the adapter names one
+    runs.clear()
+    default = _search_space(pipe, ("taylorseer",), 50, fake_calibrate_orders, None, (0,), None, None, _Bar())
+    assert runs == [("stack", (1, 2))] and all("granularity=stack" in s for s in default)
+
+
+def test_the_margin_refuses_a_choice_that_only_just_meets_the_target(pipe):
+    generate = pipeline_generator(pipe, STEPS, **KWARGS)
+    spec = "taylorseer:interval=5,granularity=stack"
+    common = dict(
+        generate=generate, num_inference_steps=STEPS, candidates=[spec], validation_seeds=(1, 2), progress=False
+    )
+    plain = diffaccel.tune(pipe, target_psnr=0, margin_db=0, **common)
+    mean, worst = plain.chosen["val_psnr"], plain.chosen["val_worst_psnr"]
+    target = min(worst, plain.chosen["cal_psnr"]) - 0.01  # met by every seed
+    assert diffaccel.tune(pipe, target_psnr=target, margin_db=0, **common).ok
+    refused = diffaccel.tune(pipe, target_psnr=target, margin_db=mean - target + 0.1, **common)
+    assert not refused.ok and "margin" in refused.message
+    with pytest.raises(ValueError, match="margin_db"):
+        diffaccel.tune(pipe, target_psnr=30, margin_db=-1, **common)
 
 
 def test_the_cli_target_form():
