@@ -40,7 +40,7 @@ def test_flux_photos_b_recipe_is_flux_photos_with_seed_1_and_2400_steps(tmp_path
     assert (b.name, b.seed, b.steps) == ("flux-photos-b", 1, 2400)
     for attribute in ("batch_size", "learning_rate", "warmup_steps", "ema_decay", "label_dropout", "data_seed"):
         assert getattr(b, attribute) == getattr(base, attribute), attribute
-    assert torch.equal(b.tokens, base.tokens) and torch.equal(b.labels, base.labels)
+    assert torch.equal(b.samples, base.samples) and torch.equal(b.labels, base.labels)
     b.steps = base.steps = 2
     train(b, tmp_path / "b")
     train(base, tmp_path / "base")
