@@ -7,14 +7,18 @@ for get the `"*"` entry (on top of their own family preset). Schedules are expli
 `schedule_steps` steps; a run with another step count takes them over by position on the noise schedule.
 
 Where each entry came from (50 steps, each model's default guidance as two calls per step; tune
-calibrated on seeds 100-101 and validated on seeds 102-103, with its 0.5 dB margin):
+calibrated on seeds 100-101 and validated on seeds 102-103 with its 0.5 dB margin; records in
+docs/compare/runs/<model>-50-tune-presets/):
 
-    diffaccel compare --model flux-photos --steps 50 --seeds 0-1 --no-lpips --threads 1 \\
+    diffaccel compare --model flux-photos --steps 50 --seeds 0-1 --no-lpips --threads 1 \
         --strategies none --tune psnr=35 --tune psnr=30
-    diffaccel compare --model wan-clips --steps 50 --seeds 0-1 --no-lpips --threads 1 \\
+    diffaccel compare --model wan-clips --steps 50 --seeds 0-1 --no-lpips --threads 1 \
         --strategies none --tune psnr=35 --tune psnr=30
 
-The measured figures (validation and unseen seeds) are in docs/compare/schedules.md.
+On seeds 0-1, never used by the search: flux-photos psnr35 37.05 dB at 4.36x CPU time, psnr30 34.78 dB at
+4.93x; wan-clips psnr35 34.64 dB at 4.95x, psnr30 30.74 dB at 6.12x (docs/compare/schedules.md). At 20
+steps the same search found nothing for 35 dB among budgets up to a quarter of the steps, so at few steps
+these presets give less than their name says (measured in the same document).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 TUNED_PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "taylorseer": {
         "psnr35": {
-            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
+            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-5", "guidance_reuse": True},
             "wan": {"granularity": "stack", "order": 2, "schedule": "growing-3"},
             "*": {"granularity": "stack", "order": 2, "schedule": "growing-3"},
         },
