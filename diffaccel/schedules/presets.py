@@ -21,18 +21,20 @@ from __future__ import annotations
 
 from typing import Any
 
-#: tuned preset name -> adapter family ("*": any other family) -> options on top of the family preset
+#: strategy -> tuned preset name -> adapter family ("*": any other family) -> options on top of the family
+#: preset. The FLUX family's warm-up is 3 steps, Wan's 1 (their official TaylorSeer presets), which the
+#: growing schedules start from. "*" takes, per target, the choice with more full steps of the two.
 TUNED_PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "taylorseer": {
         "psnr35": {
             "flux": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
-            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
-            "*": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
+            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-3"},
+            "*": {"granularity": "stack", "order": 2, "schedule": "growing-3"},
         },
         "psnr30": {
             "flux": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
-            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
-            "*": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
+            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-5", "guidance_reuse": True},
+            "*": {"granularity": "stack", "order": 2, "schedule": "growing-5", "guidance_reuse": True},
         },
     },
 }
