@@ -128,8 +128,15 @@ def gathered_block_attention(
         chunk = index[:, :, first:last]
         tile_k = keys[b, h, chunk].flatten(3, 4)  # [B, H, c, kmax * bs, D]
         tile_v = values[b, h, chunk].flatten(3, 4)
-        mask = (real[:, :, first:last, :, None] & key_real[chunk]).flatten(3, 4)[:, :, :, None, :]
+        kept_keys = (real[:, :, first:last, :, None] & key_real[chunk]).flatten(3, 4)
+        bias = torch.zeros(kept_keys.shape, dtype=q.dtype, device=q.device).masked_fill_(~kept_keys, float("-inf"))
+        # 4-D inputs with an additive mask: (batch, heads x query blocks) keeps PyTorch's fused CPU kernel,
+        # which 5-D inputs or a boolean mask would leave for the unfused math path
+        count = heads * (last - first)
         out[:, :, first:last] = torch.nn.functional.scaled_dot_product_attention(
-            queries[:, :, first:last], tile_k, tile_v, attn_mask=mask
-        )
+            queries[:, :, first:last].reshape(batch, count, block_size, dim),
+            tile_k.reshape(batch, count, -1, dim),
+            tile_v.reshape(batch, count, -1, dim),
+            attn_mask=bias.reshape(batch, count, 1, -1),
+        ).view(batch, heads, last - first, block_size, dim)
     return out.view(batch, heads, nq * block_size, dim)[:, :, :lq]
