@@ -32,7 +32,12 @@ from torch import nn
 from ..strategies.base import StrategyConfig
 from .attention import dense_attention, repeat_kv
 from .kv_cache import attention_modules, register_kernel_hook
-from .sparse_patterns import build_sparse_pattern, dense_mask_from_pattern
+from .sparse_patterns import (
+    build_sparse_pattern,
+    dense_mask_from_pattern,
+    gathered_block_attention,
+    kept_block_index,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,9 @@ class SparseDConfig(StrategyConfig):
         block_size: pattern block size in tokens (official 128 long context, 32 short; <= 16 on toys).
         score_scale: ``"official"`` or ``"head_dim"`` (see module docstring).
         compile: compile FlexAttention (``False`` runs it eagerly: slow, for tests).
+        kernel: ``"flex"`` (the official FlexAttention block mask) or ``"gather"`` [ours, for CPUs]: each
+            query block's kept key blocks gathered into a dense tile for PyTorch's SDPA, work in
+            proportion to the kept fraction, nothing compiled; the block indices are built once per pattern.
     """
 
     strategy_name: ClassVar[str] = "sparsed"
@@ -60,6 +68,7 @@ class SparseDConfig(StrategyConfig):
     block_size: int = 128
     score_scale: str = "official"
     compile: bool = True
+    kernel: str = "flex"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -71,6 +80,8 @@ class SparseDConfig(StrategyConfig):
             raise ValueError(f"select must be in (0, 1], got {self.select}")
         if not isinstance(self.block_size, int) or self.block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {self.block_size!r}")
+        if self.kernel not in ("flex", "gather"):
+            raise ValueError(f"kernel must be 'flex' or 'gather', got {self.kernel!r}")
         if self.score_scale not in ("official", "head_dim"):
             raise ValueError(f"score_scale must be 'official' or 'head_dim', got {self.score_scale!r}")
 
@@ -248,6 +259,15 @@ class SparseDAttentionHook(ModelHook):
 
     def sparse(self, q, k, v):
         pattern = self.state.patterns[self.layer_index]
+        if self.config.kernel == "gather":
+            kept = self.state.block_masks.get(self.layer_index)
+            if kept is None:
+                kept = self.state.block_masks[self.layer_index] = kept_block_index(pattern)
+            self.state.sparse_calls += 1
+            bs = self.config.block_size
+            self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], bs), skipped=True)
+            n_rep = q.shape[1] // k.shape[1]
+            return gathered_block_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), kept, bs)
         flex = flex_attention_fn(self.config.compile)
         if flex is None:
             self.state.fallback_calls += 1
