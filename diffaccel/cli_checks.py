@@ -25,6 +25,17 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts (steps, seeds, sizes): an int >= 1, with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def one_line(error: BaseException) -> str:
     """An error's message on one line (messages of libraries we call may span several)."""
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
@@ -75,11 +86,16 @@ def check_writable_folder(folder: Path, what: str) -> None:
     """The folder exists as a folder we can write into, or can be created."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{what}: {folder} is a file, not a folder; pass a folder path")
+    _check_creatable(folder, folder, what)
+
+
+def _check_creatable(target: Path, folder: Path, what: str) -> None:
+    """`target` (in or at `folder`) can be created: the nearest existing ancestor of `folder` is a writable folder."""
     existing = folder
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"{what}: {existing} is a file, so {folder} cannot be created")
+        raise UsageError(f"{what}: {existing} is a file, so {target} cannot be created")
     if not _can_create_in(existing):
         raise UsageError(f"{what}: cannot write to {existing} (permission denied or read-only); pass a writable path")
 
@@ -100,13 +116,7 @@ def check_output_file(path: Path, what: str = "--output") -> None:
     """A file can be written at `path`: it is not a folder, and its folder exists or can be created, writably."""
     if path.is_dir():
         raise UsageError(f"{what}: {path} is a folder; give a file name, e.g. {path / 'out.png'}")
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{what}: {existing} is a file, so {path} cannot be created")
-    if not _can_create_in(existing):
-        raise UsageError(f"{what}: cannot write to {existing} (permission denied or read-only); pass a writable path")
+    _check_creatable(path, path.parent, what)
 
 
 def resume_command(argv: Sequence[str], out_dir: str | os.PathLike | None) -> str:

@@ -18,7 +18,8 @@ Two parts, run until `--minutes` have passed (alternating):
   `--compile-every` a `torch.compile` of the wrapped denoiser in place (backend "eager", so runs stay
   comparable bit for bit; slow on CPU). Sequences alternate between the bare model and the three pipelines.
 * bad inputs: the catalogue of `diffaccel.testing.bad_inputs`, then random mutations: a random option
-  (or a misspelled one) of a random strategy set to a random value of a random type, on the image model
+  (or a misspelled one) of a random strategy (TaylorSeer, HyCa, TaoCache, BAC, and the four dLLM ones) set to a
+  random value of a random type, on the image model
   or the diffusion-LM pipeline. Outcomes: refused at wrap with a clear error (a DiffaccelError, ValueError
   or TypeError), refused with another exception (unclear), accepted and then a short generation worked
   (the value was valid after all: not counted as bad), or accepted and the generation failed (not caught
@@ -125,7 +126,7 @@ VALUES = [
     "float16",
     "stack",
 ]
-IMAGE = ["taylorseer", "hyca", "taocache"]
+IMAGE = ["taylorseer", "hyca", "taocache", "bac"]
 DLLM = ["dkv-cache", "fast-dllm", "ssd", "sparsed"]
 
 

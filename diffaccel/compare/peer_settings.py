@@ -15,10 +15,22 @@ table at their defaults, where the reason is shown.
 from __future__ import annotations
 
 #: (model, steps) -> PSNR target -> peer specs (the fastest setting of each peer meeting the target)
-PEER_BEST: dict[tuple[str, int], dict[float, tuple[str, ...]]] = {}
+PEER_BEST: dict[tuple[str, int], dict[float, tuple[str, ...]]] = {
+    ("flux-photos", 20): {
+        35.0: ("diffusers:fbc:threshold=0.15", "diffusers:magcache:max_skip_steps=6,threshold=0.24"),
+        30.0: (
+            "diffusers:fbc:threshold=0.2",
+            "diffusers:magcache:max_skip_steps=6,threshold=0.5",
+            "diffusers:taylorseer:cache_interval=5,taylor_factors_dtype=float32",
+        ),
+    },
+}
 
 #: (model, steps) -> the command that measured the sweep (records under docs/compare/runs/)
-SOURCES: dict[tuple[str, int], str] = {}
+SOURCES: dict[tuple[str, int], str] = {
+    ("flux-photos", 20): "python eval/peer_sweep.py --model flux-photos --steps 20 "
+    "--out docs/compare/runs/flux-photos-20-peer-sweep",
+}
 
 
 def best_peer_specs(model: str, steps: int) -> list[str] | None:

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cli_checks import OneLineArgumentParser, check_device, check_output_file, check_writable_folder, one_line
+from ..cli_checks import (
+    OneLineArgumentParser,
+    check_device,
+    check_output_file,
+    check_writable_folder,
+    one_line,
+    positive_int,
+)
 from ..core.errors import DiffaccelError
 from .models import MODELS, Defaults, ModelSpec, get_model, load_pretrained, load_tiny, uses_zoo, zoo_class_labels
 from .output import OutputError, resolve_format, save_images, save_videos
@@ -82,14 +89,14 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--prompt", help="text prompt (default: the model's example prompt)")
     parser.add_argument("--negative-prompt", help="negative prompt, for models that use one")
-    parser.add_argument("--steps", type=_positive_int, help="denoising steps")
+    parser.add_argument("--steps", type=positive_int, help="denoising steps")
     parser.add_argument("--guidance", type=float, help="guidance scale (the model's guidance argument)")
-    parser.add_argument("--height", type=_positive_int)
-    parser.add_argument("--width", type=_positive_int)
+    parser.add_argument("--height", type=positive_int)
+    parser.add_argument("--width", type=positive_int)
     if spec is None or spec.kind == "video":
-        parser.add_argument("--frames", type=_positive_int, help="number of video frames (video models)")
-        parser.add_argument("--fps", type=_positive_int, help="frames per second of the saved video (video models)")
-    parser.add_argument("--max-sequence-length", type=_positive_int, help="text tokens (default: the pipeline's)")
+        parser.add_argument("--frames", type=positive_int, help="number of video frames (video models)")
+        parser.add_argument("--fps", type=positive_int, help="frames per second of the saved video (video models)")
+    parser.add_argument("--max-sequence-length", type=positive_int, help="text tokens (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (a CPU generator)")
     parser.add_argument("--output", "-o", help="output file (default: out/<model>-<strategy>-seed<seed>.<format>)")
     parser.add_argument(
@@ -163,16 +170,6 @@ def _description(spec: ModelSpec | None) -> str:
         ),
     ]
     return "\n".join(textwrap.fill(line, 100) if line else line for line in lines)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def parse_args(argv: Sequence[str] | None = None, model: str | None = None) -> argparse.Namespace:

@@ -7,32 +7,48 @@ for get the `"*"` entry (on top of their own family preset). Schedules are expli
 `schedule_steps` steps; a run with another step count takes them over by position on the noise schedule.
 
 Where each entry came from (50 steps, each model's default guidance as two calls per step; tune
-calibrated on seeds 100-101 and validated on seeds 102-103, with its 0.5 dB margin):
+calibrated on seeds 100-101 and validated on seeds 102-103 with its 0.5 dB margin; records in
+docs/compare/runs/<model>-50-tune-presets/):
 
-    diffaccel compare --model flux-photos --steps 50 --seeds 0-1 --no-lpips --threads 1 \\
+    diffaccel compare --model flux-photos --steps 50 --seeds 0-1 --no-lpips --threads 1 \
         --strategies none --tune psnr=35 --tune psnr=30
-    diffaccel compare --model wan-clips --steps 50 --seeds 0-1 --no-lpips --threads 1 \\
+    diffaccel compare --model wan-clips --steps 50 --seeds 0-1 --no-lpips --threads 1 \
         --strategies none --tune psnr=35 --tune psnr=30
 
-The measured figures (validation and unseen seeds) are in docs/compare/schedules.md.
+On seeds 0-1, never used by the search: flux-photos psnr35 37.05 dB at 4.36x CPU time, psnr30 34.78 dB at
+4.93x; wan-clips psnr35 34.64 dB at 4.95x, psnr30 30.74 dB at 6.12x (docs/compare/schedules.md). At 20
+steps the same search found nothing for 35 dB among budgets up to a quarter of the steps, so at few steps
+these presets give less than their name says (measured in the same document).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-#: tuned preset name -> adapter family ("*": any other family) -> options on top of the family preset
+#: the step count the presets were tuned at; their schedules are written as step lists for it, so a run
+#: with another step count takes them over by position on the noise schedule
+TUNED_STEPS = 50
+
+
+def _at(steps: str, **options) -> dict[str, Any]:
+    return {"granularity": "stack", "order": 2, "schedule": steps, "schedule_steps": TUNED_STEPS, **options}
+
+
+#: strategy -> tuned preset name -> adapter family ("*": any other family) -> options on top of the family
+#: preset. Each schedule is the growing-gap schedule tune chose, written out at 50 steps (FLUX family:
+#: warm-up 3, Wan: warm-up 1, their official TaylorSeer presets), identical to it at 50 steps. "*" takes,
+#: per target, the choice with more full steps (growing-3 and growing-5 with warm-up 3).
 TUNED_PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "taylorseer": {
         "psnr35": {
-            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
-            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
-            "*": {"granularity": "stack", "order": 2, "schedule": "growing-4"},
+            "flux": _at("0|1|2|7|13|20|28|37|47", guidance_reuse=True),  # growing-5
+            "wan": _at("0|3|7|12|18|25|33|42"),  # growing-3
+            "*": _at("0|1|2|5|9|14|20|27|35|44"),  # growing-3
         },
         "psnr30": {
-            "flux": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
-            "wan": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
-            "*": {"granularity": "stack", "order": 2, "schedule": "growing-6", "guidance_reuse": True},
+            "flux": _at("0|1|2|8|15|23|32|42", guidance_reuse=True),  # growing-6
+            "wan": _at("0|5|11|18|26|35|45", guidance_reuse=True),  # growing-5
+            "*": _at("0|1|2|7|13|20|28|37|47", guidance_reuse=True),  # growing-5
         },
     },
 }

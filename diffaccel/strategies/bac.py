@@ -107,6 +107,13 @@ class BacConfig(StrategyConfig):
             and not hasattr(self.schedule, "__fspath__")
         ):
             raise TypeError("bac schedule must be a BacSchedule or the path of a saved one")
+        if (isinstance(self.schedule, str) or hasattr(self.schedule, "__fspath__")) and not os.path.isfile(
+            self.schedule
+        ):
+            raise ValueError(
+                f"bac schedule file {os.fspath(self.schedule)!r} does not exist; make one with "
+                "diffaccel.bac.calibrate(..., path=...), or leave schedule out to calibrate on the first run"
+            )
 
     def strify(self) -> str:
         if self.mode == "uniform":

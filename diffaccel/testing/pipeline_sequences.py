@@ -29,6 +29,7 @@ import torch
 import diffaccel
 
 from ..core.errors import RunStateError
+from .sequences import SequenceRunner
 from .tiny_pipelines import tiny_flux_pipeline, tiny_sd_pipeline, tiny_wan_pipeline
 
 #: strategies a sequence switches between ("none": unwrapped; "hyca-profiled": HyCa with a profile)
@@ -179,7 +180,7 @@ def call(kind: str, pipes: list, run: PipeRun) -> torch.Tensor:
     return out.frames if hasattr(out, "frames") else out.images
 
 
-class PipelineSequenceChecker:
+class PipelineSequenceChecker(SequenceRunner):
     """Runs sequences on one family of wrapped pipelines and compares each finished run with a fresh wrap."""
 
     def __init__(self, kind: str):
@@ -282,10 +283,3 @@ class PipelineSequenceChecker:
         if not torch.equal(got, expected):
             return f"{where}: differs from a fresh wrap (max |diff| {float((got - expected).abs().max()):.3g})"
         return None
-
-    def run_sequence(self, ops) -> list[str]:
-        self.reset()
-        try:
-            return [m for m in (self.apply(op) for op in ops) if m is not None]
-        finally:
-            self.reset()

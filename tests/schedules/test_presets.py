@@ -101,3 +101,35 @@ def test_a_bad_preset_is_refused_with_the_names_that_exist(pipe, bad):
 
 def test_the_spec_parses_to_one_canonical_row():
     assert parse_spec("taylorseer:preset=psnr35").tag == "taylorseer:preset=psnr35"
+
+
+def test_each_preset_schedule_is_a_growing_gap_schedule_written_out_at_the_tuned_step_count():
+    """The lists are what tune chose (growing-G from the family's warm-up): identical at 50 steps, and
+    carried by noise-schedule position to other step counts."""
+    from diffaccel.forecast.schedules import growing_gap_full_steps
+    from diffaccel.schedules.presets import TUNED_STEPS
+
+    warmups = {"flux": 3, "wan": 1, "*": 3}
+    for name, table in TUNED_PRESETS["taylorseer"].items():
+        for family, options in table.items():
+            steps = [int(s) for s in options["schedule"].split("|")]
+            assert options["schedule_steps"] == TUNED_STEPS
+            assert any(steps == growing_gap_full_steps(TUNED_STEPS, warmups[family], g) for g in range(2, 9)), (
+                name,
+                family,
+            )
+
+
+def test_a_growing_schedule_written_out_as_a_list_runs_bit_identically(pipe):
+    from diffaccel.forecast.schedules import growing_gap_full_steps
+
+    generate = pipeline_generator(pipe, 10, **KWARGS)
+    listed = "|".join(map(str, growing_gap_full_steps(10, 3, 3)))
+    outputs = []
+    for schedule in ("growing-3", f"{listed},schedule_steps=10"):
+        diffaccel.wrap(pipe, f"taylorseer:granularity=stack,order=2,guidance_reuse=true,schedule={schedule}")
+        try:
+            outputs.append(generate(0))
+        finally:
+            diffaccel.unwrap(pipe)
+    assert np.array_equal(outputs[0], outputs[1])
