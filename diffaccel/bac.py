@@ -56,7 +56,7 @@ def calibrate(
         else:
             obj(**call_kwargs)
         strategies = [s for e in engines(obj).values() for s in e.strategies if isinstance(s, Bac)]
-        schedules = [s.schedule if not s.calibrating else s.finish_calibration() for s in strategies]
+        schedules = [s.calibration_result() for s in strategies]
     finally:
         unwrap(obj)
     if len(schedules) != 1:

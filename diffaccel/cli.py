@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .cli_checks import OneLineArgumentParser, positive_int
+
 COMPARE_EPILOG = """\
 strategy specs:
   none                          the full-step baseline (always run first; every row is scored against it)
@@ -60,15 +62,8 @@ def _key_value(text: str) -> tuple[str, object]:
     return key.strip(), parse_option_value(raw.strip())
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffaccel", description="Training-free acceleration of diffusion models.")
+    parser = OneLineArgumentParser(prog="diffaccel", description="Training-free acceleration of diffusion models.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     compare = sub.add_parser(
@@ -94,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-peers", action="store_true", help="with the default strategies: leave out the peers")
     compare.add_argument(
         "--steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="denoising steps (default: 20 for zoo models, 28 for hub models)",
     )
@@ -134,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
     compare.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch CPU threads (default: 1 for zoo/testing models on CPU, torch's default otherwise)",
     )
@@ -143,17 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--max-runs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="stop after this many new runs (finish later with --resume)",
     )
     compare.add_argument(
         "--repeats",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="time every run this many times and keep the fastest (steadier on a busy machine)",
     )
-    compare.add_argument("--grid-seeds", type=_positive_int, default=3, help="seeds shown in grid.png")
+    compare.add_argument("--grid-seeds", type=positive_int, default=3, help="seeds shown in grid.png")
     compare.add_argument(
         "--tune",
         action="append",
@@ -164,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and add its choice as a row; repeatable",
     )
     compare.add_argument(
-        "--episodes", type=_positive_int, default=None, help="policy models: evaluation episodes per seed (default 200)"
+        "--episodes", type=positive_int, default=None, help="policy models: evaluation episodes per seed (default 200)"
     )
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -6,14 +6,39 @@ instead of a model load followed by a traceback.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 
 class UsageError(ValueError):
     """A mistake in the command line; the message says what to do instead."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with a rejected argument reported on one line (exit code 2) instead of the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts (steps, seeds, sizes): an int >= 1, with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (messages of libraries we call may span several)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def check_compare_args(args, model: str, kind: str | None) -> None:
@@ -43,6 +68,10 @@ def check_compare_args(args, model: str, kind: str | None) -> None:
 def check_device(device: str) -> None:
     import torch
 
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
     kind = device.split(":", 1)[0]
     if kind == "cuda" and not torch.cuda.is_available():
         raise UsageError(
@@ -57,13 +86,37 @@ def check_writable_folder(folder: Path, what: str) -> None:
     """The folder exists as a folder we can write into, or can be created."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{what}: {folder} is a file, not a folder; pass a folder path")
+    _check_creatable(folder, folder, what)
+
+
+def _check_creatable(target: Path, folder: Path, what: str) -> None:
+    """`target` (in or at `folder`) can be created: the nearest existing ancestor of `folder` is a writable folder."""
     existing = folder
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"{what}: {existing} is a file, so {folder} cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{what}: cannot write to {existing} (permission denied); pass a writable --out")
+        raise UsageError(f"{what}: {existing} is a file, so {target} cannot be created")
+    if not _can_create_in(existing):
+        raise UsageError(f"{what}: cannot write to {existing} (permission denied or read-only); pass a writable path")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in `folder`, tried for real (permission bits do not bind root, and a
+    read-only file system or /proc refuses what they allow)."""
+    try:
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".diffaccel-write-check-")
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True
+
+
+def check_output_file(path: Path, what: str = "--output") -> None:
+    """A file can be written at `path`: it is not a folder, and its folder exists or can be created, writably."""
+    if path.is_dir():
+        raise UsageError(f"{what}: {path} is a folder; give a file name, e.g. {path / 'out.png'}")
+    _check_creatable(path, path.parent, what)
 
 
 def resume_command(argv: Sequence[str], out_dir: str | os.PathLike | None) -> str:

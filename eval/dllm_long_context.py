@@ -11,6 +11,9 @@ Each finished length is appended to ``--out`` (JSON lines, written atomically) a
 script is run again, so a long sweep can resume after an interruption.
 
     nice python eval/dllm_long_context.py --lengths 1024 2048 4096 8192 16384 --out eval/results/dllm_long_context.jsonl
+
+``--kernel gather`` measures our CPU kernel (kept key blocks gathered into dense tiles for SDPA, nothing
+compiled) instead of FlexAttention.
 """
 
 from __future__ import annotations
@@ -80,7 +83,9 @@ def measure(model, length: int, args) -> dict:
     gen = args.gen_length
     ids = torch.randint(0, 1000, (1, length))
     ids[:, -gen:] = 1000
-    config = SparseDConfig(skip=args.skip, select=args.select, block_size=args.block_size, compile=True)
+    config = SparseDConfig(
+        skip=args.skip, select=args.select, block_size=args.block_size, compile=True, kernel=args.kernel
+    )
     total, t_star = 10, config.pattern_step(10)
     with torch.no_grad():
         dense_forward = timed(lambda: model(ids, decode_step=step_at(0, total, length, gen)), args.repeats)
@@ -124,6 +129,7 @@ def measure(model, length: int, args) -> dict:
         "n_layers": args.n_layers,
         "select": args.select,
         "block_size": args.block_size,
+        "kernel": args.kernel,
         "threads": args.threads,
         "attention_dense_s": dense_attention,
         "attention_sparse_s": sparse_attention,
@@ -182,6 +188,7 @@ def main(argv=None) -> None:
     parser.add_argument("--skip", type=float, default=0.2)
     parser.add_argument("--select", type=float, default=0.3)
     parser.add_argument("--block-size", type=int, default=128)
+    parser.add_argument("--kernel", choices=("flex", "gather"), default="flex")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("eval/results/dllm_long_context.jsonl"))

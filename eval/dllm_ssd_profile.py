@@ -1,9 +1,14 @@
-"""Where SSD's CPU time goes: process CPU time inside the transformer versus the rest of the decoding loop.
+"""SSD against stepwise decoding on CPU: forwards (NFE), rows, process CPU time and where it goes.
 
-Runs the ``llada-addition`` zoo pipeline on held-out sums, stepwise and with ``ssd``, and times the
-model's inner forward (``model.body``) with ``time.process_time`` through a forward hook pair::
+Runs the ``llada-addition`` zoo pipeline on held-out sums, stepwise and with each ``--ssd`` spec, checks
+that the tokens are identical, and times the whole call and the model's inner forward (``model.body``)
+with ``time.process_time`` (one thread by default)::
 
-    nice python eval/dllm_ssd_profile.py --prompts 64 --draft-length 4 --repeats 3
+    nice python eval/dllm_ssd_profile.py --prompts 16 --repeats 3 \
+        --ssd ssd:draft_length=4 --ssd ssd:draft_length=4,max_verify_rows=16
+
+``--cache prefix|dual`` composes every run, the stepwise reference included, with Fast-dLLM's cache
+(``FastDLLMConfig(threshold=None, cache=...)``): SSD is then compared with stepwise decoding with that cache.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import torch
 
 import diffaccel
 from diffaccel import zoo
+from diffaccel.dllm.fast_dllm import FastDLLMConfig
 
 
-def cpu_split(pipe, ids, sampling: dict, repeats: int) -> tuple[float, float]:
-    """(total, inside the transformer) process CPU seconds of ``repeats`` calls, after one warm-up call."""
+def cpu_split(pipe, ids, sampling: dict, repeats: int):
+    """(total, inside the transformer) process CPU seconds of ``repeats`` calls after one warm-up call,
+    and the last call's output."""
     inside = [0.0]
     started: list[float] = []
     body = pipe.model.body
@@ -31,8 +38,8 @@ def cpu_split(pipe, ids, sampling: dict, repeats: int) -> tuple[float, float]:
         inside[0] = 0.0
         start = time.process_time()
         for _ in range(repeats):
-            pipe(input_ids=ids, **sampling)
-        return time.process_time() - start, inside[0]
+            out = pipe(input_ids=ids, **sampling)
+        return time.process_time() - start, inside[0], out
     finally:
         pre.remove()
         post.remove()
@@ -40,26 +47,44 @@ def cpu_split(pipe, ids, sampling: dict, repeats: int) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompts", type=int, default=64, help="sums per call (the batch)")
-    parser.add_argument("--draft-length", type=int, default=4)
+    parser.add_argument("--prompts", type=int, default=16, help="sums per call (the batch)")
+    parser.add_argument("--ssd", action="append", help="an ssd spec (repeatable); default ssd:draft_length=4")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", choices=("none", "prefix", "dual"), default="none")
     args = parser.parse_args(argv)
+    cache = [] if args.cache == "none" else [FastDLLMConfig(threshold=None, cache=args.cache)]
     torch.set_num_threads(args.threads)
     pipe = zoo.load("llada-addition")
     ids, _ = pipe.task.held_out(args.prompts, seed=2024)
     g = pipe.task.gen_length
     sampling = dict(gen_length=g, steps=g, block_length=g)
-    print("| decoding | CPU s | in the transformer (s) | share |")
-    print("|---|---|---|---|")
-    total, inside = cpu_split(pipe, ids, sampling, args.repeats)
-    print(f"| stepwise | {total:.3f} | {inside:.3f} | {inside / total:.0%} |")
-    diffaccel.wrap(pipe, "ssd", draft_length=args.draft_length)
+    print(
+        f"batch {args.prompts}, {args.threads} thread(s), {args.repeats} calls each, gen_length {g}, cache {args.cache}"
+    )
+    print("| decoding | NFE | rows | CPU s | in the transformer | NFE ratio | CPU-time ratio | tokens |")
+    print("|---|---|---|---|---|---|---|---|")
+    if cache:
+        diffaccel.wrap(pipe, cache)
     try:
-        total, inside = cpu_split(pipe, ids, sampling, args.repeats)
+        total0, inside0, ref = cpu_split(pipe, ids, sampling, args.repeats)
     finally:
-        diffaccel.unwrap(pipe)
-    print(f"| ssd:draft_length={args.draft_length} | {total:.3f} | {inside:.3f} | {inside / total:.0%} |")
+        if cache:
+            diffaccel.unwrap(pipe)
+    nfe0 = ref.record.forward_calls
+    print(f"| stepwise | {nfe0} | {ref.record.forward_rows} | {total0:.3f} | {inside0 / total0:.0%} | 1 | 1 | - |")
+    for spec in args.ssd or ["ssd:draft_length=4"]:
+        diffaccel.wrap(pipe, [spec, *cache])
+        try:
+            total, inside, out = cpu_split(pipe, ids, sampling, args.repeats)
+        finally:
+            diffaccel.unwrap(pipe)
+        same = "identical" if torch.equal(out.sequences, ref.sequences) else "DIFFERENT"
+        nfe = out.record.forward_calls
+        print(
+            f"| {spec} | {nfe} | {out.record.forward_rows} | {total:.3f} | {inside / total:.0%} | "
+            f"{nfe / nfe0:.2f} | {total / total0:.2f} | {same} |"
+        )
 
 
 if __name__ == "__main__":

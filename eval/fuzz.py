@@ -8,14 +8,24 @@ Two parts, run until `--minutes` have passed (alternating):
   between steps), and re-wraps among seven strategy settings (TaylorSeer at three granularities, TaoCache,
   their composition, HyCa with a profile, unwrapped). Every finished run is compared bit for bit with the
   same run on a freshly wrapped copy; a mismatch is recorded with its sequence.
+* pipeline sequences: the same property on real tiny diffusers pipelines
+  (`diffaccel.testing.pipeline_sequences`): FLUX (guidance-distilled, or true CFG as two named calls),
+  Stable Diffusion's UNet (CFG as one doubled batch, or none) and Wan (CFG as two calls, or none), each as
+  two pipelines sharing one denoiser with either wrapped and runs through either; 2-5 steps, 1-2 images,
+  three resolutions, CFG on or off, one run in five raising at a random denoiser call or from the step
+  callback, re-wraps among nine strategy settings (TaylorSeer uniform / stack / adaptive / guidance reuse,
+  TaoCache, a composition, BAC uniform, HyCa with a profile, unwrapped), and in one sequence in
+  `--compile-every` a `torch.compile` of the wrapped denoiser in place (backend "eager", so runs stay
+  comparable bit for bit; slow on CPU). Sequences alternate between the bare model and the three pipelines.
 * bad inputs: the catalogue of `diffaccel.testing.bad_inputs`, then random mutations: a random option
-  (or a misspelled one) of a random strategy set to a random value of a random type, on the image model
+  (or a misspelled one) of a random strategy (TaylorSeer, HyCa, TaoCache, BAC, and the four dLLM ones) set to a
+  random value of a random type, on the image model
   or the diffusion-LM pipeline. Outcomes: refused at wrap with a clear error (a DiffaccelError, ValueError
   or TypeError), refused with another exception (unclear), accepted and then a short generation worked
   (the value was valid after all: not counted as bad), or accepted and the generation failed (not caught
   at the door).
 
-    OMP_NUM_THREADS=1 python eval/fuzz.py --minutes 20 --out eval/results/fuzz.json
+    OMP_NUM_THREADS=1 python eval/fuzz.py --minutes 25 --seed 2 --out eval/results/fuzz-seed2.json
 """
 
 from __future__ import annotations
@@ -31,8 +41,17 @@ from pathlib import Path
 import torch
 
 import diffaccel
+from diffaccel.core.atomic import atomic_write_text
 from diffaccel.strategies.registry import get_entry
 from diffaccel.testing.bad_inputs import BAD_INPUTS, CLEAR_ERRORS, make_objects
+from diffaccel.testing.pipeline_sequences import (
+    FAMILIES,
+    Compile,
+    PipelineSequenceChecker,
+    PipeRewrap,
+    PipeRun,
+)
+from diffaccel.testing.pipeline_sequences import STRATEGIES as PIPE_STRATEGIES
 from diffaccel.testing.sequences import STRATEGIES, Rewrap, Run, SequenceChecker, denoise
 
 
@@ -58,6 +77,33 @@ def random_sequence(rng: random.Random) -> list:
     return ops
 
 
+def random_pipe_run(rng: random.Random) -> PipeRun:
+    steps = rng.randint(2, 5)
+    failure = rng.random()
+    return PipeRun(
+        pipe=rng.randrange(2),
+        steps=steps,
+        images=rng.randint(1, 2),
+        size=rng.randrange(3),
+        cfg=rng.choice(["on", "off"]),
+        seed=rng.randint(0, 3),
+        fail_call=rng.randrange(steps) if failure < 0.1 else None,
+        fail_step=rng.randrange(steps) if 0.1 <= failure < 0.2 else None,
+    )
+
+
+def random_pipe_sequence(rng: random.Random, compile_every: int) -> list:
+    ops: list = [PipeRewrap(rng.randrange(1, len(PIPE_STRATEGIES)), rng.randrange(2))]
+    if compile_every > 0 and rng.randrange(compile_every) == 0:
+        ops.append(Compile())
+    for _ in range(rng.randint(2, 5)):
+        if rng.random() < 0.2:
+            ops.append(PipeRewrap(rng.randrange(len(PIPE_STRATEGIES)), rng.randrange(2)))
+        else:
+            ops.append(random_pipe_run(rng))
+    return ops
+
+
 VALUES = [
     -1,
     0,
@@ -80,7 +126,7 @@ VALUES = [
     "float16",
     "stack",
 ]
-IMAGE = ["taylorseer", "hyca", "taocache"]
+IMAGE = ["taylorseer", "hyca", "taocache", "bac"]
 DLLM = ["dkv-cache", "fast-dllm", "ssd", "sparsed"]
 
 
@@ -119,12 +165,17 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="eval/results/fuzz.json")
+    parser.add_argument(
+        "--compile-every", type=int, default=60, help="one pipeline sequence in N compiles the denoiser (0: never)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("diffaccel").setLevel(logging.ERROR)
     rng = random.Random(args.seed)
     checker = SequenceChecker()
+    pipe_checkers = {kind: PipelineSequenceChecker(kind) for kind in sorted(FAMILIES)}
+    targets = ["bare flux", *sorted(FAMILIES)]
     objects = make_objects()
     counts = {
         "sequences": 0,
@@ -132,6 +183,10 @@ def main() -> None:
         "runs_compared": 0,
         "runs_raised_on_purpose": 0,
         "runs_refused_as_ambiguous": 0,
+        "runs_refused_alike": 0,
+        "wraps_refused": 0,
+        "compiles": 0,
+        "sequences_by_target": {t: 0 for t in targets},
         "mismatches": 0,
         "errors": 0,
         "bad_catalogue": 0,
@@ -156,7 +211,8 @@ def main() -> None:
 
     def save(final: bool = False) -> None:
         payload = {
-            "command": f"python eval/fuzz.py --minutes {args.minutes} --seed {args.seed} --out {args.out}",
+            "command": f"python eval/fuzz.py --minutes {args.minutes} --seed {args.seed} --out {args.out}"
+            + (f" --compile-every {args.compile_every}" if args.compile_every != 60 else ""),
             "seconds": round(time.time() - started, 1),
             "torch_threads": 1,
             "final": final,
@@ -170,26 +226,32 @@ def main() -> None:
             "accepted_random_inputs": sorted(accepted),
         }
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(out)
+        atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
 
     last_save = time.time()
+    tallies = ("runs_compared", "runs_failed_on_purpose", "runs_refused_as_ambiguous", "runs_refused_alike")
+    tallies += ("wraps_refused", "compiles")
     while time.time() - started < args.minutes * 60:
-        ops = random_sequence(rng)
-        compared, raised = checker.runs_compared, checker.runs_failed_on_purpose
-        ambiguous = checker.runs_refused_as_ambiguous
+        target = targets[counts["sequences"] % len(targets)]
+        if target == "bare flux":
+            current, ops = checker, random_sequence(rng)
+        else:
+            current, ops = pipe_checkers[target], random_pipe_sequence(rng, args.compile_every)
+        before = {name: getattr(current, name, 0) for name in tallies}
         try:
-            problems = checker.run_sequence(ops)
+            problems = current.run_sequence(ops)
         except Exception:  # noqa: BLE001 - an unexpected exception is a finding too
             counts["errors"] += 1
-            findings.append(f"exception in {ops}: {traceback.format_exc(limit=3)}")
+            findings.append(f"exception in {target} {ops}: {traceback.format_exc(limit=3)}")
             problems = []
+        delta = {name: getattr(current, name, 0) - before[name] for name in tallies}
         counts["sequences"] += 1
+        counts["sequences_by_target"][target] += 1
         counts["operations"] += len(ops)
-        counts["runs_compared"] += checker.runs_compared - compared
-        counts["runs_raised_on_purpose"] += checker.runs_failed_on_purpose - raised
-        counts["runs_refused_as_ambiguous"] += checker.runs_refused_as_ambiguous - ambiguous
+        counts["runs_compared"] += delta["runs_compared"]
+        counts["runs_raised_on_purpose"] += delta["runs_failed_on_purpose"]
+        for name in tallies[2:]:
+            counts[name] += delta[name]
         counts["mismatches"] += len(problems)
         findings += problems
         for _ in range(3):

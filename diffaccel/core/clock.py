@@ -24,6 +24,7 @@ double the step count, so that is an error; a timestep that rises means a new tr
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 from .errors import RunStateError
@@ -90,7 +91,7 @@ class StepClock:
         if step_index is not None:
             # the index itself shows a repeated step, so a repeated timestep is allowed (second-order schedulers
             # such as Heun's evaluate the model twice at one timestep, in two steps)
-            self._check_step_index(context, step_index, num_inference_steps)
+            step_index = self._check_step_index(context, step_index, num_inference_steps)
         elif timestep is not None and self._last_timestep.get(context) == timestep:
             raise RunStateError(
                 f"The denoiser was called twice at timestep {timestep} in cache context '{context}'. "
@@ -100,19 +101,25 @@ class StepClock:
             )
         if self.num_inference_steps is None and num_inference_steps is not None:
             self.num_inference_steps = int(num_inference_steps)
-        index = self._steps_seen.get(context, 0) if step_index is None else int(step_index)
+        index = self._steps_seen.get(context, 0) if step_index is None else step_index
         self._steps_seen[context] = index + 1
         if timestep is not None:
             self._last_timestep[context] = timestep
         return StepInfo(index, context, self.num_inference_steps)
 
-    def _check_step_index(self, context: str, step_index, num_inference_steps) -> None:
-        """A pipeline's step index must be a step of this run, past the last one this context saw."""
-        if isinstance(step_index, bool) or not isinstance(step_index, int) or step_index < 0:
+    def _check_step_index(self, context: str, step_index, num_inference_steps) -> int:
+        """A pipeline's step index, as an int, once it is known to be a step of this run past the last one this
+        context saw."""
+        try:
+            index = operator.index(step_index)  # ints, NumPy and 0-d torch integers
+        except TypeError:
+            index = -1
+        if isinstance(step_index, bool) or index < 0:
             raise RunStateError(
                 f"cache context '{context}' carries step_index={step_index!r}; it must be an int >= 0 "
                 "(the denoising loop's step, as in `model.cache_context('cond', step_index=i)`)"
             )
+        step_index = index
         total = self.num_inference_steps if self.num_inference_steps is not None else num_inference_steps
         if total is not None and step_index >= total:
             raise RunStateError(
@@ -128,6 +135,7 @@ class StepClock:
                 "if a new generation started, call `diffaccel.new_run(obj)` first (a wrapped pipeline does this "
                 "when its scheduler sets the timesteps)."
             )
+        return step_index
 
     def decide(self, key, make):
         """Return the decision stored under `key`, making it once.

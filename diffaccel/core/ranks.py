@@ -1,15 +1,22 @@
 """Data-dependent decisions made identically on every rank of a `torch.distributed` job.
 
 Most schedules (TaylorSeer's, HyCa's at inference) depend only on the step index, so every rank decides
-the same. Two decisions depend on the data a rank sees: TaoCache's "may the next steps be forecast"
-(from the deltas of the rank's own output) and HyCa's profile (from the rank's probe run). Under context
-parallelism (diffusers' `enable_parallelism`, xDiT) each rank holds a shard of the sequence; under data
-parallelism each rank has its own prompts. If ranks decided differently, one would skip a step another
-computes, and the collective operations inside the model would wait forever (a hang) or pair up the
-wrong tensors. So these decisions are made once for all ranks here: a scalar signal is all-reduced (the
-maximum expected error: the most cautious rank decides), and a profile is broadcast from rank 0.
+the same. Some decisions depend on the data a rank sees: TaoCache's "may the next steps be forecast" and
+its rate κ (from the deltas of the denoiser output), the adaptive schedule's first-block test, HyCa's
+profile (from the probe run) and BAC's schedule (from the calibration run). Under context parallelism
+(diffusers' `enable_parallelism`, xDiT) each rank holds a shard of the sequence; under data parallelism
+each rank has its own prompts. If ranks decided differently, one would skip a step another computes, and
+the collective operations inside the model would wait forever (a hang) or pair up the wrong tensors.
 
-Outside an initialised process group (the usual single-process case) every function returns its input.
+So these decisions are made from statistics summed over all ranks (`agreed_sum`): dot products, squared
+norms, absolute differences and token counts, from which every rank computes the same cosine, ratio or
+mean as one process holding the whole tensor would (a context-parallel shard is part of the sequence; a
+data-parallel rank's samples are part of a larger batch). Objects built from those statistics (a profile,
+a schedule) are then taken from rank 0 (`from_rank_zero`), so that even a last-bit difference in a
+rank's arithmetic cannot make two ranks disagree.
+
+Outside an initialised process group (the usual single-process case) every function returns its input
+and the callers keep their single-process arithmetic unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import torch
 T = TypeVar("T")
 
 
-def _active() -> bool:
+def distributed() -> bool:
+    """True inside an initialised process group of more than one rank."""
     return (
         torch.distributed.is_available()
         and torch.distributed.is_initialized()
@@ -37,18 +45,20 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def agreed_max(value: float) -> float:
-    """The largest `value` over all ranks (every rank must call this at the same point)."""
-    if not _active():
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=_device())
-    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
-    return float(tensor.item())
+def agreed_sum(values: torch.Tensor) -> torch.Tensor:
+    """`values` summed over all ranks, in float64 on the tensor's device (every rank must call this at the
+    same point with the same shape)."""
+    values = values.detach().to(torch.float64)
+    if not distributed():
+        return values
+    tensor = values.to(_device()).contiguous().clone()
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor.to(values.device)
 
 
 def from_rank_zero(obj: T) -> T:
     """Rank 0's `obj` on every rank (picklable objects; every rank must call this at the same point)."""
-    if not _active():
+    if not distributed():
         return obj
     box: list[Any] = [obj]
     torch.distributed.broadcast_object_list(box, src=0, device=_device())

@@ -44,9 +44,11 @@ def dense_attention(
 class BidirectionalAttention(nn.Module):
     """Parameter-free attention kernel call; the hook point for caches and sparse attention.
 
-    ``forward(q, k, v, positions, key_padding_mask)``: ``q`` ``[B, Hq, Lq, D]``, ``k``/``v``
-    ``[B, Hkv, Lq, D]`` (post-RoPE), ``positions`` ``[B, Lq]`` the true sequence positions of the
-    input tokens. Returns ``[B, Hq, Lq, D]``.
+    ``forward(q, k, v, positions, key_padding_mask, key_positions)``: ``q`` ``[B, Hq, Lq, D]``,
+    ``k``/``v`` ``[B, Hkv, Lk, D]`` (post-RoPE), ``positions`` ``[B, Lq]`` the true sequence positions
+    of the queries. ``key_positions`` ``[B, Lk]`` is given when the keys are not the queries' own
+    (a KV cache appended cached keys; sparse attention reads it to find each key's block); the dense
+    kernel ignores it. Returns ``[B, Hq, Lq, D]``.
     """
 
     def __init__(self, layer_index: int) -> None:
@@ -60,6 +62,7 @@ class BidirectionalAttention(nn.Module):
         v: torch.Tensor,
         positions: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
+        key_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return dense_attention(q, k, v, key_padding_mask)
 

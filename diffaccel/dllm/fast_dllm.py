@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-from .kv_cache import BlockPlanner, KVCache, SubsetPlan
+from .kv_cache import BlockPlanner, KVCache, SubsetPlan, equal_row_counts
 
 CACHE_MODES = ("none", "prefix", "dual")
 
@@ -89,30 +89,57 @@ def block_region(input_ids: torch.Tensor, step) -> tuple[torch.Tensor, torch.Ten
     return positions < step.block_start, (positions >= step.block_start) & (positions < step.block_end)
 
 
-class PrefixCachePlanner(BlockPlanner):
+class FastPlanner(BlockPlanner):
+    """Fast-dLLM's caches are refreshed only at block starts, so a later step's forward depends on the
+    sequence and the block-start cache alone: self-speculative verification can be served exactly."""
+
+    serves_verification = True
+
+    def from_cache(self, input_ids, step) -> torch.Tensor:
+        """Positions read from the cache at a step after the block's first forward."""
+        raise NotImplementedError
+
+    def plan_verify(self, input_ids, step, valid: torch.Tensor) -> SubsetPlan | None:
+        from_cache = self.from_cache(input_ids, step) & valid
+        run = ~from_cache
+        if not equal_row_counts(run):
+            return None
+        self.cached_forwards += 1
+        return SubsetPlan(run=run, from_cache=from_cache, store=torch.zeros_like(run))
+
+
+class PrefixCachePlanner(FastPlanner):
     name = "fast-dllm prefix cache"
+
+    def from_cache(self, input_ids, step) -> torch.Tensor:
+        prefix, _ = block_region(input_ids, step)
+        return prefix & ~self.needed_outputs(input_ids, step)
 
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)
         prefix, _ = block_region(input_ids, step)
         if step.step_in_block == 0 or cache.valid is None:
             return self.full(input_ids, store=prefix)
-        from_cache = prefix & ~self.needed_outputs(input_ids, step)
-        return self.subset(input_ids, from_cache, torch.zeros_like(prefix)) or self.full(input_ids, store=prefix)
+        return self.subset(input_ids, self.from_cache(input_ids, step), torch.zeros_like(prefix)) or self.full(
+            input_ids, store=prefix
+        )
 
 
-class DualCachePlanner(BlockPlanner):
+class DualCachePlanner(FastPlanner):
     name = "fast-dllm dual cache"
+
+    def from_cache(self, input_ids, step) -> torch.Tensor:
+        _, block = block_region(input_ids, step)
+        needed = self.needed_outputs(input_ids, step) & (block | torch.roll(block, -1, dims=1))
+        return ~(block | needed)
 
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)
         everything = torch.ones_like(input_ids, dtype=torch.bool)
-        _, block = block_region(input_ids, step)
         if step.step_in_block == 0 or cache.valid is None:
             return self.full(input_ids, store=everything)
-        needed = self.needed_outputs(input_ids, step) & (block | torch.roll(block, -1, dims=1))
-        run = block | needed
-        return self.subset(input_ids, ~run, run) or self.full(input_ids, store=everything)
+        from_cache = self.from_cache(input_ids, step)
+        return self.subset(input_ids, from_cache, ~from_cache) or self.full(input_ids, store=everything)
 
 
 def make_planner(config: FastDLLMConfig) -> BlockPlanner | None:

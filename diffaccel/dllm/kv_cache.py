@@ -24,7 +24,7 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
-from .attention import BidirectionalAttention, dense_attention
+from .attention import BidirectionalAttention
 from .outputs import DiffusionLMOutput
 
 logger = logging.getLogger(__name__)
@@ -70,12 +70,14 @@ class KVCache:
     valid: torch.Tensor | None = None  # [B, N] bool
     plan: SubsetPlan | None = None  # the plan of the forward in flight
     run_index: torch.Tensor | None = None  # [B, nA] positions of the tokens in flight
+    rows: torch.Tensor | None = None  # a verification forward: the cache row of each sequence in flight
 
     def clear(self) -> None:
         self.layers.clear()
         self.valid = None
         self.plan = None
         self.run_index = None
+        self.rows = None
 
     def nbytes(self) -> int:
         return sum(kv.keys.numel() * kv.keys.element_size() * 2 for kv in self.layers.values())
@@ -99,11 +101,13 @@ class CachedAttentionHook(ModelHook):
         self.cache = cache
         self.layer_index = layer_index
 
-    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None):
+    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None, key_positions=None):
+        kernel = self.fn_ref.original_forward  # dense attention, or a sparse kernel hooked beneath this one
         plan = self.cache.plan
         if plan is None:
-            return self.fn_ref.original_forward(q, k, v, positions=positions, key_padding_mask=key_padding_mask)
+            return kernel(q, k, v, positions=positions, key_padding_mask=key_padding_mask, key_positions=key_positions)
         index = self.cache.run_index
+        key_positions = index
         batch, heads, _, dim = k.shape
         n = plan.run.shape[1]
         layer = self.cache.layers.get(self.layer_index)
@@ -118,9 +122,13 @@ class CachedAttentionHook(ModelHook):
         if plan.from_cache.any():
             cached = row_positions(plan.from_cache)
             gather_index = cached[:, None, :, None].expand(batch, heads, cached.shape[1], dim)
-            k = torch.cat([k, layer.keys.gather(2, gather_index)], dim=2)
-            v = torch.cat([v, layer.values.gather(2, gather_index)], dim=2)
-        return dense_attention(q, k, v, None)
+            keys, values = layer.keys, layer.values
+            if self.cache.rows is not None:  # a verification batch: every node reads its row's cache
+                keys, values = keys.index_select(0, self.cache.rows), values.index_select(0, self.cache.rows)
+            k = torch.cat([k, keys.gather(2, gather_index)], dim=2)
+            v = torch.cat([v, values.gather(2, gather_index)], dim=2)
+            key_positions = torch.cat([index, cached], dim=1)
+        return kernel(q, k, v, positions=positions, key_padding_mask=None, key_positions=key_positions)
 
 
 class SubsetForwardHook(ModelHook):
@@ -137,6 +145,8 @@ class SubsetForwardHook(ModelHook):
         self, module: nn.Module, input_ids, attention_mask=None, position_ids=None, decode_step=None, **extra
     ):
         forward = self.fn_ref.original_forward
+        if decode_step is not None and decode_step.cache_rows is not None:
+            return self.verify(forward, input_ids, attention_mask, position_ids, decode_step, extra)
         plan = self.planner.plan(input_ids, decode_step, self.cache) if decode_step is not None else None
         if plan is None:
             self.cache.clear()
@@ -166,16 +176,44 @@ class SubsetForwardHook(ModelHook):
         else:
             self.cache.valid = self.cache.valid | plan.store
         self.planner.after_forward(input_ids, decode_step, plan)
-        if plan.is_full:
-            return DiffusionLMOutput(logits=out.logits, computed_tokens=run_index.numel())
-        logits = out.logits.new_zeros(*input_ids.shape, out.logits.shape[-1])
-        logits.scatter_(1, run_index[..., None].expand(-1, -1, logits.shape[-1]), out.logits)
-        return DiffusionLMOutput(logits=logits, computed_tokens=run_index.numel())
+        return scatter_logits(out, input_ids, run_index, plan)
+
+    def verify(self, forward, input_ids, attention_mask, position_ids, step, extra):
+        """A verification batch: each sequence continues row ``step.cache_rows[j]`` of the run and is
+        served exactly as that row's next cached step would be (same positions run, same cached
+        keys/values); nothing is stored, so the cache stays the one of the block start."""
+        if attention_mask is not None and not bool(attention_mask.all()):
+            raise ValueError(f"{self.planner.name} does not support padded batches; use equal-length prompts")
+        if self.cache.valid is None:
+            raise RuntimeError(f"{self.planner.name}: a verification forward before the block's first forward")
+        rows = torch.tensor(step.cache_rows, device=input_ids.device)
+        plan = self.planner.plan_verify(input_ids, step, self.cache.valid.index_select(0, rows))
+        if plan is None:
+            raise ValueError(
+                f"{self.planner.name}: the verified sequences need different numbers of tokens run, which "
+                "stepwise decoding with this cache would answer by refreshing it; compose without the cache"
+            )
+        run_index = row_positions(plan.run)
+        self.cache.plan, self.cache.run_index, self.cache.rows = plan, run_index, rows
+        try:
+            out = forward(input_ids.gather(1, run_index), position_ids=run_index, decode_step=step, **extra)
+        finally:
+            self.cache.plan = self.cache.run_index = self.cache.rows = None
+        return scatter_logits(out, input_ids, run_index, plan)
 
     def reset_state(self, module: nn.Module) -> nn.Module:
         self.cache.clear()
         self.planner.reset()
         return module
+
+
+def scatter_logits(out, input_ids: torch.Tensor, run_index: torch.Tensor, plan: SubsetPlan) -> DiffusionLMOutput:
+    """Full-length logits from a subset forward (zeros where nothing ran)."""
+    if plan.is_full:
+        return DiffusionLMOutput(logits=out.logits, computed_tokens=run_index.numel())
+    logits = out.logits.new_zeros(*input_ids.shape, out.logits.shape[-1])
+    logits.scatter_(1, run_index[..., None].expand(-1, -1, logits.shape[-1]), out.logits)
+    return DiffusionLMOutput(logits=logits, computed_tokens=run_index.numel())
 
 
 def attention_modules(model: nn.Module) -> list[BidirectionalAttention]:
@@ -208,6 +246,19 @@ def attach_planner(model: nn.Module, planner) -> KVCache:
         )
     registry.register_hook(SubsetForwardHook(planner, cache), SUBSET_HOOK)
     return cache
+
+
+def register_kernel_hook(module: BidirectionalAttention, hook: ModelHook, name: str) -> None:
+    """Register an attention-kernel hook (SparseD) on ``module`` beneath its KV-cache hook, whichever was
+    attached first: the cache hook assembles cached and fresh keys and hands them to the kernel, so the
+    kernel must be the inner one."""
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    cache_hook = registry.get_hook(KV_HOOK)
+    if cache_hook is not None:
+        registry.remove_hook(KV_HOOK, recurse=False)
+    registry.register_hook(hook, name)
+    if cache_hook is not None:
+        registry.register_hook(cache_hook, KV_HOOK)
 
 
 def detach_planner(model: nn.Module) -> None:
@@ -276,3 +327,11 @@ class BlockPlanner:
 
     def after_forward(self, input_ids, step, plan) -> None:
         self.previous = input_ids.clone()
+
+    #: True when the plan of a step after the block's first forward is a function of the sequence and of
+    #: the block-start cache only (Fast-dLLM's caches); then a verification batch can be served exactly.
+    serves_verification = False
+
+    def plan_verify(self, input_ids, step, valid: torch.Tensor) -> SubsetPlan | None:
+        """The plan a later step of the block would get for each of ``input_ids``, storing nothing."""
+        raise ValueError(f"{self.name} cannot serve verification forwards")

@@ -55,6 +55,8 @@ class DecodeStep:
     ordinary denoising step and ``"verify"`` for a self-speculative verification batch.
     ``reads_block``: the caller reads the outputs of every position of the current block, decoded ones
     included (``LLaDA2Pipeline`` may re-edit decoded tokens), so caches must compute all of them.
+    ``cache_rows``: for a verification batch, the row of the run's batch each sequence continues
+    (a block-level cache serves every node of a row from that row's keys/values and stores nothing).
     """
 
     run_id: int
@@ -72,6 +74,7 @@ class DecodeStep:
     purpose: str = "step"
     cfg: bool = False
     reads_block: bool = False
+    cache_rows: tuple[int, ...] | None = None
 
 
 @dataclass

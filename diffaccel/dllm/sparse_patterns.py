@@ -85,3 +85,58 @@ def dense_mask_from_pattern(pattern: torch.Tensor, lq: int, lk: int, block_size:
     """Expand a block pattern to a boolean attention mask ``[B, H, Lq, Lk]`` (for tests and checks)."""
     expanded = pattern.repeat_interleave(block_size, dim=2).repeat_interleave(block_size, dim=3)
     return expanded[:, :, :lq, :lk]
+
+
+def kept_block_index(pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept key blocks of every query block as indices ``[B, H, nq, kmax]`` (padded with block 0)
+    and which of them are real ``[B, H, nq, kmax]``; computed once per pattern and reused by every call."""
+    counts = pattern.sum(dim=-1)
+    kmax = max(1, int(counts.max()))
+    index = torch.sort(pattern.to(torch.int8), dim=-1, descending=True, stable=True).indices[..., :kmax]
+    real = torch.arange(kmax, device=pattern.device) < counts[..., None]
+    return torch.where(real, index, 0), real
+
+
+def gathered_block_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kept: tuple[torch.Tensor, torch.Tensor],
+    block_size: int,
+    query_blocks_per_chunk: int = 8,
+) -> torch.Tensor:
+    """[ours] Block-sparse attention by gathering: each query block attends only to the keys of its kept
+    blocks, gathered into a dense tile, so the work is proportional to the kept fraction (no compiled
+    kernel). ``q`` ``[B, H, L, D]``, ``k``/``v`` ``[B, H, Lk, D]`` (expanded to the query heads),
+    ``kept`` from :func:`kept_block_index`. Equal to dense attention under the pattern's mask up to
+    rounding (tests)."""
+    batch, heads, lq, dim = q.shape
+    lk = k.shape[2]
+    index, real = kept
+    nq = index.shape[2]
+    nk = math.ceil(lk / block_size)
+    pad = torch.nn.functional.pad
+    queries = pad(q, (0, 0, 0, nq * block_size - lq)).view(batch, heads, nq, block_size, dim)
+    keys = pad(k, (0, 0, 0, nk * block_size - lk)).view(batch, heads, nk, block_size, dim)
+    values = pad(v, (0, 0, 0, nk * block_size - lk)).view(batch, heads, nk, block_size, dim)
+    key_real = (torch.arange(nk * block_size, device=q.device) < lk).view(nk, block_size)
+    b = torch.arange(batch, device=q.device)[:, None, None, None]
+    h = torch.arange(heads, device=q.device)[None, :, None, None]
+    out = q.new_empty(batch, heads, nq, block_size, dim)
+    for first in range(0, nq, query_blocks_per_chunk):
+        last = min(nq, first + query_blocks_per_chunk)
+        chunk = index[:, :, first:last]
+        tile_k = keys[b, h, chunk].flatten(3, 4)  # [B, H, c, kmax * bs, D]
+        tile_v = values[b, h, chunk].flatten(3, 4)
+        kept_keys = (real[:, :, first:last, :, None] & key_real[chunk]).flatten(3, 4)
+        bias = torch.zeros(kept_keys.shape, dtype=q.dtype, device=q.device).masked_fill_(~kept_keys, float("-inf"))
+        # 4-D inputs with an additive mask: (batch, heads x query blocks) keeps PyTorch's fused CPU kernel,
+        # which 5-D inputs or a boolean mask would leave for the unfused math path
+        count = heads * (last - first)
+        out[:, :, first:last] = torch.nn.functional.scaled_dot_product_attention(
+            queries[:, :, first:last].reshape(batch, count, block_size, dim),
+            tile_k.reshape(batch, count, -1, dim),
+            tile_v.reshape(batch, count, -1, dim),
+            attn_mask=bias.reshape(batch, count, 1, -1),
+        ).view(batch, heads, last - first, block_size, dim)
+    return out.view(batch, heads, nq * block_size, dim)[:, :, :lq]

@@ -25,13 +25,19 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
 from ..strategies.base import StrategyConfig
 from .attention import dense_attention, repeat_kv
-from .kv_cache import attention_modules
-from .sparse_patterns import build_sparse_pattern, dense_mask_from_pattern
+from .kv_cache import attention_modules, register_kernel_hook
+from .sparse_patterns import (
+    build_sparse_pattern,
+    dense_mask_from_pattern,
+    gathered_block_attention,
+    kept_block_index,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,9 @@ class SparseDConfig(StrategyConfig):
         block_size: pattern block size in tokens (official 128 long context, 32 short; <= 16 on toys).
         score_scale: ``"official"`` or ``"head_dim"`` (see module docstring).
         compile: compile FlexAttention (``False`` runs it eagerly: slow, for tests).
+        kernel: ``"flex"`` (the official FlexAttention block mask) or ``"gather"`` [ours, for CPUs]: each
+            query block's kept key blocks gathered into a dense tile for PyTorch's SDPA, work in
+            proportion to the kept fraction, nothing compiled; the block indices are built once per pattern.
     """
 
     strategy_name: ClassVar[str] = "sparsed"
@@ -59,6 +68,7 @@ class SparseDConfig(StrategyConfig):
     block_size: int = 128
     score_scale: str = "official"
     compile: bool = True
+    kernel: str = "flex"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -70,6 +80,8 @@ class SparseDConfig(StrategyConfig):
             raise ValueError(f"select must be in (0, 1], got {self.select}")
         if not isinstance(self.block_size, int) or self.block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {self.block_size!r}")
+        if self.kernel not in ("flex", "gather"):
+            raise ValueError(f"kernel must be 'flex' or 'gather', got {self.kernel!r}")
         if self.score_scale not in ("official", "head_dim"):
             raise ValueError(f"score_scale must be 'official' or 'head_dim', got {self.score_scale!r}")
 
@@ -122,13 +134,26 @@ class SparseDState:
     dense_calls: int = 0
     sparse_calls: int = 0
     fallback_calls: int = 0
+    masked_calls: int = 0  # cached forwards under a KV cache: the pattern as a mask on the dense kernel
+    attention_pairs: int = 0  # (query, key) pairs of every attention call, summed over batch and heads
+    pairs_excluded: int = 0  # pairs the pattern excluded
+    pairs_skipped: int = 0  # of those, pairs whose work the kernel skipped (FlexAttention's sparse blocks)
 
     def reset(self) -> None:
         self.step, self.run_id = None, None
         self.patterns.clear()
         self.pattern_shapes.clear()
         self.block_masks.clear()
-        self.dense_calls = self.sparse_calls = self.fallback_calls = 0
+        self.dense_calls = self.sparse_calls = self.fallback_calls = self.masked_calls = 0
+        self.attention_pairs = self.pairs_excluded = self.pairs_skipped = 0
+
+    def count(self, q: torch.Tensor, k: torch.Tensor, kept: int | None, skipped: bool = False) -> None:
+        """Account one attention call of ``q`` rows against ``k`` keys; ``kept`` pairs (all when ``None``)."""
+        total = q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]
+        excluded = 0 if kept is None else total - kept
+        self.attention_pairs += total
+        self.pairs_excluded += excluded
+        self.pairs_skipped += excluded if skipped else 0
 
     def kept_fraction(self) -> float | None:
         if not self.patterns:
@@ -163,7 +188,16 @@ class SparseDStepHook(ModelHook):
 
 
 class SparseDAttentionHook(ModelHook):
-    """On one attention module: dense, pattern-building or FlexAttention, per the schedule."""
+    """On one attention module: dense, pattern-building or FlexAttention, per the schedule.
+
+    [ours] Beneath a KV cache (dKV-Cache, Fast-dLLM's caches) the cache hook assembles the keys of every
+    position (fresh ones first, then cached ones, with ``key_positions``) and calls this kernel:
+    forwards over the whole sequence are SparseD's own; a cached forward, which runs only some query
+    rows, applies the same kept blocks to those rows (each query row keeps the key blocks of its
+    query block) as a boolean mask on the dense kernel, which excludes the pairs without skipping
+    their work on CPU. A pattern is built only from a forward over the whole sequence: when ``t*``
+    falls on a cached forward, attention stays dense until the cache's next full forward builds it.
+    """
 
     def __init__(self, config: SparseDConfig, state: SparseDState, layer_index: int, score_scale: float) -> None:
         super().__init__()
@@ -172,14 +206,24 @@ class SparseDAttentionHook(ModelHook):
         self.layer_index = layer_index
         self.score_scale = score_scale
 
-    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None):
+    def new_forward(self, module: nn.Module, q, k, v, positions=None, key_padding_mask=None, key_positions=None):
         step = self.state.step
-        dense = lambda: self.fn_ref.original_forward(q, k, v, positions=positions, key_padding_mask=key_padding_mask)  # noqa: E731
-        if step is None or step.purpose != "step" or q.shape[2] != k.shape[2]:
+
+        def dense():
+            self.state.count(q, k, kept=None)
+            return self.fn_ref.original_forward(
+                q, k, v, positions=positions, key_padding_mask=key_padding_mask, key_positions=key_positions
+            )
+
+        if step is None or step.purpose != "step":
             return dense()
         if key_padding_mask is not None and not bool(key_padding_mask.all()):
             raise ValueError("sparsed does not support padded batches; use equal-length prompts")
         t_star = self.config.pattern_step(step.total_steps)
+        if q.shape[2] != k.shape[2]:
+            if key_positions is None or positions is None:
+                return dense()
+            return self.cached_rows(q, k, v, positions, key_positions, step, t_star, dense)
         if step.index < t_star:
             self.state.dense_calls += 1
             return dense()
@@ -200,19 +244,66 @@ class SparseDAttentionHook(ModelHook):
             return dense()
         return self.sparse(q, k, v)
 
+    def cached_rows(self, q, k, v, positions, key_positions, step, t_star, dense):
+        """A cached forward: the kept blocks of each query row's block, as a mask over the assembled keys."""
+        full_shape = (q.shape[0], k.shape[2], k.shape[2])
+        pattern = self.state.patterns.get(self.layer_index)
+        if step.index <= t_star or pattern is None or self.state.pattern_shapes.get(self.layer_index) != full_shape:
+            self.state.dense_calls += 1
+            return dense()
+        mask = rows_mask(pattern, positions, key_positions, self.config.block_size)
+        self.state.masked_calls += 1
+        self.state.count(q, k, kept=int(mask.sum()))
+        n_rep = q.shape[1] // k.shape[1]
+        return F.scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=mask)
+
     def sparse(self, q, k, v):
         pattern = self.state.patterns[self.layer_index]
+        if self.config.kernel == "gather":
+            kept = self.state.block_masks.get(self.layer_index)
+            if kept is None:
+                kept = self.state.block_masks[self.layer_index] = kept_block_index(pattern)
+            self.state.sparse_calls += 1
+            bs = self.config.block_size
+            self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], bs), skipped=True)
+            n_rep = q.shape[1] // k.shape[1]
+            return gathered_block_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), kept, bs)
         flex = flex_attention_fn(self.config.compile)
         if flex is None:
             self.state.fallback_calls += 1
+            self.state.count(q, k, kept=None)
             return dense_attention(q, k, v)
         block_mask = self.state.block_masks.get(self.layer_index)
         if block_mask is None:
             block_mask = make_block_mask(pattern, q.shape[2], k.shape[2], self.config.block_size)
             self.state.block_masks[self.layer_index] = block_mask
         self.state.sparse_calls += 1
+        self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], self.config.block_size), skipped=True)
         n_rep = q.shape[1] // k.shape[1]
         return flex(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), block_mask=block_mask)
+
+
+def rows_mask(pattern: torch.Tensor, positions: torch.Tensor, key_positions: torch.Tensor, block_size: int):
+    """``[B, H, Lq, Lk]`` bool: query row at ``positions`` may attend to the key at ``key_positions``
+    iff the pattern keeps (query block, key block)."""
+    batch, heads, _, nk = pattern.shape
+    q_blocks = (positions // block_size)[:, None, :, None].expand(batch, heads, positions.shape[1], nk)
+    rows = pattern.gather(2, q_blocks)
+    k_blocks = (key_positions // block_size)[:, None, None, :].expand(batch, heads, positions.shape[1], -1)
+    return rows.gather(3, k_blocks)
+
+
+def kept_pairs(pattern: torch.Tensor, lq: int, lk: int, block_size: int) -> int:
+    """(query, key) pairs per batch row and head summed over all, that the pattern keeps (partial last blocks counted exactly)."""
+
+    def widths(length, count):
+        w = torch.full((count,), float(block_size))
+        w[-1] = length - (count - 1) * block_size
+        return w
+
+    nq, nk = pattern.shape[-2:]
+    weight = widths(lq, nq)[:, None] * widths(lk, nk)[None, :]
+    return int((pattern.float().cpu() * weight).sum())
 
 
 def official_score_scale(model: nn.Module, config: SparseDConfig) -> float:
@@ -231,9 +322,7 @@ def attach_sparsed(model: nn.Module, config: SparseDConfig) -> SparseDState:
     state = SparseDState()
     scale = official_score_scale(model, config)
     for module in modules:
-        HookRegistry.check_if_exists_or_initialize(module).register_hook(
-            SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK
-        )
+        register_kernel_hook(module, SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK)
     registry.register_hook(SparseDStepHook(state), STEP_HOOK)
     return state
 

@@ -29,8 +29,7 @@ from typing import ClassVar
 import torch
 
 from ..strategies.base import StrategyConfig
-from .commit import commit
-from .sampler import Block, DecodeRun, MaskedDiffusionSampler
+from .sampler import Block, DecodeRun, MaskedDiffusionSampler, StepwiseDecoding
 
 
 @dataclass
@@ -41,6 +40,12 @@ class SSDConfig(StrategyConfig):
         draft_length: ``N``, drafted positions verified per round (batch of ``N + 1`` sequences).
         adaptive: [ours] adapt ``N`` to the acceptance of the previous round.
         max_draft_length: upper bound for the adaptive chain.
+        max_verify_rows: [ours] at most this many sequences per verification forward over the whole
+            batch (each row's chain is shortened to fit, never below its reference step); ``None``
+            = no bound. Verification pays while a forward's cost barely grows with its rows (memory-bound
+            decoding, small batches); on a compute-bound CPU every extra row costs. A bound of at most the
+            batch size leaves no room for drafts in any round, so the block is decoded stepwise (same
+            forwards and tokens, no drafting work; ``accepted_per_round`` stays empty).
     """
 
     strategy_name: ClassVar[str] = "ssd"
@@ -49,6 +54,7 @@ class SSDConfig(StrategyConfig):
     draft_length: int = 4
     adaptive: bool = False
     max_draft_length: int = 8
+    max_verify_rows: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -58,15 +64,28 @@ class SSDConfig(StrategyConfig):
             raise ValueError(f"draft_length must be a non-negative integer, got {self.draft_length!r}")
         if self.max_draft_length < max(1, self.draft_length):
             raise ValueError("max_draft_length must be >= draft_length and >= 1")
+        if self.max_verify_rows is not None and (
+            not isinstance(self.max_verify_rows, int)
+            or isinstance(self.max_verify_rows, bool)
+            or self.max_verify_rows < 1
+        ):
+            raise ValueError(f"max_verify_rows must be a positive integer or None, got {self.max_verify_rows!r}")
 
 
 class SelfSpeculativeDecoding:
     """Block policy replacing stepwise decoding; output identical to it (greedy, one token/step)."""
 
-    def __init__(self, config: SSDConfig | None = None) -> None:
+    def __init__(self, config: SSDConfig | None = None, *, block_cache: bool = False) -> None:
         self.config = config or SSDConfig()
+        #: a block-level K/V cache (Fast-dLLM's prefix / dual cache) serves the model: every block starts
+        #: with the reference's own block-start forward (which refreshes the cache) for all rows, and
+        #: verification batches name the row each node continues (``DecodeStep.cache_rows``)
+        self.block_cache = block_cache
         self._carry: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._carry_run: int | None = None
+        self._counted_run: int | None = None
+        self.reference_forwards = 0  # forwards stepwise decoding runs for the last run (one per step)
+        self.verification_rows = 0  # sequences the last run pushed through verification forwards
 
     @staticmethod
     def check(sampler: MaskedDiffusionSampler, run: DecodeRun) -> None:
@@ -83,113 +102,215 @@ class SelfSpeculativeDecoding:
         if problems:
             raise ValueError("ssd: " + "; ".join(problems))
 
-    def reference_choice(self, sampler, run, logits, state, block_end) -> tuple[int, int]:
-        """The stepwise reference's next (position, token) at ``state`` with logits ``F(state)``."""
-        masked = state == sampler.mask_id
-        x0, confidence = sampler.propose(logits, masked, run)
-        candidates = masked & (torch.arange(state.shape[1], device=state.device) < block_end)
-        confidence = torch.where(candidates, confidence, float("-inf"))
-        position = self.first_choice(sampler, run, confidence)
-        return position, int(x0[0, position])
-
-    @staticmethod
-    def first_choice(sampler, run, confidence: torch.Tensor) -> int:
-        """The position the stepwise reference commits (one token per step): the sampler's own
-        selection with a count of one, so ties go where the reference's ``torch.topk`` puts them."""
-        one = torch.ones(1, dtype=torch.long, device=confidence.device)
-        return int(sampler.select(confidence, one, run).nonzero()[0, 1])
-
     def decode_block(self, sampler: MaskedDiffusionSampler, run: DecodeRun, block: Block) -> None:
         """Decode one block for all rows in lockstep: per round, one batched forward verifies the
-        chains of every row that is still inside the block (rows accept different lengths)."""
+        chains of every row that is still inside the block (rows accept different lengths). The
+        proposals, the reference choices and the chains of all rows are computed as batched tensor
+        operations (one ``propose`` / ``select`` call per round for the drafts and one for the
+        verified nodes), as stepwise decoding does for its batch."""
         self.check(sampler, run)
-        if self._carry_run != run.run_id:
+        if self.block_cache and sampler.shifted_logits:
+            raise ValueError(
+                "ssd with a block cache is supported for LLaDA-style models only (with Dream's shifted logits "
+                "the positions a cached step runs differ from row to row); wrap ssd alone"
+            )
+        if self._counted_run != run.run_id:
+            self._counted_run, self.reference_forwards, self.verification_rows = run.run_id, 0, 0
+        self.reference_forwards += block.steps
+        if self._carry_run != run.run_id or self.block_cache:  # a cache starts every block with a refresh
             self._carry, self._carry_run = {}, run.run_id
-        batch = run.x.shape[0]
-        in_block = torch.arange(run.x.shape[1], device=run.x.device) < block.end
-        states = [run.x[r : r + 1].clone() for r in range(batch)]
-        masks = [None if run.attention_mask is None else run.attention_mask[r : r + 1] for r in range(batch)]
+        batch, length = run.x.shape
+        budget = self.config.max_verify_rows
+        if budget is not None and budget <= batch:
+            # every row keeps exactly its reference step each round (rows advance together, so the budget
+            # never frees a draft): that is stepwise decoding, which runs the same forwards with less work
+            StepwiseDecoding().decode_block(sampler, run, block)
+            return
+        in_block = torch.arange(length, device=run.x.device) < block.end
+        states = run.x.clone()
         logits: list[torch.Tensor | None] = []
         for r in range(batch):
             carried = self._carry.pop((block.index, r), None)
-            logits.append(carried[1] if carried is not None and torch.equal(carried[0], states[r]) else None)
+            logits.append(carried[1] if carried is not None and torch.equal(carried[0], states[r : r + 1]) else None)
         steps_left = [block.steps] * batch  # the reference commits exactly one token per step
         draft_length = [self.config.draft_length] * batch
+        # (x0, masked confidence, reference choice) at each row's current logits, when a verification
+        # already computed them
+        proposals: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * batch
         while True:
-            for r in range(batch):
-                if steps_left[r] > 0 and not ((states[r] == sampler.mask_id) & in_block).any():
-                    steps_left[r] = 0
+            open_rows = ((states == sampler.mask_id) & in_block).any(dim=1).tolist()
+            steps_left = [left if open_rows[r] else 0 for r, left in enumerate(steps_left)]
             active = [r for r in range(batch) if steps_left[r] > 0]
             if not active:
                 break
             need = [r for r in active if logits[r] is None]
+            if self.block_cache and need and need != list(range(batch)):
+                raise RuntimeError("ssd: with a block cache every row starts the block together")
             if need:  # block start (or after a block-completing commit): the reference's own forward
-                fresh = self._forward(sampler, run, block, [states[r] for r in need], [masks[r] for r in need], "step")
+                fresh = self._forward(sampler, run, block, states[need], self._masks(run, need))
                 for j, r in enumerate(need):
-                    logits[r] = fresh[j : j + 1]
-            chains = {}
-            for r in active:
-                masked = states[r] == sampler.mask_id
-                candidates = masked & in_block
-                x0, confidence = sampler.propose(logits[r], masked, run)
-                confidence = torch.where(candidates, confidence, float("-inf"))
-                first = self.first_choice(sampler, run, confidence)
-                ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices[0]
-                order = torch.cat([ranked.new_tensor([first]), ranked[ranked != first]])
-                chosen = order[: 1 + min(draft_length[r], steps_left[r] - 1, int(candidates.sum()) - 1)]
-                nodes = []
-                for j in range(chosen.numel()):
-                    transfer = torch.zeros_like(masked)
-                    transfer[0, chosen[j]] = True
-                    nodes.append(commit(nodes[-1] if nodes else states[r], x0, transfer))
-                chains[r] = (chosen, x0, nodes)
-            verify = [r for r in active if steps_left[r] > 1]
-            node_logits = {}
+                    logits[r], proposals[r] = fresh[j : j + 1], None
+            chosen, x0, nodes, lengths = self.draft(
+                sampler, run, block, states[active], active, logits, proposals, steps_left, draft_length
+            )
+            verify = [j for j, r in enumerate(active) if steps_left[r] > 1]
+            accepted = [0] * len(active)
             if verify:
-                flat = [node for r in verify for node in chains[r][2]]
-                flat_masks = [masks[r] for r in verify for _ in chains[r][2]]
-                out = self._forward(sampler, run, block, flat, flat_masks, "verify")
-                offset = 0
-                for r in verify:
-                    n_nodes = len(chains[r][2])
-                    node_logits[r] = out[offset : offset + n_nodes]
-                    offset += n_nodes
-            for r in active:
-                chosen, x0, nodes = chains[r]
-                n = len(nodes) - 1
-                if r not in node_logits:  # s_0 completes the block: the next forward is the next block's
-                    states[r], logits[r], accepted = nodes[0], None, 0
-                else:
-                    accepted = 0
-                    while accepted < n:
-                        choice = self.reference_choice(
-                            sampler, run, node_logits[r][accepted : accepted + 1], nodes[accepted], block.end
-                        )
-                        if choice != (int(chosen[accepted + 1]), int(x0[0, chosen[accepted + 1]])):
-                            break
-                        accepted += 1
-                    states[r], logits[r] = nodes[accepted], node_logits[r][accepted : accepted + 1]
-                steps_left[r] -= 1 + accepted
+                flat_index = [(j, n) for j in verify for n in range(lengths[j])]
+                flat = nodes[[j for j, _ in flat_index], [n for _, n in flat_index]]
+                row_of = [active[j] for j, _ in flat_index]
+                out = self._forward(
+                    sampler,
+                    run,
+                    block,
+                    flat,
+                    self._masks(run, row_of),
+                    rows=tuple(row_of) if self.block_cache else None,
+                    verify=True,
+                )
+                self.verification_rows += flat.shape[0]
+                choice_pos, choice_tok, node_x0, node_confidence = self.reference_choices(
+                    sampler, run, block, out, flat
+                )
+                accepted = self.accept(chosen, x0, lengths, verify, choice_pos, choice_tok, len(active))
+                first, positions = 0, choice_pos.tolist()  # flat index of the row's first node
+                for j in verify:
+                    at = first + accepted[j]
+                    logits[active[j]] = out[at : at + 1]
+                    proposals[active[j]] = (node_x0[at], node_confidence[at], positions[at])
+                    first += lengths[j]
+            states[active] = nodes[torch.arange(len(active)), torch.tensor(accepted)]
+            for j, r in enumerate(active):
+                if steps_left[r] <= 1:  # s_0 completes the row's steps: the next forward is the next block's
+                    logits[r], proposals[r] = None, None
+                steps_left[r] -= 1 + accepted[j]
                 run.record.steps += 1
-                run.record.committed_tokens += 1 + accepted
-                run.record.accepted_per_round.append(1 + accepted)
+                run.record.committed_tokens += 1 + accepted[j]
+                run.record.accepted_per_round.append(1 + accepted[j])
+                n = lengths[j] - 1
                 if self.config.adaptive and n > 0:
                     draft_length[r] = (
                         min(self.config.max_draft_length, 2 * max(1, draft_length[r]))
-                        if accepted == n
-                        else max(1, accepted + 1)
+                        if accepted[j] == n
+                        else max(1, accepted[j] + 1)
                     )
             run.step_index += 1
+        run.x = states
         for r in range(batch):
-            run.x[r] = states[r][0]
             if logits[r] is not None:
-                self._carry[(block.index + 1, r)] = (states[r].clone(), logits[r])
+                self._carry[(block.index + 1, r)] = (states[r : r + 1].clone(), logits[r])
 
-    def _forward(self, sampler, run, block, sequences, masks, purpose):
-        """One batched forward over exactly ``sequences`` (counted as one NFE). Its batch size changes
-        from round to round (rows finish, chains shorten), which is why the engine strategy declares
-        ``variable_input_shapes``."""
-        batch = torch.cat(sequences, dim=0)
-        mask = None if masks[0] is None else torch.cat(masks, dim=0)
-        step = run.make_step(sampler, block, 0, purpose=purpose)
+    @staticmethod
+    def accept(chosen, x0, lengths, verify, choice_pos, choice_tok, n_active) -> list[int]:
+        """Accepted drafts per active row: while the reference's choice at node ``n`` (flat, in ``verify``
+        row order) equals draft ``n + 1``; one set of tensor operations for all rows."""
+        accepted = [0] * n_active
+        width = chosen.shape[1]
+        if width == 1:
+            return accepted
+        rows = torch.tensor(verify, device=chosen.device)
+        lens = torch.tensor([lengths[j] for j in verify], device=chosen.device)
+        steps = torch.arange(width - 1, device=chosen.device)
+        index = ((lens.cumsum(0) - lens)[:, None] + steps[None, :]).clamp(max=choice_pos.shape[0] - 1)
+        drafted_pos = chosen[rows, 1:]
+        drafted_tok = x0[rows].gather(1, drafted_pos)
+        match = (choice_pos[index] == drafted_pos) & (choice_tok[index] == drafted_tok) & (steps < lens[:, None] - 1)
+        for j, count in zip(verify, match.long().cumprod(dim=1).sum(dim=1).tolist()):
+            accepted[j] = count
+        return accepted
+
+    @staticmethod
+    def _masks(run, rows):
+        return None if run.attention_mask is None else run.attention_mask[rows]
+
+    def draft(self, sampler, run, block, states, active, logits, proposals, steps_left, draft_length):
+        """For every active row at once: the reference's choice ``(p*, v*)`` and the drafted chain.
+
+        Returns ``chosen`` ``[A, C]`` positions (first the reference's choice, then the drafts by
+        confidence), ``x0`` ``[A, L]`` proposed tokens, ``nodes`` ``[A, C, L]`` with node ``j`` = the
+        state with ``chosen[:, :j+1]`` written, and each row's chain length (nodes used)."""
+        masked = states == sampler.mask_id
+        candidates = masked & (torch.arange(states.shape[1], device=states.device) < block.end)
+        fresh = [j for j, r in enumerate(active) if proposals[r] is None]
+        if not fresh:  # the verification computed all of it for the accepted nodes (same logits, same rule)
+            x0 = torch.stack([proposals[r][0] for r in active])
+            confidence = torch.stack([proposals[r][1] for r in active])
+            first = torch.tensor([proposals[r][2] for r in active], device=states.device)
+        elif len(fresh) == len(active):
+            x0, confidence = sampler.propose(torch.cat([logits[r] for r in active], dim=0), masked, run)
+            confidence = torch.where(candidates, confidence, float("-inf"))
+        else:
+            known = next(proposals[r][1] for r in active if proposals[r] is not None)
+            x0 = torch.stack([proposals[r][0] if proposals[r] is not None else states[j] for j, r in enumerate(active)])
+            confidence = torch.stack(
+                [proposals[r][1] if proposals[r] is not None else torch.zeros_like(known) for r in active]
+            )
+            if fresh:
+                new_x0, new_confidence = sampler.propose(
+                    torch.cat([logits[active[j]] for j in fresh], dim=0), masked[fresh], run
+                )
+                x0[fresh] = new_x0
+                confidence[fresh] = torch.where(candidates[fresh], new_confidence.to(confidence.dtype), float("-inf"))
+        if fresh:
+            first = self.first_choices(sampler, run, block, confidence, [block.steps - steps_left[r] for r in active])
+        counts = candidates.sum(dim=1).tolist()
+        lengths = [1 + min(draft_length[r], steps_left[r] - 1, counts[j] - 1) for j, r in enumerate(active)]
+        budget = self.config.max_verify_rows
+        verified = sum(1 for r in active if steps_left[r] > 1)
+        if budget is not None and verified:  # share the budget: every row its reference step, the rest in row order
+            base, extra = divmod(max(budget, verified), verified)
+            shares = iter(range(verified))
+            lengths = [
+                min(n, base + (next(shares) < extra)) if steps_left[r] > 1 else n for n, r in zip(lengths, active)
+            ]
+        width = max(lengths)
+        chosen = first[:, None]
+        if width > 1:
+            ranked = torch.sort(confidence, dim=1, descending=True, stable=True).indices
+            rest = ranked[ranked != first[:, None]].view(len(active), -1)
+            chosen = torch.cat([chosen, rest[:, : width - 1]], dim=1)
+        written = torch.ones(width, width, dtype=torch.bool, device=states.device).tril()
+        write = torch.zeros(len(active), width, states.shape[1], dtype=torch.bool, device=states.device)
+        write.scatter_(2, chosen[:, None, :].expand(-1, width, -1), written[None].expand(len(active), -1, -1))
+        nodes = torch.where(write, x0[:, None, :], states[:, None, :])
+        return chosen, x0, nodes, lengths
+
+    @staticmethod
+    def first_choices(sampler, run, block, confidence, at):
+        """The reference's choice per row at its step ``at`` within the block (the columns ``torch.topk``
+        sees differ at a block's first step)."""
+        first = torch.empty(confidence.shape[0], dtype=torch.long, device=confidence.device)
+        for starting in (True, False):
+            group = [j for j, i in enumerate(at) if (i == 0) == starting]
+            if group:
+                bounds = sampler.selection_bounds(run, block, 0 if starting else 1)
+                one = torch.ones(len(group), dtype=torch.long, device=confidence.device)
+                first[group] = sampler.select(confidence[group], one, run, bounds).long().argmax(dim=1)
+        return first
+
+    def reference_choices(self, sampler, run, block, node_logits, nodes):
+        """The stepwise reference's next (position, token) at every verified node (never a block start),
+        in one batched ``propose`` / ``select``. Nodes without a candidate (a chain's last node may
+        complete the block) get an arbitrary choice that is never compared."""
+        masked = nodes == sampler.mask_id
+        candidates = masked & (torch.arange(nodes.shape[1], device=nodes.device) < block.end)
+        x0, confidence = sampler.propose(node_logits, masked, run)
+        confidence = torch.where(candidates, confidence, float("-inf"))
+        live = candidates.any(dim=1)
+        positions = torch.zeros(nodes.shape[0], dtype=torch.long, device=nodes.device)
+        if bool(live.any()):
+            one = torch.ones(int(live.sum()), dtype=torch.long, device=nodes.device)
+            picked = sampler.select(confidence[live], one, run, sampler.selection_bounds(run, block, 1))
+            positions[live] = picked.long().argmax(dim=1)
+        return positions, x0.gather(1, positions[:, None])[:, 0], x0, confidence
+
+    def _forward(self, sampler, run, block, batch, mask, *, rows=None, verify=False):
+        """One batched forward over exactly the sequences ``batch`` (counted as one NFE). Its batch size
+        changes from round to round (rows finish, chains shorten), which is why the engine strategy declares
+        ``variable_input_shapes``. A verification forward is a later step of the block (``step_in_block``
+        1), never its first; ``rows`` names the run row each sequence continues, for a block cache."""
+        if verify:
+            step = run.make_step(sampler, block, 1, purpose="verify", cache_rows=rows)
+        else:
+            step = run.make_step(sampler, block, 0, purpose="step")
         return sampler.forward_logits(run, batch, step, mask)

@@ -141,7 +141,15 @@ class DLLMStrategy(Strategy):
             )
             if s.kept_fraction() is not None:
                 out["attention_kept_fraction"] = s.kept_fraction()
+        parts = [p for p in engine.strategies if isinstance(p, DLLMStrategy)]
+        out["savings"] = {p.config.strategy_name: p.savings() for p in parts}
         return out
+
+    def savings(self) -> dict[str, Any]:
+        """What this part of a (possibly composed) wrap saved in the last run, in its own unit: forwards
+        (NFE) for a decoding policy, tokens not run through the model for a cache, attention pairs for
+        sparse attention. The same run's figures from every part form ``summary.extra["savings"]``."""
+        return {}
 
 
 class KVCacheStrategy(DLLMStrategy):
@@ -158,6 +166,17 @@ class KVCacheStrategy(DLLMStrategy):
     def uninstall(self, model) -> None:
         if self.planner is not None:
             detach_planner(model)
+
+    def savings(self) -> dict[str, Any]:
+        record = getattr(self.pipeline, "last_record", None)
+        if self.planner is None:
+            return {}
+        out = {"full_forwards": self.planner.full_forwards, "cached_forwards": self.planner.cached_forwards}
+        if record is not None and record.forward_rows and self.pipeline.last_sequence_length:
+            every = record.forward_rows * self.pipeline.last_sequence_length
+            out["tokens_not_run"] = every - record.query_tokens
+            out["tokens_not_run_fraction"] = 1 - record.query_tokens / every
+        return out
 
 
 class DKVCache(KVCacheStrategy):
@@ -204,27 +223,73 @@ class SparseD(DLLMStrategy):
     def uninstall(self, model) -> None:
         detach_sparsed(model)
 
+    def savings(self) -> dict[str, Any]:
+        s = self.sparse_state
+        total = s.attention_pairs or 1
+        return {
+            "dense_calls": s.dense_calls,
+            "sparse_calls": s.sparse_calls,
+            "masked_calls": s.masked_calls,
+            "attention_pairs_excluded_fraction": s.pairs_excluded / total,
+            "attention_pairs_skipped_fraction": s.pairs_skipped / total,
+        }
+
 
 class SelfSpeculative(DLLMStrategy):
+    """SSD; composes with Fast-dLLM's caches, whose later-step forwards depend only on the sequence and the
+    block-start cache, so SSD stays token-identical to stepwise decoding with that cache."""
+
     needs_pipeline = True
+    COMPOSES_WITH = (
+        "ssd composes with fast-dllm without a threshold, FastDLLMConfig(threshold=None, cache='prefix' or "
+        "'dual'), and is then token-identical to stepwise decoding with that cache"
+    )
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.block_cache = False
+        self.policy = None
 
     def check_composition(self, others) -> None:
-        caches = [o.config.strategy_name for o in others if isinstance(o, KVCacheStrategy)]
-        if caches:
-            raise ValueError(
-                f"ssd cannot be composed with {', '.join(caches)}: its verification forwards score "
-                "drafted chains in one batch, which a K/V-cache planner cannot serve; wrap ssd alone, "
-                f"or {' or '.join(caches)} alone"
-            )
+        for other in others:
+            name = other.config.strategy_name
+            if isinstance(other, FastDLLM) and other.config.threshold is None:
+                self.block_cache = self.block_cache or other.config.cache != "none"
+                continue
+            if isinstance(other, FastDLLM):
+                why = "fast-dllm's threshold commits several tokens per step, and ssd's reference commits one"
+            elif isinstance(other, DKVCache):
+                why = (
+                    "dkv-cache refreshes by step count and caches tokens one forward after they are decoded, "
+                    "and ssd skips those forwards, so no stepwise reference would be reproduced"
+                )
+            elif isinstance(other, SparseD):
+                why = "ssd verifies with dense attention while sparsed's steps are sparse"
+            else:
+                why = "it is not a dLLM strategy"
+            raise ValueError(f"ssd cannot be composed with {name}: {why}; {self.COMPOSES_WITH}")
 
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:
             raise ValueError("the pipeline already has a custom block policy")
-        self.pipeline.block_policy = SelfSpeculativeDecoding(self.config)
+        self.policy = SelfSpeculativeDecoding(self.config, block_cache=self.block_cache)
+        self.pipeline.block_policy = self.policy
 
     def uninstall(self, model) -> None:
         if self.pipeline is not None:
             self.pipeline.block_policy = None
+
+    def savings(self) -> dict[str, Any]:
+        record = getattr(self.pipeline, "last_record", None)
+        if record is None or not record.forward_calls or self.policy is None:
+            return {}
+        stepwise = self.policy.reference_forwards
+        return {
+            "forwards": record.forward_calls,
+            "stepwise_forwards": stepwise,
+            "forwards_saved": stepwise - record.forward_calls,
+            "verification_rows": self.policy.verification_rows,
+        }
 
 
 def register_dllm_strategies() -> None:

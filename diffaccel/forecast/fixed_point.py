@@ -30,6 +30,27 @@ def delta_ratio(d_new: torch.Tensor, d_old: torch.Tensor) -> float:
     return new / old
 
 
+def delta_sums(d_new: torch.Tensor, d_old: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """[d_new·d_old, ‖d_new‖², ‖d_old‖², ‖base‖²] in float64: the sums `cosine_and_ratios` needs. Sums of
+    shards (context-parallel ranks) are the sums of the whole tensor, so ranks can add theirs."""
+    a, b, u = (t.reshape(-1).double() for t in (d_new, d_old, base))
+    return torch.stack([a @ b, a @ a, b @ b, u @ u])
+
+
+def cosine_and_ratios(sums) -> tuple[float, float, float]:
+    """(cos(d_new, d_old), ‖d_new‖/‖d_old‖, ‖d_new‖/‖base‖) from `delta_sums` (possibly summed over ranks),
+    with the zero-norm conventions of `delta_cosine` and `delta_ratio`."""
+    dot, new, old, base = (float(v) for v in sums)
+    denom = math.sqrt(new) * math.sqrt(old)
+
+    def ratio(num: float, den: float) -> float:
+        if den == 0.0:
+            return 0.0 if num == 0.0 else float("inf")
+        return math.sqrt(num) / math.sqrt(den)
+
+    return (0.0 if denom == 0.0 else dot / denom), ratio(new, old), ratio(new, base)
+
+
 def projection_rate(cos: float, ratio: float) -> float:
     """κ = cos · ρ: the least-squares coefficient of the newest delta on the previous one. It is ρ when
     the deltas keep their direction, and 0 (plain reuse) when their directions are unrelated."""

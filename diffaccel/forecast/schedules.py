@@ -114,6 +114,12 @@ def relative_l1_change(current, reference) -> float:
     return float((current - reference).abs().mean() / ref.clamp_min(1e-30))
 
 
+def l1_change_sums(current, reference):
+    """[Σ|current − reference|, Σ|reference|] in float64: `relative_l1_change` is their ratio (both means are
+    over the same elements). Sums of shards are the sums of the whole tensor, so ranks can add theirs."""
+    return torch.stack([(current - reference).abs().double().sum(), reference.abs().double().sum()])
+
+
 # -------------------------------------------------------------------------- calibrated (ours)
 #: cost of a schedule that forecasts a warm-up step: never chosen
 _FORBIDDEN = 1e30

@@ -160,6 +160,45 @@ def distance_matrix(features: torch.Tensor, metric: str) -> torch.Tensor:
     raise ValueError(f"unknown distance {metric!r}; choose one of l1, l2, mse")
 
 
+def pair_sums(features: torch.Tensor) -> torch.Tensor:
+    """Per step pair, the sums the similarity matrices are made of: a [4, K, K] float64 tensor of dot products,
+    absolute differences and squared differences of the flattened features, and (everywhere in the last
+    slice) the number of elements. Sums over shards of the features are the sums of the whole, so ranks that
+    each hold part of the tokens (or of the batch) can add theirs (`matrices_from_pair_sums`)."""
+    flat = features.reshape(features.shape[0], -1).double()
+    return torch.stack(
+        [
+            flat @ flat.T,
+            torch.cdist(flat, flat, p=1),
+            torch.cdist(flat, flat, p=2) ** 2,
+            torch.full((flat.shape[0], flat.shape[0]), float(flat.shape[1]), dtype=torch.float64),
+        ]
+    )
+
+
+def matrices_from_pair_sums(sums: torch.Tensor, metric: str) -> torch.Tensor:
+    """`cosine_similarity_matrix` or `distance_matrix(metric)` from (possibly summed) `pair_sums`."""
+    dots, l1, squared, numel = sums
+    if metric == "cosine":
+        norms = dots.diagonal().sqrt().clamp_min(1e-30)
+        return dots / norms[:, None] / norms[None, :]
+    if metric == "l1":
+        return l1 / numel
+    if metric == "l2":
+        return squared.clamp_min(0).sqrt()
+    if metric == "mse":
+        return squared / numel
+    raise ValueError(f"unknown metric {metric!r}; choose one of cosine, l1, l2, mse")
+
+
+def reuse_error_from_pair_sums(sums: torch.Tensor) -> float:
+    """`reuse_error` from (possibly summed) `pair_sums`."""
+    k = sums.shape[-1]
+    if k < 2:
+        return 0.0
+    return float((sums[1] / sums[3]).triu(diagonal=1).sum() / (k * (k - 1) / 2))
+
+
 def reuse_error(features: torch.Tensor) -> float:
     """BAC's reuse-error proxy of one unit (official code): the mean, over step pairs t < u, of the
     element-mean absolute difference of the two steps' features."""

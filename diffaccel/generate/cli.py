@@ -21,6 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cli_checks import (
+    OneLineArgumentParser,
+    check_device,
+    check_output_file,
+    check_writable_folder,
+    one_line,
+    positive_int,
+)
 from ..core.errors import DiffaccelError
 from .models import MODELS, Defaults, ModelSpec, get_model, load_pretrained, load_tiny, uses_zoo, zoo_class_labels
 from .output import OutputError, resolve_format, save_images, save_videos
@@ -63,7 +71,7 @@ class GenerationResult:
 def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     """The parser of one model's script (``model`` fixed), or of ``python -m diffaccel.generate MODEL``."""
     spec = get_model(model) if model is not None else None
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=f"{spec.name}.py" if spec else "python -m diffaccel.generate",
         description=_description(spec),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,14 +89,14 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--prompt", help="text prompt (default: the model's example prompt)")
     parser.add_argument("--negative-prompt", help="negative prompt, for models that use one")
-    parser.add_argument("--steps", type=_positive_int, help="denoising steps")
+    parser.add_argument("--steps", type=positive_int, help="denoising steps")
     parser.add_argument("--guidance", type=float, help="guidance scale (the model's guidance argument)")
-    parser.add_argument("--height", type=_positive_int)
-    parser.add_argument("--width", type=_positive_int)
+    parser.add_argument("--height", type=positive_int)
+    parser.add_argument("--width", type=positive_int)
     if spec is None or spec.kind == "video":
-        parser.add_argument("--frames", type=_positive_int, help="number of video frames (video models)")
-        parser.add_argument("--fps", type=_positive_int, help="frames per second of the saved video (video models)")
-    parser.add_argument("--max-sequence-length", type=_positive_int, help="text tokens (default: the pipeline's)")
+        parser.add_argument("--frames", type=positive_int, help="number of video frames (video models)")
+        parser.add_argument("--fps", type=positive_int, help="frames per second of the saved video (video models)")
+    parser.add_argument("--max-sequence-length", type=positive_int, help="text tokens (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (a CPU generator)")
     parser.add_argument("--output", "-o", help="output file (default: out/<model>-<strategy>-seed<seed>.<format>)")
     parser.add_argument(
@@ -164,13 +172,6 @@ def _description(spec: ModelSpec | None) -> str:
     return "\n".join(textwrap.fill(line, 100) if line else line for line in lines)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None, model: str | None = None) -> argparse.Namespace:
     args = build_parser(model).parse_args(argv)
     if model is not None:
@@ -188,6 +189,8 @@ def run(args: argparse.Namespace) -> GenerationResult:
     requests = parse_strategies(args.strategy if args.strategy else ["taylorseer"])
     tiny = args.tiny or args.tiny_random
     zoo = tiny and uses_zoo(spec, force_random=args.tiny_random)
+    if args.device is not None:
+        check_device(args.device)
     device = torch.device(args.device or ("cpu" if tiny else "cuda"))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float32 if tiny else spec.torch_dtype)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -205,6 +208,12 @@ def run(args: argparse.Namespace) -> GenerationResult:
     output = (
         _output_path(Path(args.output), spec, fmt) if args.output else _default_output(spec, tag, args.seed, tiny, fmt)
     )
+    _check_output(output, spec, fmt)
+    if args.model_id and _looks_like_a_path(args.model_id) and not Path(args.model_id).expanduser().is_dir():
+        raise GenerateError(
+            f"--model-id {args.model_id}: no such folder; give a hub id (organisation/name) or the folder of a "
+            "saved pipeline (save_pretrained)"
+        )
 
     if tiny:
         pipe = load_tiny(spec, zoo)
@@ -316,6 +325,21 @@ def _load_real(spec: ModelSpec, source: str, dtype: torch.dtype):
         ) from error
 
 
+def _check_output(output: Path, spec: ModelSpec, fmt: str) -> None:
+    """Before any model loads: the output can be written (a PNG-frames video writes a folder)."""
+    if spec.kind == "video" and fmt == "png":
+        if output.exists() and not output.is_dir():
+            raise GenerateError(f"--output: {output} is a file; PNG frames go into a folder, give a folder path")
+        check_writable_folder(output, "--output")
+    else:
+        check_output_file(output)
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A hub id is `name` or `organisation/name`; anything else given to --model-id is a local folder."""
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+
+
 def _output_path(path: Path, spec: ModelSpec, fmt: str) -> Path:
     """``--output`` as given, with the format's extension added when it has none (PNG frames go to a folder)."""
     frames_folder = spec.kind == "video" and fmt == "png"
@@ -359,11 +383,11 @@ def main(argv: Sequence[str] | None = None, model: str | None = None) -> int:
     )
     try:
         result = run(args)
-    except KeyboardInterrupt:
-        print("interrupted: nothing was saved", file=sys.stderr)
+    except KeyboardInterrupt:  # (one generation: nothing to resume; run the same command again)
+        print("interrupted: nothing was saved; run the same command again to generate", file=sys.stderr)
         return 130
     except (DiffaccelError, OutputError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(report(result))
     return 0

@@ -87,7 +87,7 @@ def parse_schedule(value: Any) -> ParsedSchedule:
     if isinstance(value, int) and not isinstance(value, bool):
         return _explicit([value], value)
     if isinstance(value, os.PathLike):
-        return ParsedSchedule("calibrated", calibrated=CalibratedSchedule.load(value))
+        return _calibrated_file(value)
     if not isinstance(value, str):
         raise TypeError(_usage(f"got {type(value).__name__}"))
     text = value.strip()
@@ -106,11 +106,21 @@ def parse_schedule(value: Any) -> ParsedSchedule:
             )
         )
     if text.endswith(".json") or os.path.isfile(text):
-        return ParsedSchedule("calibrated", calibrated=CalibratedSchedule.load(text))
+        return _calibrated_file(text)
     parts = [p for p in text.replace("|", " ").replace(",", " ").split() if p]
     if parts and all(p.isdigit() for p in parts):
         return _explicit([int(p) for p in parts], value)
     raise ValueError(_usage(f"got {value!r}"))
+
+
+def _calibrated_file(path) -> ParsedSchedule:
+    """A calibrated schedule's file; a missing one is a bad option value (found at wrap, like a bad name)."""
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"calibrated schedule file {os.fspath(path)!r} does not exist; make one with "
+            "diffaccel.schedules.calibrate(...).save(path)"
+        )
+    return ParsedSchedule("calibrated", calibrated=CalibratedSchedule.load(path))
 
 
 def _explicit(steps, value) -> ParsedSchedule:

@@ -2,8 +2,8 @@
 
 `StepSchedule` answers "is step n a full step?" for TaylorSeer and HyCa (and any strategy with a
 `ScheduleOptions` config). The answer is asked through the engine's clock (`clock.decide`), so the
-first guidance branch to reach a step decides and every other branch reuses the decision; that one
-place is also where a distributed all-reduce of the decision would go.
+first guidance branch to reach a step decides and every other branch reuses the decision. Under
+torch.distributed the adaptive test reads sums over all ranks, so every rank decides alike (core/ranks.py).
 
 Error-controlled ("adaptive") schedules follow FBCache (ParaAttention's first-block cache; diffusers'
 `FirstBlockCacheConfig`; DBCache with `Fn_compute_blocks=1` in cache-dit): the first transformer
@@ -23,10 +23,12 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from ..core.clock import StepClock, StepInfo
+from ..core.ranks import agreed_sum, distributed
 from ..core.tree import flatten_output
 from ..forecast.schedules import (
     carry_full_steps,
     growing_gap_full_steps,
+    l1_change_sums,
     positions_of_steps,
     relative_l1_change,
 )
@@ -145,6 +147,12 @@ def first_block(engine):
             blocks = getattr(root, list_name, None)
             if blocks is not None and len(blocks):
                 return f"{list_name}.0", blocks[0]
+    if any(h.kind == "resnet" for h in engine.unit_hooks):
+        raise ValueError(
+            f"schedule='adaptive' decides from the residual of the first transformer block (FBCache's test); "
+            f"{type(root).__name__} is a UNet, whose first block changes resolution and has no such residual: "
+            "use schedule='uniform', 'growing-N', a step list or a calibrated schedule"
+        )
     units = [h.name for h in engine.unit_hooks if h.name != "model"]
     if units:
         parts = units[0].split(".")
@@ -196,6 +204,9 @@ class FirstBlockProbe(ModelHook):
         reference = self.reference.get(step.context)
         if current is None or current[0] != step.index or reference is None:
             return float("inf")
+        if distributed():  # every rank decides alike, as one process holding the whole residual would
+            moved, size = agreed_sum(l1_change_sums(current[1], reference)).tolist()
+            return moved / max(size, 1e-30)
         return relative_l1_change(current[1], reference)
 
     def commit(self, step: StepInfo) -> None:

@@ -34,11 +34,15 @@ from typing import Any
 import torch
 
 from ..core.clock import StepInfo
+from ..core.ranks import agreed_sum, distributed, from_rank_zero
 from ..forecast.step_selection import (
     bubbling_union,
     cosine_similarity_matrix,
     distance_matrix,
+    matrices_from_pair_sums,
+    pair_sums,
     reuse_error,
+    reuse_error_from_pair_sums,
     select_update_steps,
     uniform_update_steps,
 )
@@ -103,6 +107,13 @@ class BacConfig(StrategyConfig):
             and not hasattr(self.schedule, "__fspath__")
         ):
             raise TypeError("bac schedule must be a BacSchedule or the path of a saved one")
+        if (isinstance(self.schedule, str) or hasattr(self.schedule, "__fspath__")) and not os.path.isfile(
+            self.schedule
+        ):
+            raise ValueError(
+                f"bac schedule file {os.fspath(self.schedule)!r} does not exist; make one with "
+                "diffaccel.bac.calibrate(..., path=...), or leave schedule out to calibrate on the first run"
+            )
 
     def strify(self) -> str:
         if self.mode == "uniform":
@@ -139,6 +150,10 @@ class Bac(UnitStrategy):
         self.schedule: BacSchedule | None = schedule
         self.calibrating = config.mode == "optimal" and schedule is None
         self._recordings: dict[str, _Recording] = {}
+        self._seen = 0  # steps the calibration run in progress has seen
+        self._planned: int | None = None  # its planned step count, when known
+        #: the schedule built at the end of the calibration run, committed when the next run starts
+        self._pending: BacSchedule | None = None
         self._update_sets: dict[str, frozenset[int]] = {}
         self._announced = False
         #: set by `diffaccel.bac.calibrate`, which says what it does itself
@@ -146,9 +161,53 @@ class Bac(UnitStrategy):
 
     # ------------------------------------------------------------------------------ run lifecycle
     def on_new_run(self) -> None:
-        if self.calibrating and self._recordings:  # a run of unknown length: finish at the next run's start
-            self._finish_now()
+        """The previous run is over. A calibration run that finished all its steps, and had enough of them,
+        becomes the schedule; any other is dropped and the next run calibrates again, so a short or failed
+        first call leaves BAC exactly as freshly wrapped."""
+        if self.calibrating:
+            if self._pending is None and self._recordings:  # a run of unknown length: judge it now
+                self._end_calibration_run()
+            if self._pending is not None:
+                self.schedule, self.calibrating = self._pending, False
+                logger.info(
+                    "BAC: schedule built from the calibration run (%.3f of unit calls compute); caching from now on",
+                    self.schedule.computed_fraction(),
+                )
+        self._discard_calibration()
         self._update_sets.clear()
+
+    def on_run_aborted(self) -> None:
+        """A calibration run that raised is dropped entirely, with any schedule built at its last step."""
+        self._discard_calibration()
+
+    def _discard_calibration(self) -> None:
+        self._recordings.clear()
+        self._seen, self._planned, self._pending = 0, None, None
+
+    def calibration_problem(self) -> str | None:
+        """Why the calibration run recorded so far cannot make a schedule, or None when it can. A first-run
+        calibration also needs more steps than `num_updates`: with fewer, every step would update and the
+        schedule could never cache anything (an explicit `diffaccel.bac.calibrate` may still ask for that)."""
+        if not self._recordings:
+            return "no calibration run was recorded: run the model once after wrapping"
+        if self._planned is not None and self._seen < self._planned:
+            return f"the calibration run stopped after {self._seen} of its {self._planned} steps"
+        if not self.explicit_calibration and self._seen <= self.config.num_updates:
+            return (
+                f"the calibration run had {self._seen} steps; with num_updates={self.config.num_updates} every "
+                f"step would update, so a BAC schedule needs a run of at least {self.config.num_updates + 1} "
+                "steps (or a smaller num_updates)"
+            )
+        return None
+
+    def _end_calibration_run(self) -> None:
+        """Build the schedule (committed at the next run's start) or say why not and drop the recording."""
+        problem = self.calibration_problem()
+        if problem is None:
+            self._pending = from_rank_zero(self.finish_calibration())  # one schedule on every rank
+        else:
+            logger.warning("BAC: %s; no schedule was built and the next run calibrates again.", problem)
+            self._discard_calibration()
 
     def new_state(self, unit) -> BacState:
         if self.calibrating:
@@ -199,11 +258,12 @@ class Bac(UnitStrategy):
 
     def observe(self, state: BacState, leaves, step: StepInfo) -> None:
         state.cached = [None if t is None else t.detach() for t in leaves]
-        if self.calibrating:
+        if self.calibrating and self._pending is None:
             flat = torch.cat([t.detach().reshape(-1).float().cpu() for t in leaves if t is not None])
             self._recordings[state.unit.name].steps.setdefault(step.index, {})[step.context] = flat
-            if self._calibration_complete(step):
-                self._finish_now()
+            self._seen, self._planned = max(self._seen, step.index + 1), step.num_inference_steps
+            if self._calibration_complete(step):  # built now, so the next (timed) run does not pay for it
+                self._end_calibration_run()
 
     def _calibration_complete(self, step: StepInfo) -> bool:
         """True once every unit has recorded the run's last step in every context seen at step 0, so the
@@ -213,23 +273,24 @@ class Bac(UnitStrategy):
             return False
         return all(set(r.steps.get(total - 1, {})) == set(r.steps.get(0, {})) for r in self._recordings.values())
 
-    def _finish_now(self) -> None:
-        self.schedule = self.finish_calibration()
-        self.calibrating = False
-        logger.info(
-            "BAC: schedule built from the calibration run (%.3f of unit calls compute); caching from the next run on",
-            self.schedule.computed_fraction(),
-        )
-
     def forecast(self, state: BacState, step: StepInfo):
         return list(state.cached)
 
     # ------------------------------------------------------------------------------- calibration
+    def calibration_result(self) -> BacSchedule:
+        """The schedule of the calibration run that just ended (what `diffaccel.bac.calibrate` returns)."""
+        if self._pending is not None:
+            return self._pending
+        if not self.calibrating:
+            return self.schedule
+        return from_rank_zero(self.finish_calibration())
+
     def finish_calibration(self) -> BacSchedule:
         """Per-unit DP schedules from the recorded run, then the Bubbling Union and the forced last step."""
         cfg = self.config
-        if not self._recordings:
-            raise RuntimeError("BAC calibration recorded nothing: run the model once after wrapping")
+        problem = self.calibration_problem()
+        if problem is not None:
+            raise RuntimeError(f"BAC cannot build a schedule: {problem}.")
         names = list(self._recordings)
         num_steps = max(len(r.steps) for r in self._recordings.values())
         acs, errors = {}, {}
@@ -241,12 +302,8 @@ class Bac(UnitStrategy):
             features = torch.stack(
                 [torch.cat([rec.steps[k][c] for c in sorted(rec.steps[k])]) for k in range(num_steps)]
             )
-            if cfg.metric == "cosine":
-                score, maximize = cosine_similarity_matrix(features), True
-            else:
-                score, maximize = distance_matrix(features, cfg.metric), False
-            acs[name] = select_update_steps(score, cfg.num_updates, maximize=maximize)
-            errors[name] = reuse_error(features)
+            score, errors[name] = _unit_statistics(features, cfg.metric)
+            acs[name] = select_update_steps(score, cfg.num_updates, maximize=cfg.metric == "cosine")
         layers = _layer_indices(names)
         ffn = [n for n in names if self._recordings[n].unit.kind in FFN_KINDS]
         updates = bubbling_union(acs, errors, layers, ffn, cfg.top_blocks)
@@ -254,7 +311,7 @@ class Bac(UnitStrategy):
         if cfg.force_last:
             updates = {u: sorted(set(s) | {num_steps - 1}) for u, s in updates.items()}
         model_class = type(next(iter(self._recordings.values())).unit.engine.root).__name__
-        self._recordings.clear()
+        self._discard_calibration()
         return BacSchedule(
             model_class=model_class,
             num_steps=num_steps,
@@ -270,6 +327,18 @@ class Bac(UnitStrategy):
                 "force_last": cfg.force_last,
             },
         )
+
+
+def _unit_statistics(features: torch.Tensor, metric: str) -> tuple[torch.Tensor, float]:
+    """A unit's K×K score matrix (similarity for "cosine", else distance) and its reuse error. Under
+    torch.distributed both come from per-step-pair sums over all ranks, so every rank gets the numbers of one
+    process holding every rank's features (a context-parallel shard of the tokens, or a data-parallel rank's
+    samples; core/ranks.py); alone, the single-process arithmetic."""
+    if not distributed():
+        score = cosine_similarity_matrix(features) if metric == "cosine" else distance_matrix(features, metric)
+        return score, reuse_error(features)
+    sums = agreed_sum(pair_sums(features))
+    return matrices_from_pair_sums(sums, metric), reuse_error_from_pair_sums(sums)
 
 
 def _layer_indices(names: list[str]) -> dict[str, int]:

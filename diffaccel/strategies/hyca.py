@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..core.clock import StepInfo
-from ..core.ranks import from_rank_zero
+from ..core.ranks import agreed_sum, distributed, from_rank_zero
 from ..forecast.descriptors import channel_descriptors, cluster_channels
 from ..forecast.schedules import taylorseer_derivatives_enabled, taylorseer_is_full
 from ..forecast.solvers import SOLVERS, History, solver
@@ -140,6 +140,7 @@ class _ProbeLeaf:
     errors: dict[str, torch.Tensor] = field(default_factory=dict)  # per channel: sum of squared errors
     signed: dict[str, torch.Tensor] = field(default_factory=dict)  # per channel: sum of token-mean errors
     samples: int = 0
+    rows: int = 0  # token rows each per-channel mean is taken over (this rank's share under torch.distributed)
     shadow: History = field(default_factory=History)
     last_full: int = -1
 
@@ -323,6 +324,7 @@ class HyCa(ScheduledStrategy, UnitStrategy):
             if probe is None:
                 continue
             actual = leaf.detach().to(torch.float64)
+            probe.rows = _channel_view(actual, dim).shape[0]
             if step.index < cfg.probe_steps:
                 probe.trajectory.append(_channel_view(actual, dim).mean(0).cpu().numpy())
             if self._is_full(step) or probe.last_full < 0:
@@ -350,10 +352,10 @@ class HyCa(ScheduledStrategy, UnitStrategy):
                 if probe is None:
                     leaves.append(None)
                     continue
-                labels = cluster_channels(channel_descriptors(np.stack(probe.trajectory)), cfg.num_clusters, cfg.seed)
-                errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
+                trajectory, errors, signed = _probe_statistics(probe)
+                labels = cluster_channels(channel_descriptors(trajectory), cfg.num_clusters, cfg.seed)
                 if cfg.selection == "accumulated":
-                    errors = {s: errors[s] / probe.samples + (probe.signed[s] ** 2).cpu().numpy() for s in errors}
+                    errors = {s: errors[s] / probe.samples + signed[s] ** 2 for s in errors}
                 solvers = [
                     min(errors, key=lambda s: float(errors[s][labels == c].mean()))
                     for c in range(int(labels.max()) + 1)
@@ -375,6 +377,24 @@ class HyCa(ScheduledStrategy, UnitStrategy):
                 "selection": cfg.selection,
             },
         )
+
+
+def _probe_statistics(probe: _ProbeLeaf) -> tuple[np.ndarray, dict, dict]:
+    """The probe's per-channel token means: trajectory [steps, channels], and per solver the summed squared and
+    signed errors. Under torch.distributed, means over the token rows of all ranks (each rank's mean weighted
+    by its rows), so every rank clusters and scores the same numbers, those of one process holding every
+    rank's tokens (core/ranks.py); alone, this rank's own."""
+    trajectory = np.stack(probe.trajectory)
+    errors = {s: e.cpu().numpy() for s, e in probe.errors.items()}
+    signed = {s: e.cpu().numpy() for s, e in probe.signed.items()}
+    if not distributed():
+        return trajectory, errors, signed
+    rows = float(agreed_sum(torch.tensor([probe.rows]))[0])
+
+    def pooled(values: np.ndarray) -> np.ndarray:
+        return (agreed_sum(torch.from_numpy(np.asarray(values, dtype=np.float64) * probe.rows)) / rows).numpy()
+
+    return pooled(trajectory), {s: pooled(e) for s, e in errors.items()}, {s: pooled(e) for s, e in signed.items()}
 
 
 # ------------------------------------------------------------------------------------------- profiling

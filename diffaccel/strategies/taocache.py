@@ -41,10 +41,12 @@ import numpy as np
 import torch
 
 from ..core.clock import StepInfo
-from ..core.ranks import agreed_max
+from ..core.ranks import agreed_sum, distributed
 from ..forecast.fixed_point import (
+    cosine_and_ratios,
     delta_cosine,
     delta_ratio,
+    delta_sums,
     fixed_point_forecast,
     projection_rate,
     skip_error,
@@ -97,6 +99,19 @@ def _allowed_streak(threshold: float, error: float, max_skips: int) -> int:
     if error == 0 or threshold / error >= max_skips:
         return max_skips
     return int(threshold / error)
+
+
+def _delta_statistics(state: TaoState) -> tuple[float, float, float]:
+    """cos and ρ of the freshest two deltas, and the relative change r = ‖d‖/‖u‖. Under torch.distributed
+    they come from sums over all ranks, so every rank takes the same decision and the same κ, equal to those
+    of one process holding the whole output (core/ranks.py); alone, the single-process arithmetic."""
+    if distributed():
+        return cosine_and_ratios(agreed_sum(delta_sums(state.delta, state.prev_delta, state.last)))
+    return (
+        delta_cosine(state.delta, state.prev_delta),
+        delta_ratio(state.delta, state.prev_delta),
+        delta_ratio(state.delta, state.last),
+    )
 
 
 @dataclass
@@ -158,10 +173,8 @@ class TaoCache(UnitStrategy):
             return step.index - state.anchor_step <= state.streak
         if cfg.max_skips == 0 or state.delta is None or state.prev_delta is None:
             return False
-        cos = delta_cosine(state.delta, state.prev_delta)
-        rho = delta_ratio(state.delta, state.prev_delta)
-        change = delta_ratio(state.delta, state.last)
-        error = agreed_max(skip_error(change, cos, rho))  # every rank decides alike (core/ranks.py)
+        cos, rho, change = _delta_statistics(state)
+        error = skip_error(change, cos, rho)
         if self.on_check is not None:
             self.on_check(step.index, cos, rho, change, error)
         state.streak = _allowed_streak(cfg.error_threshold, error, cfg.max_skips)
@@ -189,9 +202,8 @@ class TaoCache(UnitStrategy):
                     "all guidance contexts must call the denoiser at every step"
                 )
             state.anchor, state.anchor_delta = state.last, state.delta
-            kappa = projection_rate(
-                delta_cosine(state.delta, state.prev_delta), delta_ratio(state.delta, state.prev_delta)
-            )
+            cos, rho, _ = _delta_statistics(state)
+            kappa = projection_rate(cos, rho)
             state.anchor_rho = min(max(kappa, 0.0), self.config.max_ratio)
             state.anchor_step = step.index - 1
         out = fixed_point_forecast(state.anchor, state.anchor_delta, state.anchor_rho, step.index - state.anchor_step)

@@ -138,7 +138,24 @@ def denoise(model, run: Run, wrapped: bool) -> list[torch.Tensor]:
     return outputs
 
 
-class SequenceChecker:
+class SequenceRunner:
+    """What every checker shares: a sequence starts and ends from a clean state, and yields its mismatches."""
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, op) -> str | None:
+        raise NotImplementedError
+
+    def run_sequence(self, ops) -> list[str]:
+        self.reset()
+        try:
+            return [m for m in (self.apply(op) for op in ops) if m is not None]
+        finally:
+            self.reset()
+
+
+class SequenceChecker(SequenceRunner):
     """Runs sequences on one wrapped model and compares each finished run with a fresh wrap of a copy."""
 
     def __init__(self, seed: int = 0):
@@ -210,10 +227,3 @@ class SequenceChecker:
         if bad:
             return f"{op} under {STRATEGIES[self.current]}: steps {bad} differ from a fresh wrap"
         return None
-
-    def run_sequence(self, ops) -> list[str]:
-        self.reset()
-        try:
-            return [m for m in (self.apply(op) for op in ops) if m is not None]
-        finally:
-            self.reset()

@@ -50,6 +50,17 @@ register_zoo_model(
     "class-conditional UNet2DModel, DDIM, on 32x32 crops of 8 shipped photos; doubled-batch CFG",
 )
 register_zoo_model(
+    "flux-photos-b",
+    partial(_load_builtin, "diffaccel.zoo.flux_photos", "flux-photos-b"),
+    "validation only: flux-photos' recipe retrained with seed 1 for 2400 steps; nothing is tuned on it",
+)
+register_zoo_model(
+    "pixart-photos",
+    partial(_load_builtin, "diffaccel.zoo.pixart_photos", "pixart-photos"),
+    "validation only: PixArtTransformer2DModel (4 blocks, d=128), DDIM v-prediction, on the flux-photos crops; "
+    "doubled-batch CFG; nothing is tuned on it",
+)
+register_zoo_model(
     "llada-addition",
     "diffaccel.dllm.zoo:load_llada_addition",
     "LLaDA-architecture masked-diffusion LM (4 layers, d=96) on 4-digit addition; LLaDAPipeline with a digit tokenizer",

@@ -39,7 +39,9 @@ FINAL_LOSS_WINDOW = 200
 RECIPES = {
     "dit-digits": ("diffaccel.zoo.dit_digits", "DiTDigitsTraining"),
     "flux-photos": ("diffaccel.zoo.flux_photos", "FluxPhotosTraining"),
+    "flux-photos-b": ("diffaccel.zoo.flux_photos", "FluxPhotosBTraining"),
     "unet-photos": ("diffaccel.zoo.unet_photos", "UNetPhotosTraining"),
+    "pixart-photos": ("diffaccel.zoo.pixart_photos", "PixArtPhotosTraining"),
     "wan-clips": ("diffaccel.zoo.wan_clips", "WanClipsTraining"),
     "dp-reach": ("diffaccel.policy.zoo", "DPReachTraining"),
     "dp-reach-two": ("diffaccel.policy.zoo", "DPReachTwoTraining"),

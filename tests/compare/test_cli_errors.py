@@ -62,6 +62,15 @@ def test_empty_strategies(tmp_path, capsys, value):
     assert "--strategies is empty" in _error_line(capsys, ["compare", "--strategies", value, "--out", str(tmp_path)])
 
 
+@pytest.mark.parametrize("argv", [["compare", "--steps", "zero"], ["compare", "--grid-seeds", "0"], ["nope"]])
+def test_bad_arguments_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("(see --help)"), err
+
+
 def test_ctrl_c_names_the_resume_command(tmp_path, capsys, monkeypatch):
     from diffaccel import compare
 

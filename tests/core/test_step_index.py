@@ -154,3 +154,22 @@ def test_without_a_step_index_the_clock_counts_calls():
             with model.cache_context("cond"):
                 model(**at_step(FLUX, inputs, step, STEPS))
     assert seen.steps == [("cond", 0, None), ("cond", 1, None), ("cond", 2, None)]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.0, "1", True])
+def test_a_step_index_that_is_not_a_step_is_an_error(bad):
+    model = diffaccel.wrap(build_tiny(FLUX), "taylorseer", interval=2)
+    with torch.no_grad(), pytest.raises(RunStateError, match="must be an int >= 0"):
+        _call(model, tiny_inputs(FLUX), 0, step_index=bad)
+
+
+def test_numpy_and_tensor_step_indices_count_as_ints():
+    import numpy as np
+
+    model = diffaccel.wrap(build_tiny(FLUX), "taylorseer", interval=2)
+    seen = record_engine_steps(model)
+    inputs = tiny_inputs(FLUX)
+    with torch.no_grad():
+        _call(model, inputs, 0, step_index=np.int64(0))
+        _call(model, inputs, 1, step_index=torch.tensor(2))
+    assert [index for _, index, _ in seen.steps] == [0, 2]

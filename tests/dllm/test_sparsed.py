@@ -128,3 +128,40 @@ def test_config_validation():
         SparseDConfig(select=0.0)
     with pytest.raises(ValueError, match="block_size"):
         SparseDConfig(block_size=0)
+
+
+@pytest.mark.parametrize("length, bs", [(37, 8), (64, 16), (20, 32)])
+def test_gather_kernel_equals_dense_attention_under_the_pattern_mask(length, bs):
+    from diffaccel.dllm.sparse_patterns import gathered_block_attention, kept_block_index
+
+    torch.manual_seed(length)
+    q, k, v = (torch.randn(2, 3, length, 8, dtype=torch.float64) for _ in range(3))
+    nb = math.ceil(length / bs)
+    pattern = torch.rand(2, 3, nb, nb) < 0.4
+    pattern[..., -1] = True  # every query block keeps at least one key block, as SparseD's pass 2 ensures
+    mask = dense_mask_from_pattern(pattern, length, length, bs)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    got = gathered_block_attention(q, k, v, kept_block_index(pattern), bs, query_blocks_per_chunk=2)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_gather_kernel_gives_the_flex_kernels_logits():
+    model, prompts = tiny_llada(2), random_prompts(2, 24, 12)
+    logits = {"flex": [], "gather": []}
+    for kernel in ("flex", "gather"):
+        seen = logits[kernel]
+        handle = model.register_forward_hook(lambda module, args, out, seen=seen: seen.append(out.logits))
+        try:
+            _, state = _generate(
+                model,
+                prompts,
+                SparseDConfig(skip=0.25, select=0.4, block_size=8, compile=False, kernel=kernel),
+                **RUN,
+            )
+        finally:
+            handle.remove()
+        assert state.sparse_calls > 0
+    assert len(logits["flex"]) == len(logits["gather"]) == 8
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(logits["flex"], logits["gather"]))
+    with pytest.raises(ValueError, match="kernel must be 'flex' or 'gather'"):
+        SparseDConfig(kernel="triton")

@@ -70,3 +70,46 @@ def test_ssd_rejects_non_greedy_references():
             _run(model, prompts, config, SSDConfig(), mask_id=14)
     with pytest.raises(ValueError, match="draft_length"):
         SSDConfig(draft_length=-1)
+
+
+@pytest.mark.parametrize(
+    "ssd",
+    [
+        SSDConfig(draft_length=3),
+        SSDConfig(draft_length=6, max_verify_rows=8),
+        SSDConfig(adaptive=True, max_verify_rows=12),
+    ],
+    ids=["N3", "N6-rows8", "adaptive-rows12"],
+)
+def test_ssd_equals_stepwise_decoding_on_a_tiny_random_llada(ssd):
+    model, prompts = tiny_llada(2, seed=4), random_prompts(6, 9, 12)
+    config = SamplingConfig(gen_length=16, steps=16, block_length=8)
+    expected, stepwise = _run(model, prompts, config, mask_id=14)
+    assert len(set(expected[:, 9:].flatten().tolist())) > 2  # not a degenerate constant answer
+    rows = []
+    handle = model.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    try:
+        got, record = _run(model, prompts, config, ssd, mask_id=14)
+    finally:
+        handle.remove()
+    assert torch.equal(got, expected)
+    assert record.forward_calls < stepwise.forward_calls
+    if ssd.max_verify_rows is not None:
+        assert max(rows[1:]) <= max(ssd.max_verify_rows, 6)  # never below one node per row still decoding
+
+
+def test_ssd_with_a_row_budget_equal_to_the_batch_decodes_stepwise():
+    """max_verify_rows == batch: every chain is the reference step alone, so SSD runs exactly the stepwise
+    forwards (one per step, every row) and commits the same tokens."""
+    model, prompts = tiny_llada(2, seed=4), random_prompts(6, 9, 12)
+    config = SamplingConfig(gen_length=16, steps=16, block_length=8)
+    expected, stepwise = _run(model, prompts, config, mask_id=14)
+    got, record = _run(model, prompts, config, SSDConfig(draft_length=4, max_verify_rows=6), mask_id=14)
+    assert torch.equal(got, expected)
+    assert (record.forward_calls, record.forward_rows) == (stepwise.forward_calls, stepwise.forward_rows)
+
+
+def test_ssd_row_budget_is_validated():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_verify_rows"):
+            SSDConfig(max_verify_rows=bad)

@@ -77,6 +77,18 @@ def test_adaptive_needs_the_modules_granularity():
         diffaccel.wrap(build_tiny(FLUX), "taylorseer", schedule="adaptive", granularity="stack")
 
 
+@pytest.mark.parametrize("name", ["UNet2DConditionModel", "UNet2DModel"])
+def test_adaptive_on_a_unet_is_refused_at_wrap(name):
+    """Found by the pipeline fuzz: a UNet's first block changes resolution, so FBCache's residual test has
+    nothing to compare; wrap used to accept it and every call then raised."""
+    model = build_tiny(name)
+    with pytest.raises(ValueError, match="is a UNet"):
+        diffaccel.wrap(model, "taylorseer", schedule="adaptive")
+    assert getattr(model, "_diffaccel", None) is None
+    diffaccel.wrap(model, "taylorseer", schedule="uniform")  # nothing was left attached
+    diffaccel.unwrap(model)
+
+
 def test_guidance_reuse_matches_the_hand_computed_reference():
     # whole-output first-order TaylorSeer, warm-up 2, interval 2 over 6 steps: full at 0, 1, 3, 5
     steps, inputs = 6, _differing_branches()

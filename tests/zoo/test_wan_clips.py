@@ -14,7 +14,7 @@ import torch
 import diffaccel
 from diffaccel import zoo
 from diffaccel.zoo import wan_clips
-from diffaccel.zoo.weights_io import read_json, verify_manifest, weights_dir, weights_root
+from diffaccel.zoo.weights_io import read_json, verify_manifest, weights_dir
 
 NAME = "wan-clips"
 FRAMES, SIZE = wan_clips.NUM_FRAMES, wan_clips.FRAME_SIZE
@@ -42,9 +42,7 @@ def test_registered_as_a_video_model_with_weights_matching_the_manifest():
     assert {"model.safetensors", "config.json"} <= set(manifest["sha256"])
     files = [p for p in weights_dir(NAME).iterdir() if p.is_file()]
     assert all(p.suffix in (".safetensors", ".json") for p in files)
-    assert sum(p.stat().st_size for p in files) < 4 * 2**20
-    zoo_bytes = sum(p.stat().st_size for p in weights_root().glob("*/*") if p.suffix in (".safetensors", ".json"))
-    assert zoo_bytes < 30 * 2**20
+    assert sum(p.stat().st_size for p in files) < 4 * 2**20  # the whole zoo's budget: tests/zoo/test_zoo_pipelines.py
 
 
 def test_default_call_is_one_clip_per_class_and_deterministic(pipe):
