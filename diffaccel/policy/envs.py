@@ -10,8 +10,7 @@ diffusion policies are for, and separates mild from aggressive acceleration.
   0.22 around it, then heads to the goal (two modes). It moves on to the next waypoint once within
   0.02 of the current one: its episodes average 23.3 steps (the design prototype's expert: 23.5) and
   keep at least 0.022 from the disc. (Turning a whole step early, within 0.04, cut the corners to
-  0.013 from the disc, and a policy trained on those demonstrations collided in a third of its
-  episodes.)
+  0.013 from the disc.)
 * `obstacle-reach-two` [ours, harder]: two discs of radius 0.1 at x≈0.35 and x≈0.65, each passed
   above or below independently (four modes, and a crossing between the discs).
 
