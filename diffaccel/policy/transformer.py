@@ -94,6 +94,37 @@ class TransformerDenoiser(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
+    @torch.no_grad()
+    def reference_init_(self, generator: torch.Generator | None = None) -> None:
+        """Re-initialise as the reference `TransformerForDiffusion._init_weights` does: every Linear weight and
+        attention input projection ~ N(0, 0.02), their biases 0, LayerNorm (1, 0), both position embeddings
+        ~ N(0, 0.02). The constructor's default init differs (ours): attention input projections keep PyTorch's
+        Xavier-uniform init and the position embeddings start at zero."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.02, generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.MultiheadAttention):
+                module.in_proj_weight.normal_(0.0, 0.02, generator=generator)
+                module.in_proj_bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+        self.pos_emb.normal_(0.0, 0.02, generator=generator)
+        self.cond_pos_emb.normal_(0.0, 0.02, generator=generator)
+
+    def optim_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups as the reference `get_optim_groups`: weight decay on Linear weights and attention input
+        projections only; biases, LayerNorm parameters and position embeddings are not decayed."""
+        decay = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        decay |= {id(m.in_proj_weight) for m in self.modules() if isinstance(m, nn.MultiheadAttention)}
+        params = list(self.parameters())
+        return [
+            {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
+        ]
+
     def forward(self, sample: torch.Tensor, timestep, cond: torch.Tensor) -> torch.Tensor:
         c = self.config
         if not torch.is_tensor(timestep):

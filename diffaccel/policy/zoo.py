@@ -21,6 +21,7 @@ from .transformer import DiffusionTransformerPolicy, PolicyConfig
 
 ZOO_ENVS = {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}
 DEMO_SEED = 10_000
+WEIGHT_INITS = ("ours", "reference")
 
 
 def build_policy(config: dict) -> DiffusionTransformerPolicy:
@@ -67,8 +68,16 @@ class PolicyTraining:
     n_emb: int = 64
     eval_episodes: int = 200
     init_from: str | None = None  # a folder with earlier weights of the same architecture: continue training
+    # AdamW betas and weight decay; a positive decay applies to weight matrices only, as the reference's
+    # `get_optim_groups` (the reference low-dim transformer recipe: lr 1e-4, betas (0.9, 0.95), decay 0.1).
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    # "ours": the constructor's init; "reference": `TransformerDenoiser.reference_init_` (the official init).
+    weight_init: str = "ours"
 
     def __post_init__(self):
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"unknown weight_init {self.weight_init!r}; choose one of {WEIGHT_INITS}")
         self.env = ZOO_ENVS[self.name]
         demos = collect_demos(self.env, self.demos, DEMO_SEED)
         self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
@@ -83,9 +92,14 @@ class PolicyTraining:
 
     def build(self) -> dict:
         policy = build_policy({"policy": self.policy_config.as_dict(), "normalizer": self.normalizer})
+        if self.weight_init == "reference":
+            policy.model.reference_init_()
         if self.init_from is not None:
             load_state_into(Path(self.init_from) / "model.safetensors", {"policy": policy})
         return {"policy": policy}
+
+    def parameter_groups(self, components: dict) -> list[dict]:
+        return components["policy"].model.optim_groups(self.weight_decay)
 
     def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
@@ -99,6 +113,12 @@ class PolicyTraining:
             "scheduler": dict(components["policy"].noise_scheduler.config),
             "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)},
             "continued_from": self.init_from,
+            "optimizer": {
+                "learning_rate": self.learning_rate,
+                "betas": list(self.betas),
+                "weight_decay": self.weight_decay,
+                "weight_init": self.weight_init,
+            },
         }
 
     def after_training(self, folder: Path, components: dict) -> dict:

@@ -2,10 +2,11 @@
 
 One seeded command per model writes ``<out>/<name>/model.safetensors``, ``config.json`` and ``manifest.json``
 (default ``<out>``: the packaged ``diffaccel/zoo/weights``). The loop is shared by all zoo models; a model
-contributes a *recipe* object with ``name, seed, steps, batch_size, learning_rate, warmup_steps, ema_decay`` and
-the methods ``build() -> {component: module}``, ``loss(components, generator) -> scalar``,
-``config(components) -> dict`` and optionally ``after_training(folder, components) -> dict`` (extra files and
-scores recorded in the manifest). The saved weights are the exponential moving average of the trained ones.
+contributes a *recipe* object with ``name, seed, steps, batch_size, learning_rate, warmup_steps, ema_decay``
+(optionally ``betas`` and ``weight_decay`` for AdamW, default ``(0.9, 0.999)`` and 0) and the methods ``build() -> {component: module}``, ``loss(components, generator) -> scalar``,
+``config(components) -> dict`` and optionally ``parameter_groups(components) -> list[dict]`` (AdamW parameter
+groups, e.g. weight decay on weight matrices only) and ``after_training(folder, components) -> dict`` (extra files
+and scores recorded in the manifest). The saved weights are the exponential moving average of the trained ones.
 
 ``--evaluate-only`` re-scores committed weights (see :func:`refresh`) without training.
 
@@ -70,6 +71,22 @@ def _update_ema(ema: dict[str, torch.nn.Module], live: dict[str, torch.nn.Module
             ema_param.lerp_(param, 1.0 - decay)
 
 
+def make_optimizer(recipe, components: dict, parameters: list) -> torch.optim.AdamW:
+    """AdamW over ``recipe.parameter_groups(components)`` if the recipe defines it, else over all parameters in one
+    group; ``betas`` / ``weight_decay`` from the recipe when it sets them (a recipe without them gets exactly the
+    optimiser the zoo always used: default betas, no weight decay)."""
+    groups = recipe.parameter_groups(components) if hasattr(recipe, "parameter_groups") else parameters
+    grouped = [p for group in groups for p in group["params"]] if hasattr(recipe, "parameter_groups") else groups
+    if len(grouped) != len(parameters) or {id(p) for p in grouped} != {id(p) for p in parameters}:
+        raise ValueError(f"{recipe.name}: parameter_groups must hold every trained parameter exactly once")
+    return torch.optim.AdamW(
+        groups,
+        lr=recipe.learning_rate,
+        betas=tuple(getattr(recipe, "betas", (0.9, 0.999))),
+        weight_decay=getattr(recipe, "weight_decay", 0.0),
+    )
+
+
 def train(recipe, out_root: str | Path | None = None, command: str | None = None) -> dict:
     """Run ``recipe`` to completion and write its files; returns the manifest."""
     torch.manual_seed(recipe.seed)
@@ -79,7 +96,7 @@ def train(recipe, out_root: str | Path | None = None, command: str | None = None
         module.train()
     ema = {name: copy.deepcopy(module).eval().requires_grad_(False) for name, module in components.items()}
     parameters = [p for module in components.values() for p in module.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate, weight_decay=0.0)
+    optimizer = make_optimizer(recipe, components, parameters)
     num_parameters = {name: sum(p.numel() for p in module.parameters()) for name, module in components.items()}
     logger.info("training %s: %s parameters, %d steps", recipe.name, num_parameters, recipe.steps)
 

@@ -1,0 +1,102 @@
+"""The dp-reach recipe's optimiser options (betas, weight decay on weight matrices only, reference init) and the
+zoo loop's guarantee that recipes without them get exactly the optimiser they always had."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from diffaccel.policy import DiffusionTransformerPolicy, PolicyConfig
+from diffaccel.policy.zoo import PolicyTraining
+from diffaccel.zoo.train import make_optimizer
+
+
+def _policy(seed=0):
+    torch.manual_seed(seed)
+    return DiffusionTransformerPolicy(PolicyConfig(obs_dim=6, n_emb=32, n_layer=2))
+
+
+def _one_step(optimizer, params, grads):
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    optimizer.step()
+    return [p.detach().clone() for p in params]
+
+
+def test_recipe_without_options_gets_the_old_optimizer_bit_for_bit():
+    """flux/unet/wan/dit recipes set none of betas/weight_decay/parameter_groups: the optimiser must update
+    exactly as the former `AdamW(parameters, lr, weight_decay=0.0)`."""
+    recipe = SimpleNamespace(name="plain", learning_rate=1e-3)
+    a, b = _policy(), _policy()
+    pa, pb = list(a.parameters()), list(b.parameters())
+    new = make_optimizer(recipe, {"policy": a}, pa)
+    old = torch.optim.AdamW(pb, lr=1e-3, weight_decay=0.0)
+    assert len(new.param_groups) == 1 and new.param_groups[0]["betas"] == (0.9, 0.999)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=gen) for p in pa]
+        for x, y in zip(_one_step(new, pa, grads), _one_step(old, pb, grads)):
+            assert torch.equal(x, y)
+
+
+def test_decay_groups_are_the_weight_matrices_only():
+    model = _policy().model
+    decay, no_decay = model.optim_groups(0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    # independent rule: the 2-D parameters except the two position embeddings (3-D) are weight matrices
+    expected = {n for n, p in model.named_parameters() if p.ndim == 2}
+    assert decayed == expected and all(n.endswith("weight") for n in decayed)
+    assert any("in_proj_weight" in n for n in decayed)
+    assert {names[id(p)] for p in no_decay["params"]} == set(names.values()) - expected
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
+
+
+def test_weight_decay_with_zero_gradient_shrinks_only_weight_matrices():
+    """With zero gradients Adam's step is 0, so AdamW leaves p·(1 − lr·wd) on decayed tensors and the rest as is."""
+    policy = _policy()
+    recipe = SimpleNamespace(
+        name="dp",
+        learning_rate=0.5,
+        betas=(0.9, 0.95),
+        weight_decay=0.1,
+        parameter_groups=lambda components: components["policy"].model.optim_groups(0.1),
+    )
+    params = list(policy.parameters())
+    optimizer = make_optimizer(recipe, {"policy": policy}, params)
+    assert [g["betas"] for g in optimizer.param_groups] == [(0.9, 0.95)] * 2
+    before = [p.detach().clone() for p in params]
+    after = _one_step(optimizer, params, [torch.zeros_like(p) for p in params])
+    for p, x, y in zip(params, before, after):
+        factor = 0.95 if p.ndim == 2 else 1.0
+        torch.testing.assert_close(y, x * factor, rtol=0, atol=1e-7)
+
+
+def test_parameter_groups_must_cover_every_parameter_once():
+    policy = _policy()
+    params = list(policy.parameters())
+    recipe = SimpleNamespace(name="broken", learning_rate=1e-3, parameter_groups=lambda c: [{"params": params[:-1]}])
+    with pytest.raises(ValueError, match="every trained parameter exactly once"):
+        make_optimizer(recipe, {"policy": policy}, params)
+
+
+def test_reference_init_statistics():
+    model = _policy().model
+    assert torch.equal(model.pos_emb, torch.zeros_like(model.pos_emb))  # ours: zero position embeddings
+    model.reference_init_(torch.Generator().manual_seed(0))
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.weight.numel() >= 1024:
+            assert abs(module.weight.std().item() - 0.02) < 0.002
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            assert not module.bias.any()
+        if isinstance(module, nn.MultiheadAttention):
+            assert abs(module.in_proj_weight.std().item() - 0.02) < 0.002 and not module.in_proj_bias.any()
+        if isinstance(module, nn.LayerNorm):
+            assert torch.equal(module.weight, torch.ones_like(module.weight)) and not module.bias.any()
+    assert abs(model.pos_emb.std().item() - 0.02) < 0.004 and model.cond_pos_emb.abs().sum() > 0
+
+
+def test_unknown_weight_init_names_the_choices():
+    with pytest.raises(ValueError, match=r"'ours', 'reference'"):
+        PolicyTraining(weight_init="xavier")
