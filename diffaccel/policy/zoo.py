@@ -58,7 +58,7 @@ class PolicyTraining:
 
     name: str = "dp-reach"
     seed: int = 0
-    steps: int = 4000
+    steps: int = 5000
     batch_size: int = 128
     learning_rate: float = 1e-3
     warmup_steps: int = 200

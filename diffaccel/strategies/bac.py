@@ -15,6 +15,8 @@ Faithful to the official code's "optimal" mode:
 * at run time a unit recomputes at its update steps and otherwise returns its last output unchanged.
 
 `mode="uniform"` is the official "threshold" baseline (every unit updates at `k mod interval == 0`).
+`forecast="taylor"` [ours] replaces the unchanged reuse between update steps by TaylorSeer's
+first-order forecast from the unit's last two updates (same schedule, same computations).
 On diffusers DiTs and UNets the units are the adapters' attention / feed-forward (and resnet)
 sub-modules, an extension of BAC beyond the Diffusion Policy transformer [ours]; there the
 feed-forward kinds that "bubble" are `FFN_KINDS` below [ours for FLUX single blocks and UNet resnets].
@@ -46,6 +48,7 @@ from ..forecast.step_selection import (
     select_update_steps,
     uniform_update_steps,
 )
+from ..forecast.taylor import taylor_forecast, taylor_update
 from .bac_schedule import BacSchedule
 from .base import StrategyConfig, UnitState, UnitStrategy
 from .registry import register_strategy
@@ -54,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 _METRICS = ("cosine", "l1", "l2", "mse")  # official list; only cosine is maximised
 _MODES = ("optimal", "uniform")
+_FORECASTS = ("reuse", "taylor")
 #: unit kinds treated as feed-forward sub-blocks by the Bubbling Union. "mlp" is BAC's FFN; FLUX single
 #: blocks (attention and MLP fused into proj_out) and UNet resnet blocks have no normalisation between
 #: their input and output projection either [ours].
@@ -75,6 +79,9 @@ class BacConfig(StrategyConfig):
         mode: "optimal" (ACS + Bubbling Union) or "uniform" (official "threshold": `k mod interval == 0`).
         interval: the uniform mode's interval.
         schedule: a `BacSchedule` or the path of a saved one; None = calibrate on the first run.
+        forecast: what a unit returns between its update steps: "reuse" (official: its last output,
+            unchanged) or "taylor" [ours]: TaylorSeer's first-order forecast `F + k·(F − F_prev)/gap`
+            from its last two updates (Liu et al., arXiv 2503.06923), `k` steps after the last one.
     """
 
     strategy_name = "bac"
@@ -87,6 +94,7 @@ class BacConfig(StrategyConfig):
     mode: str = "optimal"
     interval: int = 5
     schedule: Any = None
+    forecast: str = "reuse"
 
     def validate(self) -> None:
         for name in ("num_updates", "top_blocks", "interval"):
@@ -99,6 +107,8 @@ class BacConfig(StrategyConfig):
             raise ValueError(f"bac metric must be one of {list(_METRICS)}, got {self.metric!r}")
         if self.mode not in _MODES:
             raise ValueError(f"bac mode must be one of {list(_MODES)}, got {self.mode!r}")
+        if self.forecast not in _FORECASTS:
+            raise ValueError(f"bac forecast must be one of {list(_FORECASTS)}, got {self.forecast!r}")
         if not isinstance(self.force_last, bool):
             raise TypeError("bac force_last must be a bool")
         if (
@@ -126,9 +136,14 @@ class BacConfig(StrategyConfig):
 class BacState(UnitState):
     cached: list[torch.Tensor | None] | None = None
     unit: Any = None
+    factors: list[list[torch.Tensor] | None] | None = None  # forecast="taylor": [F, (F − F_prev)/gap]
+    last_update: int = -1
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.cached or [] if t is not None)
+        total = sum(t.numel() * t.element_size() for t in self.cached or [] if t is not None)
+        for fs in self.factors or []:
+            total += sum(t.numel() * t.element_size() for t in (fs or [])[1:])  # fs[0] is `cached`
+        return total
 
 
 @dataclass
@@ -258,6 +273,13 @@ class Bac(UnitStrategy):
 
     def observe(self, state: BacState, leaves, step: StepInfo) -> None:
         state.cached = [None if t is None else t.detach() for t in leaves]
+        if self.config.forecast == "taylor" and not self.calibrating:
+            old, gap = state.factors, step.index - state.last_update
+            state.factors = [
+                None if t is None else taylor_update(old[i] if old else None, t, gap, 1, state.last_update >= 0)
+                for i, t in enumerate(state.cached)
+            ]
+            state.last_update = step.index
         if self.calibrating and self._pending is None:
             flat = torch.cat([t.detach().reshape(-1).float().cpu() for t in leaves if t is not None])
             self._recordings[state.unit.name].steps.setdefault(step.index, {})[step.context] = flat
@@ -274,6 +296,9 @@ class Bac(UnitStrategy):
         return all(set(r.steps.get(total - 1, {})) == set(r.steps.get(0, {})) for r in self._recordings.values())
 
     def forecast(self, state: BacState, step: StepInfo):
+        if state.factors is not None:
+            offset = step.index - state.last_update
+            return [None if fs is None else taylor_forecast(fs, offset) for fs in state.factors]
         return list(state.cached)
 
     # ------------------------------------------------------------------------------- calibration

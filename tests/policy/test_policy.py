@@ -7,7 +7,7 @@ import torch
 
 from diffaccel.policy import DiffusionTransformerPolicy, ObstacleReach, PolicyConfig, collect_demos, evaluate
 from diffaccel.policy.data import make_windows
-from diffaccel.policy.envs import MAX_STEP, ScriptedExpert
+from diffaccel.policy.envs import MAX_STEP, TASKS, ScriptedExpert
 
 
 @pytest.mark.parametrize("name,obstacles", [("obstacle-reach", 1), ("obstacle-reach-two", 2)])
@@ -97,7 +97,20 @@ def test_evaluate_counts_and_is_reproducible():
     assert {k: v for k, v in a.items() if not k.endswith("_s")} == {k: v for k, v in c.items() if not k.endswith("_s")}
     assert set(a) >= {"success_rate", "success_stderr", "episodes", "nfe", "wall_s"}
     with pytest.raises(ValueError, match="unknown environment"):
-        evaluate(policy, env="push-t", episodes=2)
+        evaluate(policy, env="push-x", episodes=2)
+
+
+@pytest.mark.parametrize("name", ["obstacle-reach", "obstacle-reach-two"])
+def test_expert_keeps_its_margin_from_the_discs(name):
+    """The expert turns for the next waypoint within 0.02 of the current one, so its path stays at least
+    0.02 from every disc (hand bound: chords of the 0.22 / 0.15 waypoint circles pass 0.03 outside the
+    0.16 / 0.10 discs, and turning 0.02 early cuts at most about 0.01 off that)."""
+    spec = TASKS[name]
+    for d in collect_demos(name, 200, 3):
+        obs = d["obs"]
+        centres = obs[:, 4:].reshape(len(obs), -1, 2)
+        clearance = np.linalg.norm(obs[:, None, :2] - centres, axis=2).min() - spec.radius
+        assert clearance > 0.02
 
 
 def test_demos_are_expert_episodes():
@@ -106,3 +119,19 @@ def test_demos_are_expert_episodes():
     for d in demos:
         steps = np.diff(d["obs"][:, :2], axis=0)
         assert np.allclose(steps, d["action"], atol=1e-6)
+
+
+def test_push_t_without_its_extra_names_the_extra(monkeypatch):
+    """gym-pusht is optional: with its import blocked, asking for Push-T says which extra to install,
+    and nothing else needs it."""
+    import sys
+
+    from diffaccel.policy.pusht import PushTBatch
+
+    monkeypatch.setitem(sys.modules, "gym_pusht", None)  # `import gym_pusht` now raises ImportError
+    policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16)).eval()
+    with pytest.raises(ImportError, match=r"pip install 'diffaccel\[pusht\]'"):
+        evaluate(policy, env="push-t", episodes=2)
+    with pytest.raises(ImportError, match=r"diffaccel\[pusht\]"):
+        PushTBatch(2)
+    assert evaluate(policy, env="obstacle-reach", episodes=2, num_inference_steps=2)["episodes"] == 2

@@ -132,6 +132,59 @@ def test_runtime_reuses_outputs_exactly_at_hand_picked_steps_and_skips_the_work(
     assert calls["decoder.layers.0.linear1"] == len(updates["decoder.layers.0.linear2"])  # the feeder is skipped too
 
 
+def _reference_extrapolation(policy, updates: dict, seed):
+    """Independent reference for forecast="taylor": at a skipped step k a unit returns
+    `F + (k − c)·(F − F_prev)/(c − c_prev)` from its last two update steps c_prev < c (just F after one)."""
+    modules = dict(policy.model.named_modules())
+    step = {"n": -1}
+    seen, handles = {}, []
+    handles.append(policy.model.register_forward_pre_hook(lambda m, a: step.__setitem__("n", step["n"] + 1)))
+    for name, steps in updates.items():
+
+        def hook(module, args, output, name=name, steps=set(steps)):  # noqa: B006 (binds this unit's steps)
+            k, past = step["n"], seen.setdefault(name, [])
+            if k in steps or not past:
+                past.append((k, output))
+                return output
+            (c, f), prev = past[-1], past[-2] if len(past) > 1 else None
+            if prev is None:
+                return f
+
+            def line(now, before):  # attention returns (output, None)
+                if isinstance(now, tuple):
+                    return (line(now[0], before[0]), *now[1:])
+                return torch.add(now, torch.sub(now, before).div_(c - prev[0]), alpha=k - c)
+
+            return line(f, prev[1])
+
+        handles.append(modules[name].register_forward_hook(hook))
+    try:
+        return _act(policy, seed)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_taylor_forecast_option_extrapolates_between_update_steps():
+    """Ours: `forecast="taylor"` keeps BAC's schedule and computations but extrapolates linearly from
+    a unit's last two updates instead of reusing the last one; an every-step schedule stays exact."""
+    policy = _policy()
+    names = [f"decoder.layers.{i}.{u}" for i in range(2) for u in ("self_attn", "multihead_attn", "linear2")]
+    updates = {n: sorted({0, STEPS - 1} | set(range(k % 3 + 1, STEPS, k % 4 + 2))) for k, n in enumerate(names)}
+    expected = _reference_extrapolation(policy, updates, seed=3)
+    diffaccel.wrap(policy, "bac", schedule=BacSchedule("TransformerDenoiser", STEPS, updates), forecast="taylor")
+    got = _act(policy, 3)
+    diffaccel.unwrap(policy)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(got, _reference_reuse(policy, updates, seed=3), atol=1e-4, rtol=0)
+    every = BacSchedule("TransformerDenoiser", STEPS, {n: list(range(STEPS)) for n in names})
+    diffaccel.wrap(policy, "bac", schedule=every, forecast="taylor")
+    assert torch.equal(_act(policy, 3), _reference_reuse(policy, {}, seed=3))
+    diffaccel.unwrap(policy)
+    with pytest.raises(ValueError, match="forecast must be one of"):
+        diffaccel.wrap(policy, "bac", forecast="quadratic")
+
+
 def test_calibrate_on_one_seed_and_reuse_on_another(tmp_path):
     policy = _policy()
     path = tmp_path / "bac.json"
