@@ -54,6 +54,46 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
             f"{type(obj).__name__} is already wrapped by diffaccel; call diffaccel.unwrap(obj) first, or pass "
             "several strategies in one call: diffaccel.wrap(obj, [a, b])."
         )
+    plan = _plan(obj, strategy, options)
+    engines: dict[str, Engine] = {}
+    try:
+        for name, (module, adapter, configs) in plan.items():
+            strategies = [build_strategy(config) for config in configs]
+            for strategy in strategies:
+                strategy.check_composition([s for s in strategies if s is not strategy])
+            engine = Engine(module, adapter, strategies, owner=obj)
+            engine.attach()
+            engines[name] = engine
+    except BaseException:
+        for engine in engines.values():
+            engine.detach()
+        raise
+    targets = {name: module for name, (module, _, _) in plan.items()}
+    binding = Binding(engines)
+    scheduler = _owned_scheduler(obj, targets)
+    if scheduler is not None and hasattr(scheduler, "set_timesteps"):
+        _hook_set_timesteps(scheduler, binding)
+    setattr(obj, _BINDING_ATTR, binding)
+    for name, engine in engines.items():
+        logger.info(
+            "diffaccel: %s on %s (%s)",
+            "+".join(s.config.strify() for s in engine.strategies),
+            name or type(obj).__name__,
+            engine.adapter.family,
+        )
+    return obj
+
+
+def resolved_configs(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], **options):
+    """What `wrap(obj, strategy, **options)` would attach, without attaching anything: component name ->
+    the fully resolved config of each strategy (class defaults, the family's preset, a tuned preset,
+    then the options). Tools that record what ran (`diffaccel compare`) identify a run by it, since
+    presets are code whose meaning can change between versions."""
+    return {name: configs for name, (_, _, configs) in _plan(obj, strategy, options).items()}
+
+
+def _plan(obj, strategy, options: dict) -> dict[str, tuple[nn.Module, Any, list[StrategyConfig]]]:
+    """The modules `wrap` attaches to, each with its adapter and the resolved configs (in order)."""
     specs = [
         parsed
         for spec in (strategy if isinstance(strategy, (list, tuple)) else [strategy])
@@ -71,41 +111,19 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
     check_strategy_kinds(obj, entries)
     needs_no_units = all(_unit_level(e, spec, options) in ("model", "custom") for e, spec in zip(entries, specs))
     targets = _denoisers(obj, needs_no_units)
-    engines: dict[str, Engine] = {}
-    try:
-        for name, module in targets.items():
-            adapter = find_adapter(module) or generic_adapter(module)
-            strategies = []
-            for spec in specs:
-                if isinstance(spec, StrategyRequest):
-                    tuned = {**spec.options_dict, **options}.get("preset")
-                    config = spec.config(adapter.preset(spec.name, tuned), **options)
-                else:
-                    tuned = options.get("preset", getattr(spec, "preset", None))
-                    config = resolve_config(spec, adapter.preset(spec.strategy_name, tuned), options)
-                strategies.append(build_strategy(config))
-            for strategy in strategies:
-                strategy.check_composition([s for s in strategies if s is not strategy])
-            engine = Engine(module, adapter, strategies, owner=obj)
-            engine.attach()
-            engines[name] = engine
-    except BaseException:
-        for engine in engines.values():
-            engine.detach()
-        raise
-    binding = Binding(engines)
-    scheduler = _owned_scheduler(obj, targets)
-    if scheduler is not None and hasattr(scheduler, "set_timesteps"):
-        _hook_set_timesteps(scheduler, binding)
-    setattr(obj, _BINDING_ATTR, binding)
-    for name, engine in engines.items():
-        logger.info(
-            "diffaccel: %s on %s (%s)",
-            "+".join(s.config.strify() for s in engine.strategies),
-            name or type(obj).__name__,
-            engine.adapter.family,
-        )
-    return obj
+    plan = {}
+    for name, module in targets.items():
+        adapter = find_adapter(module) or generic_adapter(module)
+        configs = []
+        for spec in specs:
+            if isinstance(spec, StrategyRequest):
+                tuned = {**spec.options_dict, **options}.get("preset")
+                configs.append(spec.config(adapter.preset(spec.name, tuned), **options))
+            else:
+                tuned = options.get("preset", getattr(spec, "preset", None))
+                configs.append(resolve_config(spec, adapter.preset(spec.strategy_name, tuned), options))
+        plan[name] = (module, adapter, configs)
+    return plan
 
 
 def unwrap(obj):

@@ -35,7 +35,7 @@ from ..core.atomic import atomic_write_text
 from .counting import CallCounts, WorkCounter, compare_counts
 from .models import Condition, LoadedModel
 from .quality import Scorer, output_array
-from .runners import HarnessContext, StrategyRunner, Unsupported, make_runner
+from .runners import HarnessContext, StrategyRunner, Unsupported, make_runner, resolve_spec
 from .specs import BASELINE, StrategySpec
 from .store import ResultsStore, load_array, record_key, save_array, to_uint8
 
@@ -92,6 +92,7 @@ class Harness:
         self.new_records = 0
         self.folder = settings_dir(steps, guidance_scale, model.scheduler_tag)
         self.ctx = HarnessContext(model, steps, guidance_scale, warmup_seed, self.out_dir)
+        self._resolved: dict[str, tuple[str | None, str | None]] = {}
 
     # ------------------------------------------------------------------ keys and paths
     def base_record(self, spec: StrategySpec, unit: WorkUnit | None) -> dict[str, Any]:
@@ -117,6 +118,34 @@ class Harness:
 
     def key(self, spec: StrategySpec, unit: WorkUnit | None) -> tuple:
         return record_key(self.base_record(spec, unit))
+
+    def resolution(self, spec: StrategySpec) -> tuple[str | None, str | None]:
+        """The digest and `config` text of what this code attaches for a diffaccel spec on this model
+        (presets resolved), or (None, None) when it cannot be resolved (the run then reports why)."""
+        if spec.tag not in self._resolved:
+            try:
+                self._resolved[spec.tag] = resolve_spec(spec, self.model.pipe)
+            except Exception as error:  # noqa: BLE001 - attaching will fail the same way and become a row
+                logger.debug("%s: configuration not resolved: %s", spec.tag, error)
+                self._resolved[spec.tag] = (None, None)
+        return self._resolved[spec.tag]
+
+    def measured_as_now(self, spec: StrategySpec, record: dict[str, Any]) -> bool:
+        """Whether a finished record of `spec` ran the configuration this code resolves for it. A spec's
+        meaning can live in code (tuned and family presets), so the tag alone does not identify a run; peers
+        and the baseline resolve nothing and match by tag. Records from before `config_digest` existed are
+        compared by their `config` text (every non-default option of the attached configs)."""
+        if spec.family != "diffaccel" or record.get("status") != "ok":
+            return True
+        digest, text = self.resolution(spec)
+        if record.get("config_digest") is not None:
+            return record["config_digest"] == digest
+        return text is not None and record.get("config") == text
+
+    def is_done(self, spec: StrategySpec, unit: WorkUnit) -> bool:
+        """A finished record of this run exists and measured what this code would run now."""
+        key = self.key(spec, unit)
+        return self.store.is_done(key) and self.measured_as_now(spec, self.store.get(key))
 
     def baseline_path(self, unit: WorkUnit) -> Path:
         return self.out_dir / "baseline" / self.folder / f"{unit.condition.id}_seed{unit.seed}.npy"
@@ -162,7 +191,7 @@ class Harness:
             return
         want_counts = any(s.is_peer for s in specs)
         total = len(self._baseline_todo(units, want_counts)) + sum(
-            sum(not self.store.is_done(self.key(s, u)) for u in units) for s in specs if not s.is_baseline
+            sum(not self.is_done(s, u) for u in units) for s in specs if not s.is_baseline
         )
         self._bar = self._make_bar(total)
         try:
@@ -265,9 +294,19 @@ class Harness:
 
     def run_strategy(self, spec: StrategySpec, units: list[WorkUnit]) -> None:
         strategy_key = self.key(spec, None)
-        todo = [u for u in units if not self.store.is_done(self.key(spec, u))]
+        todo = [u for u in units if not self.is_done(spec, u)]
         if not todo:
             return
+        stale = sum(self.store.is_done(self.key(spec, u)) for u in todo)
+        if stale:
+            logger.warning(
+                "%d finished run%s of '%s' %s measured with another resolved configuration; running %s again",
+                stale,
+                "s" if stale > 1 else "",
+                spec.tag,
+                "were" if stale > 1 else "was",
+                "them" if stale > 1 else "it",
+            )
         runner = make_runner(spec)
         try:
             runner.setup(self.ctx)

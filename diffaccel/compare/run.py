@@ -132,7 +132,12 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     if not processes.is_main:
         return outcome
     store.merge_shards()
-    records = [r for r in store.records() if _belongs(r, model, steps, settings, specs)]
+    by_tag = {s.tag: s for s in specs}
+    records = [
+        r
+        for r in store.records()
+        if _belongs(r, model, steps, settings, specs) and harness.measured_as_now(by_tag[r["tag"]], r)
+    ]
     rows = summarize(records, order=[s.tag for s in specs])
     outcome.records, outcome.rows = records, rows
     outcome.paths = _write_reports(out_dir, model, steps, settings, specs, rows, harness, units)

@@ -11,6 +11,8 @@ and scores them identically:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,14 +98,13 @@ class DiffaccelRunner(StrategyRunner):
         from ..core.errors import UnsupportedModelError
 
         super().setup(ctx)
+        strategy, options = wrap_arguments(self.spec)
         try:
-            parts = self.spec.parts
-            if len(parts) == 1:
-                api.wrap(ctx.model.pipe, self.spec.name, **self.spec.options_dict)
-            else:
-                api.wrap(ctx.model.pipe, parts)
+            api.wrap(ctx.model.pipe, strategy, **options)
         except UnsupportedModelError as error:
             raise Unsupported(str(error)) from error
+        attached = {name: [s.config for s in e.strategies] for name, e in api.engines(ctx.model.pipe).items()}
+        self.digest = config_digest(attached)
 
     def after_call(self) -> RunStats:
         from .. import api
@@ -114,7 +115,11 @@ class DiffaccelRunner(StrategyRunner):
             summary.full_steps,
             summary.computed_fraction,
             "diffaccel.summary",
-            {"config": summary.strategy, "peak_cache_bytes": summary.peak_cache_bytes},
+            {
+                "config": summary.strategy,
+                "config_digest": self.digest,
+                "peak_cache_bytes": summary.peak_cache_bytes,
+            },
         )
 
     def teardown(self) -> None:
@@ -122,6 +127,39 @@ class DiffaccelRunner(StrategyRunner):
 
         if self.ctx is not None and getattr(self.ctx.model.pipe, "_diffaccel", None) is not None:
             api.unwrap(self.ctx.model.pipe)
+
+
+def wrap_arguments(spec: StrategySpec) -> tuple[Any, dict[str, Any]]:
+    """What `DiffaccelRunner` passes to `diffaccel.wrap` for a spec: one name and its options, or the parts
+    of a composition."""
+    parts = spec.parts
+    return (spec.name, spec.options_dict) if len(parts) == 1 else (parts, {})
+
+
+def config_digest(configs: dict[str, list]) -> str:
+    """A short digest of fully resolved strategy configs (component -> configs in order): every option's
+    value, defaults included, serialised canonically. Two runs with the same digest ran the same thing."""
+    canonical = {name: [{"strategy": c.strategy_name, **c.as_dict()} for c in items] for name, items in configs.items()}
+    text = json.dumps(canonical, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def config_text(configs: dict[str, list]) -> str:
+    """The `config` field a run of these configs records (`diffaccel.summary(...).strategy`): each config's
+    non-default options; records written before `config_digest` existed are compared by it."""
+    texts = {name: "+".join(c.strify() for c in items) for name, items in configs.items()}
+    if len(texts) == 1:
+        return next(iter(texts.values()))
+    return " | ".join(f"{name or 'model'}={text}" for name, text in texts.items())
+
+
+def resolve_spec(spec: StrategySpec, pipe) -> tuple[str, str]:
+    """The digest and `config` text of what a diffaccel spec would attach to `pipe` (nothing is attached)."""
+    from .. import api
+
+    strategy, options = wrap_arguments(spec)
+    configs = api.resolved_configs(pipe, strategy, **options)
+    return config_digest(configs), config_text(configs)
 
 
 def make_runner(spec: StrategySpec) -> StrategyRunner:
