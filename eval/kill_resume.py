@@ -1,7 +1,7 @@
 """Data safety of `diffaccel compare` under SIGKILL and concurrent writers, counted on real processes.
 
 * kill: start a comparison (`testing:tiny-flux`, 6 steps, 200 seeds: 800 records, enough work that every
-  kill lands mid-run), SIGKILL it after a random delay, start it again with `--resume`, `--kills` times,
+  kill lands mid-run), SIGKILL it once a random number of new records is on disk, start it again with `--resume`, `--kills` times,
   then let it finish; count the records lost (expected but absent) and duplicated (one key on several
   lines), and lines that are not valid JSON.
 * concurrent: start `--writers` comparisons with different strategy sets on one `--out` at the same moment
@@ -92,26 +92,37 @@ def count(out: Path, strategy_sets: list[str], seed_count: int) -> dict:
     }
 
 
+def _records_now(out: Path, strategies: str) -> int:
+    results = out / "results.jsonl"
+    return count(out, strategies.split(), KILL_SEEDS)["records"] if results.exists() else 0
+
+
 def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
     out = root / "kill"
     strategies = " ".join(STRATEGY_SETS[:3])
-    delays = []
+    expected = (1 + len(strategies.split())) * KILL_SEEDS  # the baseline row runs every seed too
+    kill_points = []
     for i in range(kills):
+        # Kill at a random record count rather than after a random delay, so that every kill lands mid-run
+        # however fast the machine is: the remaining records are shared out so all kills fit before the end.
+        done = count(out, strategies.split(), KILL_SEEDS)["records"] if out.exists() else 0
+        share = max(1, (expected - done) // (kills - i + 1))
+        target = done + rng.randint(1, share)
         proc = subprocess.Popen(
             compare_command(out, strategies, resume=i > 0, seeds=KILL_SEEDS),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        delay = rng.uniform(15.0, 80.0)
-        try:
-            proc.wait(timeout=delay)
-            delays.append((round(delay, 1), "finished before the kill"))
-        except subprocess.TimeoutExpired:
+        while proc.poll() is None and _records_now(out, strategies) < target:
+            time.sleep(0.05)
+        if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            delays.append((round(delay, 1), "killed"))
-        print(f"kill {i + 1}/{kills}: {delays[-1]}; {count(out, strategies.split(), KILL_SEEDS)}", flush=True)
+            kill_points.append((target, "killed"))
+        else:
+            kill_points.append((target, "finished before the kill"))
+        print(f"kill {i + 1}/{kills}: {kill_points[-1]}; {count(out, strategies.split(), KILL_SEEDS)}", flush=True)
     final = subprocess.run(
         compare_command(out, strategies, resume=True, seeds=KILL_SEEDS),
         env=env,
@@ -121,7 +132,8 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
     )
     return {
         "kills": kills,
-        "delays_s": delays,
+        "kill_points": kill_points,
+        "killed_mid_run": sum(1 for _, outcome in kill_points if outcome == "killed"),
         "final_exit_code": final.returncode,
         **count(out, strategies.split(), KILL_SEEDS),
     }
