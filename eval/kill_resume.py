@@ -92,20 +92,16 @@ def count(out: Path, strategy_sets: list[str], seed_count: int) -> dict:
     }
 
 
-def _records_now(out: Path, strategies: str) -> int:
-    results = out / "results.jsonl"
-    return count(out, strategies.split(), KILL_SEEDS)["records"] if results.exists() else 0
-
-
 def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
     out = root / "kill"
-    strategies = " ".join(STRATEGY_SETS[:3])
-    expected = (1 + len(strategies.split())) * KILL_SEEDS  # the baseline row runs every seed too
+    sets = STRATEGY_SETS[:3]
+    strategies = " ".join(sets)
+    expected = (1 + len(sets)) * KILL_SEEDS  # the baseline row runs every seed too
     kill_points = []
     for i in range(kills):
         # Kill at a random record count rather than after a random delay, so that every kill lands mid-run
         # however fast the machine is: the remaining records are shared out so all kills fit before the end.
-        done = count(out, strategies.split(), KILL_SEEDS)["records"] if out.exists() else 0
+        done = count(out, sets, KILL_SEEDS)["records"]  # 0 before the first run wrote anything
         share = max(1, (expected - done) // (kills - i + 1))
         target = done + rng.randint(1, share)
         proc = subprocess.Popen(
@@ -114,7 +110,7 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        while proc.poll() is None and _records_now(out, strategies) < target:
+        while proc.poll() is None and count(out, sets, KILL_SEEDS)["records"] < target:
             time.sleep(0.05)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -122,7 +118,7 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
             kill_points.append((target, "killed"))
         else:
             kill_points.append((target, "finished before the kill"))
-        print(f"kill {i + 1}/{kills}: {kill_points[-1]}; {count(out, strategies.split(), KILL_SEEDS)}", flush=True)
+        print(f"kill {i + 1}/{kills}: {kill_points[-1]}; {count(out, sets, KILL_SEEDS)}", flush=True)
     final = subprocess.run(
         compare_command(out, strategies, resume=True, seeds=KILL_SEEDS),
         env=env,
@@ -135,7 +131,7 @@ def kill_sweep(kills: int, rng: random.Random, env: dict, root: Path) -> dict:
         "kill_points": kill_points,
         "killed_mid_run": sum(1 for _, outcome in kill_points if outcome == "killed"),
         "final_exit_code": final.returncode,
-        **count(out, strategies.split(), KILL_SEEDS),
+        **count(out, sets, KILL_SEEDS),
     }
 
 

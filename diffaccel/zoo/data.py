@@ -76,6 +76,12 @@ def downscale_short_side(image: np.ndarray, short_side: int) -> torch.Tensor:
     return F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
+def photo_training_samples(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The photo models' training set: 512 crops per photo (`photo_crop_bank`) scaled to the models' [-1, 1]."""
+    images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=size, seed=seed)
+    return images * 2 - 1, labels
+
+
 def photo_crop_bank(
     names: tuple[str, ...] = PHOTO_CLASS_NAMES,
     crops_per_class: int = 512,

@@ -27,7 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from .common import ClassConditionalZooPipeline, RectifiedFlowTraining
-from .data import PHOTO_CLASS_NAMES, photo_crop_bank
+from .data import PHOTO_CLASS_NAMES, photo_training_samples
 
 NAME = "flux-photos"
 IMAGE_SIZE = 32
@@ -207,8 +207,8 @@ class FluxPhotosTraining(RectifiedFlowTraining):
         self.txt_ids = torch.zeros(TEXT_TOKENS, 3)
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.data_seed)
-        return pack_pixels(images * 2 - 1), labels
+        samples, labels = photo_training_samples(IMAGE_SIZE, self.data_seed)
+        return pack_pixels(samples), labels
 
     def build(self) -> dict[str, nn.Module]:
         return build_components()

@@ -23,7 +23,7 @@ import torch
 from diffusers import DDIMScheduler, PixArtTransformer2DModel
 
 from .common import COSINE_V_PREDICTION_SCHEDULER, DDIMClassConditionalPipeline, DDPMVelocityTraining
-from .data import PHOTO_CLASS_NAMES, photo_crop_bank
+from .data import PHOTO_CLASS_NAMES, photo_training_samples
 from .flux_photos import PhotoClassEmbedder
 
 NAME = "pixart-photos"
@@ -113,8 +113,7 @@ class PixArtPhotosTraining(DDPMVelocityTraining):
     ema_decay = 0.998
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = photo_crop_bank(PHOTO_CLASS_NAMES, crops_per_class=512, size=IMAGE_SIZE, seed=self.seed)
-        return images * 2 - 1, labels
+        return photo_training_samples(IMAGE_SIZE, self.seed)
 
     def predict(self, components, noisy, timesteps, labels):
         return call_transformer(components["transformer"], components["class_embedder"], noisy, timesteps, labels)
