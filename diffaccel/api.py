@@ -14,7 +14,7 @@ from torch import nn
 from .adapters.registry import DENOISER_COMPONENTS, find_adapter, generic_adapter, get_adapter, supported_classes
 from .core.engine import Engine
 from .core.errors import AlreadyWrappedError, NotWrappedError, UnknownStrategyError, UnsupportedModelError
-from .core.summary import Summary
+from .core.summary import Summary, configs_tag
 from .model_kind import check_not_compiled, check_strategy_kinds
 from .strategies.base import GRANULARITY_LEVELS, StrategyConfig
 from .strategies.registry import StrategyRequest, build_strategy, get_entry, parse_requests, resolve_config
@@ -77,7 +77,7 @@ def wrap(obj, strategy: str | StrategyConfig | Sequence[str | StrategyConfig], *
     for name, engine in engines.items():
         logger.info(
             "diffaccel: %s on %s (%s)",
-            "+".join(s.config.strify() for s in engine.strategies),
+            configs_tag(s.config for s in engine.strategies),
             name or type(obj).__name__,
             engine.adapter.family,
         )

@@ -145,12 +145,11 @@ def config_digest(configs: dict[str, list]) -> str:
 
 
 def config_text(configs: dict[str, list]) -> str:
-    """The `config` field a run of these configs records (`diffaccel.summary(...).strategy`): each config's
-    non-default options; records written before `config_digest` existed are compared by it."""
-    texts = {name: "+".join(c.strify() for c in items) for name, items in configs.items()}
-    if len(texts) == 1:
-        return next(iter(texts.values()))
-    return " | ".join(f"{name or 'model'}={text}" for name, text in texts.items())
+    """The `config` field a run of these configs records (`diffaccel.summary(...).strategy`); records written
+    before `config_digest` existed are compared by it."""
+    from ..core.summary import components_tag, configs_tag
+
+    return components_tag({name: configs_tag(items) for name, items in configs.items()})
 
 
 def resolve_spec(spec: StrategySpec, pipe) -> tuple[str, str]:

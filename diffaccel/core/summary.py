@@ -9,6 +9,18 @@ from .engine import Engine
 from .stats import UnitCounts, cacheable_flops
 
 
+def configs_tag(configs) -> str:
+    """The text of the strategies on one component: each config's non-default options, joined by "+"."""
+    return "+".join(c.strify() for c in configs)
+
+
+def components_tag(tags: dict[str, str]) -> str:
+    """One text for the strategies of every wrapped component (the component's own text when only one)."""
+    if len(tags) == 1:
+        return next(iter(tags.values()))
+    return " | ".join(f"{component}={tag}" for component, tag in tags.items())
+
+
 @dataclass
 class Summary:
     """Statistics of the most recent run of one wrapped denoiser (or several, combined).
@@ -56,7 +68,7 @@ class Summary:
         }
         core.update({k: extra.pop(k) for k in list(core) if k in extra})
         return cls(
-            strategy="+".join(s.config.strify() for s in engine.strategies),
+            strategy=configs_tag(s.config for s in engine.strategies),
             contexts=sorted(stats.contexts),
             units=dict(stats.units),
             aborted=engine.last_run_aborted,
@@ -73,7 +85,7 @@ class Summary:
         fractions = [(s.computed_fraction, cacheable_flops(s.units.values())) for s in parts.values()]
         weight = sum(w for _, w in fractions)
         return cls(
-            strategy=" | ".join(f"{c}={s.strategy}" for c, s in parts.items()),
+            strategy=components_tag({c: s.strategy for c, s in parts.items()}),
             steps=max(s.steps for s in parts.values()),
             full_steps=min(s.full_steps for s in parts.values()),
             computed_fraction=1.0 if weight == 0 else sum(f * w for f, w in fractions) / weight,
