@@ -3,7 +3,9 @@
 * ``llada-addition``: 4-digit addition, 11-token prompts, 8-token answers
   (``python -m diffaccel.dllm.train_addition``);
 * ``llada-recall``: passage recall (continue a 512-symbol passage from a cue), 515-token prompts,
-  32-token answers (``python -m diffaccel.dllm.train_recall``).
+  32-token answers (``python -m diffaccel.dllm.train_recall``);
+* ``llada-kv``: multi-query associative recall (the values of 32 queried keys among 240 key-value
+  records), 514-token prompts, 32-token answers (``python -m diffaccel.dllm.train_recall --task kv``).
 
 ``diffaccel.zoo.load(name)`` returns a :class:`~diffaccel.dllm.pipeline.LLaDAPipeline` with a tokenizer
 for the task's text prompts, the task itself (``pipe.task``, for held-out problems) and default
@@ -25,11 +27,17 @@ from .loading import load_llada
 from .pipeline import LLaDAPipeline
 from .sampler import SamplingConfig
 from .tasks.addition import AdditionTask, AdditionTokenizer
+from .tasks.kv import KeyValueTask, KeyValueTokenizer
 from .tasks.recall import RecallTask, RecallTokenizer
 
 ZOO_NAME = "llada-addition"
 RECALL_ZOO_NAME = "llada-recall"
-TRAINERS = {ZOO_NAME: "diffaccel.dllm.train_addition", RECALL_ZOO_NAME: "diffaccel.dllm.train_recall"}
+KV_ZOO_NAME = "llada-kv"
+TRAINERS = {
+    ZOO_NAME: "diffaccel.dllm.train_addition",
+    RECALL_ZOO_NAME: "diffaccel.dllm.train_recall",
+    KV_ZOO_NAME: "diffaccel.dllm.train_recall --task kv",
+}
 
 
 def weights_folder(name: str = ZOO_NAME) -> Path:
@@ -49,6 +57,22 @@ def read_recall_task(folder: Path | None = None) -> RecallTask:
         n_symbols=task["n_symbols"],
         cue_position=task.get("cue_position"),
     )
+
+
+def read_kv_task(folder: Path | None = None) -> KeyValueTask:
+    task = read_task_entry(folder or weights_folder(KV_ZOO_NAME))
+    return KeyValueTask(
+        n_records=task["n_records"], gen_length=task["gen_length"], n_keys=task["n_keys"], n_values=task["n_values"]
+    )
+
+
+def read_zoo_task(folder: Path) -> AdditionTask | RecallTask | KeyValueTask:
+    """The task a zoo folder records, whichever it is."""
+    readers = {"addition": read_task, "recall": read_recall_task, "kv": read_kv_task}
+    name = read_task_entry(folder).get("name")
+    if name not in readers:
+        raise ValueError(f"{folder}/config.json records task {name!r}; known: {sorted(readers)}")
+    return readers[name](folder)
 
 
 def load_zoo_model(name: str, folder: Path | None = None, device="cpu", dtype=torch.float32) -> LLaDAModelLM:
@@ -79,6 +103,11 @@ class TaskPipeline(LLaDAPipeline):
         )
 
 
+class KeyValuePipeline(TaskPipeline):
+    def __init__(self, model, task: KeyValueTask) -> None:
+        super().__init__(model, task, KeyValueTokenizer(task))
+
+
 class AdditionPipeline(TaskPipeline):
     def __init__(self, model, task: AdditionTask) -> None:
         super().__init__(model, task, AdditionTokenizer(task.n_digits))
@@ -97,3 +126,8 @@ def load_llada_addition(device="cpu", dtype=torch.float32, folder: Path | None =
 def load_llada_recall(device="cpu", dtype=torch.float32, folder: Path | None = None) -> RecallPipeline:
     folder = Path(folder) if folder is not None else weights_folder(RECALL_ZOO_NAME)
     return RecallPipeline(load_recall_model(folder, device, dtype), read_recall_task(folder))
+
+
+def load_llada_kv(device="cpu", dtype=torch.float32, folder: Path | None = None) -> KeyValuePipeline:
+    folder = Path(folder) if folder is not None else weights_folder(KV_ZOO_NAME)
+    return KeyValuePipeline(load_zoo_model(KV_ZOO_NAME, folder, device, dtype), read_kv_task(folder))

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
+
+
+def masked_accuracy(predicted: torch.Tensor, answers: torch.Tensor, counted: torch.Tensor) -> float:
+    """Share of the ``counted`` answer tokens that ``predicted`` gets right (0 counted: 0.0)."""
+    return ((predicted == answers) & counted).sum().item() / max(1, counted.sum().item())
 
 
 class FixedLengthTask:
@@ -10,6 +17,7 @@ class FixedLengthTask:
     of fixed lengths (so no padding masks are needed)."""
 
     gen_length: int
+    name: str  # the ``diffaccel_task`` name of the task (class attribute)
 
     def batch(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -21,3 +29,7 @@ class FixedLengthTask:
     def exact_match(self, generated: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """Per-row bool: the whole generated answer is correct."""
         return (generated == answers).all(dim=1)
+
+    def describe(self) -> dict:
+        """The ``diffaccel_task`` entry of a zoo folder: the task's name, fields and prompt length."""
+        return {"name": self.name, **asdict(self), "prompt_length": self.prompt_length}

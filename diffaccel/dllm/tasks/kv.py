@@ -1,0 +1,177 @@
+"""Multi-query associative recall (MQAR): look several keys up in a long list of key-value records.
+
+MQAR is the synthetic recall task of Arora et al. 2023, "Zoology: Measuring and Improving Recall in
+Efficient Language Models" (arXiv 2312.04927). Here it is laid out for a masked-diffusion LM with a
+fixed-length answer::
+
+    BOS  k_1 v_1  k_2 v_2 ... k_N v_N  QUERY  q_1 ... q_M  |  v(q_1) ... v(q_M)
+    <----------------------- prompt ------------------------>  <---- answer ---->
+
+The ``N`` record keys are distinct (drawn from ``n_keys`` key symbols), values are drawn from a separate
+set of ``n_values`` symbols, and the ``M`` queries are distinct keys of the records in random order.
+The answer is the value of each queried key, in query order. Every answer token is a content lookup
+anywhere in the prompt (a record may be hundreds of tokens away), and the answer tokens are independent
+given the prompt, so parallel decoding has something to gain and a cache or sparse attention that loses
+far context loses accuracy. The defaults (240 records, 32 queries) give 514-token prompts and 32-token
+answers. Vocabulary: keys ``0..n_keys-1``, values ``n_keys..n_keys+n_values-1``, then BOS, QUERY, EOS, MASK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .base import FixedLengthTask, masked_accuracy
+
+
+@dataclass(frozen=True)
+class KeyValueTask(FixedLengthTask):
+    """``n_records`` key-value records, ``gen_length`` distinct queried keys, their values as the answer."""
+
+    name: ClassVar[str] = "kv"
+    n_records: int = 240
+    gen_length: int = 32
+    n_keys: int = 256
+    n_values: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("n_records", "gen_length", "n_keys", "n_values"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_records > self.n_keys:
+            raise ValueError(f"n_records={self.n_records} needs as many distinct keys (n_keys={self.n_keys})")
+        if self.gen_length > self.n_records:
+            raise ValueError(f"gen_length={self.gen_length} distinct queries need as many records ({self.n_records})")
+
+    @property
+    def bos(self) -> int:
+        return self.n_keys + self.n_values
+
+    @property
+    def query(self) -> int:
+        return self.bos + 1
+
+    @property
+    def eos(self) -> int:
+        return self.bos + 2
+
+    @property
+    def mask(self) -> int:
+        return self.bos + 3
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids in use, rounded up to a multiple of 8 (LLaDA pads its vocabulary the same way)."""
+        return -(-(self.mask + 1) // 8) * 8
+
+    @property
+    def size(self) -> int:
+        """The task's size along its curriculum axis (records per prompt)."""
+        return self.n_records
+
+    min_size: ClassVar[int] = 2  # curriculum sizes below gen_length query keys with replacement
+
+    def prompt_length_for(self, n_records: int) -> int:
+        return 2 * n_records + 2 + self.gen_length
+
+    @property
+    def prompt_length(self) -> int:
+        return self.prompt_length_for(self.n_records)
+
+    def batch(
+        self, count: int, generator: torch.Generator, size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prompts [count, P], answers [count, G])`` of fresh random records and queries.
+
+        ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer; with
+        fewer records than queries (curriculum only), keys are queried with replacement.
+        """
+        n = self.n_records if size is None else size
+        if not self.min_size <= n <= self.n_keys:
+            raise ValueError(f"records per prompt must be in [{self.min_size}, {self.n_keys}], got {n}")
+        keys = torch.rand(count, self.n_keys, generator=generator).argsort(dim=1)[:, :n]
+        values = torch.randint(self.n_keys, self.n_keys + self.n_values, (count, n), generator=generator)
+        if n >= self.gen_length:
+            queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.gen_length]
+        else:
+            queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
+        return self.encode(keys, values, queried)
+
+    def encode(
+        self, keys: torch.Tensor, values: torch.Tensor, queried: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token rows from ``keys [B, n]`` (distinct key ids per row), ``values [B, n]`` (value ids) and
+        ``queried [B, G]`` (distinct record indices, in query order)."""
+        count, n = keys.shape
+        col = lambda token: torch.full((count, 1), token, dtype=torch.long)  # noqa: E731
+        records = torch.stack([keys, values], dim=2).reshape(count, 2 * n)
+        prompts = torch.cat([col(self.bos), records, col(self.query), keys.gather(1, queried)], dim=1)
+        return prompts, values.gather(1, queried)
+
+    def progress_accuracy(self, predicted: torch.Tensor, answers: torch.Tensor, masked: torch.Tensor) -> float:
+        """Accuracy on all masked answer tokens: each is one lookup, whatever else is visible."""
+        return masked_accuracy(predicted, answers, masked)
+
+    def name_of(self, token: int) -> str:
+        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_"}
+        if token in names:
+            return names[token]
+        if token < self.n_keys:
+            return f"k{token}"
+        if token < self.n_keys + self.n_values:
+            return f"v{token - self.n_keys}"
+        return f"<{token}>"
+
+    def render(self, tokens: torch.Tensor) -> str:
+        """Readable form of a token row: keys ``k17``, values ``v3``, specials ``<s>``, ``?``, ``</s>``, ``_``."""
+        return " ".join(self.name_of(int(t)) for t in tokens)
+
+
+class KeyValueTokenizer:
+    """Reads prompts like ``"k5 v3 k17 v0 ... ? k17 k5 ..."`` (the records, ``?``, the queried keys)."""
+
+    def __init__(self, task: KeyValueTask) -> None:
+        self.task = task
+        self.mask_token_id, self.eos_token_id, self.bos_token_id = task.mask, task.eos, task.bos
+
+    def _symbol(self, text: str, prefix: str, count: int) -> int:
+        if not text.startswith(prefix) or not text[1:].isdigit() or int(text[1:]) >= count:
+            raise ValueError(f"expected {prefix}0..{prefix}{count - 1}, got {text!r}")
+        return int(text[1:])
+
+    def encode(self, text: str) -> torch.Tensor:
+        task = self.task
+        try:
+            records_text, queries_text = text.replace("<s>", "").split("?")
+        except ValueError as exc:
+            raise ValueError("expected 'k5 v3 k17 v0 ... ? k17 k5 ...' (records, '?', queried keys)") from exc
+        records = records_text.split()
+        if len(records) != 2 * task.n_records:
+            raise ValueError(f"expected {task.n_records} records (key value pairs), got {len(records) / 2:g}")
+        keys = [self._symbol(t, "k", task.n_keys) for t in records[0::2]]
+        values = [task.n_keys + self._symbol(t, "v", task.n_values) for t in records[1::2]]
+        if len(set(keys)) != len(keys):
+            raise ValueError("record keys must be distinct")
+        queries = [self._symbol(t, "k", task.n_keys) for t in queries_text.split()]
+        if len(queries) != task.gen_length or len(set(queries)) != len(queries) or not set(queries) <= set(keys):
+            raise ValueError(f"expected {task.gen_length} distinct queried keys, each a record's key")
+        prompts, _ = task.encode(
+            torch.tensor([keys]), torch.tensor([values]), torch.tensor([[keys.index(q) for q in queries]])
+        )
+        return prompts
+
+    def __call__(self, texts, return_tensors: str = "pt", **_: object) -> dict[str, torch.Tensor]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        ids = torch.cat([self.encode(t) for t in texts], dim=0)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        tokens = [int(t) for t in ids]
+        if skip_special_tokens:
+            tokens = [t for t in tokens if t < self.task.n_keys + self.task.n_values]
+        return self.task.render(torch.tensor(tokens, dtype=torch.long))
+
+    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
+        return [self.decode(row, skip_special_tokens) for row in rows]
