@@ -71,7 +71,7 @@ class KeyValueTask(FixedLengthTask):
         """The task's size along its curriculum axis (records per prompt)."""
         return self.n_records
 
-    min_size: ClassVar[int] = 2  # curriculum sizes below gen_length query keys with replacement
+    min_size: ClassVar[int] = 2  # curriculum sizes below gen_length query each key in a run of slots
 
     def prompt_length_for(self, n_records: int) -> int:
         return 2 * n_records + 2 + self.gen_length
@@ -85,8 +85,10 @@ class KeyValueTask(FixedLengthTask):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prompts [count, P], answers [count, G])`` of fresh random records and queries.
 
-        ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer; with
-        fewer records than queries (curriculum only), keys are queried with replacement.
+        ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer. With
+        fewer records ``n`` than queries (curriculum only), every key is queried, each in one run of adjacent
+        query slots (slot ``i`` asks for key ``floor(i n / G)`` of a random order): the answer slots then find
+        their query by coarse position, and the runs shorten to one slot as ``n`` grows to ``G``.
         """
         n = self.n_records if size is None else size
         if not self.min_size <= n <= self.n_keys:
@@ -96,7 +98,8 @@ class KeyValueTask(FixedLengthTask):
         if n >= self.gen_length:
             queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.gen_length]
         else:
-            queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
+            order = torch.rand(count, n, generator=generator).argsort(dim=1)
+            queried = order[:, torch.arange(self.gen_length) * n // self.gen_length]
         return self.encode(keys, values, queried)
 
     def encode(
