@@ -60,17 +60,16 @@ def lr_factor(step: int, warmup: int, total: int, final: float = 0.05) -> float:
     return 1.0 - (1.0 - final) * (step - warmup) / max(1, total - warmup)
 
 
-def stepwise_exact_match(
-    model, task, count: int, block_length: int, mask_id: int, batch_size: int = 64, seed: int = 1234
-) -> float:
-    """Exact-match rate on ``task.held_out(count, seed)`` with the reference sampler, one token per step
-    (greedy, low-confidence remasking), in batches of ``batch_size`` rows."""
+def stepwise_rows_right(
+    model, prompts: torch.Tensor, answers: torch.Tensor, task, block_length: int, mask_id: int, batch_size: int = 64
+) -> torch.Tensor:
+    """Per-row bool: the reference sampler, one token per step (greedy, low-confidence remasking), in batches
+    of ``batch_size`` rows, generates the whole answer right."""
     from .sampler import llada_generate
 
-    prompts, answers = task.held_out(count, seed=seed)
-    right = 0
+    right = []
     with torch.no_grad():
-        for start in range(0, count, batch_size):
+        for start in range(0, prompts.shape[0], batch_size):
             rows = slice(start, start + batch_size)
             out = llada_generate(
                 model,
@@ -80,8 +79,16 @@ def stepwise_exact_match(
                 block_length=block_length,
                 mask_id=mask_id,
             )
-            right += int(task.exact_match(out[:, prompts.shape[1] :], answers[rows]).sum())
-    return right / count
+            right.append(task.exact_match(out[:, prompts.shape[1] :], answers[rows]))
+    return torch.cat(right)
+
+
+def stepwise_exact_match(
+    model, task, count: int, block_length: int, mask_id: int, batch_size: int = 64, seed: int = 1234
+) -> float:
+    """Exact-match rate of :func:`stepwise_rows_right` on ``task.held_out(count, seed)``."""
+    prompts, answers = task.held_out(count, seed=seed)
+    return stepwise_rows_right(model, prompts, answers, task, block_length, mask_id, batch_size).float().mean().item()
 
 
 def command_line(module: str, argv: list[str] | None) -> str:
@@ -221,11 +228,16 @@ def optimizer_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Ten
 def exact_match_into_manifest(
     model, task, manifest: dict[str, Any], eval_count: int, block_lengths: list[int], mask_id: int
 ) -> dict[str, Any]:
-    """``manifest["eval"]``: :func:`stepwise_exact_match` on ``eval_count`` held-out prompts per block length."""
+    """``manifest["eval"]``: exact match with stepwise decoding on ``eval_count`` held-out prompts per block length,
+    and the indices of the rows that fail."""
     manifest["eval"] = {}
+    prompts, answers = task.held_out(eval_count, seed=1234)
     for block_length in block_lengths:
-        acc = stepwise_exact_match(model, task, eval_count, block_length, mask_id)
+        right = stepwise_rows_right(model, prompts, answers, task, block_length, mask_id)
+        acc = right.float().mean().item()
         manifest["eval"][f"exact_match_stepwise_block{block_length}"] = acc
+        # which rows fail, so that a test can reproduce the figure on a cheap subset of the rows
+        manifest["eval"][f"wrong_rows_stepwise_block{block_length}"] = right.logical_not().nonzero().flatten().tolist()
         logger.info("held-out exact match (stepwise, block %d, %d prompts): %.4f", block_length, eval_count, acc)
     manifest["eval"]["held_out_count"] = eval_count
     manifest["eval"]["held_out_seed"] = 1234
