@@ -112,6 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-records", type=int, default=240, help="kv: key-value records per prompt")
     parser.add_argument("--n-keys", type=int, default=256, help="kv: key vocabulary")
     parser.add_argument("--n-values", type=int, default=256, help="kv: value vocabulary")
+    parser.add_argument(
+        "--copy-rows",
+        type=float,
+        default=0.0,
+        help="kv, ours: share of training rows that copy the queried keys (teaches where each query is)",
+    )
     parser.add_argument("--d-model", type=int, default=96)
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=4)
@@ -203,8 +209,11 @@ def main(argv: list[str] | None = None) -> dict:
         for step in range(start_step, args.steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # the length draw depends on the step and cap
             length = curriculum_length(cap, task, rng, args.length_spread)
-            prompts, answers = task.batch(args.batch_size, generator, size=length)
+            extra = {"copy_fraction": args.copy_rows} if args.copy_rows else {}
+            prompts, answers = task.batch(args.batch_size, generator, size=length, **extra)
             loss, predicted, masked = sft_loss(model, prompts, answers, generator, task.mask, return_predictions=True)
+            if args.copy_rows:  # progress is measured on the task's own rows
+                masked = masked & (prompts[:, -task.gen_length - 1] != task.copy)[:, None]
             accuracy = task.progress_accuracy(predicted, answers, masked)
             recent = (recent + [optimizer_step(model, optimizer, scheduler, loss, step)])[-100:]
             accuracies = (accuracies + [accuracy])[-args.curriculum_window :]

@@ -19,7 +19,7 @@ def test_encode_lays_out_records_queries_and_answer_by_hand():
     keys, values, queried = torch.tensor([[5, 2, 9]]), torch.tensor([[11, 10, 13]]), torch.tensor([[2, 0]])
     prompts, answers = SMALL.encode(keys, values, queried)
     bos, query = 14, 15
-    assert (SMALL.bos, SMALL.query, SMALL.eos, SMALL.mask, SMALL.vocab_size) == (14, 15, 16, 17, 24)
+    assert (SMALL.bos, SMALL.query, SMALL.eos, SMALL.mask, SMALL.copy, SMALL.vocab_size) == (14, 15, 16, 17, 18, 24)
     assert prompts.tolist() == [[bos, 5, 11, 2, 10, 9, 13, query, 9, 5]]
     assert answers.tolist() == [[13, 11]]  # v(k9) = v3, v(k5) = v1, in query order
     assert SMALL.prompt_length == prompts.shape[1] == 10
@@ -67,6 +67,16 @@ def test_curriculum_sizes_below_the_answer_length_query_with_replacement():
         task.batch(1, torch.Generator(), size=task.n_keys + 1)
     with pytest.raises(ValueError):
         KeyValueTask(n_records=300, n_keys=256)
+
+
+def test_copy_rows_answer_the_queried_keys_after_the_copy_separator():
+    task = KeyValueTask()
+    plain, _ = task.batch(64, torch.Generator().manual_seed(3), size=40)
+    prompts, answers = task.batch(64, torch.Generator().manual_seed(3), size=40, copy_fraction=0.5)
+    copy = prompts[:, -33] == task.copy
+    assert 0 < copy.sum() < 64 and ((prompts[:, -33] == task.query) | copy).all()
+    assert torch.equal(answers[copy], prompts[copy, -32:])  # the queried keys, in order
+    assert torch.equal(prompts[~copy], plain[~copy])  # the other rows are the task's own rows
 
 
 def test_progress_accuracy_counts_every_masked_token_for_kv_and_visible_left_neighbours_for_recall():

@@ -13,7 +13,8 @@ The answer is the value of each queried key, in query order. Every answer token 
 anywhere in the prompt (a record may be hundreds of tokens away), and the answer tokens are independent
 given the prompt, so parallel decoding has something to gain and a cache or sparse attention that loses
 far context loses accuracy. The defaults (240 records, 32 queries) give 514-token prompts and 32-token
-answers. Vocabulary: keys ``0..n_keys-1``, values ``n_keys..n_keys+n_values-1``, then BOS, QUERY, EOS, MASK.
+answers. Vocabulary: keys ``0..n_keys-1``, values ``n_keys..n_keys+n_values-1``, then BOS, QUERY, EOS, MASK,
+COPY (training-only copy rows).
 """
 
 from __future__ import annotations
@@ -62,16 +63,21 @@ class KeyValueTask(FixedLengthTask):
         return self.bos + 3
 
     @property
+    def copy(self) -> int:
+        """Separator of the training-only copy rows (see :meth:`batch`)."""
+        return self.bos + 4
+
+    @property
     def vocab_size(self) -> int:
         """Ids in use, rounded up to a multiple of 8 (LLaDA pads its vocabulary the same way)."""
-        return -(-(self.mask + 1) // 8) * 8
+        return -(-(self.copy + 1) // 8) * 8
 
     @property
     def size(self) -> int:
         """The task's size along its curriculum axis (records per prompt)."""
         return self.n_records
 
-    min_size: ClassVar[int] = 2  # curriculum sizes below gen_length query each key in a run of slots
+    min_size: ClassVar[int] = 2  # curriculum sizes below gen_length query keys with replacement
 
     def prompt_length_for(self, n_records: int) -> int:
         return 2 * n_records + 2 + self.gen_length
@@ -81,14 +87,16 @@ class KeyValueTask(FixedLengthTask):
         return self.prompt_length_for(self.n_records)
 
     def batch(
-        self, count: int, generator: torch.Generator, size: int | None = None
+        self, count: int, generator: torch.Generator, size: int | None = None, copy_fraction: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prompts [count, P], answers [count, G])`` of fresh random records and queries.
 
-        ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer. With
-        fewer records ``n`` than queries (curriculum only), every key is queried, each in one run of adjacent
-        query slots (slot ``i`` asks for key ``floor(i n / G)`` of a random order): the answer slots then find
-        their query by coarse position, and the runs shorten to one slot as ``n`` grows to ``G``.
+        ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer; with
+        fewer records than queries (curriculum only) keys are queried with replacement.
+        ``copy_fraction`` (a training aid of ours, default 0) turns that share of the rows into copy rows:
+        separator ``copy`` instead of ``query``, and the answer is the queried keys themselves. Each answer
+        slot finds its query key at the fixed distance ``gen_length`` before it; a copy row teaches that
+        step alone, which the lookup needs but, trained only end to end, did not find in 1000+ steps.
         """
         n = self.n_records if size is None else size
         if not self.min_size <= n <= self.n_keys:
@@ -98,9 +106,13 @@ class KeyValueTask(FixedLengthTask):
         if n >= self.gen_length:
             queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.gen_length]
         else:
-            order = torch.rand(count, n, generator=generator).argsort(dim=1)
-            queried = order[:, torch.arange(self.gen_length) * n // self.gen_length]
-        return self.encode(keys, values, queried)
+            queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
+        prompts, answers = self.encode(keys, values, queried)
+        if copy_fraction > 0:
+            rows = torch.rand(count, generator=generator) < copy_fraction
+            prompts[rows, -self.gen_length - 1] = self.copy
+            answers[rows] = prompts[rows, -self.gen_length :]
+        return prompts, answers
 
     def encode(
         self, keys: torch.Tensor, values: torch.Tensor, queried: torch.Tensor
@@ -118,7 +130,7 @@ class KeyValueTask(FixedLengthTask):
         return masked_accuracy(predicted, answers, masked)
 
     def name_of(self, token: int) -> str:
-        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_"}
+        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_", self.copy: "="}
         if token in names:
             return names[token]
         if token < self.n_keys:
