@@ -74,13 +74,6 @@ register_zoo_model(
     kind="dllm",
 )
 register_zoo_model(
-    "llada-kv",
-    "diffaccel.dllm.zoo:load_llada_kv",
-    "LLaDA-architecture masked-diffusion LM on multi-query associative recall (the values of 32 queried keys among "
-    "240 key-value records): 514-token prompts, 32-token answers; LLaDAPipeline with a key/value tokenizer",
-    kind="dllm",
-)
-register_zoo_model(
     "wan-clips",
     partial(_load_builtin, "diffaccel.zoo.wan_clips", "wan-clips"),
     "WanTransformer3DModel (4 blocks, d=96) on 8-frame 20x20 clips panning across 8 shipped photos, flow matching; "
