@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 # what a dLLM row measures: task accuracy, agreement with the full run, and forward-pass cost
 QUALITY_AND_COST = ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio", "forward_rows")
-DLLM_COLUMNS = (*QUALITY_AND_COST, "tokens_per_s", "speedup", "cpu_speedup", "wall_s")
+# query_tokens: (row, position) pairs the model computed; below forward_rows * length when a cache serves the rest
+DLLM_COLUMNS = (*QUALITY_AND_COST, "query_tokens", "tokens_per_s", "speedup", "cpu_speedup", "wall_s", "cpu_s")
 DEFAULT_PROBLEMS = 64
 DEFAULT_BATCH_SIZE = 64
 
@@ -266,10 +267,12 @@ def _cells(ok: list[dict[str, Any]]) -> list[str]:
         "nfe": 0,
         "nfe_ratio": 3,
         "forward_rows": 0,
+        "query_tokens": 0,
         "tokens_per_s": 1,
         "speedup": 2,
         "cpu_speedup": 2,
         "wall_s": 3,
+        "cpu_s": 3,
     }
     return [format_number(spread(r.get(c) for r in ok), digits[c]) for c in DLLM_COLUMNS]
 

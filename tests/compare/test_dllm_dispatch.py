@@ -79,12 +79,14 @@ def test_dllm_models_are_routed_and_resumable(tmp_path, dllm_zoo_model):
 
 
 def _independent_counts(pipe, spec, input_ids, batch_size):
-    """Tokens, model calls and sequences through the model, counted by a hook on the bare model itself
+    """Tokens, model calls, sequences and (sequence, position) pairs through the model, counted by a hook on the bare model itself
     (not the sampler's record), decoding batch by batch with `diffaccel.wrap` (None: unwrapped)."""
     import diffaccel
 
-    calls = []
+    calls, embedded = [], []
     handle = pipe.model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    # the token embedding sees exactly the positions computed (a cache's subset forward embeds only those)
+    embed = pipe.model.model.transformer.wte.register_forward_pre_hook(lambda m, args: embedded.append(args[0].numel()))
     if spec is not None:
         diffaccel.wrap(pipe, spec)
     try:
@@ -94,9 +96,10 @@ def _independent_counts(pipe, spec, input_ids, batch_size):
             generated.append(pipe(input_ids=input_ids[start : start + batch_size], generator=generator).generated)
     finally:
         handle.remove()
+        embed.remove()
         if spec is not None:
             diffaccel.unwrap(pipe)
-    return torch.cat(generated), len(calls), sum(calls)
+    return torch.cat(generated), len(calls), sum(calls), sum(embedded)
 
 
 def test_dllm_rows_and_compositions_against_an_independent_count(tmp_path, dllm_zoo_model):
@@ -136,18 +139,18 @@ def test_dllm_rows_and_compositions_against_an_independent_count(tmp_path, dllm_
     assert set(records) == {"none", *rows}
     pipe = zoo.load(dllm_zoo_model)
     input_ids, answers = pipe.task.held_out(5, seed=0)
-    full, full_calls, full_rows = _independent_counts(pipe, None, input_ids, 2)
+    full, full_calls, full_rows, _ = _independent_counts(pipe, None, input_ids, 2)
     assert full_calls == 3 * 3  # three calls of the pipeline (2 + 2 + 1 prompts), one forward per step (3 steps)
     assert (records["none"]["nfe"], records["none"]["forward_rows"]) == (full_calls, full_rows)
     for tag, spec in [("none", None), *rows.items()]:
         record = records[tag]
-        generated, calls, sequences = _independent_counts(pipe, spec, input_ids, 2)
+        generated, calls, sequences, tokens = _independent_counts(pipe, spec, input_ids, 2)
         assert record["status"] == "ok" and record["condition"] == "held-out-5-batch2"
         assert record["prompts"] == 5 and record["gen_length"] == 3
         assert record["accuracy"] == float((generated == answers).all(1).float().mean())
         assert record["token_agreement"] == float((generated == full).float().mean())
         assert record["sequence_agreement"] == float((generated == full).all(1).float().mean())
-        assert (record["nfe"], record["forward_rows"]) == (calls, sequences)
+        assert (record["nfe"], record["forward_rows"], record["query_tokens"]) == (calls, sequences, tokens)
         assert record["nfe_ratio"] == calls / full_calls
         assert record["tokens_per_s"] == pytest.approx(15 / record["wall_s"])
         assert record["cpu_speedup"] == pytest.approx(records["none"]["cpu_s"] / record["cpu_s"])
