@@ -149,18 +149,8 @@ def measure(model, length: int, kernels: list[str], args) -> list[dict]:
                     "threads": args.threads,
                     "repeats": args.repeats,
                     "load_average": os.getloadavg()[0],
-                    "attention_dense_s": dense_attention[0],
-                    "attention_sparse_s": sparse_attention[0],
-                    "attention_speedup": dense_attention[0] / sparse_attention[0],
-                    "attention_dense_cpu_s": dense_attention[1],
-                    "attention_sparse_cpu_s": sparse_attention[1],
-                    "attention_cpu_speedup": dense_attention[1] / sparse_attention[1],
-                    "step_dense_s": dense_forward[0],
-                    "step_sparse_s": sparse_forward[0],
-                    "step_speedup": dense_forward[0] / sparse_forward[0],
-                    "step_dense_cpu_s": dense_forward[1],
-                    "step_sparse_cpu_s": sparse_forward[1],
-                    "step_cpu_speedup": dense_forward[1] / sparse_forward[1],
+                    **timing_fields("attention", dense_attention, sparse_attention),
+                    **timing_fields("step", dense_forward, sparse_forward),
                     "kept_fraction": kept,
                     "pattern_build_s": pattern_s,
                     "flex_compile_s": compile_s,
@@ -169,6 +159,16 @@ def measure(model, length: int, kernels: list[str], args) -> list[dict]:
                 }
             )
     return rows
+
+
+def timing_fields(name: str, dense: tuple[float, float], sparse: tuple[float, float]) -> dict[str, float]:
+    """``{name}_dense_s``, ``_sparse_s``, ``_speedup`` (wall) and the same three for CPU time."""
+    fields = {}
+    for index, unit in ((0, ""), (1, "_cpu")):
+        fields[f"{name}_dense{unit}_s"] = dense[index]
+        fields[f"{name}_sparse{unit}_s"] = sparse[index]
+        fields[f"{name}{unit}_speedup"] = dense[index] / sparse[index]
+    return fields
 
 
 def load_done(path: Path) -> dict[tuple[int, str], dict]:
