@@ -60,9 +60,9 @@ class SparseDConfig(StrategyConfig):
             query block's kept key blocks gathered into a dense tile for PyTorch's SDPA, work in
             proportion to the kept fraction, nothing compiled; the block indices are built once per pattern;
             or ``"auto"`` [ours]: ``gather`` for sequences shorter than ``auto_flex_from`` tokens, ``flex``
-            from there on. Measured on a CPU, one thread (``eval/dllm_long_context.py``): the gather kernel
-            wins at 8k tokens, where compiled FlexAttention lost to dense SDPA, and FlexAttention wins at 16k,
-            where the gathered key/value copies grow with the kept blocks.
+            from there on. Measured on a CPU, one thread (``eval/dllm_long_context.py``, process CPU time):
+            gather 1.32x / 1.37x / 1.08x of dense per step at 8k / 12k / 16k tokens, FlexAttention 1.04x /
+            1.01x / 1.05x (it won on wall-clock at 16k in both runs, where the two tie in CPU time).
         auto_flex_from: with ``kernel="auto"``: the sequence length (keys) from which FlexAttention is used.
     """
 
@@ -75,7 +75,7 @@ class SparseDConfig(StrategyConfig):
     score_scale: str = "official"
     compile: bool = True
     kernel: str = "flex"
-    auto_flex_from: int = 12288
+    auto_flex_from: int = 16384
 
     def __post_init__(self) -> None:
         self.validate()

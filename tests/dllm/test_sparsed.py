@@ -170,7 +170,7 @@ def test_gather_kernel_gives_the_flex_kernels_logits():
 
 
 # kernel, auto_flex_from, the kernel that must run on 45 keys
-KERNEL_CASES = [("flex", 12288, "flex"), ("gather", 12288, "gather"), ("auto", 46, "gather"), ("auto", 45, "flex")]
+KERNEL_CASES = [("flex", 16384, "flex"), ("gather", 16384, "gather"), ("auto", 46, "gather"), ("auto", 45, "flex")]
 
 
 @pytest.mark.parametrize("kernel, flex_from, runs", KERNEL_CASES)
