@@ -19,7 +19,7 @@ def test_kv_training_writes_a_loadable_zoo_folder(tmp_path):
     )
     assert manifest["name"] == KV_ZOO_NAME and manifest["steps_done"] == 3
     assert manifest["sha256"]["model.safetensors"] == sha256_of(tmp_path / KV_ZOO_NAME / "model.safetensors")
-    assert set(manifest["eval"]) >= {"exact_match_stepwise_block4", "wrong_rows_stepwise_block4"}
+    assert "exact_match_stepwise_block4" in manifest["eval"]
     pipe = load_llada_kv(folder=tmp_path / KV_ZOO_NAME)
     assert pipe.task == KeyValueTask(n_records=12, gen_length=4, n_keys=16, n_values=8)
     assert pipe.model.config.d_model == 16
