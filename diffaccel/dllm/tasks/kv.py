@@ -24,14 +24,15 @@ from typing import ClassVar
 
 import torch
 
-from .base import FixedLengthTask, masked_accuracy
+from .base import FixedLengthTask, SymbolTokenizer, SymbolVocabulary, masked_accuracy
 
 
 @dataclass(frozen=True)
-class KeyValueTask(FixedLengthTask):
+class KeyValueTask(SymbolVocabulary, FixedLengthTask):
     """``n_records`` key-value records, ``gen_length`` distinct queried keys, their values as the answer."""
 
     name: ClassVar[str] = "kv"
+    n_extra_specials: ClassVar[int] = 1  # COPY
     n_records: int = 240
     gen_length: int = 32
     n_keys: int = 256
@@ -47,30 +48,13 @@ class KeyValueTask(FixedLengthTask):
             raise ValueError(f"gen_length={self.gen_length} distinct queries need as many records ({self.n_records})")
 
     @property
-    def bos(self) -> int:
+    def n_content(self) -> int:
         return self.n_keys + self.n_values
-
-    @property
-    def query(self) -> int:
-        return self.bos + 1
-
-    @property
-    def eos(self) -> int:
-        return self.bos + 2
-
-    @property
-    def mask(self) -> int:
-        return self.bos + 3
 
     @property
     def copy(self) -> int:
         """Separator of the training-only copy rows (see :meth:`batch`)."""
-        return self.bos + 4
-
-    @property
-    def vocab_size(self) -> int:
-        """Ids in use, rounded up to a multiple of 8 (LLaDA pads its vocabulary the same way)."""
-        return -(-(self.copy + 1) // 8) * 8
+        return self.mask + 1
 
     @property
     def size(self) -> int:
@@ -130,7 +114,7 @@ class KeyValueTask(FixedLengthTask):
         return masked_accuracy(predicted, answers, masked)
 
     def name_of(self, token: int) -> str:
-        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_", self.copy: "="}
+        names = {**self.special_names(), self.copy: "="}
         if token in names:
             return names[token]
         if token < self.n_keys:
@@ -144,12 +128,8 @@ class KeyValueTask(FixedLengthTask):
         return " ".join(self.name_of(int(t)) for t in tokens)
 
 
-class KeyValueTokenizer:
+class KeyValueTokenizer(SymbolTokenizer):
     """Reads prompts like ``"k5 v3 k17 v0 ... ? k17 k5 ..."`` (the records, ``?``, the queried keys)."""
-
-    def __init__(self, task: KeyValueTask) -> None:
-        self.task = task
-        self.mask_token_id, self.eos_token_id, self.bos_token_id = task.mask, task.eos, task.bos
 
     def _symbol(self, text: str, prefix: str, count: int) -> int:
         if not text.startswith(prefix) or not text[1:].isdigit() or int(text[1:]) >= count:
@@ -176,17 +156,3 @@ class KeyValueTokenizer:
             torch.tensor([keys]), torch.tensor([values]), torch.tensor([[keys.index(q) for q in queries]])
         )
         return prompts
-
-    def __call__(self, texts, return_tensors: str = "pt", **_: object) -> dict[str, torch.Tensor]:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        ids = torch.cat([self.encode(t) for t in texts], dim=0)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        tokens = [int(t) for t in ids]
-        if skip_special_tokens:
-            tokens = [t for t in tokens if t < self.task.n_keys + self.task.n_values]
-        return self.task.render(torch.tensor(tokens, dtype=torch.long))
-
-    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
-        return [self.decode(row, skip_special_tokens) for row in rows]

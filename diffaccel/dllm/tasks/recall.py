@@ -24,11 +24,11 @@ from typing import ClassVar
 
 import torch
 
-from .base import FixedLengthTask, masked_accuracy
+from .base import FixedLengthTask, SymbolTokenizer, SymbolVocabulary, masked_accuracy
 
 
 @dataclass(frozen=True)
-class RecallTask(FixedLengthTask):
+class RecallTask(SymbolVocabulary, FixedLengthTask):
     """A ``passage_length``-symbol passage of distinct symbols, a cue, and ``gen_length`` symbols to recall."""
 
     name: ClassVar[str] = "recall"
@@ -55,25 +55,8 @@ class RecallTask(FixedLengthTask):
             )
 
     @property
-    def bos(self) -> int:
+    def n_content(self) -> int:
         return self.n_symbols
-
-    @property
-    def query(self) -> int:
-        return self.n_symbols + 1
-
-    @property
-    def eos(self) -> int:
-        return self.n_symbols + 2
-
-    @property
-    def mask(self) -> int:
-        return self.n_symbols + 3
-
-    @property
-    def vocab_size(self) -> int:
-        """Ids in use, rounded up to a multiple of 8 (LLaDA pads its vocabulary the same way)."""
-        return -(-(self.mask + 1) // 8) * 8
 
     @property
     def size(self) -> int:
@@ -126,16 +109,12 @@ class RecallTask(FixedLengthTask):
 
     def render(self, tokens: torch.Tensor) -> str:
         """Readable form of a token row: symbols as ``s17``, specials as ``<s>``, ``?``, ``</s>``, ``_``."""
-        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_"}
+        names = self.special_names()
         return " ".join(names.get(int(t), f"s{int(t)}" if int(t) < self.n_symbols else f"<{int(t)}>") for t in tokens)
 
 
-class RecallTokenizer:
+class RecallTokenizer(SymbolTokenizer):
     """Reads prompts like ``"s5 s17 s2 ... ? s17"`` (the passage, ``?``, the cue)."""
-
-    def __init__(self, task: RecallTask) -> None:
-        self.task = task
-        self.mask_token_id, self.eos_token_id, self.bos_token_id = task.mask, task.eos, task.bos
 
     def _symbol(self, text: str) -> int:
         if not text.startswith("s") or not text[1:].isdigit() or int(text[1:]) >= self.task.n_symbols:
@@ -158,17 +137,3 @@ class RecallTokenizer:
             )
         prompts, _ = task.encode(torch.tensor([passage]), torch.tensor([[passage.index(cue)]]))
         return prompts
-
-    def __call__(self, texts, return_tensors: str = "pt", **_: object) -> dict[str, torch.Tensor]:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        ids = torch.cat([self.encode(t) for t in texts], dim=0)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        tokens = [int(t) for t in ids]
-        if skip_special_tokens:
-            tokens = [t for t in tokens if t < self.task.n_symbols]
-        return self.task.render(torch.tensor(tokens, dtype=torch.long))
-
-    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
-        return [self.decode(row, skip_special_tokens) for row in rows]
