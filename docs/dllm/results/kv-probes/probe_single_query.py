@@ -6,10 +6,10 @@ p.add_argument("--d-model", type=int, default=128); p.add_argument("--n-layers",
 p.add_argument("--n-heads", type=int, default=4); p.add_argument("--ff", type=int, default=256)
 p.add_argument("--lr", type=float, default=1e-3); p.add_argument("--warmup", type=int, default=50)
 p.add_argument("--steps", type=int, default=3000); p.add_argument("--n", type=int, default=2)
-p.add_argument("--bs", type=int, default=64); p.add_argument("--init", type=float, default=0)
+p.add_argument("--bs", type=int, default=64); p.add_argument("--keys", type=int, default=256); p.add_argument("--init", type=float, default=0)
 a = p.parse_args()
 torch.set_num_threads(1); torch.manual_seed(0)
-task = KeyValueTask(n_records=a.n, gen_length=1)
+task = KeyValueTask(n_records=a.n, gen_length=1, n_keys=a.keys, n_values=a.keys)
 m = tiny_llada(a, task.vocab_size, task.mask, task.eos, task.bos)
 if a.init:
     for mod in m.modules():
