@@ -66,7 +66,12 @@ Task = RecallTask | KeyValueTask
 def build_task(args: argparse.Namespace) -> Task:
     if args.task == "kv":
         return KeyValueTask(
-            n_records=args.n_records, gen_length=args.gen_length, n_keys=args.n_keys, n_values=args.n_values
+            n_records=args.n_records,
+            gen_length=args.gen_length,
+            n_keys=args.n_keys,
+            n_values=args.n_values,
+            n_filler=args.n_filler,
+            n_filler_symbols=args.n_filler_symbols,
         )
     return RecallTask(
         passage_length=args.passage_length,
@@ -112,6 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-records", type=int, default=240, help="kv: key-value records per prompt")
     parser.add_argument("--n-keys", type=int, default=256, help="kv: key vocabulary")
     parser.add_argument("--n-values", type=int, default=256, help="kv: value vocabulary")
+    parser.add_argument(
+        "--n-filler",
+        type=int,
+        default=0,
+        help="kv, ours: filler tokens among the records (then the curriculum grows the filler count)",
+    )
+    parser.add_argument("--n-filler-symbols", type=int, default=0, help="kv: filler vocabulary (with --n-filler)")
     parser.add_argument(
         "--copy-rows",
         type=float,

@@ -72,7 +72,12 @@ def read_recall_task(folder: Path | None = None) -> RecallTask:
 def read_kv_task(folder: Path | None = None) -> KeyValueTask:
     task = read_task_entry(folder or weights_folder(KV_ZOO_NAME))
     return KeyValueTask(
-        n_records=task["n_records"], gen_length=task["gen_length"], n_keys=task["n_keys"], n_values=task["n_values"]
+        n_records=task["n_records"],
+        gen_length=task["gen_length"],
+        n_keys=task["n_keys"],
+        n_values=task["n_values"],
+        n_filler=task.get("n_filler", 0),
+        n_filler_symbols=task.get("n_filler_symbols", 0),
     )
 
 

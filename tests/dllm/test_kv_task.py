@@ -110,3 +110,48 @@ def test_curriculum_sizes_are_uniform_in_the_spread_below_the_cap():
     assert sizes == set(range(50, 101))
     assert {curriculum_length(3.0, task, rng, spread=0.9) for _ in range(50)} == {2, 3}  # never below min_size
     assert curriculum_length(240.0, task, rng, spread=0.0) == 240
+
+
+FILLED = KeyValueTask(n_records=2, gen_length=2, n_keys=4, n_values=3, n_filler=3, n_filler_symbols=2)
+# keys 0..3, values 4..6, fillers 7..8, BOS 9, QUERY 10
+
+
+def test_filler_variant_lays_out_records_among_fillers_by_hand():
+    keys, values, queried = torch.tensor([[3, 1]]), torch.tensor([[6, 4]]), torch.tensor([[1, 0]])
+    body = torch.tensor([[8, 3, 6, 7, 7, 1, 4]])  # f1 (k3 v2) f0 f0 (k1 v0)
+    prompts, answers = FILLED.encode(keys, values, queried, body)
+    assert (FILLED.first_filler, FILLED.bos, FILLED.query, FILLED.mask, FILLED.vocab_size) == (7, 9, 10, 12, 16)
+    assert prompts.tolist() == [[9, 8, 3, 6, 7, 7, 1, 4, 10, 1, 3]] and answers.tolist() == [[4, 6]]
+    assert FILLED.prompt_length == 1 + 4 + 3 + 1 + 2 == prompts.shape[1]
+    text = FILLED.render(prompts[0])
+    assert text == "<s> f1 k3 v2 f0 f0 k1 v0 ? k1 k3"
+    assert KeyValueTokenizer(FILLED)(text)["input_ids"].tolist() == prompts.tolist()
+    for bad in ("f1 k3 v2 f0 k1 v0 ? k1 k3", "f1 k3 v2 f0 f0 f0 k1 v0 ? k1 k3", "f1 k3 f0 v2 f0 k1 v0 ? k1 k3"):
+        with pytest.raises(ValueError):  # a filler short, one too many, a filler inside a record
+            KeyValueTokenizer(FILLED)(bad)
+
+
+def test_filler_variant_batches_keep_records_adjacent_and_place_them_anywhere():
+    task = KeyValueTask(n_records=32, gen_length=32, n_keys=32, n_values=64, n_filler=414, n_filler_symbols=32)
+    assert (task.prompt_length, task.size, task.min_size) == (512, 414, 0)
+    prompts, answers = task.batch(64, torch.Generator().manual_seed(0))
+    assert prompts.shape == (64, 512) and answers.shape == (64, 32)
+    first_record = []
+    for row in range(64):
+        body = prompts[row, 1:479].tolist()
+        fillers = [t for t in body if task.first_filler <= t < task.n_content]
+        assert len(fillers) == 414
+        at = [i for i, t in enumerate(body) if t < task.n_keys]
+        assert len(at) == 32 and all(task.n_keys <= body[i + 1] < task.first_filler for i in at)
+        lookup = {body[i]: body[i + 1] for i in at}
+        assert answers[row].tolist() == [lookup[q] for q in prompts[row, 480:].tolist()]
+        assert sorted(prompts[row, 480:].tolist()) == sorted(lookup)  # every record queried once
+        first_record.append(at[0])
+    assert min(first_record) < 10 and max(first_record) > 20  # the records' place varies from row to row
+    short, _ = task.batch(4, torch.Generator().manual_seed(0), size=0)  # the curriculum's first size: no filler
+    assert short.shape[1] == task.prompt_length_for(0) == 1 + 64 + 1 + 32
+    assert not ((short >= task.first_filler) & (short < task.n_content)).any()
+    with pytest.raises(ValueError):
+        task.batch(1, torch.Generator(), size=415)
+    with pytest.raises(ValueError):
+        KeyValueTask(n_filler=10)  # fillers need filler symbols

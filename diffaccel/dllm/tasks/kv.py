@@ -13,8 +13,19 @@ The answer is the value of each queried key, in query order. Every answer token 
 anywhere in the prompt (a record may be hundreds of tokens away), and the answer tokens are independent
 given the prompt, so parallel decoding has something to gain and a cache or sparse attention that loses
 far context loses accuracy. The defaults (240 records, 32 queries) give 514-token prompts and 32-token
-answers. Vocabulary: keys ``0..n_keys-1``, values ``n_keys..n_keys+n_values-1``, then BOS, QUERY, EOS, MASK,
-COPY (training-only copy rows).
+answers. Vocabulary: keys ``0..n_keys-1``, values ``n_keys..n_keys+n_values-1``, filler symbols (below), then
+BOS, QUERY, EOS, MASK, COPY (training-only copy rows).
+
+Filler variant (ours, ``n_filler > 0``): the records stay few (e.g. 32 records over 32-64 key symbols, all
+queried) and the prompt is made long by ``n_filler`` filler tokens, drawn from their own ``n_filler_symbols``
+symbols; each record ``k v`` stays one adjacent pair, at a random place among the fillers::
+
+    BOS  f f k_1 v_1 f f f k_2 v_2 f ... f  QUERY  q_1 ... q_M  |  v(q_1) ... v(q_M)
+
+Every answer token is still a content lookup anywhere in the (500+ token) prompt, but among few key symbols:
+the lookup's content match learns after a plateau whose length grows with the number of key symbols, so
+with 256 keys it did not form in our CPU budget while with 16-32 it does. The curriculum axis of this
+variant is the filler count (records and queries stay fixed), so the lookup is learnt in short prompts first.
 """
 
 from __future__ import annotations
@@ -37,11 +48,17 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
     gen_length: int = 32
     n_keys: int = 256
     n_values: int = 256
+    n_filler: int = 0  # filler tokens per prompt (the filler variant, ours); 0: records only
+    n_filler_symbols: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_records", "gen_length", "n_keys", "n_values"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_filler < 0 or (self.n_filler > 0) != (self.n_filler_symbols > 0):
+            raise ValueError(
+                f"n_filler={self.n_filler} and n_filler_symbols={self.n_filler_symbols}: both 0, or both >= 1"
+            )
         if self.n_records > self.n_keys:
             raise ValueError(f"n_records={self.n_records} needs as many distinct keys (n_keys={self.n_keys})")
         if self.gen_length > self.n_records:
@@ -49,6 +66,10 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
 
     @property
     def n_content(self) -> int:
+        return self.n_keys + self.n_values + self.n_filler_symbols
+
+    @property
+    def first_filler(self) -> int:
         return self.n_keys + self.n_values
 
     @property
@@ -58,17 +79,24 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
 
     @property
     def size(self) -> int:
-        """The task's size along its curriculum axis (records per prompt)."""
-        return self.n_records
+        """The task's size along its curriculum axis: records per prompt, or fillers in the filler variant."""
+        return self.n_filler if self.n_filler else self.n_records
 
-    min_size: ClassVar[int] = 2  # curriculum sizes below gen_length query keys with replacement
+    @property
+    def min_size(self) -> int:
+        """Smallest curriculum size: 2 records (below gen_length, keys are queried with replacement), or no
+        filler at all in the filler variant."""
+        return 0 if self.n_filler else 2
 
-    def prompt_length_for(self, n_records: int) -> int:
-        return 2 * n_records + 2 + self.gen_length
+    def prompt_length_for(self, size: int) -> int:
+        """Prompt length at curriculum ``size`` (records, or fillers in the filler variant)."""
+        if self.n_filler:
+            return 2 * self.n_records + size + 2 + self.gen_length
+        return 2 * size + 2 + self.gen_length
 
     @property
     def prompt_length(self) -> int:
-        return self.prompt_length_for(self.n_records)
+        return self.prompt_length_for(self.size)
 
     def batch(
         self, count: int, generator: torch.Generator, size: int | None = None, copy_fraction: float = 0.0
@@ -76,36 +104,62 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
         """``(prompts [count, P], answers [count, G])`` of fresh random records and queries.
 
         ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer; with
-        fewer records than queries (curriculum only) keys are queried with replacement.
+        fewer records than queries (curriculum only) keys are queried with replacement. In the filler variant
+        ``size`` is the number of fillers instead (the records stay ``n_records``).
         ``copy_fraction`` (a training aid of ours, default 0) turns that share of the rows into copy rows:
         separator ``copy`` instead of ``query``, and the answer is the queried keys themselves. Each answer
         slot finds its query key at the fixed distance ``gen_length`` before it; a copy row teaches that
         step alone, which the lookup needs but, trained only end to end, did not find in 1000+ steps.
         """
-        n = self.n_records if size is None else size
-        if not self.min_size <= n <= self.n_keys:
-            raise ValueError(f"records per prompt must be in [{self.min_size}, {self.n_keys}], got {n}")
+        size = self.size if size is None else size
+        top = self.n_filler if self.n_filler else self.n_keys
+        if not self.min_size <= size <= top:
+            raise ValueError(f"curriculum size (records, or fillers) must be in [{self.min_size}, {top}], got {size}")
+        n = self.n_records if self.n_filler else size
         keys = torch.rand(count, self.n_keys, generator=generator).argsort(dim=1)[:, :n]
         values = torch.randint(self.n_keys, self.n_keys + self.n_values, (count, n), generator=generator)
         if n >= self.gen_length:
             queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.gen_length]
         else:
             queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
-        prompts, answers = self.encode(keys, values, queried)
+        fillers = None
+        if self.n_filler:
+            fillers = torch.randint(self.first_filler, self.n_content, (count, size), generator=generator)
+            fillers = self.scatter_records(keys, values, fillers, generator)
+        prompts, answers = self.encode(keys, values, queried, fillers)
         if copy_fraction > 0:
             rows = torch.rand(count, generator=generator) < copy_fraction
             prompts[rows, -self.gen_length - 1] = self.copy
             answers[rows] = prompts[rows, -self.gen_length :]
         return prompts, answers
 
+    @staticmethod
+    def scatter_records(
+        keys: torch.Tensor, values: torch.Tensor, fillers: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The body ``[B, 2n + F]``: the ``n`` records (adjacent ``k v`` pairs, in their order) at random places
+        among the ``F`` fillers, every interleaving equally likely."""
+        count, n = keys.shape
+        units = torch.cat([torch.stack([keys, values], dim=2), torch.stack([fillers, -torch.ones_like(fillers)], 2)], 1)
+        order = torch.rand(count, units.shape[1], generator=generator).argsort(dim=1)
+        is_record = torch.zeros(count, units.shape[1], dtype=torch.bool)
+        is_record[:, :n] = True
+        slots = is_record.gather(1, order)  # which of the shuffled slots hold a record
+        placed = torch.empty_like(units)
+        placed[slots] = units[:, :n].reshape(-1, 2)  # records fill their slots in record order
+        placed[~slots] = units[:, n:].reshape(-1, 2)
+        flat = placed.reshape(count, -1)
+        return flat[flat >= 0].reshape(count, 2 * n + fillers.shape[1])
+
     def encode(
-        self, keys: torch.Tensor, values: torch.Tensor, queried: torch.Tensor
+        self, keys: torch.Tensor, values: torch.Tensor, queried: torch.Tensor, body: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token rows from ``keys [B, n]`` (distinct key ids per row), ``values [B, n]`` (value ids) and
-        ``queried [B, G]`` (distinct record indices, in query order)."""
+        ``queried [B, G]`` (distinct record indices, in query order); ``body`` (filler variant: the records
+        among fillers, :meth:`scatter_records`) replaces the plain ``k v`` list."""
         count, n = keys.shape
         col = lambda token: torch.full((count, 1), token, dtype=torch.long)  # noqa: E731
-        records = torch.stack([keys, values], dim=2).reshape(count, 2 * n)
+        records = torch.stack([keys, values], dim=2).reshape(count, 2 * n) if body is None else body
         prompts = torch.cat([col(self.bos), records, col(self.query), keys.gather(1, queried)], dim=1)
         return prompts, values.gather(1, queried)
 
@@ -121,20 +175,39 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
             return f"k{token}"
         if token < self.n_keys + self.n_values:
             return f"v{token - self.n_keys}"
+        if token < self.n_content:
+            return f"f{token - self.first_filler}"
         return f"<{token}>"
 
     def render(self, tokens: torch.Tensor) -> str:
-        """Readable form of a token row: keys ``k17``, values ``v3``, specials ``<s>``, ``?``, ``</s>``, ``_``."""
+        """Readable form of a token row: keys ``k17``, values ``v3``, fillers ``f2``, specials ``<s>``, ``?``, ``</s>``, ``_``."""
         return " ".join(self.name_of(int(t)) for t in tokens)
 
 
 class KeyValueTokenizer(SymbolTokenizer):
-    """Reads prompts like ``"k5 v3 k17 v0 ... ? k17 k5 ..."`` (the records, ``?``, the queried keys)."""
+    """Reads prompts like ``"k5 v3 k17 v0 ... ? k17 k5 ..."`` (the records, ``?``, the queried keys); in the
+    filler variant fillers ``f2`` may stand anywhere between the records (``"f2 k5 v3 f0 f0 k17 v0 ..."``)."""
 
     def _symbol(self, text: str, prefix: str, count: int) -> int:
         if not text.startswith(prefix) or not text[1:].isdigit() or int(text[1:]) >= count:
             raise ValueError(f"expected {prefix}0..{prefix}{count - 1}, got {text!r}")
         return int(text[1:])
+
+    def _body(self, tokens: list[str]) -> tuple[list[int], list[int], list[int]]:
+        """Record keys, values and the body's token ids (records as ``k v`` pairs, fillers between them)."""
+        task, keys, values, body, at = self.task, [], [], [], 0
+        while at < len(tokens):
+            if tokens[at].startswith("f") and task.n_filler:
+                body.append(task.first_filler + self._symbol(tokens[at], "f", task.n_filler_symbols))
+                at += 1
+                continue
+            if at + 1 == len(tokens):
+                raise ValueError(f"record key {tokens[at]!r} has no value")
+            keys.append(self._symbol(tokens[at], "k", task.n_keys))
+            values.append(task.n_keys + self._symbol(tokens[at + 1], "v", task.n_values))
+            body += keys[-1:] + values[-1:]
+            at += 2
+        return keys, values, body
 
     def encode(self, text: str) -> torch.Tensor:
         task = self.task
@@ -142,17 +215,20 @@ class KeyValueTokenizer(SymbolTokenizer):
             records_text, queries_text = text.replace("<s>", "").split("?")
         except ValueError as exc:
             raise ValueError("expected 'k5 v3 k17 v0 ... ? k17 k5 ...' (records, '?', queried keys)") from exc
-        records = records_text.split()
-        if len(records) != 2 * task.n_records:
-            raise ValueError(f"expected {task.n_records} records (key value pairs), got {len(records) / 2:g}")
-        keys = [self._symbol(t, "k", task.n_keys) for t in records[0::2]]
-        values = [task.n_keys + self._symbol(t, "v", task.n_values) for t in records[1::2]]
+        keys, values, body = self._body(records_text.split())
+        if len(keys) != task.n_records:
+            raise ValueError(f"expected {task.n_records} records (key value pairs), got {len(keys)}")
+        if len(body) - 2 * len(keys) != task.n_filler:
+            raise ValueError(f"expected {task.n_filler} fillers, got {len(body) - 2 * len(keys)}")
         if len(set(keys)) != len(keys):
             raise ValueError("record keys must be distinct")
         queries = [self._symbol(t, "k", task.n_keys) for t in queries_text.split()]
         if len(queries) != task.gen_length or len(set(queries)) != len(queries) or not set(queries) <= set(keys):
             raise ValueError(f"expected {task.gen_length} distinct queried keys, each a record's key")
         prompts, _ = task.encode(
-            torch.tensor([keys]), torch.tensor([values]), torch.tensor([[keys.index(q) for q in queries]])
+            torch.tensor([keys]),
+            torch.tensor([values]),
+            torch.tensor([[keys.index(q) for q in queries]]),
+            torch.tensor([body]),
         )
         return prompts
