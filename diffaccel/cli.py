@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--episodes", type=positive_int, default=None, help="policy models: evaluation episodes per seed (default 200)"
     )
+    compare.add_argument(
+        "--problems", type=positive_int, default=None, help="dLLM models: held-out problems per seed (default 64)"
+    )
+    compare.add_argument(
+        "--batch-size", type=positive_int, default=None, help="dLLM models: prompts per pipeline call (default 64)"
+    )
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
@@ -278,6 +284,8 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         height=args.height,
         width=args.width,
         episodes=args.episodes,
+        problems=args.problems,
+        batch_size=args.batch_size,
         scheduler=dict(args.scheduler or ()),
         lpips=not args.no_lpips,
         peers=not args.no_peers,
