@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from diffaccel.compare import CompareSettings, run_compare
 from diffaccel.compare.store import read_jsonl, record_key
-from diffaccel.dllm.config import DreamConfig, LLaDAConfig
-from diffaccel.dllm.dream import DreamModel
+from diffaccel.dllm.config import LLaDAConfig
 from diffaccel.dllm.llada import LLaDAModelLM
-from diffaccel.dllm.tasks.addition import BOS, EOS, MASK, AdditionTask
+from diffaccel.dllm.tasks.addition import BOS, EOS, MASK, VOCAB_SIZE, AdditionTask
+from diffaccel.dllm.training import tiny_dream
 from diffaccel.dllm.zoo import AdditionPipeline, DreamAdditionPipeline
 from diffaccel.zoo.registry import register_zoo_model, unregister_zoo_model
 
@@ -171,22 +173,9 @@ def test_dllm_rows_and_compositions_against_an_independent_count(tmp_path, dllm_
 
 def _tiny_dream_addition_pipeline(device="cpu", dtype=torch.float32):
     torch.manual_seed(0)
-    config = DreamConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=16,
-        rope_theta=10000.0,
-        mask_token_id=MASK,
-        pad_token_id=EOS,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-    )
-    return DreamAdditionPipeline(
-        DreamModel(config).eval().to(device=device, dtype=dtype), AdditionTask(n_digits=2, gen_length=3)
-    )
+    size = SimpleNamespace(d_model=32, n_heads=4, n_kv_heads=2, n_layers=1, ff=64)  # the trainer's builder
+    model = tiny_dream(size, VOCAB_SIZE, MASK, EOS, BOS)
+    return DreamAdditionPipeline(model.eval().to(device=device, dtype=dtype), AdditionTask(n_digits=2, gen_length=3))
 
 
 def test_strategies_refused_for_the_model_family_are_unsupported_rows(tmp_path):
