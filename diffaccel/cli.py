@@ -25,7 +25,7 @@ strategy specs:
   continues the previous spec's options ("taylorseer:interval=2,order=2,none" is two specs).
 
 models:
-  zoo names (flux-photos, dit-digits, unet-photos; llada-addition goes to the dLLM evaluation),
+  zoo names (flux-photos, dit-digits, unet-photos; llada-addition, dream-addition go to the dLLM evaluation),
   testing:tiny-flux / testing:tiny-sd / testing:tiny-wan (random tiny pipelines, plumbing checks only),
   or a Hugging Face hub id / local folder for a real pipeline, e.g.
     diffaccel compare --model black-forest-labs/FLUX.1-dev --device cuda --dtype bfloat16 --steps 28 \\

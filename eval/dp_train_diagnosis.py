@@ -10,7 +10,10 @@ schedule over ``--steps``), evaluates the EMA weights at full steps (100 DDPM st
   ``train_diffusion_transformer_lowdim_workspace``: AdamW betas (0.9, 0.95), weight decay 0.1 on weight matrices
   only) at lr 1e-4 / 3e-4;
 * ``ref-init``: the current optimiser with the reference weight init;
-* ``ref-all-3e-4`` / ``ref-all-1e-3``: reference optimiser and init at lr 3e-4 / 1e-3.
+* ``ref-all-3e-4`` / ``ref-all-1e-3``: reference optimiser and init at lr 3e-4 / 1e-3;
+* ``edge-pad``: the current optimiser with action chunks padded after a demonstration's end by repeating its
+  last action, as the reference ``SequenceSampler`` does (all other variants pad with zero motion, the recipe
+  they were measured with).
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from diffaccel.policy.zoo import DPReachTraining
 from diffaccel.zoo.train import train
 
 REF_OPT = {"betas": (0.9, 0.95), "weight_decay": 0.1}
+ZERO = {"action_pad": "zero"}
 VARIANTS = {
-    "current": {},
-    "ref-opt-1e-4": {"learning_rate": 1e-4, **REF_OPT},
-    "ref-opt-3e-4": {"learning_rate": 3e-4, **REF_OPT},
-    "ref-init": {"weight_init": "reference"},
-    "ref-all-3e-4": {"learning_rate": 3e-4, "weight_init": "reference", **REF_OPT},
-    "ref-all-1e-3": {"learning_rate": 1e-3, "weight_init": "reference", **REF_OPT},
+    "current": {**ZERO},
+    "ref-opt-1e-4": {"learning_rate": 1e-4, **REF_OPT, **ZERO},
+    "ref-opt-3e-4": {"learning_rate": 3e-4, **REF_OPT, **ZERO},
+    "ref-init": {"weight_init": "reference", **ZERO},
+    "ref-all-3e-4": {"learning_rate": 3e-4, "weight_init": "reference", **REF_OPT, **ZERO},
+    "ref-all-1e-3": {"learning_rate": 1e-3, "weight_init": "reference", **REF_OPT, **ZERO},
+    "edge-pad": {"action_pad": "edge"},
 }
 
 
@@ -52,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if record.exists():
         print(record.read_text())
         return 0
-    recipe = DPReachTraining()
-    for key, value in VARIANTS[args.variant].items():
-        setattr(recipe, key, value)
+    recipe = DPReachTraining(**VARIANTS[args.variant])
     recipe.steps, recipe.eval_episodes = args.steps, args.episodes
     start = time.process_time()
     manifest = train(

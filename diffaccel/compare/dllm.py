@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_write_text
+from ..core.errors import UnsupportedFamilyError
 from ..core.extras import require
 from ..strategies.registry import StrategyRequest
 from .output import CompareOutcome, prepare_out_dir, records_of_this_run, resolve_out
@@ -189,6 +190,11 @@ def run_dllm_compare(settings, processes, console=None):
                     **timing,
                 )
                 store.put(as_record(records[0], tag, name, options, seed))
+            except UnsupportedFamilyError as error:  # refused at wrap for this architecture: a row, not a failure
+                logger.info("%s: unsupported: %s", tag, error)
+                unsupported = base(tag, name, options, seed)
+                unsupported.update(status="unsupported", reason=f"unsupported: {error}", seed=None, condition=None)
+                store.put(unsupported)
             except Exception as error:  # noqa: BLE001 - one failing strategy must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
                 failed = base(tag, name, options, seed)

@@ -74,6 +74,9 @@ class PolicyTraining:
     weight_decay: float = 0.0
     # "ours": the constructor's init; "reference": `TransformerDenoiser.reference_init_` (the official init).
     weight_init: str = "ours"
+    # how action chunks are padded after a demonstration's end: "edge" repeats the last action (the reference
+    # `SequenceSampler`); "zero" (ours) pads with zero motion, as the weights before the reference padding.
+    action_pad: str = "edge"
 
     def __post_init__(self):
         if self.weight_init not in WEIGHT_INITS:
@@ -81,7 +84,9 @@ class PolicyTraining:
         self.env = ZOO_ENVS[self.name]
         demos = collect_demos(self.env, self.demos, DEMO_SEED)
         self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
-        self.obs, self.actions = make_windows(demos, self.policy_config.horizon, self.policy_config.n_obs_steps)
+        self.obs, self.actions = make_windows(
+            demos, self.policy_config.horizon, self.policy_config.n_obs_steps, self.action_pad
+        )
         flat_obs, flat_act = self.obs.reshape(-1, self.obs.shape[-1]), self.actions.reshape(-1, self.actions.shape[-1])
         self.normalizer = {
             "obs_min": flat_obs.min(0).values.tolist(),
@@ -111,7 +116,12 @@ class PolicyTraining:
             "normalizer": self.normalizer,
             "env": self.env,
             "scheduler": dict(components["policy"].noise_scheduler.config),
-            "training_data": {"demos": self.demos, "demo_seed": DEMO_SEED, "windows": len(self.obs)},
+            "training_data": {
+                "demos": self.demos,
+                "demo_seed": DEMO_SEED,
+                "windows": len(self.obs),
+                "action_pad": self.action_pad,
+            },
             "continued_from": self.init_from,
             "optimizer": {
                 "learning_rate": self.learning_rate,
@@ -137,8 +147,8 @@ class PolicyTraining:
 
 
 class DPReachTraining(PolicyTraining):
-    def __init__(self):
-        super().__init__(name="dp-reach")
+    def __init__(self, **overrides):
+        super().__init__(name="dp-reach", **overrides)
 
 
 class DPReachTwoTraining(PolicyTraining):

@@ -45,7 +45,12 @@ def test_windows_pad_like_the_reference_sampler():
     }
     obs, act = make_windows([demo], horizon=4, n_obs_steps=2)
     assert obs[:, :, 0].tolist() == [[0, 0], [0, 1], [1, 2]]
-    assert act[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 0]]
+    # the reference `sample_sequence` repeats the first action before the start and the last one after the end
+    assert act[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 3], [2, 3, 3, 3]]
+    _, zero = make_windows([demo], horizon=4, n_obs_steps=2, pad_after="zero")  # ours: zero motion after the end
+    assert zero[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 0]]
+    with pytest.raises(ValueError, match="pad_after"):
+        make_windows([demo], horizon=4, n_obs_steps=2, pad_after="mirror")
 
 
 def test_predict_action_is_the_reference_ddpm_loop():
