@@ -23,3 +23,18 @@ def test_kv_training_writes_a_loadable_zoo_folder(tmp_path):
     pipe = load_llada_kv(folder=tmp_path / KV_ZOO_NAME)
     assert pipe.task == KeyValueTask(n_records=12, gen_length=4, n_keys=16, n_values=8)
     assert pipe.model.config.d_model == 16
+
+
+def test_kv_filler_training_records_the_filler_variant_for_the_loader(tmp_path):
+    task_flags = ["--n-records", "4", "--gen-length", "4", "--n-keys", "6", "--n-values", "5"]
+    train_main(
+        [
+            *["--task", "kv", *task_flags, "--n-filler", "20", "--n-filler-symbols", "3"],
+            *["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--ff", "32", "--batch-size", "4"],
+            *["--steps", "2", "--warmup", "1", "--curriculum-start", "4", "--eval-count", "2"],
+            *["--output", str(tmp_path / KV_ZOO_NAME)],
+        ]
+    )
+    pipe = load_llada_kv(folder=tmp_path / KV_ZOO_NAME)
+    assert pipe.task == KeyValueTask(n_records=4, gen_length=4, n_keys=6, n_values=5, n_filler=20, n_filler_symbols=3)
+    assert pipe.task.prompt_length == 1 + 8 + 20 + 1 + 4
