@@ -7,6 +7,8 @@ context to save on and any loss of far context shows in the accuracy:
   passage of 512 distinct symbols and a cue from it), the answer is the 32 symbols that follow the cue;
 * ``kv`` (:mod:`diffaccel.dllm.tasks.kv`, zoo model ``llada-kv``): multi-query associative recall,
   514-token prompts (240 key-value records and 32 queried keys), the answer is the queried keys' values.
+  Its filler variant (``--n-filler``, ``--n-filler-symbols``; ours) keeps few records over few key
+  symbols and pads the prompt with filler tokens; its curriculum axis is the filler count.
 
 One command, seeded, CPU only::
 

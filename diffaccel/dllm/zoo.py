@@ -8,7 +8,8 @@
   32-token answers (``python -m diffaccel.dllm.train_recall``);
 * ``llada-kv`` (loader only, no weights yet): multi-query associative recall (the values of 32 queried
   keys among 240 key-value records), 514-token prompts, 32-token answers
-  (``python -m diffaccel.dllm.train_recall --task kv``).
+  (``python -m diffaccel.dllm.train_recall --task kv``), or its filler variant (fewer records among
+  filler tokens, ``--n-filler``), whichever the folder's ``diffaccel_task`` records.
 
 ``diffaccel.zoo.load(name)`` returns a :class:`~diffaccel.dllm.pipeline.LLaDAPipeline` (a
 :class:`~diffaccel.dllm.pipeline.DreamPipeline` for Dream) with a tokenizer for the task's text prompts,
