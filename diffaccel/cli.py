@@ -25,7 +25,7 @@ strategy specs:
   continues the previous spec's options ("taylorseer:interval=2,order=2,none" is two specs).
 
 models:
-  zoo names (flux-photos, dit-digits, unet-photos; llada-addition goes to the dLLM evaluation),
+  zoo names (flux-photos, dit-digits, unet-photos; llada-addition, dream-addition go to the dLLM evaluation),
   testing:tiny-flux / testing:tiny-sd / testing:tiny-wan (random tiny pipelines, plumbing checks only),
   or a Hugging Face hub id / local folder for a real pipeline, e.g.
     diffaccel compare --model black-forest-labs/FLUX.1-dev --device cuda --dtype bfloat16 --steps 28 \\
@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--episodes", type=positive_int, default=None, help="policy models: evaluation episodes per seed (default 200)"
     )
+    compare.add_argument(
+        "--problems", type=positive_int, default=None, help="dLLM models: held-out problems per seed (default 64)"
+    )
+    compare.add_argument(
+        "--batch-size", type=positive_int, default=None, help="dLLM models: prompts per pipeline call (default 64)"
+    )
     compare.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--list-strategies", action="store_true", help="list strategy and peer names, then exit")
@@ -278,6 +284,8 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         height=args.height,
         width=args.width,
         episodes=args.episodes,
+        problems=args.problems,
+        batch_size=args.batch_size,
         scheduler=dict(args.scheduler or ()),
         lpips=not args.no_lpips,
         peers=not args.no_peers,

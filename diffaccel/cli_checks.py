@@ -59,6 +59,9 @@ def check_compare_args(args, model: str, kind: str | None) -> None:
             f"--prompts: {model} is a diffusion language model evaluated on its own held-out "
             "problems; --prompts applies to text-to-image/video models"
         )
+    for flag, value in (("--problems", args.problems), ("--batch-size", args.batch_size)):
+        if kind != "dllm" and value is not None:
+            raise UsageError(f"{flag} applies to diffusion language models (dLLM zoo models such as llada-addition)")
     if args.out is not None:
         check_writable_folder(Path(args.out), "--out")
     else:

@@ -1,6 +1,7 @@
 """SSD against stepwise decoding on CPU: forwards (NFE), rows, process CPU time and where it goes.
 
-Runs the ``llada-addition`` zoo pipeline on held-out sums, stepwise and with each ``--ssd`` spec, checks
+Runs a dLLM zoo pipeline (``--model``, default ``llada-addition``) on held-out problems at its default
+sampling (one token per step, one block), stepwise and with each ``--ssd`` spec, checks
 that the tokens are identical, and times the whole call and the model's inner forward (``model.body``)
 with ``time.process_time`` (one thread by default)::
 
@@ -14,6 +15,7 @@ with ``time.process_time`` (one thread by default)::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -47,7 +49,8 @@ def cpu_split(pipe, ids, sampling: dict, repeats: int):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompts", type=int, default=16, help="sums per call (the batch)")
+    parser.add_argument("--model", default="llada-addition", help="a dLLM zoo model (its task gives the problems)")
+    parser.add_argument("--prompts", type=int, default=16, help="problems per call (the batch)")
     parser.add_argument("--ssd", action="append", help="an ssd spec (repeatable); default ssd:draft_length=4")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -55,15 +58,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     cache = [] if args.cache == "none" else [FastDLLMConfig(threshold=None, cache=args.cache)]
     torch.set_num_threads(args.threads)
-    pipe = zoo.load("llada-addition")
+    pipe = zoo.load(args.model)
     ids, _ = pipe.task.held_out(args.prompts, seed=2024)
     g = pipe.task.gen_length
     sampling = dict(gen_length=g, steps=g, block_length=g)
     print(
-        f"batch {args.prompts}, {args.threads} thread(s), {args.repeats} calls each, gen_length {g}, cache {args.cache}"
+        f"{args.model}, prompt {ids.shape[1]} tokens, batch {args.prompts}, {args.threads} thread(s), "
+        f"{args.repeats} calls each, gen_length {g}, cache {args.cache}, load average {os.getloadavg()[0]:.1f}"
     )
-    print("| decoding | NFE | rows | CPU s | in the transformer | NFE ratio | CPU-time ratio | tokens |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| decoding | NFE | rows | query tokens | CPU s | in the transformer | NFE ratio | CPU-time ratio | tokens |")
+    print("|---|---|---|---|---|---|---|---|---|")
     if cache:
         diffaccel.wrap(pipe, cache)
     try:
@@ -72,7 +76,10 @@ def main(argv=None) -> None:
         if cache:
             diffaccel.unwrap(pipe)
     nfe0 = ref.record.forward_calls
-    print(f"| stepwise | {nfe0} | {ref.record.forward_rows} | {total0:.3f} | {inside0 / total0:.0%} | 1 | 1 | - |")
+    print(
+        f"| stepwise | {nfe0} | {ref.record.forward_rows} | {ref.record.query_tokens} | {total0:.3f} | "
+        f"{inside0 / total0:.0%} | 1 | 1 | - |"
+    )
     for spec in args.ssd or ["ssd:draft_length=4"]:
         diffaccel.wrap(pipe, [spec, *cache])
         try:
@@ -82,7 +89,8 @@ def main(argv=None) -> None:
         same = "identical" if torch.equal(out.sequences, ref.sequences) else "DIFFERENT"
         nfe = out.record.forward_calls
         print(
-            f"| {spec} | {nfe} | {out.record.forward_rows} | {total:.3f} | {inside / total:.0%} | "
+            f"| {spec} | {nfe} | {out.record.forward_rows} | {out.record.query_tokens} | {total:.3f} | "
+            f"{inside / total:.0%} | "
             f"{nfe / nfe0:.2f} | {total / total0:.2f} | {same} |"
         )
 

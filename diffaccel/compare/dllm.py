@@ -8,8 +8,12 @@ gives them the same job around it as image models get: per seed a held-out probl
 each record written atomically to `results.jsonl` as soon as it exists, and a table of its own.
 Seeds are split across processes like image units.
 
-`--strategies` takes dLLM strategy specs (`dkv-cache:refresh_interval=4`, `ssd:draft_length=4`; default:
-every dLLM strategy at its defaults); `--steps` overrides the sampling steps.
+`--strategies` takes dLLM strategy specs (`dkv-cache:refresh_interval=4`, `ssd:draft_length=4`) and
+compositions joined by `+` (`sparsed+dkv-cache`), one row each; default: `DEFAULT_DLLM_SPECS`.
+`--steps` overrides the sampling steps, `--problems` the held-out problems per seed (64), `--batch-size`
+the prompts per pipeline call (64), `--repeats` the timed passes (the fastest is kept). Every row reports
+task accuracy (exact match), token agreement with the full run, NFE, rows through the model, process
+CPU-time speedup (one torch thread by default, see `run._set_threads`) beside wall-clock, and tokens/s.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_write_text
+from ..core.errors import UnsupportedFamilyError
 from ..core.extras import require
 from ..strategies.registry import StrategyRequest
 from .output import CompareOutcome, prepare_out_dir, records_of_this_run, resolve_out
@@ -34,25 +39,58 @@ logger = logging.getLogger(__name__)
 
 # what a dLLM row measures: task accuracy, agreement with the full run, and forward-pass cost
 QUALITY_AND_COST = ("accuracy", "token_agreement", "sequence_agreement", "nfe", "nfe_ratio", "forward_rows")
-DLLM_COLUMNS = (*QUALITY_AND_COST, "tokens_per_s", "speedup", "cpu_speedup", "wall_s")
+# query_tokens: (row, position) pairs the model computed; below forward_rows * length when a cache serves the rest
+DLLM_COLUMNS = (*QUALITY_AND_COST, "query_tokens", "tokens_per_s", "speedup", "cpu_speedup", "wall_s", "cpu_s")
 DEFAULT_PROBLEMS = 64
+DEFAULT_BATCH_SIZE = 64
+
+
+#: the default rows, model-agnostic: each strategy at its paper's / official code's defaults, Fast-dLLM's
+#: two caches, and the compositions (SparseD under dKV-Cache; SSD with Fast-dLLM's cache at the fixed
+#: schedule, threshold None, beside that cached stepwise run, the reference SSD is lossless against)
+DEFAULT_DLLM_SPECS = (
+    "dkv-cache",
+    "sparsed",
+    "fast-dllm:cache=prefix",
+    "fast-dllm:cache=dual",
+    "ssd",
+    "sparsed+dkv-cache",
+    "fast-dllm:threshold=None,cache=dual",
+    "ssd+fast-dllm:threshold=None,cache=dual",
+)
 
 
 def dllm_specs(values: list[str] | None) -> list[tuple[str, str, dict[str, Any]]]:
-    """(canonical tag, name, options) per requested dLLM strategy, validated by the dLLM resolver."""
-    from ..dllm.api import dllm_strategies, resolve
+    """(canonical tag, name, options) per requested dLLM row, validated by the dLLM resolver.
 
-    texts = split_spec_list(values) if values else list(dllm_strategies())
+    A composition is its parts joined by `+` (`sparsed+dkv-cache`, `ssd:draft_length=8+fast-dllm:cache=dual`):
+    its name is the parts' names joined by `+`, its options one dict per part (a list), its tag the parts'
+    canonical specs joined by `+` in the order given."""
+    from ..dllm.api import resolve
+
+    texts = split_spec_list(values) if values else list(DEFAULT_DLLM_SPECS)
     specs, seen = [], set()
     for text in texts:
-        request = StrategyRequest.parse(text).sorted()
-        if request.name.lower() in BASELINE_NAMES or request.name == "full":
+        requests = [StrategyRequest.parse(part).sorted() for part in text.split("+")]
+        if len(requests) == 1 and (requests[0].name.lower() in BASELINE_NAMES or requests[0].name == "full"):
             continue
-        resolve(request.name, request.options_dict)  # raises with the list of dLLM strategies
-        if request.text not in seen:
-            seen.add(request.text)
-            specs.append((request.text, request.name, request.options_dict))
+        for request in requests:
+            resolve(request.name, request.options_dict)  # raises with the list of dLLM strategies
+        tag = "+".join(r.text for r in requests)
+        if tag not in seen:
+            seen.add(tag)
+            if len(requests) == 1:
+                specs.append((tag, requests[0].name, requests[0].options_dict))
+            else:
+                specs.append((tag, "+".join(r.name for r in requests), [r.options_dict for r in requests]))
     return specs
+
+
+def _row_spec(name: str, options: dict[str, Any] | list[dict[str, Any]]) -> str:
+    """The spec text `evaluate_dllm` runs for a row (parts joined by `+` for a composition)."""
+    if isinstance(options, list):
+        return "+".join(StrategyRequest.of(n, o).text for n, o in zip(name.split("+"), options, strict=True))
+    return StrategyRequest.of(name, options).text
 
 
 def run_dllm_compare(settings, processes, console=None):
@@ -70,7 +108,10 @@ def run_dllm_compare(settings, processes, console=None):
         raise ValueError(f"dLLM zoo model {settings.model!r} has no `task` to draw held-out problems from")
     sampling = {} if settings.steps is None else {"steps": settings.steps}
     steps = settings.steps or pipe.sampling_config().steps
-    count = DEFAULT_PROBLEMS
+    count = settings.problems or DEFAULT_PROBLEMS
+    batch_size = settings.batch_size or DEFAULT_BATCH_SIZE
+    condition = f"held-out-{count}" + ("" if batch_size == DEFAULT_BATCH_SIZE else f"-batch{batch_size}")
+    timing = {"batch_size": batch_size, "repeats": settings.repeats}
 
     def base(tag: str, name: str, options: dict, seed: int) -> dict[str, Any]:
         return {
@@ -80,7 +121,7 @@ def run_dllm_compare(settings, processes, console=None):
             "tag": tag,
             "family": "dllm",
             "seed": seed,
-            "condition": f"held-out-{count}",
+            "condition": condition,
             "num_inference_steps": steps,
             "guidance_scale": None,
             "prompt": None,
@@ -126,28 +167,34 @@ def run_dllm_compare(settings, processes, console=None):
                 answers.to(next(model.parameters()).device),
             )
         todo = [s for s in specs if not store.is_done(record_key(base(s[0], s[1], s[2], seed)))]
-        reference = _load_reference(out_dir, settings.model, seed, steps, count)
+        reference = _load_reference(out_dir, seed, steps, count, batch_size)
         full_key = record_key(base("none", "none", {}, seed))
         if reference is None or not store.is_done(full_key):
             records, reference = evaluate_dllm(
-                pipe, [], input_ids, answers, sampling=sampling, generator_seed=seed, progress=False
+                pipe, [], input_ids, answers, sampling=sampling, generator_seed=seed, progress=False, **timing
             )
-            _save_reference(out_dir, settings.model, seed, steps, count, reference)
+            _save_reference(out_dir, seed, steps, count, batch_size, reference)
             if not store.is_done(full_key):
                 store.put(as_record(records[0], "none", "none", {}, seed))
         for tag, name, options in todo:
             try:
                 records, _ = evaluate_dllm(
                     pipe,
-                    [StrategyRequest.of(name, options).text],
+                    [_row_spec(name, options)],
                     input_ids,
                     answers,
                     sampling=sampling,
                     generator_seed=seed,
                     reference=reference,
                     progress=False,
+                    **timing,
                 )
                 store.put(as_record(records[0], tag, name, options, seed))
+            except UnsupportedFamilyError as error:  # refused at wrap for this architecture: a row, not a failure
+                logger.info("%s: unsupported: %s", tag, error)
+                unsupported = base(tag, name, options, seed)
+                unsupported.update(status="unsupported", reason=f"unsupported: {error}", seed=None, condition=None)
+                store.put(unsupported)
             except Exception as error:  # noqa: BLE001 - one failing strategy must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
                 failed = base(tag, name, options, seed)
@@ -157,15 +204,20 @@ def run_dllm_compare(settings, processes, console=None):
     outcome = CompareOutcome(out_dir, [], [])
     if processes.is_main:
         tags = ["none"] + [s[0] for s in specs]
-        outcome.records = records_of_this_run(
-            store, settings, tags, steps, lambda seed: seed is None or seed in settings.seeds
-        )
+        outcome.records = [
+            r
+            for r in records_of_this_run(
+                store, settings, tags, steps, lambda seed: seed is None or seed in settings.seeds
+            )
+            if r.get("condition") in (condition, None)  # a folder may hold other problem counts / batch sizes
+        ]
         outcome.paths = {"results": out_dir / RESULTS_NAME}
         table = dllm_markdown(outcome.records, tags)
         atomic_write_text(
             out_dir / "report.md",
-            f"diffaccel compare: {settings.model} (dLLM), {count} held-out problems "
-            f"per seed, seeds {','.join(map(str, settings.seeds))}\n\n{table}\n",
+            f"diffaccel compare: {settings.model} (dLLM), {count} held-out problems per seed in batches of "
+            f"{batch_size}, seeds {','.join(map(str, settings.seeds))}, {torch.get_num_threads()} torch "
+            f"thread(s), fastest of {settings.repeats} timed pass(es)\n\n{table}\n",
         )
         outcome.paths["report"] = out_dir / "report.md"
         from .dllm_plot import dllm_speed_accuracy_plot
@@ -178,21 +230,21 @@ def run_dllm_compare(settings, processes, console=None):
     return outcome
 
 
-def _reference_paths(out_dir: Path, model: str, seed: int, steps: int, count: int) -> tuple[Path, Path]:
-    stem = out_dir / "baseline" / f"dllm_steps{steps}_n{count}" / f"seed{seed}"
+def _reference_paths(out_dir: Path, seed: int, steps: int, count: int, batch_size: int) -> tuple[Path, Path]:
+    stem = out_dir / "baseline" / f"dllm_steps{steps}_n{count}_batch{batch_size}" / f"seed{seed}"
     return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
 
-def _save_reference(out_dir, model, seed, steps, count, reference) -> None:
-    tokens, meta = _reference_paths(out_dir, model, seed, steps, count)
+def _save_reference(out_dir, seed, steps, count, batch_size, reference) -> None:
+    tokens, meta = _reference_paths(out_dir, seed, steps, count, batch_size)
     save_array(tokens, reference.generated.cpu().numpy())
     atomic_write_text(meta, json.dumps({"wall_s": reference.wall_s, "nfe": reference.nfe, "cpu_s": reference.cpu_s}))
 
 
-def _load_reference(out_dir, model, seed, steps, count):
+def _load_reference(out_dir, seed, steps, count, batch_size):
     from ..dllm.evaluate import FullRun
 
-    tokens_path, meta_path = _reference_paths(out_dir, model, seed, steps, count)
+    tokens_path, meta_path = _reference_paths(out_dir, seed, steps, count, batch_size)
     tokens = load_array(tokens_path)
     if tokens is None or not meta_path.is_file():
         return None
@@ -221,10 +273,12 @@ def _cells(ok: list[dict[str, Any]]) -> list[str]:
         "nfe": 0,
         "nfe_ratio": 3,
         "forward_rows": 0,
+        "query_tokens": 0,
         "tokens_per_s": 1,
         "speedup": 2,
         "cpu_speedup": 2,
         "wall_s": 3,
+        "cpu_s": 3,
     }
     return [format_number(spread(r.get(c) for r in ok), digits[c]) for c in DLLM_COLUMNS]
 

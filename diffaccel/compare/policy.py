@@ -89,7 +89,6 @@ def policy_specs(values: list[str] | None) -> list[tuple[str, str, dict[str, Any
 
 
 def run_policy_compare(settings, processes, console=None):
-    import torch
 
     from .. import zoo
     from ..policy.fidelity import action_chunks, fidelity_observations
@@ -99,10 +98,6 @@ def run_policy_compare(settings, processes, console=None):
     specs = policy_specs(settings.strategies)
     out_dir = resolve_out(settings, processes)
     prepare_out_dir(out_dir, settings, processes)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    elif settings.device == "cpu":
-        torch.set_num_threads(1)
     store = ResultsStore(out_dir, shard=processes.shard_name).load()
     policy = zoo.load(settings.model, device=processes.device(settings.device), dtype=parse_dtype(settings.dtype))
     env = policy.env_name

@@ -60,6 +60,8 @@ class CompareSettings:
     height: int | None = None
     width: int | None = None
     episodes: int | None = None  # policies: evaluation episodes per seed (default 200)
+    problems: int | None = None  # dLLMs: held-out problems per seed (default 64)
+    batch_size: int | None = None  # dLLMs: prompts per pipeline call (default 64)
     scheduler: dict[str, Any] = field(default_factory=dict)  # scheduler config overrides (--scheduler KEY=VALUE)
     lpips: bool = True
     peers: bool = True
@@ -70,6 +72,7 @@ class CompareSettings:
 
 def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
     processes = Processes.detect(settings.device)
+    _set_threads(settings)
     if zoo_kind(settings.model) == "dllm":
         from .dllm import run_dllm_compare
 
@@ -78,7 +81,6 @@ def run_compare(settings: CompareSettings, console=None) -> CompareOutcome:
         from .policy import run_policy_compare
 
         return run_policy_compare(settings, processes, console)
-    _set_threads(settings)
     out_dir = resolve_out(settings, processes)
     prepare_out_dir(out_dir, settings, processes)
     prompts = read_prompts(settings.prompts_file) if settings.prompts_file else None

@@ -278,7 +278,8 @@ class DreamConfig(_DictConfig):
         return cls(**{k: v for k, v in raw.items() if k in cls.field_names() and v is not None})
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """A hub ``config.json`` with the fields Dream's own ``DreamConfig`` reads."""
+        """A hub ``config.json`` with the fields of Dream-org/Dream-v0-Instruct-7B's: everything Dream's own
+        ``DreamConfig`` reads, plus the transformers version its remote code is written for."""
         return {
             "architectures": ["DreamModel"],
             "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
@@ -302,11 +303,15 @@ class DreamConfig(_DictConfig):
             "rope_theta": self.rope_theta,
             "sliding_window": None,
             "tie_word_embeddings": self.tie_word_embeddings,
+            "transformers_version": DREAM_TRANSFORMERS_VERSION,
             "use_cache": False,
             "use_sliding_window": False,
             "vocab_size": self.vocab_size,
         }
 
+
+#: transformers version of Dream's published checkpoints and README (its remote code targets it)
+DREAM_TRANSFORMERS_VERSION = "4.46.2"
 
 #: Dream (Qwen2-style) config fields that change the computation and are not ported.
 DREAM_REFUSED: dict[str, tuple[tuple, str]] = {

@@ -27,6 +27,7 @@ from typing import ClassVar
 
 import torch
 
+from ..core.errors import UnsupportedFamilyError
 from ..strategies.base import StrategyConfig
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
@@ -123,18 +124,26 @@ class DKVDecodePlanner(DKVPlanner):
         return self.subset(input_ids, from_cache, cacheable) or self.full(input_ids, store=cacheable)
 
 
+#: why dKV-Cache-Greedy refuses Dream (wrap time and, for bare models, at the first forward)
+GREEDY_NOT_FOR_DREAM = (
+    "dkv-cache variant='greedy' is defined for LLaDA-style models only: it needs a decode order fixed before "
+    "each forward (LLaDA's remasking='random_order'), which Dream's sampler has no counterpart of; use "
+    "variant='decode' (with shift_type) on Dream"
+)
+
+
 class DKVGreedyPlanner(DKVPlanner):
     name = "dkv-cache (greedy)"
 
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)
+        if step.shifted_logits:
+            raise UnsupportedFamilyError(GREEDY_NOT_FOR_DREAM)
         if step.planned_commit is None:
             raise ValueError(
                 "dkv-cache variant='greedy' needs a decode order fixed in advance: "
                 "sample with remasking='random_order' (dKV-Cache-Greedy)"
             )
-        if step.shifted_logits:
-            raise ValueError("dkv-cache variant='greedy' is defined for LLaDA-style models only")
         everything = torch.ones_like(input_ids, dtype=torch.bool)
         if step.step_in_block % self.config.refresh_interval == 0 or cache.valid is None or self.previous is None:
             return self.full(input_ids, store=everything)

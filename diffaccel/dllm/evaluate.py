@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..api import summary, unwrap, wrap  # the engine's own: it takes a list of configs (a composition)
 from ..strategies.base import StrategyConfig
-from .api import resolve, summary, unwrap, wrap
+from .api import resolve
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,21 @@ class DLLMRunRecord:
         return dataclasses.asdict(self)
 
 
+def _configs(spec) -> list[StrategyConfig]:
+    """The validated configs of one row: a spec, a config, or a composition (a list, or specs joined by `+`)."""
+    if isinstance(spec, str):
+        return [resolve(part) for part in spec.split("+")]
+    if isinstance(spec, StrategyConfig):
+        return [resolve(spec)]
+    if isinstance(spec, (list, tuple)) and spec:
+        return [c for part in spec for c in _configs(part)]
+    raise TypeError(f"a strategy row is a spec, a config or a list of them, got {spec!r}")
+
+
 def _strategy_tag(spec) -> str:
     if spec is None or spec == "full":
         return "full"
-    return resolve(spec).strify() if isinstance(spec, (str, StrategyConfig)) else str(spec)
+    return "+".join(c.strify() for c in _configs(spec))
 
 
 def _run_all(pipe, input_ids, batch_size, sampling, generator_seed):
@@ -101,7 +113,8 @@ def evaluate_dllm(
 ) -> tuple[list[DLLMRunRecord], FullRun]:
     """Run the full pipeline (unless ``reference`` is given), then each strategy, on the same prompts.
 
-    ``strategies`` are names or specs (``"dkv-cache:refresh_interval=4"``) or config objects;
+    ``strategies`` are names or specs (``"dkv-cache:refresh_interval=4"``) or config objects, or
+    compositions (a list of them, or specs joined by ``+``: ``"sparsed+dkv-cache"``), one row each;
     ``sampling`` holds pipeline options (``gen_length``, ``steps``, ``block_length``, ...).
     Returns the records (the full run first when it was run here) and the reference, so a
     resumed sweep can pass it back in instead of recomputing it.
@@ -119,7 +132,8 @@ def evaluate_dllm(
     for spec in tqdm(specs, desc="dllm strategies", disable=not progress):
         tag = _strategy_tag(spec)
         if spec is not None:
-            wrap(pipe, resolve(spec))
+            configs = _configs(spec)
+            wrap(pipe, configs if len(configs) > 1 else configs[0])
         try:
             _run_all(pipe, input_ids[:batch_size], batch_size, sampling, generator_seed)  # warm-up / compile
             walls, cpus = [], []

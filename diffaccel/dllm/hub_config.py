@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..zoo.weights_io import read_json, write_json
 from .config import DreamConfig, LLaDAConfig
 
@@ -25,9 +27,17 @@ TASK_KEY = "diffaccel_task"
 FAMILIES = {"llada": LLaDAConfig, "dream": DreamConfig}
 
 
-def write_hub_config(folder: str | Path, config: LLaDAConfig | DreamConfig, task: dict[str, Any] | None = None) -> Path:
-    """Write ``<folder>/config.json`` (atomic) and return its path."""
+def write_hub_config(
+    folder: str | Path,
+    config: LLaDAConfig | DreamConfig,
+    task: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``<folder>/config.json`` (atomic) and return its path; ``dtype`` (the weights' dtype) is recorded
+    as ``torch_dtype``, as hub checkpoints do (``from_pretrained(torch_dtype="auto")`` reads it)."""
     payload = config.to_hf_dict()
+    if dtype is not None:
+        payload["torch_dtype"] = str(dtype).removeprefix("torch.")
     if task is not None:
         payload[TASK_KEY] = task
     path = Path(folder) / "config.json"

@@ -115,10 +115,12 @@ class CachedAttentionHook(ModelHook):
             if layer is None or layer.keys.shape != (batch, heads, n, dim) or layer.keys.dtype != k.dtype:
                 layer = LayerKV(k.new_zeros(batch, heads, n, dim), v.new_zeros(batch, heads, n, dim))
                 self.cache.layers[self.layer_index] = layer
+            # in place, at the run positions only (old values written back where nothing is stored): the
+            # same cache as a scatter into a copy plus a select over the whole length, without the two copies
             scatter_index = index[:, None, :, None].expand(batch, heads, index.shape[1], dim)
-            keep = ~plan.store[:, None, :, None]
-            layer.keys = torch.where(keep, layer.keys, layer.keys.scatter(2, scatter_index, k))
-            layer.values = torch.where(keep, layer.values, layer.values.scatter(2, scatter_index, v))
+            stored = plan.store.gather(1, index)[:, None, :, None]
+            layer.keys.scatter_(2, scatter_index, torch.where(stored, k, layer.keys.gather(2, scatter_index)))
+            layer.values.scatter_(2, scatter_index, torch.where(stored, v, layer.values.gather(2, scatter_index)))
         if plan.from_cache.any():
             cached = row_positions(plan.from_cache)
             gather_index = cached[:, None, :, None].expand(batch, heads, cached.shape[1], dim)

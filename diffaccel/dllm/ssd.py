@@ -28,8 +28,15 @@ from typing import ClassVar
 
 import torch
 
+from ..core.errors import UnsupportedFamilyError
 from ..strategies.base import StrategyConfig
 from .sampler import Block, DecodeRun, MaskedDiffusionSampler, StepwiseDecoding
+
+#: why SSD with a block cache refuses Dream (at wrap, and here for a policy installed by hand)
+BLOCK_CACHE_NOT_FOR_DREAM = (
+    "ssd with a block cache (fast-dllm cache='prefix' or 'dual') is supported for LLaDA-style models only: with "
+    "Dream's shifted logits the positions a cached step runs differ from row to row; wrap ssd alone"
+)
 
 
 @dataclass
@@ -110,10 +117,7 @@ class SelfSpeculativeDecoding:
         verified nodes), as stepwise decoding does for its batch."""
         self.check(sampler, run)
         if self.block_cache and sampler.shifted_logits:
-            raise ValueError(
-                "ssd with a block cache is supported for LLaDA-style models only (with Dream's shifted logits "
-                "the positions a cached step runs differ from row to row); wrap ssd alone"
-            )
+            raise UnsupportedFamilyError(BLOCK_CACHE_NOT_FOR_DREAM)
         if self._counted_run != run.run_id:
             self._counted_run, self.reference_forwards, self.verification_rows = run.run_id, 0, 0
         self.reference_forwards += block.steps

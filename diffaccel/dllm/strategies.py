@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..core.errors import UnsupportedFamilyError
 from ..strategies.base import Strategy
 from ..strategies.registry import register_strategy
-from .dkv_cache import DKVCacheConfig
+from .dkv_cache import GREEDY_NOT_FOR_DREAM, DKVCacheConfig
 from .dkv_cache import make_planner as make_dkv_planner
 from .fast_dllm import FastDLLMConfig
 from .fast_dllm import make_planner as make_fast_planner
 from .kv_cache import attach_planner, detach_planner
 from .llada2 import attach_step_hook, detach_step_hook, is_llada2_pipeline
 from .sparsed import SparseDConfig, attach_sparsed, detach_sparsed
-from .ssd import SelfSpeculativeDecoding, SSDConfig
+from .ssd import BLOCK_CACHE_NOT_FOR_DREAM, SelfSpeculativeDecoding, SSDConfig
 
 
 def _is_dllm_pipeline(owner) -> bool:
@@ -72,6 +73,8 @@ class DLLMStrategy(Strategy):
                 f"{self.config.strategy_name} changes the decoding loop and needs a diffaccel dLLM "
                 f"pipeline (LLaDAPipeline / DreamPipeline), got {type(owner).__name__}"
             )
+        if self.pipeline is not None:
+            self.check_family(self.pipeline.sampler.family)
         self.install(engine.root)
         if llada2:
             try:
@@ -94,6 +97,10 @@ class DLLMStrategy(Strategy):
                 f"{self.config.strategy_name} changes the decoding loop, which in LLaDA2Pipeline is "
                 "diffusers' own; it needs a diffaccel dLLM pipeline (LLaDAPipeline / DreamPipeline)"
             )
+
+    def check_family(self, family: str) -> None:
+        """Raise :class:`~diffaccel.core.errors.UnsupportedFamilyError` at wrap time when this configuration does
+        not support the pipeline's model family (``"llada"`` or ``"dream"``)."""
 
     def install(self, model) -> None:
         """Register this strategy's hooks on ``model`` (and its policy on :attr:`pipeline`, if any)."""
@@ -183,6 +190,10 @@ class DKVCache(KVCacheStrategy):
     def make_planner(self):
         return make_dkv_planner(self.config)
 
+    def check_family(self, family: str) -> None:
+        if family == "dream" and self.config.variant == "greedy":
+            raise UnsupportedFamilyError(GREEDY_NOT_FOR_DREAM)
+
     def check_llada2(self) -> None:
         if self.config.variant == "greedy":
             raise ValueError(
@@ -268,6 +279,10 @@ class SelfSpeculative(DLLMStrategy):
             else:
                 why = "it is not a dLLM strategy"
             raise ValueError(f"ssd cannot be composed with {name}: {why}; {self.COMPOSES_WITH}")
+
+    def check_family(self, family: str) -> None:
+        if family == "dream" and self.block_cache:
+            raise UnsupportedFamilyError(BLOCK_CACHE_NOT_FOR_DREAM)
 
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:

@@ -1,10 +1,17 @@
 """What the dLLM zoo trainings share: LLaDA's SFT loss, the learning-rate shape, held-out exact match
 with stepwise decoding, resumable checkpoints and the zoo folder layout (weights, hub config, manifest).
 
-The loss is LLaDA's SFT loss (Nie et al. 2025, "Large Language Diffusion Models", and the
-``GUIDELINES.md`` of ML-GSAI/LLaDA): the prompt is never masked, every answer token is masked with
-probability ``p = (1 - eps) t + eps`` with ``t ~ U(0, 1)`` per row, and the cross-entropy of the masked
-tokens is divided by ``p`` and by the answer length.
+The loss (:func:`sft_loss`) is the masked-diffusion SFT loss of the model's family:
+
+* LLaDA (Nie et al. 2025, "Large Language Diffusion Models", and the ``GUIDELINES.md`` of ML-GSAI/LLaDA):
+  the prompt is never masked, every answer token is masked with probability ``p = (1 - eps) t + eps``
+  with ``t ~ U(0, 1)`` per row, and the cross-entropy of the masked tokens is divided by ``p`` and by the
+  answer length; the logit at position ``j`` predicts token ``j``.
+* Dream (Ye et al. 2025, "Dream 7B"; the SFT trainer of the Dream repository, ``fsdp_sft_trainer.py`` with
+  its default ``time_reweighting="original"``, and ``q_sample``): every answer token is masked with
+  probability ``t ~ U(0, 1)`` per row, the model's logits are shifted as at sampling time (the raw logit
+  at ``j - 1`` predicts token ``j``), and the cross-entropy of the masked tokens, weighted by ``1 / t``, is
+  divided by the number of masked tokens.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ logger = logging.getLogger(__name__)
 MASK_EPS = 1e-3
 
 
+FAMILIES = ("llada", "dream")
+
+
+def model_family(model) -> str:
+    """``"dream"`` for a Dream-architecture model (shifted logits), else ``"llada"``."""
+    from .dream import DreamModel
+
+    return "dream" if isinstance(model, DreamModel) else "llada"
+
+
 def sft_loss(
     model,
     prompts: torch.Tensor,
@@ -35,19 +52,32 @@ def sft_loss(
     generator: torch.Generator,
     mask_id: int,
     return_predictions: bool = False,
+    family: str = "llada",
 ):
-    """LLaDA SFT loss with a fixed answer length; with ``return_predictions`` also the argmax prediction
-    of every answer token and which ones were masked (free to compute; progress signals)."""
+    """The SFT loss of ``family`` (module docstring) with a fixed answer length; with ``return_predictions``
+    also the argmax prediction of every answer token and which ones were masked (free progress signals).
+
+    ``family="dream"`` reads the prediction for answer position ``j`` from the raw logit at ``j - 1``
+    (the last prompt token predicts the first answer token), exactly as Dream's sampler re-aligns them."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     batch, gen_length = answers.shape
+    prompt_length = prompts.shape[1]
     t = torch.rand(batch, 1, generator=generator)
-    p_mask = (1 - MASK_EPS) * t + MASK_EPS
+    p_mask = (1 - MASK_EPS) * t + MASK_EPS if family == "llada" else t
     masked = torch.rand(batch, gen_length, generator=generator) < p_mask
     noisy_answers = torch.where(masked, torch.full_like(answers, mask_id), answers)
-    logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits[:, prompts.shape[1] :]
+    logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits
+    if family == "dream":
+        logits = logits[:, prompt_length - 1 : prompt_length - 1 + gen_length]
+    else:
+        logits = logits[:, prompt_length:]
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), answers.reshape(-1), reduction="none").view(
         batch, gen_length
     )
-    loss = (ce * masked / p_mask).sum() / (batch * gen_length)
+    weighted = (ce * masked / p_mask).sum()
+    # Dream divides by the masked-token count (a batch with none would be 0/0 there; here it is 0)
+    loss = weighted / (batch * gen_length) if family == "llada" else weighted / masked.sum().clamp_min(1)
     if not return_predictions:
         return loss
     return loss, logits.detach().argmax(-1), masked
@@ -63,23 +93,26 @@ def lr_factor(step: int, warmup: int, total: int, final: float = 0.05) -> float:
 def stepwise_exact_match(
     model, task, count: int, block_length: int, mask_id: int, batch_size: int = 64, seed: int = 1234
 ) -> float:
-    """Exact-match rate on ``task.held_out(count, seed)`` with the reference sampler, one token per step
-    (greedy, low-confidence remasking), in batches of ``batch_size`` rows."""
-    from .sampler import llada_generate
+    """Exact-match rate on ``task.held_out(count, seed)`` with stepwise decoding: one token per step, greedy,
+    the family's confidence (LLaDA ``low_confidence``; Dream ``maskgit_plus`` on shifted logits), semi-AR
+    blocks of ``block_length``, in batches of ``batch_size`` rows."""
+    from .sampler import MaskedDiffusionSampler, SamplingConfig
 
+    config = getattr(model, "config", None)
+    sampler = MaskedDiffusionSampler(
+        model,
+        family=model_family(model),
+        mask_id=mask_id,
+        eos_id=getattr(config, "eos_token_id", None),
+        eot_id=getattr(config, "eot_token_id", None),
+    )
+    sampling = SamplingConfig(gen_length=task.gen_length, steps=task.gen_length, block_length=block_length)
     prompts, answers = task.held_out(count, seed=seed)
     right = 0
     with torch.no_grad():
         for start in range(0, count, batch_size):
             rows = slice(start, start + batch_size)
-            out = llada_generate(
-                model,
-                prompts[rows],
-                steps=task.gen_length,
-                gen_length=task.gen_length,
-                block_length=block_length,
-                mask_id=mask_id,
-            )
+            out = sampler.generate(prompts[rows], sampling)
             right += int(task.exact_match(out[:, prompts.shape[1] :], answers[rows]).sum())
     return right / count
 
@@ -102,7 +135,7 @@ def write_zoo_folder(output: Path, model, zoo_name: str, task: dict[str, Any], m
 
     weights = output / "model.safetensors"
     save_weights(weights, model, zoo_name)
-    write_hub_config(output, model.config, task=task)
+    write_hub_config(output, model.config, task=task, dtype=next(model.parameters()).dtype)
     manifest = {**manifest, "torch_version": torch.__version__, "sha256": {"model.safetensors": sha256_of(weights)}}
     write_json(output / "manifest.json", manifest)
     return manifest
@@ -184,6 +217,32 @@ def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
         pad_token_id=eos_id,
     )
     return LLaDAModelLM(config)
+
+
+def tiny_dream(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
+    """A Dream-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_kv_heads``,
+    ``n_layers``, ``ff``): Qwen2-style GQA with q/k/v biases, untied head, RoPE base 10,000 (as
+    :func:`tiny_llada`, so the two zoo twins differ only in architecture), EOS as padding."""
+    from .config import DreamConfig
+    from .dream import DreamModel
+
+    config = DreamConfig(
+        hidden_size=args.d_model,
+        intermediate_size=args.ff,
+        num_hidden_layers=args.n_layers,
+        num_attention_heads=args.n_heads,
+        num_key_value_heads=args.n_kv_heads or args.n_heads,
+        vocab_size=vocab_size,
+        max_position_embeddings=4096,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        mask_token_id=mask_id,
+        pad_token_id=eos_id,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+    )
+    return DreamModel(config)
 
 
 def adamw(model: torch.nn.Module, lr: float) -> torch.optim.AdamW:

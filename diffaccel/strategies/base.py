@@ -24,7 +24,7 @@ import torch
 
 from ..core.clock import StepClock, StepInfo
 from ..core.errors import UnknownStrategyError
-from .option_types import check_option_types
+from .option_types import check_option_types, none_from_text
 
 
 @dataclasses.dataclass
@@ -61,6 +61,7 @@ class StrategyConfig:
                 f"Unknown option(s) {unknown} for strategy '{self.strategy_name}'; "
                 f"its options are {self.option_names()}."
             )
+        options = none_from_text(type(self), options)
         check_option_types(type(self), options)
         new = dataclasses.replace(self, **options)
         new.validate()

@@ -38,6 +38,24 @@ def _matches(value: Any, allowed: tuple[type, ...]) -> bool:
     return isinstance(value, tuple(t for t in allowed if t is not bool))
 
 
+def none_from_text(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with the text "none" (any case) read as None for options that admit None but not text
+    (`fast-dllm:threshold=None`): a spec is text, and `strify` writes None as "None"."""
+    hints = typing.get_type_hints(config_cls)
+    out = dict(values)
+    for name, value in values.items():
+        allowed = _allowed(hints.get(name))
+        if (
+            allowed
+            and type(None) in allowed
+            and str not in allowed
+            and isinstance(value, str)
+            and value.lower() == "none"
+        ):
+            out[name] = None
+    return out
+
+
 def check_option_types(config_cls: type, values: dict[str, Any]) -> None:
     """Raise `OptionTypeError` (a TypeError) naming the option, the expected type and the value given.
     Checked before the config is built, because some configs validate ranges in `__post_init__`."""

@@ -67,6 +67,13 @@ register_zoo_model(
     kind="dllm",
 )
 register_zoo_model(
+    "dream-addition",
+    "diffaccel.dllm.zoo:load_dream_addition",
+    "Dream-architecture twin of llada-addition (4 layers, d=96, 4 query / 2 key-value heads, shifted logits) on "
+    "4-digit addition; DreamPipeline with a digit tokenizer",
+    kind="dllm",
+)
+register_zoo_model(
     "llada-recall",
     "diffaccel.dllm.zoo:load_llada_recall",
     "LLaDA-architecture masked-diffusion LM (2 layers, d=64) on a fixed-distance copy (passage recall with the cue at position 0): 515-token prompts, "

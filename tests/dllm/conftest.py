@@ -5,6 +5,7 @@ import warnings
 import pytest
 import torch
 
+import diffaccel
 from diffaccel.dllm.config import DreamConfig, LLaDAConfig
 from diffaccel.dllm.dream import DreamModel
 from diffaccel.dllm.llada import LLaDAModelLM
@@ -61,6 +62,15 @@ def tiny_dream(n_layers: int = 2, seed: int = 0, dtype=torch.float64) -> DreamMo
 
 def random_prompts(count: int, length: int, vocab: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, vocab, (count, length), generator=torch.Generator().manual_seed(seed))
+
+
+def wrapped_run(pipe, strategy, prompts, **sampling):
+    """Generated tokens of ``pipe`` wrapped with ``strategy`` (unwrapped again afterwards)."""
+    diffaccel.wrap(pipe, strategy)
+    try:
+        return pipe(input_ids=prompts, **sampling).generated
+    finally:
+        diffaccel.unwrap(pipe)
 
 
 @pytest.fixture(scope="session")

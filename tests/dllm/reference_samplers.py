@@ -107,8 +107,20 @@ def ref_sample_tokens(logits, temperature=0.0, margin_confidence=False, neg_entr
 
 @torch.no_grad()
 def ref_dream_sample(
-    model, input_ids, max_new_tokens, steps, alg, temperature=0.0, eps=1e-3, mask_id=30, transfers=None, alg_temp=None
+    model,
+    input_ids,
+    max_new_tokens,
+    steps,
+    alg,
+    temperature=0.0,
+    eps=1e-3,
+    mask_id=30,
+    transfers=None,
+    alg_temp=None,
+    one_per_step=False,
 ):
+    # one_per_step (not in the original): commit exactly one token per step instead of the timestep counts
+    # (our stepwise schedule with steps == max_new_tokens); everything else is the transcription
     x = F.pad(input_ids, (0, max_new_tokens), value=mask_id)
     timesteps = torch.linspace(1, eps, steps + 1)
     for i in range(steps):
@@ -131,6 +143,8 @@ def ref_dream_sample(
             )
             num_mask_token = mask_index.sum() / mask_index.shape[0]
             number_transfer_tokens = int(num_mask_token * (1 - s / t)) if i < steps - 1 else int(num_mask_token)
+            if one_per_step:
+                number_transfer_tokens = 1
             full_confidence = torch.full_like(x, -torch.inf, dtype=logits.dtype)
             full_confidence[mask_index] = confidence
             if transfers is not None:

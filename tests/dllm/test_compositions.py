@@ -131,17 +131,3 @@ def test_unsupported_compositions_are_refused_at_wrap_naming_what_works(other, w
     assert "FastDLLMConfig(threshold=None, cache='prefix' or 'dual')" in str(info.value)
     assert getattr(pipe, "_diffaccel", None) is None
     assert pipe.block_policy is None
-
-
-def test_ssd_with_a_cache_refuses_dream_models():
-    from diffaccel.dllm import DreamPipeline
-
-    from .conftest import tiny_dream
-
-    pipe, ids = DreamPipeline(tiny_dream(1)), random_prompts(1, 5, 20)
-    diffaccel.wrap(pipe, ["ssd", FastDLLMConfig(threshold=None, cache="dual")])
-    try:
-        with pytest.raises(ValueError, match="LLaDA-style models only"):
-            pipe(input_ids=ids, gen_length=8, steps=8, block_length=4, alg="maskgit_plus", schedule="linear")
-    finally:
-        diffaccel.unwrap(pipe)

@@ -7,6 +7,8 @@ index), and only a faithful port reproduces the outputs. Our ``numerics="stable"
 at the lowest position instead; the tests check that the two really do disagree on these cases.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -122,3 +124,18 @@ def test_dream_sampling_at_temperature_matches_official_rng_use():
         ),
     )
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("alg", ["maskgit_plus", "topk_margin", "entropy"])
+def test_dream_stepwise_decoding_equals_official_numerics_on_exact_ties(alg):
+    """Stepwise decoding (one token per step) on Dream picks among exactly tied confidences as the official
+    ``torch.topk`` call does; the transcription is run with one commit per step."""
+    differs = 0
+    for seed in range(6):
+        model, x = TieModel(seed, vocab=32, mask=30), prompts(seed)
+        expected = ref_dream_sample(model, x, 12, 12, alg, mask_id=30, one_per_step=True)
+        sampler = MaskedDiffusionSampler(model, family="dream", mask_id=30)
+        config = SamplingConfig(gen_length=12, steps=12, block_length=12, alg=alg)
+        assert torch.equal(sampler.generate(x, config), expected), seed
+        differs += int(not torch.equal(sampler.generate(x, replace(config, numerics="stable")), expected))
+    assert differs > 0

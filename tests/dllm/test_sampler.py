@@ -101,3 +101,26 @@ def test_pipelines_accept_ids_and_reject_bad_input():
     assert dream(
         random_prompts(1, 4, 29), gen_length=8, steps=8, block_length=4, schedule="linear"
     ).generated.shape == (1, 8)
+
+
+@pytest.mark.parametrize("dtype, eos_eot", [(torch.float32, False), (torch.bfloat16, True)])
+def test_proposals_on_the_masked_columns_equal_those_over_the_whole_sequence(dtype, eos_eot):
+    """Greedy LLaDA proposals are computed on the columns between the first and last masked position only:
+    at every masked position token and confidence equal `llada_propose` over the whole sequence (the
+    official computation), bit for bit, also with exact ties; elsewhere mask id and -inf."""
+    from diffaccel.dllm.confidence import llada_propose
+    from diffaccel.dllm.sampler import DecodeRecord, DecodeRun
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 20, 11).round().to(dtype)  # rounded: many exact ties within a row
+    x = torch.randint(0, 10, (3, 20))
+    masked = torch.zeros(3, 20, dtype=torch.bool)
+    masked[0, 9:15], masked[1, 11:13], masked[2, 14] = True, True, True
+    x[masked] = LLADA_MASK
+    sampler = MaskedDiffusionSampler(tiny_llada(), family="llada", mask_id=LLADA_MASK, eos_id=3, eot_id=4)
+    config = SamplingConfig(confidence_eos_eot_inf=eos_eot)
+    run = DecodeRun(x, None, config, 9, torch.arange(9), None, DecodeRecord(), 0)
+    x0, confidence = sampler.propose(logits, masked, run)
+    full_x0, full_confidence = llada_propose(logits, eos_id=3, eot_id=4, confidence_eos_eot_inf=eos_eot)
+    assert torch.equal(x0[masked], full_x0[masked]) and torch.equal(confidence[masked], full_confidence[masked])
+    assert bool((x0[:, :9] == LLADA_MASK).all()) and bool((confidence[:, 15:] == float("-inf")).all())

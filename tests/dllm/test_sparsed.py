@@ -163,5 +163,33 @@ def test_gather_kernel_gives_the_flex_kernels_logits():
         assert state.sparse_calls > 0
     assert len(logits["flex"]) == len(logits["gather"]) == 8
     assert all(torch.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(logits["flex"], logits["gather"]))
-    with pytest.raises(ValueError, match="kernel must be 'flex' or 'gather'"):
+    with pytest.raises(ValueError, match="kernel must be one of 'flex', 'gather', 'auto'"):
         SparseDConfig(kernel="triton")
+    with pytest.raises(ValueError, match="auto_flex_from"):
+        SparseDConfig(kernel="auto", auto_flex_from=0)
+
+
+# kernel, auto_flex_from, the kernel that must run on 45 keys
+KERNEL_CASES = [("flex", 16384, "flex"), ("gather", 16384, "gather"), ("auto", 46, "gather"), ("auto", 45, "flex")]
+
+
+@pytest.mark.parametrize("kernel, flex_from, runs", KERNEL_CASES)
+def test_every_kernel_equals_dense_attention_under_the_pattern_mask(kernel, flex_from, runs):
+    """Each kernel (and `auto` on either side of its length threshold) against PyTorch's SDPA with the
+    pattern expanded to a boolean mask, in float64, partial last block (45 = 5 * 8 + 5): equal to 1e-12."""
+    from diffaccel.dllm.sparsed import SparseDAttentionHook, SparseDState
+
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(2, 3, 45, 8, dtype=torch.float64) for _ in range(3))
+    pattern = build_sparse_pattern(q, k, gen_length=13, block_size=8, select=0.4, scale=0.5)
+    assert 0 < pattern.float().mean() < 1
+    config = SparseDConfig(block_size=8, compile=False, kernel=kernel, auto_flex_from=flex_from)
+    assert config.kernel_for(45) == runs
+    state = SparseDState(patterns={0: pattern})
+    got = SparseDAttentionHook(config, state, 0, 0.5).sparse(q, k, v)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=dense_mask_from_pattern(pattern, 45, 45, 8)
+    )
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    ran_gather = isinstance(state.block_masks[0], tuple)  # the gather kernel's block index; flex: a BlockMask
+    assert ran_gather == (runs == "gather") and state.sparse_calls == 1
