@@ -20,6 +20,7 @@ from .core.errors import (
     NotWrappedError,
     RunStateError,
     UnknownStrategyError,
+    UnsupportedFamilyError,
     UnsupportedModelError,
 )
 from .core.summary import Summary
@@ -65,6 +66,7 @@ __all__ = [
     "TaylorSeerConfig",
     "UnitSpec",
     "UnknownStrategyError",
+    "UnsupportedFamilyError",
     "UnsupportedModelError",
     "cache_context",
     "engines",

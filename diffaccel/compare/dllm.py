@@ -18,6 +18,7 @@ CPU-time speedup (one torch thread by default, see `run._set_threads`) beside wa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -27,8 +28,10 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_write_text
+from ..core.errors import UnsupportedFamilyError
 from ..core.extras import require
 from ..strategies.registry import StrategyRequest
+from .identity import canonical_digest, config_payload, finished_as_now, module_digest
 from .output import CompareOutcome, prepare_out_dir, records_of_this_run, resolve_out
 from .report import format_number
 from .specs import BASELINE_NAMES, split_spec_list
@@ -111,6 +114,7 @@ def run_dllm_compare(settings, processes, console=None):
     batch_size = settings.batch_size or DEFAULT_BATCH_SIZE
     condition = f"held-out-{count}" + ("" if batch_size == DEFAULT_BATCH_SIZE else f"-batch{batch_size}")
     timing = {"batch_size": batch_size, "repeats": settings.repeats}
+    run_digest = _run_digest(pipe, sampling)
 
     def base(tag: str, name: str, options: dict, seed: int) -> dict[str, Any]:
         return {
@@ -141,6 +145,7 @@ def run_dllm_compare(settings, processes, console=None):
             steps=steps,
             wall_s=data["wall_s"],
             config=data["strategy"],
+            config_digest=run_digest(name, options),
             **{
                 k: data[k]
                 for k in (
@@ -165,15 +170,17 @@ def run_dllm_compare(settings, processes, console=None):
                 input_ids.to(next(model.parameters()).device),
                 answers.to(next(model.parameters()).device),
             )
-        todo = [s for s in specs if not store.is_done(record_key(base(s[0], s[1], s[2], seed)))]
-        reference = _load_reference(out_dir, seed, steps, count, batch_size)
+        todo = [s for s in specs if not finished_as_now(store, record_key(base(*s, seed)), run_digest(s[1], s[2]))]
+        full_digest = run_digest("none", {})
+        reference = _load_reference(out_dir, seed, steps, count, batch_size, full_digest)
         full_key = record_key(base("none", "none", {}, seed))
-        if reference is None or not store.is_done(full_key):
+        full_done = finished_as_now(store, full_key, full_digest)
+        if reference is None or not full_done:
             records, reference = evaluate_dllm(
                 pipe, [], input_ids, answers, sampling=sampling, generator_seed=seed, progress=False, **timing
             )
-            _save_reference(out_dir, seed, steps, count, batch_size, reference)
-            if not store.is_done(full_key):
+            _save_reference(out_dir, seed, steps, count, batch_size, reference, full_digest)
+            if not full_done:
                 store.put(as_record(records[0], "none", "none", {}, seed))
         for tag, name, options in todo:
             try:
@@ -189,6 +196,11 @@ def run_dllm_compare(settings, processes, console=None):
                     **timing,
                 )
                 store.put(as_record(records[0], tag, name, options, seed))
+            except UnsupportedFamilyError as error:  # refused at wrap for this architecture: a row, not a failure
+                logger.info("%s: unsupported: %s", tag, error)
+                unsupported = base(tag, name, options, seed)
+                unsupported.update(status="unsupported", reason=f"unsupported: {error}", seed=None, condition=None)
+                store.put(unsupported)
             except Exception as error:  # noqa: BLE001 - one failing strategy must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
                 failed = base(tag, name, options, seed)
@@ -224,18 +236,43 @@ def run_dllm_compare(settings, processes, console=None):
     return outcome
 
 
+def _run_digest(pipe, sampling: dict[str, Any]):
+    """`(name, options) -> digest` of what a row runs: the model's weights, the full sampling configuration
+    (defaults included: a new default confidence rule changes every row) and each part's resolved strategy
+    config (`none`: no part)."""
+    from ..dllm.api import resolve
+
+    common = {
+        "weights": module_digest(pipe.model),
+        "sampling": dataclasses.asdict(pipe.sampling_config(**sampling)),
+    }
+
+    def digest(name: str, options: dict[str, Any] | list[dict[str, Any]]) -> str:
+        if name == "none":
+            parts = []
+        elif isinstance(options, list):
+            parts = [config_payload(resolve(n, o)) for n, o in zip(name.split("+"), options, strict=True)]
+        else:
+            parts = [config_payload(resolve(name, options))]
+        return canonical_digest({**common, "strategies": parts})
+
+    return digest
+
+
 def _reference_paths(out_dir: Path, seed: int, steps: int, count: int, batch_size: int) -> tuple[Path, Path]:
     stem = out_dir / "baseline" / f"dllm_steps{steps}_n{count}_batch{batch_size}" / f"seed{seed}"
     return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
 
-def _save_reference(out_dir, seed, steps, count, batch_size, reference) -> None:
+def _save_reference(out_dir, seed, steps, count, batch_size, reference, digest: str) -> None:
     tokens, meta = _reference_paths(out_dir, seed, steps, count, batch_size)
     save_array(tokens, reference.generated.cpu().numpy())
-    atomic_write_text(meta, json.dumps({"wall_s": reference.wall_s, "nfe": reference.nfe, "cpu_s": reference.cpu_s}))
+    fields = {"wall_s": reference.wall_s, "nfe": reference.nfe, "cpu_s": reference.cpu_s, "config_digest": digest}
+    atomic_write_text(meta, json.dumps(fields))
 
 
-def _load_reference(out_dir, seed, steps, count, batch_size):
+def _load_reference(out_dir, seed, steps, count, batch_size, digest: str):
+    """The cached full run, or None when there is none or it was decoded on other weights or settings."""
     from ..dllm.evaluate import FullRun
 
     tokens_path, meta_path = _reference_paths(out_dir, seed, steps, count, batch_size)
@@ -243,6 +280,8 @@ def _load_reference(out_dir, seed, steps, count, batch_size):
     if tokens is None or not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
+    if meta.get("config_digest") != digest:
+        return None
     return FullRun(torch.from_numpy(np.asarray(tokens)), meta["wall_s"], meta["nfe"], meta.get("cpu_s"))
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..strategies.registry import get_entry, parse_strategy_spec, resolve_config
+from .identity import canonical_digest, config_payload, finished_as_now, module_digest
 from .specs import BASELINE_NAMES, split_spec_list
 from .store import RESULTS_NAME, ResultsStore, atomic_write_text, record_key
 
@@ -104,6 +105,7 @@ def run_policy_compare(settings, processes, console=None):
     steps = settings.steps or policy.num_inference_steps
     seeds = [0] if list(settings.seeds) == list(IMAGE_DEFAULT_SEEDS) else list(settings.seeds)
     episodes = settings.episodes if getattr(settings, "episodes", None) else DEFAULT_EPISODES
+    weights = module_digest(policy)
 
     def base(tag, name, options, seed):
         return {
@@ -140,12 +142,12 @@ def run_policy_compare(settings, processes, console=None):
             out_dir=out_dir,
             settings=settings,
         )
-        if not store.is_done(full_key):
+        if not finished_as_now(store, full_key, _row_digest(policy, weights, "none", {})):
             store.put(evaluate_row(name="none", options={}, record=base("none", "none", {}, seed), full=None))
         full = store.get(full_key)
         for tag, name, options in specs:
             key = record_key(base(tag, name, options, seed))
-            if store.is_done(key):
+            if finished_as_now(store, key, _row_digest(policy, weights, name, options)):
                 continue
             try:
                 record = evaluate_row(name=name, options=options, record=base(tag, name, options, seed), full=full)
@@ -188,6 +190,7 @@ def _evaluate_row(
 
     run_steps = options.get("steps", steps) if name in SAMPLER_ROWS else steps
     wrapped = name not in SAMPLER_ROWS and name != "none"
+    digest = _row_digest(policy, module_digest(policy), name, options)  # before wrapping, from the row's own options
     counts = {"computed": 0, "calls": 0, "fraction_sum": 0.0, "plans": 0}
 
     def on_plan(_out):
@@ -241,8 +244,22 @@ def _evaluate_row(
         record["unit_calls_computed"] = run_steps / steps if name in SAMPLER_ROWS else 1.0
         record["computed_fraction"] = record["unit_calls_computed"]
     record["full_steps"] = None
+    record["config_digest"] = digest
     record.update(_speedups(record, full))
     return record
+
+
+def _row_digest(policy, weights: str, name: str, options: dict[str, Any]) -> str:
+    """What a row runs: the policy's weights, and what `wrap` would attach (every resolved config, defaults and
+    presets included) or the sampler row's options."""
+    from .. import api
+
+    if name == "none" or name in SAMPLER_ROWS:
+        return canonical_digest({"weights": weights, "row": name, "options": options})
+    configs = api.resolved_configs(policy, name, **options)
+    return canonical_digest(
+        {"weights": weights, "configs": {k: [config_payload(c) for c in v] for k, v in configs.items()}}
+    )
 
 
 def _speedups(record: dict, full: dict | None) -> dict:
@@ -266,7 +283,8 @@ def _bac_schedule(policy, options, tag, env, steps, out_dir: Path, settings) -> 
     from ..policy.envs import ObstacleReach
 
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
-    path = out_dir / "calibration" / f"{slug}-steps{steps}.json"
+    # named by the weights too: a schedule calibrated on other weights must not be reused
+    path = out_dir / "calibration" / f"{slug}-steps{steps}-{module_digest(policy)}.json"
     if path.is_file():
         return str(path)
     path.parent.mkdir(parents=True, exist_ok=True)

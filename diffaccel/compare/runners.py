@@ -11,13 +11,12 @@ and scores them identically:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .identity import canonical_digest, config_payload
 from .peer_table import make_peer_runner
 from .specs import StrategySpec
 
@@ -139,9 +138,7 @@ def wrap_arguments(spec: StrategySpec) -> tuple[Any, dict[str, Any]]:
 def config_digest(configs: dict[str, list]) -> str:
     """A short digest of fully resolved strategy configs (component -> configs in order): every option's
     value, defaults included, serialised canonically. Two runs with the same digest ran the same thing."""
-    canonical = {name: [{"strategy": c.strategy_name, **c.as_dict()} for c in items] for name, items in configs.items()}
-    text = json.dumps(canonical, sort_keys=True, default=repr, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return canonical_digest({name: [config_payload(c) for c in items] for name, items in configs.items()})
 
 
 def config_text(configs: dict[str, list]) -> str:

@@ -9,6 +9,11 @@ class UnsupportedModelError(DiffaccelError, TypeError):
     """The object has no registered adapter (no known cache units)."""
 
 
+class UnsupportedFamilyError(DiffaccelError, ValueError):
+    """The strategy, in this configuration, is not defined for the model's architecture family (for example a
+    diffusion-LM cache rule that needs unshifted logits, on a Dream model)."""
+
+
 class UnknownStrategyError(DiffaccelError, ValueError):
     """The strategy name or an option of it is unknown."""
 

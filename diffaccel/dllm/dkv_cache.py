@@ -27,6 +27,7 @@ from typing import ClassVar
 
 import torch
 
+from ..core.errors import UnsupportedFamilyError
 from ..strategies.base import StrategyConfig
 from .kv_cache import BlockPlanner, KVCache, SubsetPlan
 
@@ -137,7 +138,7 @@ class DKVGreedyPlanner(DKVPlanner):
     def plan(self, input_ids, step, cache: KVCache) -> SubsetPlan:
         self.start(input_ids, step, cache)
         if step.shifted_logits:
-            raise ValueError(GREEDY_NOT_FOR_DREAM)
+            raise UnsupportedFamilyError(GREEDY_NOT_FOR_DREAM)
         if step.planned_commit is None:
             raise ValueError(
                 "dkv-cache variant='greedy' needs a decode order fixed in advance: "

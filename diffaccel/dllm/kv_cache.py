@@ -123,12 +123,16 @@ class CachedAttentionHook(ModelHook):
             layer.values.scatter_(2, scatter_index, torch.where(stored, v, layer.values.gather(2, scatter_index)))
         if plan.from_cache.any():
             cached = row_positions(plan.from_cache)
-            gather_index = cached[:, None, :, None].expand(batch, heads, cached.shape[1], dim)
-            keys, values = layer.keys, layer.values
             if self.cache.rows is not None:  # a verification batch: every node reads its row's cache
-                keys, values = keys.index_select(0, self.cache.rows), values.index_select(0, self.cache.rows)
-            k = torch.cat([k, keys.gather(2, gather_index)], dim=2)
-            v = torch.cat([v, values.gather(2, gather_index)], dim=2)
+                # one indexing copy of just the cached positions (not the rows' whole caches, then those)
+                rows = self.cache.rows[:, None]
+                cached_keys = layer.keys[rows, :, cached].transpose(1, 2)
+                cached_values = layer.values[rows, :, cached].transpose(1, 2)
+            else:
+                gather_index = cached[:, None, :, None].expand(batch, heads, cached.shape[1], dim)
+                cached_keys, cached_values = layer.keys.gather(2, gather_index), layer.values.gather(2, gather_index)
+            k = torch.cat([k, cached_keys], dim=2)
+            v = torch.cat([v, cached_values], dim=2)
             key_positions = torch.cat([index, cached], dim=1)
         return kernel(q, k, v, positions=positions, key_padding_mask=None, key_positions=key_positions)
 

@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import torch
 
+from ..core.errors import UnsupportedFamilyError
 from ..strategies.base import StrategyConfig
 from .sampler import Block, DecodeRun, MaskedDiffusionSampler, StepwiseDecoding
 
@@ -116,7 +117,7 @@ class SelfSpeculativeDecoding:
         verified nodes), as stepwise decoding does for its batch."""
         self.check(sampler, run)
         if self.block_cache and sampler.shifted_logits:
-            raise ValueError(BLOCK_CACHE_NOT_FOR_DREAM)
+            raise UnsupportedFamilyError(BLOCK_CACHE_NOT_FOR_DREAM)
         if self._counted_run != run.run_id:
             self._counted_run, self.reference_forwards, self.verification_rows = run.run_id, 0, 0
         self.reference_forwards += block.steps

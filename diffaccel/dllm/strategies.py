@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..core.errors import UnsupportedFamilyError
 from ..strategies.base import Strategy
 from ..strategies.registry import register_strategy
 from .dkv_cache import GREEDY_NOT_FOR_DREAM, DKVCacheConfig
@@ -98,8 +99,8 @@ class DLLMStrategy(Strategy):
             )
 
     def check_family(self, family: str) -> None:
-        """Raise at wrap time when this configuration does not support the pipeline's model family
-        (``"llada"`` or ``"dream"``)."""
+        """Raise :class:`~diffaccel.core.errors.UnsupportedFamilyError` at wrap time when this configuration does
+        not support the pipeline's model family (``"llada"`` or ``"dream"``)."""
 
     def install(self, model) -> None:
         """Register this strategy's hooks on ``model`` (and its policy on :attr:`pipeline`, if any)."""
@@ -191,7 +192,7 @@ class DKVCache(KVCacheStrategy):
 
     def check_family(self, family: str) -> None:
         if family == "dream" and self.config.variant == "greedy":
-            raise ValueError(GREEDY_NOT_FOR_DREAM)
+            raise UnsupportedFamilyError(GREEDY_NOT_FOR_DREAM)
 
     def check_llada2(self) -> None:
         if self.config.variant == "greedy":
@@ -281,7 +282,7 @@ class SelfSpeculative(DLLMStrategy):
 
     def check_family(self, family: str) -> None:
         if family == "dream" and self.block_cache:
-            raise ValueError(BLOCK_CACHE_NOT_FOR_DREAM)
+            raise UnsupportedFamilyError(BLOCK_CACHE_NOT_FOR_DREAM)
 
     def install(self, model) -> None:
         if self.pipeline.block_policy is not None:

@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.evaluate_only:
-        return evaluate_only(args, MODULE, load_recorded, evaluate_recorded)
+        module = MODULE if args.arch == "llada" else f"{MODULE} --arch {args.arch}"
+        return evaluate_only(args, module, load_recorded, evaluate_recorded)
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)

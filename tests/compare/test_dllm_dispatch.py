@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -9,8 +11,9 @@ from diffaccel.compare import CompareSettings, run_compare
 from diffaccel.compare.store import read_jsonl, record_key
 from diffaccel.dllm.config import LLaDAConfig
 from diffaccel.dllm.llada import LLaDAModelLM
-from diffaccel.dllm.tasks.addition import BOS, EOS, MASK, AdditionTask
-from diffaccel.dllm.zoo import AdditionPipeline
+from diffaccel.dllm.tasks.addition import BOS, EOS, MASK, VOCAB_SIZE, AdditionTask
+from diffaccel.dllm.training import tiny_dream
+from diffaccel.dllm.zoo import AdditionPipeline, DreamAdditionPipeline
 from diffaccel.zoo.registry import register_zoo_model, unregister_zoo_model
 
 NAME = "test-dllm-addition"
@@ -166,3 +169,25 @@ def test_dllm_rows_and_compositions_against_an_independent_count(tmp_path, dllm_
     before = {record_key(r): r["wall_s"] for r in read_jsonl(tmp_path / "results.jsonl")}
     run_compare(CompareSettings(**settings, resume=True))
     assert {record_key(r): r["wall_s"] for r in read_jsonl(tmp_path / "results.jsonl")} == before
+
+
+def _tiny_dream_addition_pipeline(device="cpu", dtype=torch.float32):
+    torch.manual_seed(0)
+    size = SimpleNamespace(d_model=32, n_heads=4, n_kv_heads=2, n_layers=1, ff=64)  # the trainer's builder
+    model = tiny_dream(size, VOCAB_SIZE, MASK, EOS, BOS)
+    return DreamAdditionPipeline(model.eval().to(device=device, dtype=dtype), AdditionTask(n_digits=2, gen_length=3))
+
+
+def test_strategies_refused_for_the_model_family_are_unsupported_rows(tmp_path):
+    name = "test-dream-addition"
+    register_zoo_model(name, _tiny_dream_addition_pipeline, "tiny random Dream on 2-digit addition (test)", kind="dllm")
+    try:
+        settings = dict(model=name, strategies=["dkv-cache:variant=greedy", "ssd"], seeds=[0], out=str(tmp_path))
+        run_compare(CompareSettings(**settings, progress=False, print_table=False))
+    finally:
+        unregister_zoo_model(name)
+    records = {r["tag"]: r for r in read_jsonl(tmp_path / "results.jsonl")}
+    greedy = records["dkv-cache:variant=greedy"]
+    assert greedy["status"] == "unsupported" and "LLaDA-style models only" in greedy["reason"]
+    assert records["ssd"]["status"] == "ok" and records["ssd"]["token_agreement"] == 1.0
+    assert "unsupported: dkv-cache variant='greedy'" in (tmp_path / "report.md").read_text()

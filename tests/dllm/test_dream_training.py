@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import diffaccel
+from diffaccel import UnsupportedFamilyError
 from diffaccel.dllm import DreamPipeline
 from diffaccel.dllm.dkv_cache import DKVCacheConfig
 from diffaccel.dllm.fast_dllm import FastDLLMConfig
@@ -91,7 +92,7 @@ def test_dream_sft_loss_is_zero_for_a_perfect_next_token_model():
 )
 def test_unsupported_strategies_refuse_a_dream_pipeline_at_wrap(strategy, message):
     pipe = DreamPipeline(tiny_dream(1))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UnsupportedFamilyError, match=message):
         diffaccel.wrap(pipe, strategy)
     assert not pipe.model._diffusers_hook.hooks  # nothing left attached
     diffaccel.wrap(pipe, DKVCacheConfig())  # and the pipeline can be wrapped again
