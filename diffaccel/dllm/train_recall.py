@@ -1,23 +1,30 @@
-"""Train the ``llada-recall`` zoo model: a small LLaDA-architecture model on long-context passage recall.
+"""Train the long-context zoo models: small LLaDA-architecture models on recall over 500+ token prompts.
 
-The task (:mod:`diffaccel.dllm.tasks.recall`) has 515-token prompts (a passage of 512 distinct symbols
-and a cue from it) and 32-token answers (the symbols that follow the cue), so caches and sparse
-attention have a long context to save on and any loss of far context shows in the accuracy. One
-command, seeded, CPU only::
+Two tasks (``--task``), both with 32-token answers, so caches and sparse attention have a long
+context to save on and any loss of far context shows in the accuracy:
 
-    OMP_NUM_THREADS=1 nohup python -m diffaccel.dllm.train_recall --seed 0 > recall-train.log 2>&1 &
+* ``recall`` (:mod:`diffaccel.dllm.tasks.recall`, zoo model ``llada-recall``): 515-token prompts (a
+  passage of 512 distinct symbols and a cue from it), the answer is the 32 symbols that follow the cue;
+* ``kv`` (:mod:`diffaccel.dllm.tasks.kv`, zoo model ``llada-kv``): multi-query associative recall,
+  514-token prompts (240 key-value records and 32 queried keys), the answer is the queried keys' values.
 
-Lengths follow a curriculum, because the lookup is learnt much faster on short passages and then
-carries over to long ones: batches start with ``--curriculum-start`` symbols per passage, and every
-``--curriculum-window`` steps whose mean "next-symbol" accuracy (masked answer tokens whose left
-neighbour is visible, the lookup stepwise decoding relies on) reached ``--curriculum-advance-at``
-multiply the passage cap by ``--curriculum-growth`` (up to ``--passage-length``); each batch draws its
-length uniformly from ``[(1 - spread) cap, cap]`` (``--length-spread``, 0.5). The run is deterministic for a seed (one thread). A resumable
-checkpoint is written to ``<output>/checkpoint/`` every ``--checkpoint-every`` steps (``--resume``
-continues from it; ``--from-checkpoint`` turns a stopped run into a zoo folder). At the end
-``model.safetensors``, a hub-format ``config.json`` and ``manifest.json`` (command, seed, time, final
-loss, sha256, exact match with stepwise decoding on a held-out set) are written to
-``diffaccel/zoo/weights/llada-recall/``. The loss is LLaDA's SFT loss (:mod:`diffaccel.dllm.training`).
+One command, seeded, CPU only::
+
+    OMP_NUM_THREADS=1 nohup python -m diffaccel.dllm.train_recall --task kv --seed 0 > kv-train.log 2>&1 &
+
+Sizes follow a curriculum, because a lookup is learnt much faster in short prompts and then carries
+over to long ones. The curriculum axis is the task's ``size`` (passage symbols for ``recall``, records
+for ``kv``): batches start with ``--curriculum-start``, and every ``--curriculum-window`` steps whose mean
+progress accuracy (the task's ``progress_accuracy``: for ``recall`` masked answer tokens whose left
+neighbour is visible, the lookup stepwise decoding relies on; for ``kv`` every masked answer token)
+reached ``--curriculum-advance-at`` multiply the cap by ``--curriculum-growth`` (up to the task's size);
+each batch draws its size uniformly from ``[(1 - spread) cap, cap]`` (``--length-spread``, 0.5). The run
+is deterministic for a seed (one thread). A resumable checkpoint is written to ``<output>/checkpoint/``
+every ``--checkpoint-every`` steps (``--resume`` continues from it; ``--from-checkpoint`` turns a stopped
+run into a zoo folder). At the end ``model.safetensors``, a hub-format ``config.json`` and
+``manifest.json`` (command, seed, time, final loss, sha256, exact match with stepwise decoding on a
+held-out set) are written to ``diffaccel/zoo/weights/<zoo model>/``. The loss is LLaDA's SFT loss
+(:mod:`diffaccel.dllm.training`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 
 from ..zoo.weights_io import read_json, write_json
 from .llada import LLaDAModelLM
+from .tasks.kv import KeyValueTask
 from .tasks.recall import RecallTask
 from .training import (
     Checkpoint,
@@ -49,12 +57,17 @@ from .training import (
 
 logger = logging.getLogger(__name__)
 
-ZOO_NAME = "llada-recall"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "zoo" / "weights" / ZOO_NAME
 MODULE = "diffaccel.dllm.train_recall"
+ZOO_NAMES = {"recall": "llada-recall", "kv": "llada-kv"}
+WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights"
+Task = RecallTask | KeyValueTask
 
 
-def build_task(args: argparse.Namespace) -> RecallTask:
+def build_task(args: argparse.Namespace) -> Task:
+    if args.task == "kv":
+        return KeyValueTask(
+            n_records=args.n_records, gen_length=args.gen_length, n_keys=args.n_keys, n_values=args.n_values
+        )
     return RecallTask(
         passage_length=args.passage_length,
         gen_length=args.gen_length,
@@ -63,56 +76,47 @@ def build_task(args: argparse.Namespace) -> RecallTask:
     )
 
 
-def build_model(args: argparse.Namespace, task: RecallTask) -> LLaDAModelLM:
+def build_model(args: argparse.Namespace, task: Task) -> LLaDAModelLM:
     return tiny_llada(args, task.vocab_size, task.mask, task.eos, task.bos)
 
 
-def curriculum_length(cap: float, task: RecallTask, rng: random.Random, spread: float = 0.5) -> int:
-    """Passage length of this step's batch: uniform in ``[(1 - spread) cap, cap]`` (room for the answer)."""
-    low = task.gen_length + 1
+def curriculum_length(cap: float, task: Task, rng: random.Random, spread: float = 0.5) -> int:
+    """Size of this step's batch: uniform in ``[(1 - spread) cap, cap]``, at least the task's ``min_size``."""
+    low = task.min_size
     top = max(low, int(cap))
     return rng.randint(max(low, int(top * (1 - spread))), top)
 
 
-def next_cap(cap: float, accuracies: list[float], args: argparse.Namespace, task: RecallTask) -> float:
-    """Grow the passage cap once the last window of steps was accurate enough."""
-    if cap >= task.passage_length or len(accuracies) < args.curriculum_window:
+def next_cap(cap: float, accuracies: list[float], args: argparse.Namespace, task: Task) -> float:
+    """Grow the size cap once the last window of steps was accurate enough."""
+    if cap >= task.size or len(accuracies) < args.curriculum_window:
         return cap
     if sum(accuracies[-args.curriculum_window :]) / args.curriculum_window < args.curriculum_advance_at:
         return cap
-    return float(min(task.passage_length, cap * args.curriculum_growth))
-
-
-def task_dict(task: RecallTask) -> dict:
-    return {
-        "name": "recall",
-        "passage_length": task.passage_length,
-        "gen_length": task.gen_length,
-        "n_symbols": task.n_symbols,
-        "cue_position": task.cue_position,
-        "prompt_length": task.prompt_length,
-    }
-
-
-def next_symbol_accuracy(predicted: torch.Tensor, answers: torch.Tensor, masked: torch.Tensor) -> float:
-    """Accuracy on masked answer tokens whose left neighbour is visible (the cue for the first one):
-    the single lookup each step of left-to-right stepwise decoding needs."""
-    left_visible = torch.cat([torch.zeros_like(masked[:, :1]), masked[:, :-1]], dim=1).logical_not()
-    counted = masked & left_visible
-    return ((predicted == answers) & counted).sum().item() / max(1, counted.sum().item())
+    return float(min(task.size, cap * args.curriculum_growth))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(ZOO_NAMES), default="recall")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--passage-length", type=int, default=512)
     parser.add_argument("--gen-length", type=int, default=32)
-    parser.add_argument("--n-symbols", type=int, default=512)
+    parser.add_argument("--passage-length", type=int, default=512, help="recall: passage symbols")
+    parser.add_argument("--n-symbols", type=int, default=512, help="recall: symbol vocabulary")
     parser.add_argument(
         "--cue-position",
         type=int,
         default=None,
-        help="fix the cue's position (a fixed-distance copy task); default: anywhere",
+        help="recall: fix the cue's position (a fixed-distance copy task); default: anywhere",
+    )
+    parser.add_argument("--n-records", type=int, default=240, help="kv: key-value records per prompt")
+    parser.add_argument("--n-keys", type=int, default=256, help="kv: key vocabulary")
+    parser.add_argument("--n-values", type=int, default=256, help="kv: value vocabulary")
+    parser.add_argument(
+        "--copy-rows",
+        type=float,
+        default=0.0,
+        help="kv, ours: share of training rows that copy the queried keys (teaches where each query is)",
     )
     parser.add_argument("--d-model", type=int, default=96)
     parser.add_argument("--n-layers", type=int, default=4)
@@ -122,9 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--curriculum-start", type=int, default=64)
+    parser.add_argument("--curriculum-start", type=int, default=64, help="first size cap (passage symbols / records)")
     parser.add_argument(
-        "--length-spread", type=float, default=0.5, help="batch passage lengths are uniform in [(1 - spread) cap, cap]"
+        "--length-spread", type=float, default=0.5, help="batch sizes are uniform in [(1 - spread) cap, cap]"
     )
     parser.add_argument("--curriculum-window", type=int, default=50)
     parser.add_argument("--curriculum-advance-at", type=float, default=0.9)
@@ -138,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves cores to other work)")
     parser.add_argument("--eval-count", type=int, default=256)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=None, help="default: diffaccel/zoo/weights/<zoo model>")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")
     parser.add_argument(
         "--evaluate-only",
@@ -150,16 +154,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="write the zoo folder from <output>/checkpoint/ (a stopped run) and evaluate it",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = WEIGHTS / ZOO_NAMES[args.task]
+    return args
 
 
 @torch.no_grad()
-def probe(model: LLaDAModelLM, task: RecallTask, count: int = 16) -> float:
+def probe(model: LLaDAModelLM, task: Task, count: int = 16) -> float:
     """Exact match with stepwise decoding on ``count`` full-length prompts (a cheap progress check)."""
     return stepwise_exact_match(model, task, count, task.gen_length, task.mask, seed=999)
 
 
-def evaluate_into_manifest(model: LLaDAModelLM, task: RecallTask, manifest: dict, eval_count: int) -> dict:
+def evaluate_into_manifest(model: LLaDAModelLM, task: Task, manifest: dict, eval_count: int) -> dict:
     block_lengths = sorted({task.gen_length, task.gen_length // 4}, reverse=True)
     return exact_match_into_manifest(model, task, manifest, eval_count, block_lengths, task.mask)
 
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    zoo_name = ZOO_NAMES[args.task]
     if args.evaluate_only:
         return evaluate_only(args, MODULE, load_recorded, evaluate_recorded)
     torch.manual_seed(args.seed)
@@ -185,11 +193,11 @@ def main(argv: list[str] | None = None) -> dict:
         progress_info = read_json(checkpoint.folder / "progress.json")
         recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
         cap, accuracies = progress_info.get("cap", cap), progress_info.get("recent_accuracies", [])
-        logger.info("resumed at step %d (passage cap %.0f)", start_step, cap)
+        logger.info("resumed at step %d (size cap %.0f)", start_step, cap)
     scheduler = schedule_from(optimizer, args, start_step)
     logger.info(
         "training %s: %d parameters, %d steps, prompt %d + answer %d tokens",
-        ZOO_NAME,
+        zoo_name,
         n_params,
         args.steps,
         task.prompt_length,
@@ -201,14 +209,17 @@ def main(argv: list[str] | None = None) -> dict:
         for step in range(start_step, args.steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # the length draw depends on the step and cap
             length = curriculum_length(cap, task, rng, args.length_spread)
-            prompts, answers = task.batch(args.batch_size, generator, passage_length=length)
+            extra = {"copy_fraction": args.copy_rows} if args.copy_rows else {}
+            prompts, answers = task.batch(args.batch_size, generator, size=length, **extra)
             loss, predicted, masked = sft_loss(model, prompts, answers, generator, task.mask, return_predictions=True)
-            accuracy = next_symbol_accuracy(predicted, answers, masked)
+            if args.copy_rows:  # progress is measured on the task's own rows
+                masked = masked & (prompts[:, -task.gen_length - 1] != task.copy)[:, None]
+            accuracy = task.progress_accuracy(predicted, answers, masked)
             recent = (recent + [optimizer_step(model, optimizer, scheduler, loss, step)])[-100:]
             accuracies = (accuracies + [accuracy])[-args.curriculum_window :]
             if step % 10 == 0:
                 logger.info(
-                    "step %d passage %d loss %.4f next-symbol acc %.3f (mean loss %.4f, mean acc %.3f) %.0f s",
+                    "step %d size %d loss %.4f progress acc %.3f (mean loss %.4f, mean acc %.3f) %.0f s",
                     step,
                     length,
                     loss.item(),
@@ -220,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
             if (step + 1) % args.curriculum_window == 0:
                 grown = next_cap(cap, accuracies, args, task)
                 if grown != cap:
-                    logger.info("step %d: passage cap %.0f -> %.0f", step + 1, cap, grown)
+                    logger.info("step %d: size cap %.0f -> %.0f", step + 1, cap, grown)
                     cap, accuracies = grown, []
             if (step + 1) % args.probe_every == 0:
                 logger.info(
@@ -244,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     model.eval()
     steps_done = start_step if args.from_checkpoint else args.steps
     manifest = training_manifest(
-        ZOO_NAME,
+        zoo_name,
         MODULE,
         argv,
         args,
@@ -253,10 +264,10 @@ def main(argv: list[str] | None = None) -> dict:
         train_time_s=round(train_s, 1),
         final_loss=final_loss,
         final_loss_definition="mean LLaDA SFT loss over the last 100 training steps (curriculum lengths)",
-        final_passage_cap=cap,
+        final_size_cap=cap,
     )
     args.output.mkdir(parents=True, exist_ok=True)
-    manifest = write_zoo_folder(args.output, model, ZOO_NAME, task_dict(task), manifest)
+    manifest = write_zoo_folder(args.output, model, zoo_name, task.describe(), manifest)
     logger.info("saved %s (final loss %.5f, %.0f s)", args.output, final_loss, train_s)
     evaluate_into_manifest(model, task, manifest, args.eval_count)
     write_json(args.output / "manifest.json", manifest)
@@ -264,16 +275,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def load_recorded(folder: Path) -> LLaDAModelLM:
-    from .zoo import load_recall_model
+    from .loading import load_llada
 
-    return load_recall_model(folder)
+    return load_llada(folder).eval()
 
 
 def evaluate_recorded(model: LLaDAModelLM, folder: Path, manifest: dict, eval_count: int) -> None:
     """``--evaluate-only``: the evaluation of :func:`main`, on the task the folder records."""
-    from .zoo import read_recall_task
+    from .zoo import read_zoo_task
 
-    evaluate_into_manifest(model, read_recall_task(folder), manifest, eval_count)
+    evaluate_into_manifest(model, read_zoo_task(folder), manifest, eval_count)
 
 
 if __name__ == "__main__":

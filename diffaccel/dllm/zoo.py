@@ -5,7 +5,10 @@
 * ``dream-addition``: its Dream-architecture twin (Qwen2-style GQA, shifted logits) on the same task
   (``python -m diffaccel.dllm.train_addition --arch dream``);
 * ``llada-recall``: passage recall (continue a 512-symbol passage from a cue), 515-token prompts,
-  32-token answers (``python -m diffaccel.dllm.train_recall``).
+  32-token answers (``python -m diffaccel.dllm.train_recall``);
+* ``llada-kv`` (loader only, no weights yet): multi-query associative recall (the values of 32 queried
+  keys among 240 key-value records), 514-token prompts, 32-token answers
+  (``python -m diffaccel.dllm.train_recall --task kv``).
 
 ``diffaccel.zoo.load(name)`` returns a :class:`~diffaccel.dllm.pipeline.LLaDAPipeline` (a
 :class:`~diffaccel.dllm.pipeline.DreamPipeline` for Dream) with a tokenizer for the task's text prompts,
@@ -29,19 +32,22 @@ from .hub_config import read_task as read_task_entry
 from .loading import load_dllm
 from .pipeline import DreamPipeline, LLaDAPipeline
 from .tasks.addition import AdditionTask, AdditionTokenizer
+from .tasks.kv import KeyValueTask, KeyValueTokenizer
 from .tasks.recall import RecallTask, RecallTokenizer
 from .training import model_family
 
 ZOO_NAME = "llada-addition"
 DREAM_ZOO_NAME = "dream-addition"
 RECALL_ZOO_NAME = "llada-recall"
+KV_ZOO_NAME = "llada-kv"
 TRAINERS = {
     ZOO_NAME: "diffaccel.dllm.train_addition",
     DREAM_ZOO_NAME: "diffaccel.dllm.train_addition --arch dream",
     RECALL_ZOO_NAME: "diffaccel.dllm.train_recall",
+    KV_ZOO_NAME: "diffaccel.dllm.train_recall --task kv",
 }
 #: the architecture each zoo folder must hold (its config.json's family)
-FAMILIES = {ZOO_NAME: "llada", DREAM_ZOO_NAME: "dream", RECALL_ZOO_NAME: "llada"}
+FAMILIES = {ZOO_NAME: "llada", DREAM_ZOO_NAME: "dream", RECALL_ZOO_NAME: "llada", KV_ZOO_NAME: "llada"}
 
 
 def weights_folder(name: str = ZOO_NAME) -> Path:
@@ -61,6 +67,22 @@ def read_recall_task(folder: Path | None = None) -> RecallTask:
         n_symbols=task["n_symbols"],
         cue_position=task.get("cue_position"),
     )
+
+
+def read_kv_task(folder: Path | None = None) -> KeyValueTask:
+    task = read_task_entry(folder or weights_folder(KV_ZOO_NAME))
+    return KeyValueTask(
+        n_records=task["n_records"], gen_length=task["gen_length"], n_keys=task["n_keys"], n_values=task["n_values"]
+    )
+
+
+def read_zoo_task(folder: Path) -> AdditionTask | RecallTask | KeyValueTask:
+    """The task a zoo folder records, whichever it is."""
+    readers = {"addition": read_task, "recall": read_recall_task, "kv": read_kv_task}
+    name = read_task_entry(folder).get("name")
+    if name not in readers:
+        raise ValueError(f"{folder}/config.json records task {name!r}; known: {sorted(readers)}")
+    return readers[name](folder)
 
 
 def load_zoo_model(name: str, folder: Path | None = None, device="cpu", dtype=torch.float32):
@@ -127,6 +149,11 @@ class RecallPipeline(TaskPipeline):
         super().__init__(model, task, RecallTokenizer(task))
 
 
+class KeyValuePipeline(TaskPipeline):
+    def __init__(self, model, task: KeyValueTask) -> None:
+        super().__init__(model, task, KeyValueTokenizer(task))
+
+
 def load_llada_addition(device="cpu", dtype=torch.float32, folder: Path | None = None) -> AdditionPipeline:
     folder = Path(folder) if folder is not None else weights_folder()
     return AdditionPipeline(load_llada_addition_model(folder, device, dtype), read_task(folder))
@@ -140,3 +167,8 @@ def load_dream_addition(device="cpu", dtype=torch.float32, folder: Path | None =
 def load_llada_recall(device="cpu", dtype=torch.float32, folder: Path | None = None) -> RecallPipeline:
     folder = Path(folder) if folder is not None else weights_folder(RECALL_ZOO_NAME)
     return RecallPipeline(load_recall_model(folder, device, dtype), read_recall_task(folder))
+
+
+def load_llada_kv(device="cpu", dtype=torch.float32, folder: Path | None = None) -> KeyValuePipeline:
+    folder = Path(folder) if folder is not None else weights_folder(KV_ZOO_NAME)
+    return KeyValuePipeline(load_zoo_model(KV_ZOO_NAME, folder, device, dtype), read_kv_task(folder))

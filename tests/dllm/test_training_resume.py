@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffaccel.dllm import train_recall
+from diffaccel.dllm.tasks.recall import RecallTask
 
 TINY = [
     "--eval-count", "2", "--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--ff", "32", "--batch-size", "4",
@@ -19,7 +20,7 @@ def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeyp
     straight = train_recall.main([*TINY, "--output", str(tmp_path / "straight")])
 
     # The same command stopped during step 5, after the checkpoint written at the end of step 4.
-    calls, accuracy = [], train_recall.next_symbol_accuracy
+    calls, accuracy = [], RecallTask.progress_accuracy
 
     def stop_at_step_five(*args):
         calls.append(1)
@@ -28,7 +29,7 @@ def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeyp
         return accuracy(*args)
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_recall, "next_symbol_accuracy", stop_at_step_five)
+        patch.setattr(RecallTask, "progress_accuracy", stop_at_step_five)
         with pytest.raises(KeyboardInterrupt):
             train_recall.main([*TINY, "--output", str(tmp_path / "stopped")])
     resumed = train_recall.main([*TINY, "--resume", "--output", str(tmp_path / "stopped")])

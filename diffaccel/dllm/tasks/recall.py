@@ -20,16 +20,18 @@ Vocabulary: symbols ``0..n_symbols-1``, then BOS, QUERY, EOS, MASK.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from .base import FixedLengthTask
+from .base import FixedLengthTask, SymbolTokenizer, SymbolVocabulary, masked_accuracy
 
 
 @dataclass(frozen=True)
-class RecallTask(FixedLengthTask):
+class RecallTask(SymbolVocabulary, FixedLengthTask):
     """A ``passage_length``-symbol passage of distinct symbols, a cue, and ``gen_length`` symbols to recall."""
 
+    name: ClassVar[str] = "recall"
     passage_length: int = 512
     gen_length: int = 32
     n_symbols: int = 512
@@ -53,25 +55,18 @@ class RecallTask(FixedLengthTask):
             )
 
     @property
-    def bos(self) -> int:
+    def n_content(self) -> int:
         return self.n_symbols
 
     @property
-    def query(self) -> int:
-        return self.n_symbols + 1
+    def size(self) -> int:
+        """The task's size along its curriculum axis (passage symbols)."""
+        return self.passage_length
 
     @property
-    def eos(self) -> int:
-        return self.n_symbols + 2
-
-    @property
-    def mask(self) -> int:
-        return self.n_symbols + 3
-
-    @property
-    def vocab_size(self) -> int:
-        """Ids in use, rounded up to a multiple of 8 (LLaDA pads its vocabulary the same way)."""
-        return -(-(self.mask + 1) // 8) * 8
+    def min_size(self) -> int:
+        """The shortest passage that holds a cue and the answer after it."""
+        return self.gen_length + 1
 
     def prompt_length_for(self, passage_length: int) -> int:
         return passage_length + 3
@@ -81,15 +76,15 @@ class RecallTask(FixedLengthTask):
         return self.prompt_length_for(self.passage_length)
 
     def batch(
-        self, count: int, generator: torch.Generator, passage_length: int | None = None
+        self, count: int, generator: torch.Generator, size: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prompts [count, P], answers [count, G])`` of fresh random passages and cues.
 
-        ``passage_length`` (default: the task's) lets a training curriculum start with shorter passages.
+        ``size`` (passage symbols, default: the task's) lets a training curriculum start with shorter passages.
         """
-        n = self.passage_length if passage_length is None else passage_length
-        if not self.gen_length + 1 <= n <= self.n_symbols:
-            raise ValueError(f"passage_length must be in [{self.gen_length + 1}, {self.n_symbols}], got {n}")
+        n = self.passage_length if size is None else size
+        if not self.min_size <= n <= self.n_symbols:
+            raise ValueError(f"passage_length must be in [{self.min_size}, {self.n_symbols}], got {n}")
         passages = torch.rand(count, self.n_symbols, generator=generator).argsort(dim=1)[:, :n]
         if self.cue_position is None:
             cue_at = torch.randint(0, n - self.gen_length, (count, 1), generator=generator)
@@ -106,18 +101,20 @@ class RecallTask(FixedLengthTask):
         answers = passages.gather(1, cue_at + 1 + torch.arange(self.gen_length)[None, :])
         return prompts, answers
 
+    def progress_accuracy(self, predicted: torch.Tensor, answers: torch.Tensor, masked: torch.Tensor) -> float:
+        """Accuracy on masked answer tokens whose left neighbour is visible (the cue for the first one):
+        the single lookup each step of left-to-right stepwise decoding needs."""
+        left_visible = torch.cat([torch.zeros_like(masked[:, :1]), masked[:, :-1]], dim=1).logical_not()
+        return masked_accuracy(predicted, answers, masked & left_visible)
+
     def render(self, tokens: torch.Tensor) -> str:
         """Readable form of a token row: symbols as ``s17``, specials as ``<s>``, ``?``, ``</s>``, ``_``."""
-        names = {self.bos: "<s>", self.query: "?", self.eos: "</s>", self.mask: "_"}
+        names = self.special_names()
         return " ".join(names.get(int(t), f"s{int(t)}" if int(t) < self.n_symbols else f"<{int(t)}>") for t in tokens)
 
 
-class RecallTokenizer:
+class RecallTokenizer(SymbolTokenizer):
     """Reads prompts like ``"s5 s17 s2 ... ? s17"`` (the passage, ``?``, the cue)."""
-
-    def __init__(self, task: RecallTask) -> None:
-        self.task = task
-        self.mask_token_id, self.eos_token_id, self.bos_token_id = task.mask, task.eos, task.bos
 
     def _symbol(self, text: str) -> int:
         if not text.startswith("s") or not text[1:].isdigit() or int(text[1:]) >= self.task.n_symbols:
@@ -140,17 +137,3 @@ class RecallTokenizer:
             )
         prompts, _ = task.encode(torch.tensor([passage]), torch.tensor([[passage.index(cue)]]))
         return prompts
-
-    def __call__(self, texts, return_tensors: str = "pt", **_: object) -> dict[str, torch.Tensor]:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        ids = torch.cat([self.encode(t) for t in texts], dim=0)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        tokens = [int(t) for t in ids]
-        if skip_special_tokens:
-            tokens = [t for t in tokens if t < self.task.n_symbols]
-        return self.task.render(torch.tensor(tokens, dtype=torch.long))
-
-    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
-        return [self.decode(row, skip_special_tokens) for row in rows]

@@ -1,0 +1,112 @@
+"""The key-value recall task (MQAR) and the trainer's size curriculum, against hand-built examples."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import pytest
+import torch
+
+from diffaccel.dllm.tasks.kv import KeyValueTask, KeyValueTokenizer
+from diffaccel.dllm.tasks.recall import RecallTask
+from diffaccel.dllm.train_recall import curriculum_length, next_cap
+
+SMALL = KeyValueTask(n_records=3, gen_length=2, n_keys=10, n_values=4)  # keys 0..9, values 10..13, BOS 14
+
+
+def test_encode_lays_out_records_queries_and_answer_by_hand():
+    keys, values, queried = torch.tensor([[5, 2, 9]]), torch.tensor([[11, 10, 13]]), torch.tensor([[2, 0]])
+    prompts, answers = SMALL.encode(keys, values, queried)
+    bos, query = 14, 15
+    assert (SMALL.bos, SMALL.query, SMALL.eos, SMALL.mask, SMALL.copy, SMALL.vocab_size) == (14, 15, 16, 17, 18, 24)
+    assert prompts.tolist() == [[bos, 5, 11, 2, 10, 9, 13, query, 9, 5]]
+    assert answers.tolist() == [[13, 11]]  # v(k9) = v3, v(k5) = v1, in query order
+    assert SMALL.prompt_length == prompts.shape[1] == 10
+    assert SMALL.render(prompts[0]) == "<s> k5 v1 k2 v0 k9 v3 ? k9 k5"
+
+
+def test_tokenizer_reads_the_rendered_prompt_back():
+    prompt = "k5 v1 k2 v0 k9 v3 ? k9 k5"
+    assert KeyValueTokenizer(SMALL)(prompt)["input_ids"].tolist() == [[14, 5, 11, 2, 10, 9, 13, 15, 9, 5]]
+    for bad in (
+        "k5 v1 k2 v0 k9 v3 ? k9 k7",
+        "k5 v1 k5 v0 k9 v3 ? k9 k5",
+        "k5 v1 k2 v0 ? k2 k5",
+        "k5 v9 k2 v0 k9 v3 ? k9 k5",
+    ):
+        with pytest.raises(ValueError):
+            KeyValueTokenizer(SMALL)(bad)
+
+
+def test_default_lengths_and_batch_invariants():
+    task = KeyValueTask()
+    prompts, answers = task.batch(16, torch.Generator().manual_seed(0))
+    assert (task.prompt_length, task.gen_length) == (514, 32) == (prompts.shape[1], answers.shape[1])
+    n = task.n_records
+    keys, values = prompts[:, 1 : 2 * n + 1 : 2], prompts[:, 2 : 2 * n + 2 : 2]
+    assert (prompts[:, 0] == task.bos).all() and (prompts[:, 2 * n + 1] == task.query).all()
+    assert ((keys >= 0) & (keys < task.n_keys)).all() and ((values >= task.n_keys) & (values < task.bos)).all()
+    queries = prompts[:, 2 * n + 2 :]
+    for row in range(16):
+        lookup = dict(zip(keys[row].tolist(), values[row].tolist()))
+        assert len(lookup) == n  # distinct keys
+        assert len(set(queries[row].tolist())) == task.gen_length  # distinct queries, each a record's key
+        assert answers[row].tolist() == [lookup[q] for q in queries[row].tolist()]
+
+
+def test_curriculum_sizes_below_the_answer_length_query_with_replacement():
+    task = KeyValueTask()
+    prompts, answers = task.batch(4, torch.Generator().manual_seed(1), size=5)
+    assert prompts.shape[1] == task.prompt_length_for(5) == 2 * 5 + 2 + 32
+    queries = prompts[:, 12:]
+    for row in range(4):
+        lookup = dict(zip(prompts[row, 1:11:2].tolist(), prompts[row, 2:11:2].tolist()))
+        assert answers[row].tolist() == [lookup[q] for q in queries[row].tolist()]
+    with pytest.raises(ValueError):
+        task.batch(1, torch.Generator(), size=task.n_keys + 1)
+    with pytest.raises(ValueError):
+        KeyValueTask(n_records=300, n_keys=256)
+
+
+def test_copy_rows_answer_the_queried_keys_after_the_copy_separator():
+    task = KeyValueTask()
+    plain, _ = task.batch(64, torch.Generator().manual_seed(3), size=40)
+    prompts, answers = task.batch(64, torch.Generator().manual_seed(3), size=40, copy_fraction=0.5)
+    copy = prompts[:, -33] == task.copy
+    assert 0 < copy.sum() < 64 and ((prompts[:, -33] == task.query) | copy).all()
+    assert torch.equal(answers[copy], prompts[copy, -32:])  # the queried keys, in order
+    assert torch.equal(prompts[~copy], plain[~copy])  # the other rows are the task's own rows
+
+
+def test_progress_accuracy_counts_every_masked_token_for_kv_and_visible_left_neighbours_for_recall():
+    answers = torch.tensor([[1, 2, 3, 4]])
+    predicted = torch.tensor([[1, 0, 3, 0]])
+    masked = torch.tensor([[True, True, False, True]])
+    assert KeyValueTask().progress_accuracy(predicted, answers, masked) == pytest.approx(1 / 3)
+    # recall counts masked tokens whose left neighbour is visible: position 0 (the cue) and position 3
+    assert RecallTask().progress_accuracy(predicted, answers, masked) == pytest.approx(1 / 2)
+
+
+def _curriculum_args(**overrides) -> argparse.Namespace:
+    return argparse.Namespace(
+        **{"curriculum_window": 4, "curriculum_advance_at": 0.9, "curriculum_growth": 1.5, **overrides}
+    )
+
+
+def test_curriculum_grows_the_cap_only_after_an_accurate_window_and_stops_at_the_task_size():
+    task, args = KeyValueTask(n_records=40), _curriculum_args()
+    assert next_cap(16.0, [1.0, 1.0, 1.0], args, task) == 16.0  # window not full yet
+    assert next_cap(16.0, [0.95, 0.95, 0.85, 0.8], args, task) == 16.0  # mean 0.8875 < 0.9
+    assert next_cap(16.0, [0.0, 0.95, 0.95, 0.95, 0.85], args, task) == 24.0  # only the last window counts
+    assert next_cap(16.0, [0.95, 0.95, 0.95, 0.85], args, task) == 24.0  # mean 0.925: grow by 1.5
+    assert next_cap(32.0, [1.0] * 4, args, task) == 40.0  # capped at n_records
+    assert next_cap(40.0, [1.0] * 4, args, task) == 40.0
+
+
+def test_curriculum_sizes_are_uniform_in_the_spread_below_the_cap():
+    task, rng = KeyValueTask(), random.Random(0)
+    sizes = {curriculum_length(100.0, task, rng, spread=0.5) for _ in range(2000)}
+    assert sizes == set(range(50, 101))
+    assert {curriculum_length(3.0, task, rng, spread=0.9) for _ in range(50)} == {2, 3}  # never below min_size
+    assert curriculum_length(240.0, task, rng, spread=0.0) == 240
