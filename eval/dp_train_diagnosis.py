@@ -13,7 +13,9 @@ schedule over ``--steps``), evaluates the EMA weights at full steps (100 DDPM st
 * ``ref-all-3e-4`` / ``ref-all-1e-3``: reference optimiser and init at lr 3e-4 / 1e-3;
 * ``edge-pad``: the current optimiser with action chunks padded after a demonstration's end by repeating its
   last action, as the reference ``SequenceSampler`` does (all other variants pad with zero motion, the recipe
-  they were measured with).
+  they were measured with);
+* ``edge-demos-1000``: ``edge-pad`` with 1,000 demonstrations instead of 200 (five times as many first-plan
+  windows, where the trained policy blends the two modes).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ VARIANTS = {
     "ref-all-3e-4": {"learning_rate": 3e-4, "weight_init": "reference", **REF_OPT, **ZERO},
     "ref-all-1e-3": {"learning_rate": 1e-3, "weight_init": "reference", **REF_OPT, **ZERO},
     "edge-pad": {"action_pad": "edge"},
+    "edge-demos-1000": {"action_pad": "edge", "demos": 1000},
 }
 
 

@@ -1,0 +1,28 @@
+"""The committed policy zoo weights (`dp-reach`, `dp-reach-two`): every file matches the sha256 its manifest
+records, the recorded training command is the zoo's, and `diffaccel.zoo.load` returns a policy shaped for its
+environment (one or two obstacle centres in the observation) that plans the reference's chunk sizes."""
+
+import pytest
+import torch
+
+import diffaccel
+from diffaccel.policy.envs import ObstacleReach
+from diffaccel.zoo.weights_io import read_json, verify_manifest, weights_dir
+
+ENVS = {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_weights_match_the_manifest_and_load_as_a_policy(name):
+    manifest = verify_manifest(name)
+    assert manifest["name"] == name and manifest["command"].startswith(f"python -m diffaccel.zoo.train {name}")
+    assert set(manifest["sha256"]) == {"config.json", "model.safetensors"}
+    assert 0.0 <= manifest["metrics"]["success_rate"] <= 1.0
+    config = read_json(weights_dir(name) / "config.json")
+    assert config["env"] == ENVS[name]
+    policy = diffaccel.zoo.load(name)
+    assert diffaccel.zoo.entry(name).kind == "policy" and policy.env_name == ENVS[name]
+    obs_dim = ObstacleReach(ENVS[name]).obs_dim  # agent xy, goal xy, one xy per obstacle
+    assert policy.config.obs_dim == obs_dim
+    out = policy.predict_action({"obs": torch.rand(2, 2, obs_dim)}, num_inference_steps=2)
+    assert out["action"].shape == (2, 8, 2) and out["action_pred"].shape == (2, 16, 2)
