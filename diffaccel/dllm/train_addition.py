@@ -25,16 +25,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..zoo.weights_io import read_json, write_json
+from ..zoo.weights_io import write_json
 from .tasks.addition import BOS, EOS, MASK, VOCAB_SIZE, AdditionTask
 from .training import (
     Checkpoint,
     adamw,
+    add_checkpoint_arguments,
     evaluate_only,
     exact_match_into_manifest,
     lr_factor,
     model_family,
     optimizer_step,
+    resume_progress,
     schedule_from,
     sft_loss,
     stepwise_exact_match,
@@ -83,14 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves cores to other work)")
     parser.add_argument("--eval-count", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=None, help="default: diffaccel/zoo/weights/<arch>-addition")
-    parser.add_argument("--checkpoint-every", type=int, default=0, help="write a resumable checkpoint (0: never)")
+    add_checkpoint_arguments(parser, checkpoint_every=0)
     parser.add_argument("--probe-every", type=int, default=0, help="log held-out stepwise exact match (0: never)")
-    parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")
-    parser.add_argument(
-        "--from-checkpoint",
-        action="store_true",
-        help="write the zoo folder from <output>/checkpoint/ (a stopped run) and evaluate it",
-    )
     parser.add_argument(
         "--evaluate-only",
         action="store_true",
@@ -134,11 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = adamw(model, args.lr)
     checkpoint = Checkpoint(args.output / "checkpoint")
-    start_step, recent, elapsed = 0, [], 0.0
-    if args.resume or args.from_checkpoint:
-        start_step = checkpoint.load(model, optimizer, generator)
-        progress_info = read_json(checkpoint.folder / "progress.json")
-        recent, elapsed = progress_info["recent_losses"], progress_info["train_time_s"]
+    start_step, progress_info = resume_progress(args, checkpoint, model, optimizer, generator)
+    recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
+    if start_step:
         logger.info("resumed at step %d", start_step)
     scheduler = schedule_from(optimizer, args, start_step)
     logger.info("training %s: %d parameters, %d steps", name, n_params, args.steps)

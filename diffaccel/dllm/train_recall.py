@@ -39,16 +39,18 @@ from pathlib import Path
 
 import torch
 
-from ..zoo.weights_io import read_json, write_json
+from ..zoo.weights_io import write_json
 from .llada import LLaDAModelLM
 from .tasks.kv import KeyValueTask
 from .tasks.recall import RecallTask
 from .training import (
     Checkpoint,
     adamw,
+    add_checkpoint_arguments,
     evaluate_only,
     exact_match_into_manifest,
     optimizer_step,
+    resume_progress,
     schedule_from,
     sft_loss,
     stepwise_exact_match,
@@ -147,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--curriculum-window", type=int, default=50)
     parser.add_argument("--curriculum-advance-at", type=float, default=0.9)
     parser.add_argument("--curriculum-growth", type=float, default=1.3)
-    parser.add_argument("--checkpoint-every", type=int, default=50)
+    add_checkpoint_arguments(parser, checkpoint_every=50)
     parser.add_argument(
         "--probe-every",
         type=int,
@@ -157,16 +159,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves cores to other work)")
     parser.add_argument("--eval-count", type=int, default=256)
     parser.add_argument("--output", type=Path, default=None, help="default: diffaccel/zoo/weights/<zoo model>")
-    parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")
     parser.add_argument(
         "--evaluate-only",
         action="store_true",
         help="only (re)compute the held-out evaluation of the weights in --output and record it",
-    )
-    parser.add_argument(
-        "--from-checkpoint",
-        action="store_true",
-        help="write the zoo folder from <output>/checkpoint/ (a stopped run) and evaluate it",
     )
     args = parser.parse_args(argv)
     if args.output is None:
@@ -200,13 +196,11 @@ def main(argv: list[str] | None = None) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = adamw(model, args.lr)
     checkpoint = Checkpoint(args.output / "checkpoint")
-    start_step, recent, elapsed = 0, [], 0.0
-    cap, accuracies = float(args.curriculum_start), []
-    if args.resume or args.from_checkpoint:
-        start_step = checkpoint.load(model, optimizer, generator)
-        progress_info = read_json(checkpoint.folder / "progress.json")
-        recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
-        cap, accuracies = progress_info.get("cap", cap), progress_info.get("recent_accuracies", [])
+    start_step, progress_info = resume_progress(args, checkpoint, model, optimizer, generator)
+    recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
+    cap = progress_info.get("cap", float(args.curriculum_start))
+    accuracies = progress_info.get("recent_accuracies", [])
+    if start_step:
         logger.info("resumed at step %d (size cap %.0f)", start_step, cap)
     scheduler = schedule_from(optimizer, args, start_step)
     logger.info(

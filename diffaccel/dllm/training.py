@@ -28,14 +28,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..core.atomic import atomic_write
-from ..zoo.weights_io import sha256_of, write_json
+from ..zoo.weights_io import read_json, sha256_of, write_json
+from .hub_config import FAMILIES
 
 logger = logging.getLogger(__name__)
 
 MASK_EPS = 1e-3
-
-
-FAMILIES = ("llada", "dream")
 
 
 def model_family(model) -> str:
@@ -60,7 +58,7 @@ def sft_loss(
     ``family="dream"`` reads the prediction for answer position ``j`` from the raw logit at ``j - 1``
     (the last prompt token predicts the first answer token), exactly as Dream's sampler re-aligns them."""
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     batch, gen_length = answers.shape
     prompt_length = prompts.shape[1]
     t = torch.rand(batch, 1, generator=generator)
@@ -139,6 +137,32 @@ def write_zoo_folder(output: Path, model, zoo_name: str, task: dict[str, Any], m
     manifest = {**manifest, "torch_version": torch.__version__, "sha256": {"model.safetensors": sha256_of(weights)}}
     write_json(output / "manifest.json", manifest)
     return manifest
+
+
+def resume_progress(args, checkpoint: Checkpoint, model, optimizer, generator) -> tuple[int, dict[str, Any]]:
+    """``(steps done, progress record)``: restored from ``checkpoint`` with ``--resume`` or ``--from-checkpoint``,
+    ``(0, {})`` for a fresh run. The record holds what the training saved beside the state (recent losses,
+    training time, a curriculum's cap)."""
+    if not (args.resume or args.from_checkpoint):
+        return 0, {}
+    start_step = checkpoint.load(model, optimizer, generator)
+    return start_step, read_json(checkpoint.folder / "progress.json")
+
+
+def add_checkpoint_arguments(parser, checkpoint_every: int) -> None:
+    """The trainings' checkpoint options: how often to write one, continue from it, or turn it into a zoo folder."""
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=checkpoint_every,
+        help=f"write a resumable checkpoint every this many steps (0: never; default {checkpoint_every})",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint/")
+    parser.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="write the zoo folder from <output>/checkpoint/ (a stopped run) and evaluate it",
+    )
 
 
 class Checkpoint:
