@@ -141,16 +141,21 @@ def run_policy_compare(settings, processes, console=None):
             reference_chunks=reference_chunks,
             out_dir=out_dir,
             settings=settings,
+            weights=weights,
         )
-        if not finished_as_now(store, full_key, _row_digest(policy, weights, "none", {})):
-            store.put(evaluate_row(name="none", options={}, record=base("none", "none", {}, seed), full=None))
+        full_digest = _row_digest(policy, weights, "none", {})
+        if not finished_as_now(store, full_key, full_digest):
+            record = base("none", "none", {}, seed)
+            store.put(evaluate_row(name="none", options={}, record=record, full=None, digest=full_digest))
         full = store.get(full_key)
         for tag, name, options in specs:
             key = record_key(base(tag, name, options, seed))
-            if finished_as_now(store, key, _row_digest(policy, weights, name, options)):
+            digest = _row_digest(policy, weights, name, options)
+            if finished_as_now(store, key, digest):
                 continue
             try:
-                record = evaluate_row(name=name, options=options, record=base(tag, name, options, seed), full=full)
+                record = base(tag, name, options, seed)
+                record = evaluate_row(name=name, options=options, record=record, full=full, digest=digest)
             except Exception as error:  # noqa: BLE001 - one failing row must not end the comparison
                 logger.warning("%s failed on seed %d: %s", tag, seed, error)
                 record = base(tag, name, options, seed)
@@ -182,15 +187,30 @@ def run_policy_compare(settings, processes, console=None):
 
 
 def _evaluate_row(
-    policy, name, options, record, env, episodes, seed, steps, fid_obs, reference_chunks, full, out_dir: Path, settings
+    policy,
+    name,
+    options,
+    record,
+    env,
+    episodes,
+    seed,
+    steps,
+    fid_obs,
+    reference_chunks,
+    full,
+    out_dir: Path,
+    settings,
+    weights: str,
+    digest: str,
 ) -> dict:
+    """One row's record; `weights` / `digest` (the policy's weights and the row's run digest, computed by the
+    caller before any wrap) name its BAC calibration and identify the record on resume."""
     from .. import api
     from ..policy.evaluate import evaluate
     from ..policy.fidelity import action_chunks, chunk_errors
 
     run_steps = options.get("steps", steps) if name in SAMPLER_ROWS else steps
     wrapped = name not in SAMPLER_ROWS and name != "none"
-    digest = _row_digest(policy, module_digest(policy), name, options)  # before wrapping, from the row's own options
     counts = {"computed": 0, "calls": 0, "fraction_sum": 0.0, "plans": 0}
 
     def on_plan(_out):
@@ -206,7 +226,9 @@ def _evaluate_row(
         if wrapped:
             options = dict(options)
             if name == "bac" and options.get("mode", "optimal") == "optimal" and "schedule" not in options:
-                options["schedule"] = _bac_schedule(policy, options, record["tag"], env, steps, out_dir, settings)
+                options["schedule"] = _bac_schedule(
+                    policy, options, record["tag"], env, steps, out_dir, settings, weights
+                )
             api.wrap(policy, name, **options)
         try:
             chunks = action_chunks(policy, fid_obs, seed, run_steps)
@@ -274,7 +296,7 @@ def _speedups(record: dict, full: dict | None) -> dict:
     }
 
 
-def _bac_schedule(policy, options, tag, env, steps, out_dir: Path, settings) -> str:
+def _bac_schedule(policy, options, tag, env, steps, out_dir: Path, settings, weights: str) -> str:
     """Calibrate BAC once per row on a held-out observation batch (the official code uses one demo
     observation); saved under `<out>/calibration/` and reused on resume."""
     import torch
@@ -284,7 +306,7 @@ def _bac_schedule(policy, options, tag, env, steps, out_dir: Path, settings) -> 
 
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
     # named by the weights too: a schedule calibrated on other weights must not be reused
-    path = out_dir / "calibration" / f"{slug}-steps{steps}-{module_digest(policy)}.json"
+    path = out_dir / "calibration" / f"{slug}-steps{steps}-{weights}.json"
     if path.is_file():
         return str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
