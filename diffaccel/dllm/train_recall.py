@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from ..zoo.weights_io import write_json
+from .curriculum import Axis, AxisCurriculum
 from .llada import LLaDAModelLM
 from .tasks.kv import KeyValueTask
 from .tasks.recall import RecallTask
@@ -96,6 +97,42 @@ def curriculum_length(cap: float, task: Task, rng: random.Random, spread: float 
     return rng.randint(max(low, int(top * (1 - spread))), top)
 
 
+def build_axes(args: argparse.Namespace, task: Task) -> AxisCurriculum | None:
+    """The multi-axis curriculum of ``--curriculum-axes`` (kv only), checked against the task's sizes."""
+    if not args.curriculum_axes:
+        return None
+    axes = [Axis.parse(text) for text in args.curriculum_axes]
+    ends = {"records": task.n_records, "keys": task.n_keys, "filler": task.n_filler}
+    for axis in axes:
+        if axis.name not in ends:
+            raise ValueError(f"curriculum axis {axis.name!r}: one of {sorted(ends)}")
+        if axis.end != ends[axis.name]:
+            raise ValueError(
+                f"curriculum axis {axis.name} must end at the task's size {ends[axis.name]}, not {axis.end}"
+            )
+    return AxisCurriculum(
+        axes, args.curriculum_window, args.curriculum_advance_at, args.curriculum_growth, args.length_spread
+    )
+
+
+def batch_sizes(sizes: dict[str, int]) -> dict[str, int]:
+    """:meth:`KeyValueTask.batch` keywords for a curriculum's axis sizes; the key symbols in use are at least
+    the records (distinct keys)."""
+    out = {"records": sizes.get("records"), "fillers": sizes.get("filler"), "keys": sizes.get("keys")}
+    if out["keys"] is not None and out["records"] is not None:
+        out["keys"] = max(out["keys"], out["records"])
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def init_weights(model: LLaDAModelLM, folder: Path) -> None:
+    """``--init-from``: load the model part of a training checkpoint (``<folder>/state.safetensors``)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(Path(folder) / "state.safetensors"))
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    logger.info("initialised the weights from %s", folder)
+
+
 def next_cap(cap: float, accuracies: list[float], args: argparse.Namespace, task: Task) -> float:
     """Grow the size cap once the last window of steps was accurate enough."""
     if cap >= task.size or len(accuracies) < args.curriculum_window:
@@ -134,6 +171,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="kv, ours: share of training rows that copy the queried keys (teaches where each query is)",
     )
+    parser.add_argument(
+        "--curriculum-axes",
+        nargs="+",
+        default=None,
+        metavar="NAME:START:END",
+        help="kv, ours: grow these axes one at a time (records, keys, filler), e.g. records:2:32 keys:16:32 "
+        "filler:0:414 (diffaccel.dllm.curriculum); default: the single size axis from --curriculum-start",
+    )
+    parser.add_argument(
+        "--full-mask-rows",
+        type=float,
+        default=0.0,
+        help="ours: share of rows whose whole answer is masked; progress is then measured on those rows",
+    )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="warm start: the model weights of another run's checkpoint folder (optimizer and schedule start fresh)",
+    )
     parser.add_argument("--d-model", type=int, default=96)
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=4)
@@ -165,6 +222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only (re)compute the held-out evaluation of the weights in --output and record it",
     )
     args = parser.parse_args(argv)
+    if args.curriculum_axes and args.task != "kv":
+        parser.error("--curriculum-axes is for --task kv")
     if args.output is None:
         args.output = WEIGHTS / ZOO_NAMES[args.task]
     return args
@@ -199,9 +258,14 @@ def main(argv: list[str] | None = None) -> dict:
     start_step, progress_info = resume_progress(args, checkpoint, model, optimizer, generator)
     recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
     cap = progress_info.get("cap", float(args.curriculum_start))
+    axes = build_axes(args, task)
+    if axes is not None and "axes" in progress_info:
+        axes.restore(progress_info["axes"])
     accuracies = progress_info.get("recent_accuracies", [])
     if start_step:
         logger.info("resumed at step %d (size cap %.0f)", start_step, cap)
+    elif args.init_from is not None:
+        init_weights(model, args.init_from)
     scheduler = schedule_from(optimizer, args, start_step)
     logger.info(
         "training %s: %d parameters, %d steps, prompt %d + answer %d tokens",
@@ -216,12 +280,26 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.from_checkpoint:
         for step in range(start_step, args.steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # the length draw depends on the step and cap
-            length = curriculum_length(cap, task, rng, args.length_spread)
             extra = {"copy_fraction": args.copy_rows} if args.copy_rows else {}
-            prompts, answers = task.batch(args.batch_size, generator, size=length, **extra)
-            loss, predicted, masked = sft_loss(model, prompts, answers, generator, task.mask, return_predictions=True)
+            if axes is None:
+                extra["size"] = curriculum_length(cap, task, rng, args.length_spread)
+            else:
+                extra.update(batch_sizes(axes.sizes(rng)))
+            prompts, answers = task.batch(args.batch_size, generator, **extra)
+            length = extra["size"] if axes is None else prompts.shape[1]
+            loss, predicted, masked = sft_loss(
+                model,
+                prompts,
+                answers,
+                generator,
+                task.mask,
+                return_predictions=True,
+                full_mask_rows=args.full_mask_rows,
+            )
             if args.copy_rows:  # progress is measured on the task's own rows
                 masked = masked & (prompts[:, -task.gen_length - 1] != task.copy)[:, None]
+            if args.full_mask_rows:  # ... and on the rows whose whole answer is masked (no neighbour to read)
+                masked = masked & masked.all(dim=1, keepdim=True)
             accuracy = task.progress_accuracy(predicted, answers, masked)
             recent = (recent + [optimizer_step(model, optimizer, scheduler, loss, step)])[-100:]
             accuracies = (accuracies + [accuracy])[-args.curriculum_window :]
@@ -236,7 +314,10 @@ def main(argv: list[str] | None = None) -> dict:
                     sum(accuracies) / len(accuracies),
                     time.time() - started,
                 )
-            if (step + 1) % args.curriculum_window == 0:
+            if axes is not None and (step + 1) % args.curriculum_window == 0 and axes.advance(accuracies):
+                logger.info("step %d: curriculum now at %s", step + 1, axes.describe())
+                accuracies = []
+            if axes is None and (step + 1) % args.curriculum_window == 0:
                 grown = next_cap(cap, accuracies, args, task)
                 if grown != cap:
                     logger.info("step %d: size cap %.0f -> %.0f", step + 1, cap, grown)
@@ -256,6 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "train_time_s": time.time() - started,
                         "cap": cap,
                         "recent_accuracies": accuracies,
+                        **({"axes": axes.state()} if axes is not None else {}),
                     },
                 )
     train_s = time.time() - started

@@ -99,34 +99,53 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
         return self.prompt_length_for(self.size)
 
     def batch(
-        self, count: int, generator: torch.Generator, size: int | None = None, copy_fraction: float = 0.0
+        self,
+        count: int,
+        generator: torch.Generator,
+        size: int | None = None,
+        copy_fraction: float = 0.0,
+        records: int | None = None,
+        keys: int | None = None,
+        fillers: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prompts [count, P], answers [count, G])`` of fresh random records and queries.
 
         ``size`` (records per prompt, default: the task's) lets a training curriculum start with fewer; with
         fewer records than queries (curriculum only) keys are queried with replacement. In the filler variant
         ``size`` is the number of fillers instead (the records stay ``n_records``).
+        ``records``, ``keys`` and ``fillers`` (ours, a curriculum over several axes) set the record count, the
+        number of key symbols the keys are drawn from (the first ``keys``, at least ``records``) and the filler
+        count (filler variant) directly; each defaults to the task's own.
         ``copy_fraction`` (a training aid of ours, default 0) turns that share of the rows into copy rows:
         separator ``copy`` instead of ``query``, and the answer is the queried keys themselves. Each answer
         slot finds its query key at the fixed distance ``gen_length`` before it; a copy row teaches that
         step alone, which the lookup needs but, trained only end to end, did not find in 1000+ steps.
         """
-        size = self.size if size is None else size
-        top = self.n_filler if self.n_filler else self.n_keys
-        if not self.min_size <= size <= top:
-            raise ValueError(f"curriculum size (records, or fillers) must be in [{self.min_size}, {top}], got {size}")
-        n = self.n_records if self.n_filler else size
-        keys = torch.rand(count, self.n_keys, generator=generator).argsort(dim=1)[:, :n]
+        if size is not None:
+            if (fillers if self.n_filler else records) is not None:
+                raise ValueError("give the curriculum size either as size or by its axis, not both")
+            records, fillers = (records, size) if self.n_filler else (size, fillers)
+        n = self.n_records if records is None else records
+        f = self.n_filler if fillers is None else fillers
+        k = self.n_keys if keys is None else keys
+        top = self.n_records if self.n_filler else self.n_keys
+        if not 1 <= n <= top or (not self.n_filler and n < self.min_size):
+            raise ValueError(f"records must be in [{self.min_size or 1}, {top}], got {n}")
+        if not n <= k <= self.n_keys:
+            raise ValueError(f"key symbols must be in [records={n}, n_keys={self.n_keys}], got {k}")
+        if not 0 <= f <= self.n_filler:
+            raise ValueError(f"fillers must be in [0, {self.n_filler}], got {f}")
+        keys_ = torch.rand(count, k, generator=generator).argsort(dim=1)[:, :n]
         values = torch.randint(self.n_keys, self.n_keys + self.n_values, (count, n), generator=generator)
         if n >= self.gen_length:
             queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.gen_length]
         else:
             queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
-        fillers = None
+        body = None
         if self.n_filler:
-            fillers = torch.randint(self.first_filler, self.n_content, (count, size), generator=generator)
-            fillers = self.scatter_records(keys, values, fillers, generator)
-        prompts, answers = self.encode(keys, values, queried, fillers)
+            body = torch.randint(self.first_filler, self.n_content, (count, f), generator=generator)
+            body = self.scatter_records(keys_, values, body, generator)
+        prompts, answers = self.encode(keys_, values, queried, body)
         if copy_fraction > 0:
             rows = torch.rand(count, generator=generator) < copy_fraction
             prompts[rows, -self.gen_length - 1] = self.copy
