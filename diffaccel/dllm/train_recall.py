@@ -77,6 +77,7 @@ def build_task(args: argparse.Namespace) -> Task:
             n_values=args.n_values,
             n_filler=args.n_filler,
             n_filler_symbols=args.n_filler_symbols,
+            layout=args.layout,
         )
     return RecallTask(
         passage_length=args.passage_length,
@@ -165,6 +166,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="kv, ours: filler tokens among the records (then the curriculum grows the filler count)",
     )
     parser.add_argument("--n-filler-symbols", type=int, default=0, help="kv: filler vocabulary (with --n-filler)")
+    parser.add_argument(
+        "--layout",
+        choices=("pairs", "columns"),
+        default="pairs",
+        help="kv: records as k v pairs, or (ours, filler variant) a key column then a value column",
+    )
     parser.add_argument(
         "--copy-rows",
         type=float,

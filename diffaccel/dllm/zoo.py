@@ -79,6 +79,7 @@ def read_kv_task(folder: Path | None = None) -> KeyValueTask:
         n_values=task["n_values"],
         n_filler=task.get("n_filler", 0),
         n_filler_symbols=task.get("n_filler_symbols", 0),
+        layout=task.get("layout", "pairs"),
     )
 
 

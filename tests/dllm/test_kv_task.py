@@ -155,3 +155,52 @@ def test_filler_variant_batches_keep_records_adjacent_and_place_them_anywhere():
         task.batch(1, torch.Generator(), size=415)
     with pytest.raises(ValueError):
         KeyValueTask(n_filler=10)  # fillers need filler symbols
+
+
+COLUMNS = KeyValueTask(
+    n_records=4, gen_length=4, n_keys=8, n_values=6, n_filler=5, n_filler_symbols=3, layout="columns"
+)  # keys 0..7, values 8..13, fillers 14..16, BOS 17, QUERY 18
+
+
+def test_columns_layout_puts_every_value_n_records_after_its_key_and_reads_back():
+    text = "f1 f1 k2 k3 k4 k6 v2 v5 v1 v5 f1 f1 f0 ? k2 k4 k6 k3"
+    prompts = KeyValueTokenizer(COLUMNS)(text)["input_ids"]
+    assert prompts.tolist() == [[17, 15, 15, 2, 3, 4, 6, 10, 13, 9, 13, 15, 15, 14, 18, 2, 4, 6, 3]]
+    assert COLUMNS.render(prompts[0]) == "<s> " + text
+    for bad in (
+        "f1 f1 k2 k3 k4 v2 v5 v1 v5 f1 f1 f0 f0 ? k2 k4 k3 k2",  # a key column of 3
+        "f1 f1 k2 k3 k4 f0 v2 v5 v1 v5 f1 f1 f0 ? k2 k4 k3 k2",  # a value without its key slot
+        "f1 f1 k2 k3 k4 k6 v2 v5 v1 v5 f1 k1 f0 ? k2 k4 k6 k3",  # a key outside the columns
+    ):
+        with pytest.raises(ValueError):
+            KeyValueTokenizer(COLUMNS)(bad)
+    with pytest.raises(ValueError):
+        KeyValueTask(layout="columns")  # needs filler symbols
+
+
+def test_columns_batches_hold_aligned_columns_at_any_place_and_answer_by_lookup():
+    task = KeyValueTask(
+        n_records=32, gen_length=32, n_keys=32, n_values=64, n_filler=414, n_filler_symbols=32, layout="columns"
+    )
+    prompts, answers = task.batch(32, torch.Generator().manual_seed(0))
+    assert prompts.shape == (32, 512) and task.prompt_length == 512
+    starts = []
+    for row in range(32):
+        body = prompts[row, 1:479].tolist()
+        at = [i for i, t in enumerate(body) if t < task.n_keys]
+        assert at == list(range(at[0], at[0] + 32))  # one key column of 32 records
+        assert all(task.n_keys <= body[i + 32] < task.first_filler for i in at)  # each value 32 tokens later
+        lookup = {body[i]: body[i + 32] for i in at}
+        assert answers[row].tolist() == [lookup[q] for q in prompts[row, 480:].tolist()]
+        starts.append(at[0])
+    assert min(starts) < 100 and max(starts) > 300  # the block's place varies
+    short, answers = task.batch(16, torch.Generator().manual_seed(1), records=3, keys=5, fillers=7)
+    assert short.shape[1] == 1 + 64 + 7 + 1 + 32
+    for row in range(16):
+        body = short[row, 1:72].tolist()
+        at = [i for i, t in enumerate(body) if t < task.n_keys]
+        assert len(at) == 3 and all(body[i] < 5 and task.n_keys <= body[i + 32] < task.first_filler for i in at)
+        values = [i for i, t in enumerate(body) if task.n_keys <= t < task.first_filler]
+        assert values == [i + 32 for i in at]  # the other slots of both columns hold fillers
+        lookup = {body[i]: body[i + 32] for i in at}
+        assert answers[row].tolist() == [lookup[q] for q in short[row, -32:].tolist()]

@@ -26,6 +26,20 @@ Every answer token is still a content lookup anywhere in the (500+ token) prompt
 the lookup's content match learns after a plateau whose length grows with the number of key symbols, so
 with 256 keys it did not form in our CPU budget while with 16-32 it does. The curriculum axis of this
 variant is the filler count (records and queries stay fixed), so the lookup is learnt in short prompts first.
+
+Column layout (ours, ``layout="columns"``, filler variant only): the records are written as two aligned
+columns, all keys then all values, each ``n_records`` slots wide, so every value stands ``n_records`` tokens
+after its key; this block sits at a random place among the fillers::
+
+    BOS  f ... f  k_1 ... k_N  v_1 ... v_N  f ... f  QUERY  q_1 ... q_M  |  v(q_1) ... v(q_M)
+
+With ``n_records == gen_length`` a value is as far from its key as an answer slot from its query, so one
+fixed-offset attention head brings both the key to its value and the query to its answer slot, and the
+lookup is a match of the two in the same subspace. In the pair layout these are two different heads
+(offset 1 and offset ``gen_length``); there the match did not form in our budget even over 4 key symbols,
+while a single fixed-offset head is what the fixed-distance copy of ``llada-recall`` learnt at once. With
+fewer records than slots (a curriculum), the records take random slots and the empty slots hold fillers
+in both columns.
 """
 
 from __future__ import annotations
@@ -50,8 +64,13 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
     n_values: int = 256
     n_filler: int = 0  # filler tokens per prompt (the filler variant, ours); 0: records only
     n_filler_symbols: int = 0
+    layout: str = "pairs"  # "pairs" (k v k v ...) or "columns" (ours: all keys, then all values; filler variant)
 
     def __post_init__(self) -> None:
+        if self.layout not in ("pairs", "columns"):
+            raise ValueError(f"layout must be 'pairs' or 'columns', got {self.layout!r}")
+        if self.layout == "columns" and not self.n_filler_symbols:
+            raise ValueError("the columns layout needs filler symbols (n_filler, n_filler_symbols >= 1)")
         for name in ("n_records", "gen_length", "n_keys", "n_values"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -142,7 +161,9 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
         else:
             queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
         body = None
-        if self.n_filler:
+        if self.layout == "columns":
+            body = self.columns(keys_, values, f, generator)
+        elif self.n_filler:
             body = torch.randint(self.first_filler, self.n_content, (count, f), generator=generator)
             body = self.scatter_records(keys_, values, body, generator)
         prompts, answers = self.encode(keys_, values, queried, body)
@@ -151,6 +172,28 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
             prompts[rows, -self.gen_length - 1] = self.copy
             answers[rows] = prompts[rows, -self.gen_length :]
         return prompts, answers
+
+    def columns(
+        self, keys: torch.Tensor, values: torch.Tensor, fillers: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The column layout's body ``[B, 2 n_records + fillers]``: the key column, then the value column (the
+        ``n`` records in random slots of ``n_records``, fillers in the empty slots of both), at a uniformly
+        random place among ``fillers`` filler tokens."""
+        count, n = keys.shape
+        width = self.n_records
+        symbols = lambda shape: torch.randint(self.first_filler, self.n_content, shape, generator=generator)  # noqa: E731
+        slots = torch.rand(count, width, generator=generator).argsort(dim=1)[:, :n]
+        key_col, value_col = symbols((count, width)), symbols((count, width))
+        key_col.scatter_(1, slots, keys)
+        value_col.scatter_(1, slots, values)
+        block = torch.cat([key_col, value_col], dim=1)
+        before = torch.randint(0, fillers + 1, (count,), generator=generator)
+        padding = symbols((count, fillers))
+        rows = []
+        for row in range(count):
+            at = int(before[row])
+            rows.append(torch.cat([padding[row, :at], block[row], padding[row, at:]]))
+        return torch.stack(rows)
 
     @staticmethod
     def scatter_records(
@@ -228,13 +271,38 @@ class KeyValueTokenizer(SymbolTokenizer):
             at += 2
         return keys, values, body
 
+    def _columns(self, tokens: list[str]) -> tuple[list[int], list[int], list[int]]:
+        """The column layout: fillers, a key column and a value column of ``n_records`` slots each (a slot of
+        the key column holds a key exactly where the value column holds a value), fillers."""
+        task, width = self.task, self.task.n_records
+        kinds = "".join(t[:1] if t[:1] in "kvf" else "?" for t in tokens)
+        start = kinds.find("k")
+        key_slots, value_slots = kinds[start : start + width], kinds[start + width : start + 2 * width]
+        if start < 0 or len(value_slots) != width or "v" in key_slots or "k" in value_slots:
+            raise ValueError(f"expected a column of {width} key slots, then {width} value slots (k or f)")
+        if [c == "k" for c in key_slots] != [c == "v" for c in value_slots]:
+            raise ValueError("every key slot needs a value in the same slot of the value column")
+        if "k" in kinds[start + 2 * width :] or "v" in kinds[:start] + kinds[start + 2 * width :]:
+            raise ValueError("keys and values only inside the two columns")
+        ids = []
+        for token in tokens:
+            prefix, base, count = {
+                "k": ("k", 0, task.n_keys),
+                "v": ("v", task.n_keys, task.n_values),
+            }.get(token[:1], ("f", task.first_filler, task.n_filler_symbols))
+            ids.append(base + self._symbol(token, prefix, count))
+        keys = [ids[start + i] for i in range(width) if key_slots[i] == "k"]
+        values = [ids[start + width + i] for i in range(width) if key_slots[i] == "k"]
+        return keys, values, ids
+
     def encode(self, text: str) -> torch.Tensor:
         task = self.task
         try:
             records_text, queries_text = text.replace("<s>", "").split("?")
         except ValueError as exc:
             raise ValueError("expected 'k5 v3 k17 v0 ... ? k17 k5 ...' (records, '?', queried keys)") from exc
-        keys, values, body = self._body(records_text.split())
+        body_tokens = records_text.split()
+        keys, values, body = (self._columns if task.layout == "columns" else self._body)(body_tokens)
         if len(keys) != task.n_records:
             raise ValueError(f"expected {task.n_records} records (key value pairs), got {len(keys)}")
         if len(body) - 2 * len(keys) != task.n_filler:
