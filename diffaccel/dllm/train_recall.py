@@ -116,6 +116,13 @@ def build_axes(args: argparse.Namespace, task: Task) -> AxisCurriculum | None:
     )
 
 
+def stage_done(args: argparse.Namespace, axes: AxisCurriculum | None, accuracies: list[float]) -> bool:
+    """``--stop-at-accuracy``: the multi-axis curriculum is at its end and its last full window reached the bar."""
+    if args.stop_at_accuracy is None or axes is None or not axes.done or len(accuracies) < args.curriculum_window:
+        return False
+    return sum(accuracies[-args.curriculum_window :]) / args.curriculum_window >= args.stop_at_accuracy
+
+
 def batch_sizes(sizes: dict[str, int]) -> dict[str, int]:
     """:meth:`KeyValueTask.batch` keywords for a curriculum's axis sizes; the key symbols in use are at least
     the records (distinct keys)."""
@@ -191,6 +198,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="ours: share of rows whose whole answer is masked; progress is then measured on those rows",
+    )
+    parser.add_argument(
+        "--stop-at-accuracy",
+        type=float,
+        default=None,
+        help="ours: end the run (checkpoint, zoo folder) once the curriculum is done and a window reaches this",
     )
     parser.add_argument(
         "--init-from",
@@ -329,11 +342,16 @@ def main(argv: list[str] | None = None) -> dict:
                 if grown != cap:
                     logger.info("step %d: size cap %.0f -> %.0f", step + 1, cap, grown)
                     cap, accuracies = grown, []
+            if stage_done(args, axes, accuracies):
+                logger.info(
+                    "step %d: curriculum done at mean accuracy >= %s; stopping", step + 1, args.stop_at_accuracy
+                )
+                args.steps = step + 1
             if (step + 1) % args.probe_every == 0:
                 logger.info(
                     "step %d probe: stepwise exact match on 16 full-length prompts %.3f", step + 1, probe(model, task)
                 )
-            if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
+            if (step + 1) % args.checkpoint_every == 0 or step + 1 >= args.steps:
                 checkpoint.save(
                     step + 1,
                     model,
@@ -347,6 +365,8 @@ def main(argv: list[str] | None = None) -> dict:
                         **({"axes": axes.state()} if axes is not None else {}),
                     },
                 )
+            if step + 1 >= args.steps:  # --stop-at-accuracy ended the run early
+                break
     train_s = time.time() - started
     final_loss = sum(recent) / max(1, len(recent))
     model.eval()

@@ -80,8 +80,7 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
             )
         if self.n_records > self.n_keys:
             raise ValueError(f"n_records={self.n_records} needs as many distinct keys (n_keys={self.n_keys})")
-        if self.gen_length > self.n_records:
-            raise ValueError(f"gen_length={self.gen_length} distinct queries need as many records ({self.n_records})")
+        # gen_length > n_records (a curriculum stage of ours): keys are then queried with replacement
 
     @property
     def n_content(self) -> int:
