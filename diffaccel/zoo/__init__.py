@@ -81,14 +81,6 @@ register_zoo_model(
     kind="dllm",
 )
 register_zoo_model(
-    "llada-kv",
-    "diffaccel.dllm.zoo:load_llada_kv",
-    "LLaDA-architecture masked-diffusion LM (2 layers, d=128) on multi-query key-value recall: 32 records among "
-    "filler tokens, 512-token prompts, the 32 queried keys' values as a 32-token answer; LLaDAPipeline with a "
-    "symbol tokenizer",
-    kind="dllm",
-)
-register_zoo_model(
     "wan-clips",
     partial(_load_builtin, "diffaccel.zoo.wan_clips", "wan-clips"),
     "WanTransformer3DModel (4 blocks, d=96) on 8-frame 20x20 clips panning across 8 shipped photos, flow matching; "
