@@ -78,6 +78,7 @@ def build_task(args: argparse.Namespace) -> Task:
             n_filler=args.n_filler,
             n_filler_symbols=args.n_filler_symbols,
             layout=args.layout,
+            echo=args.echo,
         )
     return RecallTask(
         passage_length=args.passage_length,
@@ -173,6 +174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="kv, ours: filler tokens among the records (then the curriculum grows the filler count)",
     )
     parser.add_argument("--n-filler-symbols", type=int, default=0, help="kv: filler vocabulary (with --n-filler)")
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="kv, ours: the answer lists each queried key before its value (--gen-length counts both)",
+    )
     parser.add_argument(
         "--layout",
         choices=("pairs", "columns"),

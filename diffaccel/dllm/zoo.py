@@ -80,6 +80,7 @@ def read_kv_task(folder: Path | None = None) -> KeyValueTask:
         n_filler=task.get("n_filler", 0),
         n_filler_symbols=task.get("n_filler_symbols", 0),
         layout=task.get("layout", "pairs"),
+        echo=task.get("echo", False),
     )
 
 

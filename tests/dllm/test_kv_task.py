@@ -204,3 +204,43 @@ def test_columns_batches_hold_aligned_columns_at_any_place_and_answer_by_lookup(
         assert values == [i + 32 for i in at]  # the other slots of both columns hold fillers
         lookup = {body[i]: body[i + 32] for i in at}
         assert answers[row].tolist() == [lookup[q] for q in short[row, -32:].tolist()]
+
+
+ECHO = KeyValueTask(n_records=3, gen_length=4, n_keys=10, n_values=4, echo=True)  # keys 0..9, values 10..13
+
+
+def test_echo_answers_list_each_queried_key_before_its_value():
+    keys, values, queried = torch.tensor([[5, 2, 9]]), torch.tensor([[11, 10, 13]]), torch.tensor([[2, 0]])
+    prompts, answers = ECHO.encode(keys, values, queried)
+    bos, query = 14, 15
+    assert prompts.tolist() == [[bos, 5, 11, 2, 10, 9, 13, query, 9, query, 5]]
+    assert answers.tolist() == [[9, 13, 5, 11]]  # k9 v3 k5 v1
+    assert ECHO.n_queries == 2 and ECHO.prompt_length == prompts.shape[1] == 11
+    assert ECHO.render(prompts[0]) == "<s> k5 v1 k2 v0 k9 v3 ? k9 ? k5"
+    for text in ("k5 v1 k2 v0 k9 v3 ? k9 ? k5", "k5 v1 k2 v0 k9 v3 ? k9 k5"):
+        assert KeyValueTokenizer(ECHO)(text)["input_ids"].tolist() == prompts.tolist()
+    with pytest.raises(ValueError):
+        KeyValueTask(n_records=3, gen_length=3, echo=True)  # an odd answer cannot pair keys with values
+    with pytest.raises(ValueError):
+        ECHO.batch(2, torch.Generator(), copy_fraction=0.5)
+
+
+def test_echo_batches_answer_by_lookup_and_progress_counts_values_after_a_visible_key():
+    task = KeyValueTask(
+        n_records=32, gen_length=64, n_keys=32, n_values=64, n_filler=414, n_filler_symbols=32, echo=True
+    )
+    prompts, answers = task.batch(8, torch.Generator().manual_seed(0))
+    assert prompts.shape == (8, 1 + 64 + 414 + 64) and answers.shape == (8, 64)
+    for row in range(8):
+        body = prompts[row, 1:479].tolist()
+        lookup = {body[i]: body[i + 1] for i, t in enumerate(body) if t < task.n_keys}
+        asked = prompts[row, 479:].tolist()
+        assert asked[0::2] == [task.query] * 32 and answers[row, 0::2].tolist() == asked[1::2]
+        assert answers[row, 1::2].tolist() == [lookup[q] for q in asked[1::2]]
+    answers = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    predicted = torch.tensor([[0, 2, 0, 0, 5, 6]])
+    masked = torch.tensor([[False, True, True, True, False, True]])
+    # counted: value 2 (key visible, right) and value 6 (key visible, right); value 4's key is masked
+    small = KeyValueTask(n_records=3, gen_length=6, n_keys=10, n_values=4, echo=True)
+    assert small.progress_accuracy(predicted, answers, masked) == 1.0
+    assert small.progress_accuracy(torch.zeros_like(predicted), answers, masked) == 0.0

@@ -40,6 +40,14 @@ lookup is a match of the two in the same subspace. In the pair layout these are 
 while a single fixed-offset head is what the fixed-distance copy of ``llada-recall`` learnt at once. With
 fewer records than slots (a curriculum), the records take random slots and the empty slots hold fillers
 in both columns.
+
+Echo answers (ours, ``echo=True``): the answer lists every queried key before its value, ``q_1 v(q_1) q_2
+v(q_2) ...`` (``gen_length`` tokens for ``gen_length / 2`` queries), and the prompt's queries each follow a
+``QUERY`` token (``? q_1 ? q_2 ...``, so each echoed key is a copy over one fixed distance). Each value then
+stands right after its key in the answer, as a value follows its key in a record, so one previous-token
+head serves both sides of the match; that is the one layout whose lookup formed here within a few hundred
+steps (a single answer slot right after its query), while every layout with the query ``gen_length``
+tokens away stayed at chance.
 """
 
 from __future__ import annotations
@@ -65,8 +73,13 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
     n_filler: int = 0  # filler tokens per prompt (the filler variant, ours); 0: records only
     n_filler_symbols: int = 0
     layout: str = "pairs"  # "pairs" (k v k v ...) or "columns" (ours: all keys, then all values; filler variant)
+    echo: bool = False  # ours: the answer is q_1 v(q_1) q_2 v(q_2) ... (module docstring)
 
     def __post_init__(self) -> None:
+        if self.echo and self.gen_length % 2:
+            raise ValueError(
+                f"echo answers pair each key with its value: gen_length must be even, got {self.gen_length}"
+            )
         if self.layout not in ("pairs", "columns"):
             raise ValueError(f"layout must be 'pairs' or 'columns', got {self.layout!r}")
         if self.layout == "columns" and not self.n_filler_symbols:
@@ -81,6 +94,11 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
         if self.n_records > self.n_keys:
             raise ValueError(f"n_records={self.n_records} needs as many distinct keys (n_keys={self.n_keys})")
         # gen_length > n_records (a curriculum stage of ours): keys are then queried with replacement
+
+    @property
+    def n_queries(self) -> int:
+        """Queried keys per prompt: the answer length, or half of it with echo answers."""
+        return self.gen_length // 2 if self.echo else self.gen_length
 
     @property
     def n_content(self) -> int:
@@ -109,8 +127,13 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
     def prompt_length_for(self, size: int) -> int:
         """Prompt length at curriculum ``size`` (records, or fillers in the filler variant)."""
         if self.n_filler:
-            return 2 * self.n_records + size + 2 + self.gen_length
-        return 2 * size + 2 + self.gen_length
+            return 2 * self.n_records + size + 1 + self.query_section
+        return 2 * size + 1 + self.query_section
+
+    @property
+    def query_section(self) -> int:
+        """Tokens after the records: ``? q_1 ... q_M``, or ``? q_1 ? q_2 ... ? q_M`` with echo answers."""
+        return 2 * self.n_queries if self.echo else 1 + self.n_queries
 
     @property
     def prompt_length(self) -> int:
@@ -155,10 +178,10 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
             raise ValueError(f"fillers must be in [0, {self.n_filler}], got {f}")
         keys_ = torch.rand(count, k, generator=generator).argsort(dim=1)[:, :n]
         values = torch.randint(self.n_keys, self.n_keys + self.n_values, (count, n), generator=generator)
-        if n >= self.gen_length:
-            queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.gen_length]
+        if n >= self.n_queries:
+            queried = torch.rand(count, n, generator=generator).argsort(dim=1)[:, : self.n_queries]
         else:
-            queried = torch.randint(0, n, (count, self.gen_length), generator=generator)
+            queried = torch.randint(0, n, (count, self.n_queries), generator=generator)
         body = None
         if self.layout == "columns":
             body = self.columns(keys_, values, f, generator)
@@ -167,6 +190,8 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
             body = self.scatter_records(keys_, values, body, generator)
         prompts, answers = self.encode(keys_, values, queried, body)
         if copy_fraction > 0:
+            if self.echo:
+                raise ValueError("copy rows are for the plain answer layout (echo answers copy the keys already)")
             rows = torch.rand(count, generator=generator) < copy_fraction
             prompts[rows, -self.gen_length - 1] = self.copy
             answers[rows] = prompts[rows, -self.gen_length :]
@@ -221,11 +246,22 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
         count, n = keys.shape
         col = lambda token: torch.full((count, 1), token, dtype=torch.long)  # noqa: E731
         records = torch.stack([keys, values], dim=2).reshape(count, 2 * n) if body is None else body
-        prompts = torch.cat([col(self.bos), records, col(self.query), keys.gather(1, queried)], dim=1)
-        return prompts, values.gather(1, queried)
+        asked, answers = keys.gather(1, queried), values.gather(1, queried)
+        if self.echo:  # ? q_1 ? q_2 ... | q_1 v(q_1) q_2 v(q_2) ...
+            section = torch.stack([torch.full_like(asked, self.query), asked], dim=2).reshape(count, -1)
+            prompts = torch.cat([col(self.bos), records, section], dim=1)
+            return prompts, torch.stack([asked, answers], dim=2).reshape(count, -1)
+        prompts = torch.cat([col(self.bos), records, col(self.query), asked], dim=1)
+        return prompts, answers
 
     def progress_accuracy(self, predicted: torch.Tensor, answers: torch.Tensor, masked: torch.Tensor) -> float:
-        """Accuracy on all masked answer tokens: each is one lookup, whatever else is visible."""
+        """Accuracy on all masked answer tokens: each is one lookup, whatever else is visible. With echo answers:
+        on the masked values whose echoed key is visible, the lookup stepwise decoding relies on (the echoed
+        keys themselves are copies, decoded first)."""
+        if self.echo:
+            counted = torch.zeros_like(masked)
+            counted[:, 1::2] = masked[:, 1::2] & ~masked[:, 0::2]
+            return masked_accuracy(predicted, answers, counted)
         return masked_accuracy(predicted, answers, masked)
 
     def name_of(self, token: int) -> str:
@@ -296,10 +332,9 @@ class KeyValueTokenizer(SymbolTokenizer):
 
     def encode(self, text: str) -> torch.Tensor:
         task = self.task
-        try:
-            records_text, queries_text = text.replace("<s>", "").split("?")
-        except ValueError as exc:
-            raise ValueError("expected 'k5 v3 k17 v0 ... ? k17 k5 ...' (records, '?', queried keys)") from exc
+        records_text, mark, queries_text = text.replace("<s>", "").partition("?")
+        if not mark or ("?" in queries_text and not task.echo):
+            raise ValueError("expected 'k5 v3 k17 v0 ... ? k17 k5 ...' (records, '?', queried keys)")
         body_tokens = records_text.split()
         keys, values, body = (self._columns if task.layout == "columns" else self._body)(body_tokens)
         if len(keys) != task.n_records:
@@ -308,9 +343,9 @@ class KeyValueTokenizer(SymbolTokenizer):
             raise ValueError(f"expected {task.n_filler} fillers, got {len(body) - 2 * len(keys)}")
         if len(set(keys)) != len(keys):
             raise ValueError("record keys must be distinct")
-        queries = [self._symbol(t, "k", task.n_keys) for t in queries_text.split()]
-        if len(queries) != task.gen_length or len(set(queries)) != len(queries) or not set(queries) <= set(keys):
-            raise ValueError(f"expected {task.gen_length} distinct queried keys, each a record's key")
+        queries = [self._symbol(t, "k", task.n_keys) for t in queries_text.split() if t != "?"]
+        if len(queries) != task.n_queries or len(set(queries)) != len(queries) or not set(queries) <= set(keys):
+            raise ValueError(f"expected {task.n_queries} distinct queried keys, each a record's key")
         prompts, _ = task.encode(
             torch.tensor([keys]),
             torch.tensor([values]),
