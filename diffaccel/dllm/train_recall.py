@@ -321,11 +321,14 @@ def main(argv: list[str] | None = None) -> dict:
                 task.mask,
                 return_predictions=True,
                 full_mask_rows=args.full_mask_rows,
+                full_mask=getattr(task, "lookup_positions", None),
             )
             if args.copy_rows:  # progress is measured on the task's own rows
                 masked = masked & (prompts[:, -task.gen_length - 1] != task.copy)[:, None]
-            if args.full_mask_rows:  # ... and on the rows whose whole answer is masked (no neighbour to read)
-                masked = masked & masked.all(dim=1, keepdim=True)
+            if args.full_mask_rows:  # ... and on the rows whose every lookup is masked (no neighbour to read)
+                lookups = task.lookup_positions
+                full = (masked == lookups).all(dim=1, keepdim=True)
+                masked = masked & full & lookups
             accuracy = task.progress_accuracy(predicted, answers, masked)
             recent = (recent + [optimizer_step(model, optimizer, scheduler, loss, step)])[-100:]
             accuracies = (accuracies + [accuracy])[-args.curriculum_window :]

@@ -52,12 +52,15 @@ def sft_loss(
     return_predictions: bool = False,
     family: str = "llada",
     full_mask_rows: float = 0.0,
+    full_mask: torch.Tensor | None = None,
 ):
     """The SFT loss of ``family`` (module docstring) with a fixed answer length; with ``return_predictions``
     also the argmax prediction of every answer token and which ones were masked (free progress signals).
 
     ``full_mask_rows`` (ours, default 0: the papers' loss) sets ``t = 1`` in that share of the rows, so their
     whole answer is masked: no answer token can then be read off its visible neighbours, only looked up.
+    ``full_mask`` (bool ``[gen_length]``, default all) narrows what those rows mask to its positions (e.g.
+    only the values of an answer that echoes each key before its value).
 
     ``family="dream"`` reads the prediction for answer position ``j`` from the raw logit at ``j - 1``
     (the last prompt token predicts the first answer token), exactly as Dream's sampler re-aligns them."""
@@ -66,10 +69,14 @@ def sft_loss(
     batch, gen_length = answers.shape
     prompt_length = prompts.shape[1]
     t = torch.rand(batch, 1, generator=generator)
+    full_rows = None
     if full_mask_rows > 0:
-        t = torch.where(torch.rand(batch, 1, generator=generator) < full_mask_rows, torch.ones_like(t), t)
+        full_rows = torch.rand(batch, 1, generator=generator) < full_mask_rows
+        t = torch.where(full_rows, torch.ones_like(t), t)
     p_mask = (1 - MASK_EPS) * t + MASK_EPS if family == "llada" else t
     masked = torch.rand(batch, gen_length, generator=generator) < p_mask
+    if full_rows is not None and full_mask is not None:
+        masked = torch.where(full_rows, full_mask.view(1, -1), masked)
     noisy_answers = torch.where(masked, torch.full_like(answers, mask_id), answers)
     logits = model(torch.cat([prompts, noisy_answers], dim=1)).logits
     if family == "dream":

@@ -101,6 +101,14 @@ class KeyValueTask(SymbolVocabulary, FixedLengthTask):
         return self.gen_length // 2 if self.echo else self.gen_length
 
     @property
+    def lookup_positions(self) -> torch.Tensor:
+        """Answer positions that are lookups (bool ``[gen_length]``): all, or the values of echo answers."""
+        positions = torch.ones(self.gen_length, dtype=torch.bool)
+        if self.echo:
+            positions[0::2] = False
+        return positions
+
+    @property
     def n_content(self) -> int:
         return self.n_keys + self.n_values + self.n_filler_symbols
 
