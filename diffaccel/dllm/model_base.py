@@ -30,3 +30,45 @@ class DiffusionLM(nn.Module):
     def body(self) -> nn.Module:
         """The inner module that computes logits from tokens (hook point for subset forwards)."""
         return self.model
+
+
+def logits_window(logits_range, length: int) -> slice | None:
+    """``logits_range=(lo, hi)`` of a forward as a slice of its ``length`` input positions (``None``: all).
+
+    [ours] A forward asked for ``logits_range`` returns logits ``[B, hi - lo, V]`` for input positions
+    ``lo .. hi-1`` only: the head runs on those rows, and so does the last block's work after its keys
+    and values (queries, attention, MLP), which no other position's output depends on. Callers that read
+    only some positions (a K/V cache's later steps, SSD's drafts and verifications, ``LLaDA2Pipeline``'s
+    last block) get the same logits there for a fraction of the last block and head."""
+    if logits_range is None:
+        return None
+    lo, hi = (int(v) for v in logits_range)
+    if not 0 <= lo < hi <= length:
+        raise ValueError(f"logits_range must satisfy 0 <= lo < hi <= {length} (the input length), got {logits_range}")
+    return slice(lo, hi)
+
+
+def run_blocks(blocks, x, cos, sin, positions, key_padding_mask, window: slice | None) -> torch.Tensor:
+    """The transformer blocks; with ``window`` the hidden states of those positions only come out.
+
+    The last block computes its query rows only in ``window`` unless its attention kernel reads every
+    query (SparseD builds its pattern from all of them; :attr:`BidirectionalAttention.needs_every_query`),
+    then the window is sliced after it."""
+    last, length = len(blocks) - 1, x.shape[1]
+    for i, block in enumerate(blocks):
+        rows = window if i == last and not block_attention(block).needs_every_query else None
+        if rows is not None and rows.stop - rows.start == 1 and length > 1:
+            # PyTorch's CPU SDPA takes another path for a single query row, whose last bits differ from the
+            # same row among others; two rows keep the window's logits bit-identical to the full forward's
+            rows = slice(rows.start, rows.stop + 1) if rows.stop < length else slice(rows.start - 1, rows.stop)
+        x = block(x, cos, sin, positions, key_padding_mask, rows=rows)
+        if i == last and window is not None and rows != window:
+            start = window.start - (0 if rows is None else rows.start)
+            x = x[:, start : start + window.stop - window.start]
+    return x
+
+
+def block_attention(block: nn.Module):
+    """The :class:`~diffaccel.dllm.attention.BidirectionalAttention` of one transformer block."""
+    attention = getattr(block, "attention", None)
+    return attention if attention is not None else block.self_attn.attention

@@ -338,6 +338,7 @@ def attach_sparsed(model: nn.Module, config: SparseDConfig) -> SparseDState:
     scale = official_score_scale(model, config)
     for module in modules:
         register_kernel_hook(module, SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK)
+        module.needs_every_query = True  # patterns are built from every query row of a forward
     registry.register_hook(SparseDStepHook(state), STEP_HOOK)
     return state
 
@@ -346,6 +347,7 @@ def detach_sparsed(model: nn.Module) -> None:
     HookRegistry.check_if_exists_or_initialize(model).remove_hook(STEP_HOOK, recurse=False)
     for module in attention_modules(model):
         HookRegistry.check_if_exists_or_initialize(module).remove_hook(ATTN_HOOK, recurse=False)
+        module.needs_every_query = False
 
 
 __all__ = ["SparseDConfig", "SparseDState", "attach_sparsed", "detach_sparsed", "dense_mask_from_pattern"]
