@@ -88,8 +88,8 @@ class DreamBaseModel(nn.Module):
         dtype = compute_dtype(self.embed_tokens.weight.dtype)
         cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
         x = self.embed_tokens(input_ids)
-        x = run_blocks(self.layers, x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
-        return DiffusionLMOutput(logits=head(self.norm(x)))
+        x, keep = run_blocks(self.layers, x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
+        return DiffusionLMOutput(logits=head(self.norm(x))[:, keep])
 
 
 class DreamModel(DiffusionLM):

@@ -79,8 +79,8 @@ class LLaDAModel(nn.Module):
         x = t["wte"](input_ids)
         if config.input_emb_norm:  # LLaDA's ``input_emb_norm``: embeddings scaled by sqrt(d_model)
             x = x * (config.d_model**0.5)
-        x = run_blocks(t["blocks"], x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
-        logits = t["ff_out"](t["ln_f"](x))
+        x, keep = run_blocks(t["blocks"], x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
+        logits = t["ff_out"](t["ln_f"](x))[:, keep]
         if config.scale_logits:  # LLaDA's ``scale_logits``: logits divided by sqrt(d_model)
             logits = logits * (1 / math.sqrt(config.d_model))
         return DiffusionLMOutput(logits=logits)

@@ -48,24 +48,38 @@ def logits_window(logits_range, length: int) -> slice | None:
     return slice(lo, hi)
 
 
-def run_blocks(blocks, x, cos, sin, positions, key_padding_mask, window: slice | None) -> torch.Tensor:
-    """The transformer blocks; with ``window`` the hidden states of those positions only come out.
+def run_blocks(blocks, x, cos, sin, positions, key_padding_mask, window: slice | None):
+    """The transformer blocks; returns ``(hidden, keep)``: the logits of ``window`` are ``head(hidden)[:, keep]``.
 
-    The last block computes its query rows only in ``window`` unless its attention kernel reads every
-    query (SparseD builds its pattern from all of them; :attr:`BidirectionalAttention.needs_every_query`),
-    then the window is sliced after it."""
+    The last block computes its query rows only around ``window`` (at least ``MIN_QUERY_ROWS`` of them, kept
+    through the head too) unless its attention kernel reads every query (SparseD builds its pattern from all
+    of them; :attr:`BidirectionalAttention.needs_every_query`), then the window is cut after it."""
     last, length = len(blocks) - 1, x.shape[1]
+    keep = slice(None)
     for i, block in enumerate(blocks):
         rows = window if i == last and not block_attention(block).needs_every_query else None
-        if rows is not None and rows.stop - rows.start == 1 and length > 1:
-            # PyTorch's CPU SDPA takes another path for a single query row, whose last bits differ from the
-            # same row among others; two rows keep the window's logits bit-identical to the full forward's
-            rows = slice(rows.start, rows.stop + 1) if rows.stop < length else slice(rows.start - 1, rows.stop)
+        if rows is not None and rows.stop - rows.start < MIN_QUERY_ROWS:
+            rows = widened(rows, length)
         x = block(x, cos, sin, positions, key_padding_mask, rows=rows)
-        if i == last and window is not None and rows != window:
-            start = window.start - (0 if rows is None else rows.start)
-            x = x[:, start : start + window.stop - window.start]
-    return x
+        if i == last and window is not None:
+            if rows is None:
+                x = x[:, window]
+            else:
+                keep = slice(window.start - rows.start, window.stop - rows.start)
+    return x, keep
+
+
+#: PyTorch's CPU kernels compute very few rows through other instructions, whose last bits differ from the
+#: same rows among many (measured with torch 2.13: SDPA with one query row in float32, up to three in
+#: float64; a float64 matrix product with three rows); a narrower window runs this many rows (its
+#: neighbours too) through the last block and the head, and keeps its own
+MIN_QUERY_ROWS = 8
+
+
+def widened(rows: slice, length: int) -> slice:
+    """``rows`` grown to ``MIN_QUERY_ROWS`` positions (or all ``length``), rightwards first."""
+    stop = min(length, rows.start + MIN_QUERY_ROWS)
+    return slice(max(0, min(rows.start, stop - MIN_QUERY_ROWS)), max(stop, rows.stop))
 
 
 def block_attention(block: nn.Module):

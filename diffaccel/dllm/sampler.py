@@ -315,9 +315,12 @@ class MaskedDiffusionSampler:
 
         With :attr:`logits_window` on and a proposal that is computed position by position without random
         draws (greedy LLaDA ``low_confidence``, greedy Dream with a confidence order), a step reads only
-        the still-masked columns, all inside ``[block.start, block.end)``; ``to_end`` extends the window to
-        the end of the sequence (SSD carries a block's last logits into the next block). The tokens are
-        those of the full forward: the model computes the same per-position operations on fewer rows."""
+        the still-masked columns before ``block.end``: ``[block.start, block.end)``, from further left when
+        an earlier block committed the mask token itself (a model may predict it; it stays masked); masked
+        columns only shrink, so the window of a block's first step serves all of them. ``to_end`` extends
+        the window to the end of the sequence (SSD carries a block's last logits into the next block). The
+        tokens are those of the full forward: the model computes the same per-position operations on
+        fewer rows."""
         cfg = run.config
         if not self.logits_window or cfg.temperature != 0:
             return None
@@ -325,7 +328,9 @@ class MaskedDiffusionSampler:
             self.family == "dream" and cfg.alg == "origin"
         ):
             return None
-        return block.start, run.x.shape[1] if to_end else block.end
+        masked_columns = (run.x[:, : block.start] == self.mask_id).any(dim=0).nonzero()
+        lo = int(masked_columns[0]) if masked_columns.numel() else block.start
+        return lo, run.x.shape[1] if to_end else block.end
 
     def forward_logits(
         self,
