@@ -36,14 +36,21 @@ from .sparse_patterns import (
     build_sparse_pattern,
     dense_mask_from_pattern,
     gathered_block_attention,
+    kept_block_groups,
     kept_block_index,
+    tiled_block_attention,
 )
 
 logger = logging.getLogger(__name__)
 
 STEP_HOOK = "diffaccel.dllm.sparsed_step"
 ATTN_HOOK = "diffaccel.dllm.sparsed_attention"
-KERNELS = ("flex", "gather", "auto")
+KERNELS = ("flex", "gather", "tiles", "auto")
+#: our CPU kernels: (the kept blocks in the kernel's form, built once per pattern; the attention call)
+CPU_KERNELS = {
+    "gather": (kept_block_index, gathered_block_attention),
+    "tiles": (kept_block_groups, tiled_block_attention),
+}
 
 
 @dataclass
@@ -59,6 +66,8 @@ class SparseDConfig(StrategyConfig):
         kernel: ``"flex"`` (the official FlexAttention block mask) or ``"gather"`` [ours, for CPUs]: each
             query block's kept key blocks gathered into a dense tile for PyTorch's SDPA, work in
             proportion to the kept fraction, nothing compiled; the block indices are built once per pattern;
+            or ``"tiles"`` [ours]: one SDPA tile per query block holding exactly its kept key blocks, copied
+            as contiguous rows of a key-block table (no padding, no mask; :func:`tiled_block_attention`);
             or ``"auto"`` [ours]: ``gather`` for sequences shorter than ``auto_flex_from`` tokens, ``flex``
             from there on. Measured on a CPU, one thread (``eval/dllm_long_context.py``, process CPU time):
             gather 1.32x / 1.37x / 1.08x of dense per step at 8k / 12k / 16k tokens, FlexAttention 1.04x /
@@ -274,15 +283,17 @@ class SparseDAttentionHook(ModelHook):
 
     def sparse(self, q, k, v):
         pattern = self.state.patterns[self.layer_index]
-        if self.config.kernel_for(k.shape[2]) == "gather":
-            kept = self.state.block_masks.get(self.layer_index)
-            if kept is None:
-                kept = self.state.block_masks[self.layer_index] = kept_block_index(pattern)
+        kernel = self.config.kernel_for(k.shape[2])
+        if kernel in CPU_KERNELS:
+            index_of, attend = CPU_KERNELS[kernel]
+            built = self.state.block_masks.get(self.layer_index)
+            if built is None:  # the kept blocks in the kernel's form, once per pattern
+                built = self.state.block_masks[self.layer_index] = index_of(pattern)
             self.state.sparse_calls += 1
             bs = self.config.block_size
             self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], bs), skipped=True)
             n_rep = q.shape[1] // k.shape[1]
-            return gathered_block_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), kept, bs)
+            return attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), built, bs)
         flex = flex_attention_fn(self.config.compile)
         if flex is None:
             self.state.fallback_calls += 1
