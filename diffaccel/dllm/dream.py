@@ -110,16 +110,5 @@ class DreamModel(DiffusionLM):
     def blocks(self) -> nn.ModuleList:
         return self.model.layers
 
-    def forward(
-        self, input_ids, attention_mask=None, position_ids=None, decode_step=None, logits_range=None
-    ) -> DiffusionLMOutput:
-        # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
-        # it tells acceleration hooks where the sampler is (block, step, run).
-        return self.model(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            decode_step=decode_step,
-            head=self.lm_head,
-            logits_range=logits_range,
-        )
+    def body_arguments(self) -> dict:
+        return {"head": self.lm_head}  # the public checkpoint keeps lm_head outside the body

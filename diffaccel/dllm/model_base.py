@@ -31,6 +31,22 @@ class DiffusionLM(nn.Module):
         """The inner module that computes logits from tokens (hook point for subset forwards)."""
         return self.model
 
+    def body_arguments(self) -> dict:
+        """Extra keyword arguments of the body's call (Dream passes its ``lm_head``)."""
+        return {}
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None, logits_range=None):
+        # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
+        # it tells acceleration hooks where the sampler is (block, step, run).
+        return self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            decode_step=decode_step,
+            logits_range=logits_range,
+            **self.body_arguments(),
+        )
+
 
 def logits_window(logits_range, length: int) -> slice | None:
     """``logits_range=(lo, hi)`` of a forward as a slice of its ``length`` input positions (``None``: all).
