@@ -11,8 +11,9 @@ for ``now > t*`` attention runs as PyTorch FlexAttention with that block mask (`
 first call at the new shape runs dense and builds the layer's pattern from its queries and keys, as
 at ``t*``; the official code has no growing windows.
 
-Where FlexAttention is unavailable (old torch, compile failure) a warning says so once and the
-layer falls back to dense attention, so outputs stay correct and only the speed-up is lost.
+Where FlexAttention is unavailable (old torch) a warning says so once and the layer falls back to dense
+attention, so outputs stay correct and only the speed-up is lost; ``compile=True`` on a CPU without a C++
+compiler (inductor's CPU backend needs one) raises an error naming ``compile=False`` and our kernels.
 Scores for the pattern use ``1/sqrt(n_heads)`` for LLaDA and ``1/sqrt(head_dim)`` for Dream, as the
 official code does (``score_scale="official"``); ``score_scale="head_dim"`` is ours for both.
 """
@@ -134,6 +135,21 @@ def flex_attention_fn(compiled: bool):
         fn = None
     _FLEX[compiled] = fn
     return fn
+
+
+def require_cpu_compiler() -> None:
+    """Raise a clear error when ``torch.compile`` cannot build FlexAttention for the CPU: inductor's CPU backend
+    compiles C++, and without a compiler the first sparse step would fail deep inside inductor."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as exc:
+        raise RuntimeError(
+            f"sparsed: compile=True needs a C++ compiler for torch.compile's CPU backend, none found ({exc}); "
+            "install one (gcc), or pass compile=False (eager FlexAttention, slow) or kernel='tiles' / 'gather' "
+            "(our CPU kernels, nothing compiled)"
+        ) from exc
 
 
 def make_block_mask(pattern: torch.Tensor, lq: int, lk: int, block_size: int):
@@ -294,6 +310,8 @@ class SparseDAttentionHook(ModelHook):
             self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], bs), skipped=True)
             n_rep = q.shape[1] // k.shape[1]
             return attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), built, bs)
+        if self.config.compile and q.device.type == "cpu":
+            require_cpu_compiler()
         flex = flex_attention_fn(self.config.compile)
         if flex is None:
             self.state.fallback_calls += 1

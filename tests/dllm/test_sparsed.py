@@ -226,3 +226,20 @@ def test_every_kernel_equals_dense_attention_under_the_pattern_mask(kernel, flex
     built = state.block_masks[0]  # gather: its block index; tiles: the groups; flex: a BlockMask
     ran = "gather" if isinstance(built, tuple) else "tiles" if isinstance(built, list) else "flex"
     assert ran == runs and state.sparse_calls == 1
+
+
+def test_compiled_flex_attention_without_a_cpu_compiler_raises_naming_the_options(monkeypatch):
+    """No silent fallback: torch.compile's CPU backend needs a C++ compiler; without one the sparse step says so."""
+    import torch._inductor.cpp_builder as cpp_builder
+
+    from diffaccel.dllm.sparsed import SparseDAttentionHook, SparseDState
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler on PATH")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    q = k = v = torch.randn(1, 2, 16, 8)
+    pattern = torch.ones(1, 2, 2, 2, dtype=torch.bool)
+    hook = SparseDAttentionHook(SparseDConfig(block_size=8, compile=True), SparseDState(patterns={0: pattern}), 0, 0.5)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*compile=False.*kernel='tiles'"):
+        hook.sparse(q, k, v)
