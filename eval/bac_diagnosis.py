@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from diffaccel import api, zoo
+from diffaccel.compare.identity import module_digest
 from diffaccel.core.atomic import atomic_write_text
 from diffaccel.forecast.step_selection import (
     bubbling_union,
@@ -90,6 +91,31 @@ def record_features(policy, obs: torch.Tensor, seed: int) -> dict[str, torch.Ten
     return {k: torch.stack(v) for k, v in store.items()}
 
 
+def step_sensitivity(policy, obs: torch.Tensor, seed: int) -> np.ndarray:
+    """[ours] How much reusing the denoiser's whole output at one step moves the final chunk: for each step k ≥ 1,
+    the chunk RMSE against the full-step chunk when step k returns step k−1's output (step 0 always computes)."""
+    reference = action_chunks(policy, obs, seed)
+    k_steps = policy.num_inference_steps
+    out = np.zeros(k_steps)
+    state = {"n": -1, "prev": None, "skip": -1}
+
+    def hook(_m, _a, output):
+        state["n"] += 1
+        if state["n"] == state["skip"]:
+            return state["prev"]
+        state["prev"] = output
+        return output
+
+    handle = policy.model.register_forward_hook(hook)
+    try:
+        for k in range(1, k_steps):
+            state.update(n=-1, prev=None, skip=k)
+            out[k] = float((action_chunks(policy, obs, seed) - reference).pow(2).mean().sqrt())
+    finally:
+        handle.remove()
+    return out
+
+
 def layer_of(name: str) -> int:
     return int(name.split(".layers.")[1].split(".")[0])
 
@@ -132,10 +158,12 @@ class UnitStats:
         }
         return self.finish(acs, top_blocks, force_last)
 
-    def unified(self, num_updates, metric="cosine", force_last=True):
+    def unified(self, num_updates, metric="cosine", force_last=True, weights=None):
         """[ours] One schedule for every unit: the DP on the units' mean score (the paper's "Unified ACS" takes
         layer 0's self-attention alone)."""
         score = torch.stack([self.score(n, metric) for n in self.names]).mean(0)
+        if weights is not None:  # [ours] each reusing step k counts with weight w_k
+            score = score * torch.as_tensor(weights, dtype=score.dtype)[None, :]
         steps = select_update_steps(score, num_updates, maximize=metric == "cosine")
         if force_last:
             steps = sorted(set(steps) | {self.k - 1})
@@ -165,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="*", default=None)
     parser.add_argument("--success", nargs="*", default=[])
     parser.add_argument("--out", default="eval/results/bac-diagnosis")
+    parser.add_argument("--cache-dir", default="/tmp/bac-diagnosis-features", help="recorded features (not kept)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     policy = zoo.load(args.model)
@@ -173,18 +202,33 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / f"{args.model}-calib{args.calib_seed}-test{args.test_seed}"
     out.mkdir(parents=True, exist_ok=True)
 
-    calib_reset, _ = reset_windows(env_name, args.calib_count, args.calib_seed, to)
-    feats = {"reset": record_features(policy, calib_reset, args.calib_seed)}
-    cl = closed_loop_windows(policy, env_name, args.calib_count, args.calib_seed)
-    sel = torch.from_numpy(np.random.default_rng(args.calib_seed).choice(len(cl), args.calib_count, replace=False))
-    feats["cl"] = record_features(policy, cl[sel], args.calib_seed)
-
+    cache = Path(args.cache_dir) / f"{args.model}-calib{args.calib_seed}-{module_digest(policy)}.pt"
+    if cache.exists():
+        feats = torch.load(cache)
+    else:
+        calib_reset, _ = reset_windows(env_name, args.calib_count, args.calib_seed, to)
+        feats = {"reset": record_features(policy, calib_reset, args.calib_seed)}
+        # the official calibration: one observation (batch 1)
+        feats["one"] = record_features(policy, calib_reset[:1], args.calib_seed)
+        cl = closed_loop_windows(policy, env_name, args.calib_count, args.calib_seed)
+        pick = np.random.default_rng(args.calib_seed).choice(len(cl), args.calib_count, replace=False)
+        feats["cl"] = record_features(policy, cl[torch.from_numpy(pick)], args.calib_seed)
+        feats["sensitivity"] = step_sensitivity(policy, calib_reset, args.calib_seed)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(feats, cache)
     print("features recorded", flush=True)
     variants = {}
-    for src in ("reset", "cl"):
+    sens = feats.pop("sensitivity")
+    print("step sensitivity (x1e4):", np.round(sens * 1e4, 1).tolist(), flush=True)
+    st = UnitStats(feats["reset"])
+    for s in (8, 10, 14, 15):
+        variants[f"unified-w-S{s}"] = st.unified(s, metric="l1", weights=sens)
+        variants[f"unified-wsqrt-S{s}"] = st.unified(s, metric="l1", weights=np.sqrt(sens))
+        variants[f"unified-wrel-S{s}"] = st.unified(s, metric="rel", weights=sens)
+    for src in ("reset", "cl", "one"):
         st = UnitStats(feats[src])
-        sfx = "" if src == "reset" else "-cl"
-        for s in (5, 8, 10, 15, 20):
+        sfx = "" if src == "reset" else f"-{src}"
+        for s in (5, 8, 10, 14, 15, 20):
             variants[f"bac-S{s}{sfx}"] = st.bac(s)
             variants[f"bac-S{s}-nobu{sfx}"] = st.bac(s, top_blocks=0)
             variants[f"bac-S{s}-bu12{sfx}"] = st.bac(s, top_blocks=12)

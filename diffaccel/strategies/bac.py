@@ -1,4 +1,7 @@
-"""BAC: Block-wise Adaptive Caching (Ji et al., arXiv 2506.13456, ICLR 2026; official code `kyji/BAC`).
+"""BAC: Block-wise Adaptive Caching (Ji et al., arXiv 2506.13456, ICLR 2026).
+
+Official code: GitHub `ky-ji/HAS`, folder `BACInfer/` (`analysis/` for the calibration, the scheduler and the
+block selection; `core/diffusion_cache_wrapper.py` for the run time; `shell/main/run_bac_all.sh` for the defaults).
 
 Faithful to the official code's "optimal" mode:
 
