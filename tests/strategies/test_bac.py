@@ -32,10 +32,13 @@ def _model_loop(name, model, inputs):
     return [o[0] if isinstance(o, tuple) else o.sample for o in out]
 
 
-def test_every_step_schedule_is_bit_identical_on_the_policy():
+@pytest.mark.parametrize("scope", ["block", "unified"])
+def test_every_step_schedule_is_bit_identical_on_the_policy(scope):
     policy = _policy()
     reference = _act(policy, 1)
-    schedule = diffaccel.bac.calibrate(policy, run=lambda: _act(policy, 1), options={"num_updates": STEPS})
+    schedule = diffaccel.bac.calibrate(
+        policy, run=lambda: _act(policy, 1), options={"num_updates": STEPS, "scope": scope}
+    )
     assert all(s == list(range(STEPS)) for s in schedule.updates.values())
     diffaccel.wrap(policy, "bac", schedule=schedule)
     assert torch.equal(_act(policy, 1), reference)
