@@ -91,6 +91,17 @@ def record_features(policy, obs: torch.Tensor, seed: int) -> dict[str, torch.Ten
     return {k: torch.stack(v) for k, v in store.items()}
 
 
+def record_outputs(policy, obs: torch.Tensor, seed: int) -> torch.Tensor:
+    """The denoiser's output (epsilon) at every step of one full-step run on `obs`: (K, numel)."""
+    store = []
+    handle = policy.model.register_forward_hook(lambda _m, _a, out: store.append(out.detach().reshape(-1).double()))
+    try:
+        action_chunks(policy, obs, seed)
+    finally:
+        handle.remove()
+    return torch.stack(store)
+
+
 def step_sensitivity(policy, obs: torch.Tensor, seed: int) -> np.ndarray:
     """[ours] How much reusing the denoiser's whole output at one step moves the final chunk: for each step k ≥ 1,
     the chunk RMSE against the full-step chunk when step k returns step k−1's output (step 0 always computes)."""
@@ -213,18 +224,23 @@ def main(argv: list[str] | None = None) -> int:
         cl = closed_loop_windows(policy, env_name, args.calib_count, args.calib_seed)
         pick = np.random.default_rng(args.calib_seed).choice(len(cl), args.calib_count, replace=False)
         feats["cl"] = record_features(policy, cl[torch.from_numpy(pick)], args.calib_seed)
-        feats["sensitivity"] = step_sensitivity(policy, calib_reset, args.calib_seed)
+        feats["sensitivity"] = torch.from_numpy(step_sensitivity(policy, calib_reset, args.calib_seed))
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(feats, cache)
     print("features recorded", flush=True)
     variants = {}
-    sens = feats.pop("sensitivity")
+    sens = feats.pop("sensitivity").numpy()
     print("step sensitivity (x1e4):", np.round(sens * 1e4, 1).tolist(), flush=True)
     st = UnitStats(feats["reset"])
     for s in (8, 10, 14, 15):
         variants[f"unified-w-S{s}"] = st.unified(s, metric="l1", weights=sens)
         variants[f"unified-wsqrt-S{s}"] = st.unified(s, metric="l1", weights=np.sqrt(sens))
         variants[f"unified-wrel-S{s}"] = st.unified(s, metric="rel", weights=sens)
+    eps = record_outputs(policy, reset_windows(env_name, args.calib_count, args.calib_seed, to)[0], args.calib_seed)
+    for s in (10, 14, 15):  # [ours] one schedule for every unit, chosen on the denoiser output's similarity
+        for metric, score in (("cos", cosine_similarity_matrix(eps)), ("l1", distance_matrix(eps, "l1"))):
+            steps = sorted(set(select_update_steps(score, s, maximize=metric == "cos")) | {k - 1})
+            variants[f"unified-eps{metric}-S{s}"] = {n: steps for n in feats["reset"]}
     for src in ("reset", "cl", "one"):
         st = UnitStats(feats[src])
         sfx = "" if src == "reset" else f"-{src}"
