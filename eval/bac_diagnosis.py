@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--variants", nargs="*", default=None)
     parser.add_argument("--success", nargs="*", default=[])
+    parser.add_argument("--timing", nargs="*", default=[], help="variants timed against full steps, interleaved")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="eval/results/bac-diagnosis")
     parser.add_argument("--cache-dir", default="/tmp/bac-diagnosis-features", help="recorded features (not kept)")
     args = parser.parse_args(argv)
@@ -306,7 +309,38 @@ def main(argv: list[str] | None = None) -> int:
             + (f"  success {rec['success']:.3f}" if "success" in rec else ""),
             flush=True,
         )
+    if args.timing:
+        timing = interleaved_cpu_time(policy, test_reset, args.test_seed, {n: variants[n] for n in args.timing}, args)
+        atomic_write_text(out / "timing.json", json.dumps(timing, indent=1) + "\n")
+        for name, t in timing["cpu_s_per_plan"].items():
+            print(f"{name:24s} CPU s per plan {t:.3f}  CPU speedup {timing['cpu_speedup'][name]:.2f}", flush=True)
     return 0
+
+
+def interleaved_cpu_time(policy, obs, seed, variants, args) -> dict:
+    """CPU time per plan of full steps and of each schedule, measured round-robin in one process so that every row
+    sees the same machine load; the median over `args.rounds` rounds."""
+    k = policy.num_inference_steps
+    times: dict[str, list[float]] = {"none": [], **{n: [] for n in variants}}
+    for _ in range(args.rounds):
+        for name in times:
+            if name != "none":
+                api.wrap(policy, "bac", schedule=BacSchedule(type(policy.model).__name__, k, variants[name]))
+            try:
+                c0 = time.process_time()
+                action_chunks(policy, obs, seed)
+                times[name].append(time.process_time() - c0)
+            finally:
+                if name != "none":
+                    api.unwrap(policy)
+    med = {n: float(np.median(v)) for n, v in times.items()}
+    return {
+        "batch": len(obs),
+        "rounds": args.rounds,
+        "cpu_s": times,
+        "cpu_s_per_plan": med,
+        "cpu_speedup": {n: med["none"] / t for n, t in med.items()},
+    }
 
 
 if __name__ == "__main__":
