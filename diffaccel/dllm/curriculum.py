@@ -2,9 +2,9 @@
 
 Why: the key-value lookup (:mod:`diffaccel.dllm.tasks.kv`) forms only after a plateau whose length grows
 with the number of key symbols and with the number of records; at the full task size it did not form in
-our CPU budget, while with 2 records over 16 key symbols it forms within about a thousand steps. So training
-starts there and, once the lookup is accurate, grows one difficulty axis at a time (records, then key
-symbols, then filler length) from the circuit that has formed.
+our CPU budget, while with 2 records over 8-16 key symbols and one answer slot right after its query it forms
+within about a thousand steps. So training starts small and, once the lookup is accurate, grows one difficulty
+axis at a time (key symbols, records, filler length) from the circuit that has formed.
 
 Each axis ``name:start:end`` runs from ``start`` to ``end``; the axes before the current one stand at their
 end, the ones after it at their start. The current axis has a cap: every ``window`` steps whose mean

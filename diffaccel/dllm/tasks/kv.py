@@ -34,20 +34,17 @@ after its key; this block sits at a random place among the fillers::
     BOS  f ... f  k_1 ... k_N  v_1 ... v_N  f ... f  QUERY  q_1 ... q_M  |  v(q_1) ... v(q_M)
 
 With ``n_records == gen_length`` a value is as far from its key as an answer slot from its query, so one
-fixed-offset attention head brings both the key to its value and the query to its answer slot, and the
-lookup is a match of the two in the same subspace. In the pair layout these are two different heads
-(offset 1 and offset ``gen_length``); there the match did not form in our budget even over 4 key symbols,
-while a single fixed-offset head is what the fixed-distance copy of ``llada-recall`` learnt at once. With
-fewer records than slots (a curriculum), the records take random slots and the empty slots hold fillers
-in both columns.
+fixed-offset attention head can bring both the key to its value and the query to its answer slot, and the
+lookup is a match of the two in the same subspace (in the pair layout these are two different heads, offset 1
+and offset ``gen_length``). With fewer records than slots (a curriculum), the records take random slots and the
+empty slots hold fillers in both columns.
 
 Echo answers (ours, ``echo=True``): the answer lists every queried key before its value, ``q_1 v(q_1) q_2
 v(q_2) ...`` (``gen_length`` tokens for ``gen_length / 2`` queries), and the prompt's queries each follow a
 ``QUERY`` token (``? q_1 ? q_2 ...``, so each echoed key is a copy over one fixed distance). Each value then
 stands right after its key in the answer, as a value follows its key in a record, so one previous-token
-head serves both sides of the match; that is the one layout whose lookup formed here within a few hundred
-steps (a single answer slot right after its query), while every layout with the query ``gen_length``
-tokens away stayed at chance.
+head can serve both sides of the match, as in the one setting whose lookup formed here (a single answer
+slot right after its query). Neither layout learnt the lookup in our runs (docs/dllm/results/kv-curriculum).
 """
 
 from __future__ import annotations
