@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..zoo.weights_io import load_state_into, read_json, weights_dir
-from .data import make_windows
+from .data import make_windows, replay_rows
 from .envs import collect_demos
 from .transformer import DiffusionTransformerPolicy, PolicyConfig
 
@@ -77,6 +77,12 @@ class PolicyTraining:
     # how action chunks are padded after a demonstration's end: "edge" repeats the last action (the reference
     # `SequenceSampler`); "zero" (ours) pads with zero motion, as the weights before the reference padding.
     action_pad: str = "edge"
+    # which decision steps get a training window: "reference" (the official sampler's pad_before = To − 1,
+    # pad_after = Ta − 1) or "every-step" (ours, the recipe before: a window at every step of a demonstration)
+    window_starts: str = "reference"
+    # EMA: `ema_power` set = the reference `EMAModel` warm-up (1 − step^−power, capped at 0.9999); None = ours, a
+    # constant `ema_decay` after the learning-rate warm-up
+    ema_power: float | None = None
 
     def __post_init__(self):
         if self.weight_init not in WEIGHT_INITS:
@@ -84,10 +90,11 @@ class PolicyTraining:
         self.env = ZOO_ENVS[self.name]
         demos = collect_demos(self.env, self.demos, DEMO_SEED)
         self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
+        c = self.policy_config
         self.obs, self.actions = make_windows(
-            demos, self.policy_config.horizon, self.policy_config.n_obs_steps, self.action_pad
+            demos, c.horizon, c.n_obs_steps, self.action_pad, c.n_action_steps, self.window_starts
         )
-        flat_obs, flat_act = self.obs.reshape(-1, self.obs.shape[-1]), self.actions.reshape(-1, self.actions.shape[-1])
+        flat_obs, flat_act = replay_rows(demos)
         self.normalizer = {
             "obs_min": flat_obs.min(0).values.tolist(),
             "obs_max": flat_obs.max(0).values.tolist(),
@@ -121,6 +128,7 @@ class PolicyTraining:
                 "demo_seed": DEMO_SEED,
                 "windows": len(self.obs),
                 "action_pad": self.action_pad,
+                "window_starts": self.window_starts,
             },
             "continued_from": self.init_from,
             "optimizer": {
@@ -128,6 +136,8 @@ class PolicyTraining:
                 "betas": list(self.betas),
                 "weight_decay": self.weight_decay,
                 "weight_init": self.weight_init,
+                "ema_decay": self.ema_decay,
+                "ema_power": self.ema_power,
             },
         }
 
