@@ -159,6 +159,9 @@ def train_main(argv: list[str] | None = None) -> int:
         help="training windows (default reference)",
     )
     parser.add_argument("--ema-power", type=float, default=None, help="reference EMA warm-up power (e.g. 0.75)")
+    parser.add_argument(
+        "--first-window-weight", type=float, default=None, help="ours: oversample each demo's first window (default 1)"
+    )
     parser.add_argument("--weight-init", choices=("ours", "reference"), default=None, help="initialisation")
     parser.add_argument("--out", default=None, help="weights root (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1)
@@ -174,6 +177,7 @@ def train_main(argv: list[str] | None = None) -> int:
         ("window_starts", args.window_starts),
         ("ema_power", args.ema_power),
         ("weight_init", args.weight_init),
+        ("first_window_weight", args.first_window_weight),
     )
     overrides = {k: v for k, v in options if v}
     recipe = PolicyTraining(

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..zoo.weights_io import load_state_into, read_json, weights_dir
-from .data import make_windows, replay_rows
+from .data import decision_steps, make_windows, replay_rows
 from .envs import collect_demos
 from .transformer import DiffusionTransformerPolicy, PolicyConfig
 
@@ -83,6 +83,10 @@ class PolicyTraining:
     # EMA: `ema_power` set = the reference `EMAModel` warm-up (1 − step^−power, capped at 0.9999); None = ours, a
     # constant `ema_decay` after the learning-rate warm-up
     ema_power: float | None = None
+    # ours: draw each demonstration's first window (the reset observation repeated, where the expert's two modes
+    # are equally likely and nothing in the history tells them apart) this many times as often as the others;
+    # 1 = uniform sampling over windows, as the reference's shuffled epochs
+    first_window_weight: float = 1.0
 
     def __post_init__(self):
         if self.weight_init not in WEIGHT_INITS:
@@ -94,6 +98,11 @@ class PolicyTraining:
         self.obs, self.actions = make_windows(
             demos, c.horizon, c.n_obs_steps, self.action_pad, c.n_action_steps, self.window_starts
         )
+        steps = [
+            decision_steps(len(d["action"]), c.horizon, c.n_obs_steps, c.n_action_steps, self.window_starts)
+            for d in demos
+        ]
+        self.first_window = torch.tensor([i == 0 for r in steps for i in r])
         flat_obs, flat_act = replay_rows(demos)
         self.normalizer = {
             "obs_min": flat_obs.min(0).values.tolist(),
@@ -114,7 +123,11 @@ class PolicyTraining:
         return components["policy"].model.optim_groups(self.weight_decay)
 
     def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
+        if self.first_window_weight == 1.0:
+            idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
+        else:
+            weights = torch.where(self.first_window, self.first_window_weight, 1.0)
+            idx = torch.multinomial(weights, self.batch_size, replacement=True, generator=generator)
         return components["policy"].compute_loss(self.obs[idx], self.actions[idx], generator)
 
     def config(self, components: dict) -> dict:
@@ -129,6 +142,7 @@ class PolicyTraining:
                 "windows": len(self.obs),
                 "action_pad": self.action_pad,
                 "window_starts": self.window_starts,
+                "first_window_weight": self.first_window_weight,
             },
             "continued_from": self.init_from,
             "optimizer": {

@@ -141,3 +141,24 @@ def test_recipe_window_starts_default_to_the_reference_range():
     lengths = [len(d["action"]) for d in collect_demos("obstacle-reach", 4, DEMO_SEED)]
     assert len(ours.obs) == sum(lengths) and len(reference.obs) == sum(n - 7 for n in lengths)  # 16/8/2: 7 fewer
     assert reference.normalizer == ours.normalizer  # fitted on the demonstrations' rows, not the windows
+
+
+def test_first_window_weight_oversamples_the_reset_windows_only():
+    """Ours: with weight w each demonstration's first window (the reset observation repeated) is drawn w times as
+    often as any other; weight 1 keeps the uniform draw bit for bit."""
+    recipe = PolicyTraining(demos=4, first_window_weight=3.0)
+    first = recipe.first_window
+    assert int(first.sum()) == 4 and bool((recipe.obs[first][:, 0] == recipe.obs[first][:, 1]).all())
+    assert bool((recipe.obs[~first][:, 0] != recipe.obs[~first][:, 1]).any(1).all())  # the agent moved
+    drawn = []
+    policy = SimpleNamespace(compute_loss=lambda obs, act, gen: drawn.append(obs) or torch.zeros(()))
+    recipe.batch_size = 20000
+    recipe.loss({"policy": policy}, torch.Generator().manual_seed(0))
+    share = (drawn[0][:, 0] == drawn[0][:, 1]).all(1).float().mean().item()
+    expected = 3 * 4 / (3 * 4 + len(recipe.obs) - 4)
+    assert abs(share - expected) < 0.02
+    uniform, drawn = PolicyTraining(demos=4, eval_episodes=1), []
+    uniform.batch_size = 8
+    uniform.loss({"policy": policy}, torch.Generator().manual_seed(1))
+    idx = torch.randint(0, len(uniform.obs), (8,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(drawn[0], uniform.obs[idx])
