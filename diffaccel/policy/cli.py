@@ -156,7 +156,7 @@ def train_main(argv: list[str] | None = None) -> int:
         "--window-starts",
         choices=("reference", "every-step"),
         default=None,
-        help="training windows (default reference)",
+        help="training windows (default: the recipe's, every-step)",
     )
     parser.add_argument("--ema-power", type=float, default=None, help="reference EMA warm-up power (e.g. 0.75)")
     parser.add_argument(

@@ -136,8 +136,8 @@ def test_reference_ema_schedule_is_the_official_one():
     assert [ema_decay_at(plain, s) for s in (0, 199, 200, 4999)] == [0.0, 0.0, 0.998, 0.998]
 
 
-def test_recipe_window_starts_default_to_the_reference_range():
-    reference, ours = PolicyTraining(demos=4, eval_episodes=1), PolicyTraining(demos=4, window_starts="every-step")
+def test_recipe_window_starts_reference_and_every_step():
+    reference, ours = PolicyTraining(demos=4, window_starts="reference"), PolicyTraining(demos=4, eval_episodes=1)
     lengths = [len(d["action"]) for d in collect_demos("obstacle-reach", 4, DEMO_SEED)]
     assert len(ours.obs) == sum(lengths) and len(reference.obs) == sum(n - 7 for n in lengths)  # 16/8/2: 7 fewer
     assert reference.normalizer == ours.normalizer  # fitted on the demonstrations' rows, not the windows
