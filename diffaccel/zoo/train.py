@@ -67,7 +67,7 @@ def learning_rate_at(step: int, base: float, warmup_steps: int, total_steps: int
 def reference_ema_decay(step: int, power: float, max_value: float = 0.9999) -> float:
     """The EMA decay of the official Diffusion Policy `EMAModel.get_decay` (inv_gamma 1, min_value 0,
     update_after_step 0) at the update after optimiser step ``step`` (0-based): 0 for the first two updates,
-    then ``1 − step^(−power)`` capped at ``max_value`` (power 0.75 reaches 0.998 after about 3,900 steps)."""
+    then ``1 − step^(−power)`` capped at ``max_value`` (power 0.75 reaches 0.998 at step 3,969)."""
     k = max(0, step - 1)
     return 0.0 if k <= 0 else min(max_value, 1.0 - (1 + k) ** -power)
 
