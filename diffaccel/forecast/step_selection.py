@@ -1,7 +1,7 @@
 """Choosing which denoising steps recompute a cached feature, from offline statistics.
 
 BAC's Adaptive Caching Scheduler (Ji et al., "Block-wise Adaptive Caching for Accelerating Diffusion
-Policy", arXiv 2506.13456; official code `kyji/BAC`): given a K×K score matrix `S` where `S[i, k]`
+Policy", arXiv 2506.13456; official code `ky-ji/HAS`, folder `BACInfer/`): given a K×K score matrix `S` where `S[i, k]`
 says how well the feature computed at step `i` stands in for the feature of step `k`, choose M update
 steps `0 = c_0 < c_1 < … < c_{M-1}` (step 0 always computes, nothing is cached before it) that
 optimise

@@ -1,4 +1,7 @@
-"""BAC: Block-wise Adaptive Caching (Ji et al., arXiv 2506.13456, ICLR 2026; official code `kyji/BAC`).
+"""BAC: Block-wise Adaptive Caching (Ji et al., arXiv 2506.13456, ICLR 2026).
+
+Official code: GitHub `ky-ji/HAS`, folder `BACInfer/` (`analysis/` for the calibration, the scheduler and the
+block selection; `core/diffusion_cache_wrapper.py` for the run time; `shell/main/run_bac_all.sh` for the defaults).
 
 Faithful to the official code's "optimal" mode:
 
@@ -58,6 +61,7 @@ logger = logging.getLogger(__name__)
 _METRICS = ("cosine", "l1", "l2", "mse")  # official list; only cosine is maximised
 _MODES = ("optimal", "uniform")
 _FORECASTS = ("reuse", "taylor")
+_SCOPES = ("block", "unified")
 #: unit kinds treated as feed-forward sub-blocks by the Bubbling Union. "mlp" is BAC's FFN; FLUX single
 #: blocks (attention and MLP fused into proj_out) and UNet resnet blocks have no normalisation between
 #: their input and output projection either [ours].
@@ -82,6 +86,12 @@ class BacConfig(StrategyConfig):
         forecast: what a unit returns between its update steps: "reuse" (official: its last output,
             unchanged) or "taylor" [ours]: TaylorSeer's first-order forecast `F + k·(F − F_prev)/gap`
             from its last two updates (Liu et al., arXiv 2503.06923), `k` steps after the last one.
+        scope: "block" (official: each unit gets its own DP schedule, then the Bubbling Union) or "unified"
+            [ours]: one schedule for every unit, the DP on the mean of the units' score matrices (the paper's
+            "Unified ACS" ablation applies layer 0's self-attention schedule to every block instead). Every
+            unit then refreshes at the same steps, so no recomputed unit reads stale upstream caches and the
+            union has nothing to add; on dp-reach it halves the first-plan mode flips of per-unit schedules at
+            equal budget (docs/policy/README.md, "Why BAC loses").
     """
 
     strategy_name = "bac"
@@ -95,6 +105,7 @@ class BacConfig(StrategyConfig):
     interval: int = 5
     schedule: Any = None
     forecast: str = "reuse"
+    scope: str = "block"
 
     def validate(self) -> None:
         for name in ("num_updates", "top_blocks", "interval"):
@@ -109,6 +120,8 @@ class BacConfig(StrategyConfig):
             raise ValueError(f"bac mode must be one of {list(_MODES)}, got {self.mode!r}")
         if self.forecast not in _FORECASTS:
             raise ValueError(f"bac forecast must be one of {list(_FORECASTS)}, got {self.forecast!r}")
+        if self.scope not in _SCOPES:
+            raise ValueError(f"bac scope must be one of {list(_SCOPES)}, got {self.scope!r}")
         if not isinstance(self.force_last, bool):
             raise TypeError("bac force_last must be a bool")
         if (
@@ -318,7 +331,7 @@ class Bac(UnitStrategy):
             raise RuntimeError(f"BAC cannot build a schedule: {problem}.")
         names = list(self._recordings)
         num_steps = max(len(r.steps) for r in self._recordings.values())
-        acs, errors = {}, {}
+        acs, errors, scores = {}, {}, {}
         for name, rec in self._recordings.items():
             if sorted(rec.steps) != list(range(num_steps)):
                 raise RuntimeError(
@@ -327,8 +340,17 @@ class Bac(UnitStrategy):
             features = torch.stack(
                 [torch.cat([rec.steps[k][c] for c in sorted(rec.steps[k])]) for k in range(num_steps)]
             )
-            score, errors[name] = _unit_statistics(features, cfg.metric)
-            acs[name] = select_update_steps(score, cfg.num_updates, maximize=cfg.metric == "cosine")
+            scores[name], errors[name] = _unit_statistics(features, cfg.metric)
+        if cfg.scope == "unified":
+            shared = select_update_steps(
+                torch.stack(list(scores.values())).mean(0), cfg.num_updates, maximize=cfg.metric == "cosine"
+            )
+            acs = {name: list(shared) for name in names}
+        else:
+            acs = {
+                name: select_update_steps(score, cfg.num_updates, maximize=cfg.metric == "cosine")
+                for name, score in scores.items()
+            }
         layers = _layer_indices(names)
         ffn = [n for n in names if self._recordings[n].unit.kind in FFN_KINDS]
         updates = bubbling_union(acs, errors, layers, ffn, cfg.top_blocks)
@@ -350,6 +372,7 @@ class Bac(UnitStrategy):
                 "top_blocks": cfg.top_blocks,
                 "metric": cfg.metric,
                 "force_last": cfg.force_last,
+                "scope": cfg.scope,
             },
         )
 

@@ -1,6 +1,8 @@
 """BAC against references: the unwrapped model (a schedule that updates every step), hand-written torch
 hooks that reuse outputs at hand-picked steps, and the schedule's own call counts."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -30,10 +32,13 @@ def _model_loop(name, model, inputs):
     return [o[0] if isinstance(o, tuple) else o.sample for o in out]
 
 
-def test_every_step_schedule_is_bit_identical_on_the_policy():
+@pytest.mark.parametrize("scope", ["block", "unified"])
+def test_every_step_schedule_is_bit_identical_on_the_policy(scope):
     policy = _policy()
     reference = _act(policy, 1)
-    schedule = diffaccel.bac.calibrate(policy, run=lambda: _act(policy, 1), options={"num_updates": STEPS})
+    schedule = diffaccel.bac.calibrate(
+        policy, run=lambda: _act(policy, 1), options={"num_updates": STEPS, "scope": scope}
+    )
     assert all(s == list(range(STEPS)) for s in schedule.updates.values())
     diffaccel.wrap(policy, "bac", schedule=schedule)
     assert torch.equal(_act(policy, 1), reference)
@@ -233,3 +238,51 @@ def test_bad_input_is_a_clear_error(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a BAC schedule"):
         diffaccel.wrap(policy, "bac", schedule=str(bad))
+
+
+def _recorded_unit_outputs(policy, names, seed):
+    """Independent record of every unit's output at every step (plain torch hooks on the unwrapped policy)."""
+    modules = dict(policy.model.named_modules())
+    store = {n: [] for n in names}
+    handles = [
+        modules[n].register_forward_hook(
+            lambda m, a, out, n=n: store[n].append((out[0] if isinstance(out, tuple) else out).reshape(-1).double())
+        )
+        for n in names
+    ]
+    try:
+        _act(policy, seed, obs_seed=1)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: torch.stack(v) for n, v in store.items()}
+
+
+def _best_by_enumeration(score, m):
+    """Official objective (each step scored against the latest update at or before it), every subset tried."""
+    k = score.shape[0]
+
+    def value(steps):
+        bounds = [*steps, k]
+        return sum(float(score[a, a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:]))
+
+    return max(([0, *rest] for rest in itertools.combinations(range(1, k), m - 1)), key=value)
+
+
+def test_unified_scope_gives_every_unit_the_dp_schedule_of_the_mean_cosine():
+    policy = _policy()
+    names = [f"decoder.layers.{i}.{u}" for i in range(2) for u in ("self_attn", "multihead_attn", "linear2")]
+    feats = _recorded_unit_outputs(policy, names, seed=1)
+    unit = {n: f / f.norm(dim=1, keepdim=True) for n, f in feats.items()}
+    mean_cos = sum(u @ u.T for u in unit.values()) / len(unit)
+    expected = sorted(set(_best_by_enumeration(mean_cos, 4)) | {STEPS - 1})
+    schedule = diffaccel.bac.calibrate(
+        policy, run=lambda: _act(policy, 1, obs_seed=1), options={"num_updates": 4, "scope": "unified"}
+    )
+    assert schedule.updates == {n: expected for n in names}
+    assert schedule.config["scope"] == "unified"
+    # the default (official) scope: each unit's own optimum of its own cosine matrix, before the union
+    per_unit = diffaccel.bac.calibrate(policy, run=lambda: _act(policy, 1, obs_seed=1), options={"num_updates": 4})
+    assert per_unit.acs == {n: _best_by_enumeration(u @ u.T, 4) for n, u in unit.items()}
+    with pytest.raises(ValueError, match="scope must be one of"):
+        diffaccel.wrap(policy, "bac", scope="layer")
