@@ -151,13 +151,35 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=200, help="episodes scored after training")
     parser.add_argument("--init-from", default=None, help="continue from the weights in this folder")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--n-emb", type=int, default=None, help="transformer width (default: the recipe's, 64)")
+    parser.add_argument(
+        "--window-starts",
+        choices=("reference", "every-step"),
+        default=None,
+        help="training windows (default: the recipe's, every-step)",
+    )
+    parser.add_argument("--ema-power", type=float, default=None, help="reference EMA warm-up power (e.g. 0.75)")
+    parser.add_argument(
+        "--first-window-weight", type=float, default=None, help="ours: oversample each demo's first window (default 1)"
+    )
+    parser.add_argument("--weight-init", choices=("ours", "reference"), default=None, help="initialisation")
     parser.add_argument("--out", default=None, help="weights root (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     defaults = {"dp-reach": {}, "dp-reach-two": {"demos": 400, "steps": 5000}}[args.name]
-    overrides = {k: v for k, v in (("steps", args.steps), ("demos", args.demos), ("learning_rate", args.lr)) if v}
+    options = (
+        ("steps", args.steps),
+        ("demos", args.demos),
+        ("learning_rate", args.lr),
+        ("n_emb", args.n_emb),
+        ("window_starts", args.window_starts),
+        ("ema_power", args.ema_power),
+        ("weight_init", args.weight_init),
+        ("first_window_weight", args.first_window_weight),
+    )
+    overrides = {k: v for k, v in options if v}
     recipe = PolicyTraining(
         name=args.name,
         seed=args.seed,

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..zoo.weights_io import load_state_into, read_json, weights_dir
-from .data import make_windows
+from .data import decision_steps, make_windows, replay_rows
 from .envs import collect_demos
 from .transformer import DiffusionTransformerPolicy, PolicyConfig
 
@@ -77,6 +77,19 @@ class PolicyTraining:
     # how action chunks are padded after a demonstration's end: "edge" repeats the last action (the reference
     # `SequenceSampler`); "zero" (ours) pads with zero motion, as the weights before the reference padding.
     action_pad: str = "edge"
+    # which decision steps get a training window: "reference" (the official sampler's pad_before = To − 1,
+    # pad_after = Ta − 1, `make_windows`' default) or "every-step" (ours: a window at every step of a
+    # demonstration). The zoo recipe keeps "every-step": ObstacleReach-2D ends an episode within 0.04 of the goal,
+    # and without the last Ta − 1 windows of each demonstration the policy never sees an observation that close,
+    # overshoots and drives off (measured: docs/policy/README.md, "Reference training windows").
+    window_starts: str = "every-step"
+    # EMA: `ema_power` set = the reference `EMAModel` warm-up (1 − step^−power, capped at 0.9999); None = ours, a
+    # constant `ema_decay` after the learning-rate warm-up
+    ema_power: float | None = None
+    # ours: draw each demonstration's first window (the reset observation repeated, where the expert's two modes
+    # are equally likely and nothing in the history tells them apart) this many times as often as the others;
+    # 1 = uniform sampling over windows, as the reference's shuffled epochs
+    first_window_weight: float = 1.0
 
     def __post_init__(self):
         if self.weight_init not in WEIGHT_INITS:
@@ -84,10 +97,16 @@ class PolicyTraining:
         self.env = ZOO_ENVS[self.name]
         demos = collect_demos(self.env, self.demos, DEMO_SEED)
         self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
+        c = self.policy_config
         self.obs, self.actions = make_windows(
-            demos, self.policy_config.horizon, self.policy_config.n_obs_steps, self.action_pad
+            demos, c.horizon, c.n_obs_steps, self.action_pad, c.n_action_steps, self.window_starts
         )
-        flat_obs, flat_act = self.obs.reshape(-1, self.obs.shape[-1]), self.actions.reshape(-1, self.actions.shape[-1])
+        steps = [
+            decision_steps(len(d["action"]), c.horizon, c.n_obs_steps, c.n_action_steps, self.window_starts)
+            for d in demos
+        ]
+        self.first_window = torch.tensor([i == 0 for r in steps for i in r])
+        flat_obs, flat_act = replay_rows(demos)
         self.normalizer = {
             "obs_min": flat_obs.min(0).values.tolist(),
             "obs_max": flat_obs.max(0).values.tolist(),
@@ -107,7 +126,11 @@ class PolicyTraining:
         return components["policy"].model.optim_groups(self.weight_decay)
 
     def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
+        if self.first_window_weight == 1.0:
+            idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
+        else:
+            weights = torch.where(self.first_window, self.first_window_weight, 1.0)
+            idx = torch.multinomial(weights, self.batch_size, replacement=True, generator=generator)
         return components["policy"].compute_loss(self.obs[idx], self.actions[idx], generator)
 
     def config(self, components: dict) -> dict:
@@ -121,6 +144,8 @@ class PolicyTraining:
                 "demo_seed": DEMO_SEED,
                 "windows": len(self.obs),
                 "action_pad": self.action_pad,
+                "window_starts": self.window_starts,
+                "first_window_weight": self.first_window_weight,
             },
             "continued_from": self.init_from,
             "optimizer": {
@@ -128,6 +153,8 @@ class PolicyTraining:
                 "betas": list(self.betas),
                 "weight_decay": self.weight_decay,
                 "weight_init": self.weight_init,
+                "ema_decay": self.ema_decay,
+                "ema_power": self.ema_power,
             },
         }
 

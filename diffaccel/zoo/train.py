@@ -64,6 +64,23 @@ def learning_rate_at(step: int, base: float, warmup_steps: int, total_steps: int
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def reference_ema_decay(step: int, power: float, max_value: float = 0.9999) -> float:
+    """The EMA decay of the official Diffusion Policy `EMAModel.get_decay` (inv_gamma 1, min_value 0,
+    update_after_step 0) at the update after optimiser step ``step`` (0-based): 0 for the first two updates,
+    then ``1 − step^(−power)`` capped at ``max_value`` (power 0.75 reaches 0.998 at step 3,969)."""
+    k = max(0, step - 1)
+    return 0.0 if k <= 0 else min(max_value, 1.0 - (1 + k) ** -power)
+
+
+def ema_decay_at(recipe, step: int) -> float:
+    """A recipe with ``ema_power`` (not None) uses the reference's warm-up schedule; the others a constant
+    ``ema_decay`` after the learning-rate warm-up (0 before it, i.e. the EMA copies the weights)."""
+    power = getattr(recipe, "ema_power", None)
+    if power is not None:
+        return reference_ema_decay(step, power)
+    return recipe.ema_decay if step >= recipe.warmup_steps else 0.0
+
+
 @torch.no_grad()
 def _update_ema(ema: dict[str, torch.nn.Module], live: dict[str, torch.nn.Module], decay: float) -> None:
     for name, module in live.items():
@@ -111,7 +128,7 @@ def train(recipe, out_root: str | Path | None = None, command: str | None = None
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
-        _update_ema(ema, components, recipe.ema_decay if step >= recipe.warmup_steps else 0.0)
+        _update_ema(ema, components, ema_decay_at(recipe, step))
         losses.append(loss.item())
         if step % 100 == 0 or step == recipe.steps - 1:
             window = losses[-100:]
@@ -142,6 +159,7 @@ def train(recipe, out_root: str | Path | None = None, command: str | None = None
         "batch_size": recipe.batch_size,
         "learning_rate": recipe.learning_rate,
         "ema_decay": recipe.ema_decay,
+        **({"ema_power": recipe.ema_power} if getattr(recipe, "ema_power", None) is not None else {}),
         "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(train_wall_s, 1),
         "final_loss": round(sum(final_window) / len(final_window), 5),

@@ -43,14 +43,70 @@ def test_windows_pad_like_the_reference_sampler():
         "obs": np.arange(4)[:, None].repeat(6, 1).astype(float),
         "action": np.arange(1, 4)[:, None].repeat(2, 1).astype(float),
     }
-    obs, act = make_windows([demo], horizon=4, n_obs_steps=2)
+    obs, act = make_windows([demo], horizon=4, n_obs_steps=2, starts="every-step")
     assert obs[:, :, 0].tolist() == [[0, 0], [0, 1], [1, 2]]
     # the reference `sample_sequence` repeats the first action before the start and the last one after the end
     assert act[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 3], [2, 3, 3, 3]]
-    _, zero = make_windows([demo], horizon=4, n_obs_steps=2, pad_after="zero")  # ours: zero motion after the end
+    _, zero = make_windows([demo], horizon=4, n_obs_steps=2, pad_after="zero", starts="every-step")  # ours
     assert zero[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 0]]
+    # the reference range with Ta = 2 (pad_before 1, pad_after 1): sequence starts −1 and 0 only
+    obs, act = make_windows([demo], horizon=4, n_obs_steps=2, n_action_steps=2)
+    assert obs[:, :, 0].tolist() == [[0, 0], [0, 1]] and act[:, :, 0].tolist() == [[1, 1, 2, 3], [1, 2, 3, 3]]
     with pytest.raises(ValueError, match="pad_after"):
         make_windows([demo], horizon=4, n_obs_steps=2, pad_after="mirror")
+    with pytest.raises(ValueError, match="starts"):
+        make_windows([demo], horizon=4, n_obs_steps=2, starts="middle")
+
+
+def _official_create_indices(episode_ends, sequence_length, pad_before, pad_after):
+    """A transcription of `create_indices` in the official `diffusion_policy/common/sampler.py` (all episodes
+    kept): rows (buffer_start, buffer_end, sample_start, sample_end)."""
+    pad_before = min(max(pad_before, 0), sequence_length - 1)
+    pad_after = min(max(pad_after, 0), sequence_length - 1)
+    indices = []
+    for i in range(len(episode_ends)):
+        start_idx = 0 if i == 0 else episode_ends[i - 1]
+        episode_length = episode_ends[i] - start_idx
+        for idx in range(-pad_before, episode_length - sequence_length + pad_after + 1):
+            buffer_start = max(idx, 0) + start_idx
+            buffer_end = min(idx + sequence_length, episode_length) + start_idx
+            sample_start = buffer_start - (idx + start_idx)
+            sample_end = sequence_length - ((idx + sequence_length + start_idx) - buffer_end)
+            indices.append((buffer_start, buffer_end, sample_start, sample_end))
+    return indices
+
+
+def _official_sample(rows, index, sequence_length):
+    """The official `sample_sequence`: copy the buffer slice, repeat its first / last row into the padding."""
+    buffer_start, buffer_end, sample_start, sample_end = index
+    sample = rows[buffer_start:buffer_end]
+    data = np.zeros((sequence_length,) + rows.shape[1:])
+    data[:sample_start] = sample[0]
+    data[sample_end:] = sample[-1]
+    data[sample_start:sample_end] = sample
+    return data
+
+
+def test_reference_window_range_is_the_official_sampler():
+    """Demonstrations of 23 and 9 actions with horizon 16, To 2, Ta 8 (the low-dim config's pad_before 1,
+    pad_after 7). Hand-computed: starts −1..23−16+7 = 14 give decision steps 0..15 (16 windows, against 23 for a
+    window at every step); for 9 actions starts −1..0, decision steps 0 and 1. Every window equals the official
+    sampler's output on a replay buffer of (obs, action) rows."""
+    rng = np.random.default_rng(0)
+    demos = [
+        {"obs": rng.random((n + 1, 6)), "action": rng.random((n, 2))}
+        for n in (23, 9)  # our demonstrations keep the final observation too: n + 1 rows
+    ]
+    obs, act = make_windows(demos, horizon=16, n_obs_steps=2, n_action_steps=8)
+    assert len(obs) == 16 + 2 and len(make_windows(demos, 16, 2, starts="every-step")[0]) == 23 + 9
+    ends = np.cumsum([23, 9])
+    buffer_obs = np.concatenate([d["obs"][:-1] for d in demos])
+    buffer_act = np.concatenate([d["action"] for d in demos])
+    indices = _official_create_indices(ends, 16, pad_before=1, pad_after=7)
+    assert [i[0] for i in indices[:3]] == [0, 0, 1] and len(indices) == 18
+    for k, index in enumerate(indices):
+        assert np.allclose(obs[k].numpy(), _official_sample(buffer_obs, index, 16)[:2], atol=1e-7)
+        assert np.allclose(act[k].numpy(), _official_sample(buffer_act, index, 16), atol=1e-7)
 
 
 def test_predict_action_is_the_reference_ddpm_loop():

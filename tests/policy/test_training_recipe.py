@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from diffaccel.policy import DiffusionTransformerPolicy, PolicyConfig
-from diffaccel.policy.zoo import PolicyTraining
-from diffaccel.zoo.train import make_optimizer
+from diffaccel.policy.envs import collect_demos
+from diffaccel.policy.zoo import DEMO_SEED, PolicyTraining
+from diffaccel.zoo.train import ema_decay_at, make_optimizer, reference_ema_decay
 
 
 def _policy(seed=0):
@@ -100,3 +101,64 @@ def test_reference_init_statistics():
 def test_unknown_weight_init_names_the_choices():
     with pytest.raises(ValueError, match=r"'ours', 'reference'"):
         PolicyTraining(weight_init="xavier")
+
+
+class _OfficialEMA:
+    """A transcription of the official `EMAModel` (`diffusion_policy/model/diffusion/ema_model.py`) with the low-dim
+    transformer config (update_after_step 0, inv_gamma 1, power 0.75, min 0, max 0.9999): `get_decay` and the
+    step counter, which `step` increments after each update."""
+
+    def __init__(self, power=0.75, max_value=0.9999):
+        self.power, self.max_value, self.optimization_step = power, max_value, 0
+
+    def get_decay(self, optimization_step):
+        step = max(0, optimization_step - 0 - 1)
+        value = 1 - (1 + step / 1.0) ** -self.power
+        if step <= 0:
+            return 0.0
+        return max(0.0, min(value, self.max_value))
+
+    def step(self):
+        decay = self.get_decay(self.optimization_step)
+        self.optimization_step += 1
+        return decay
+
+
+def test_reference_ema_schedule_is_the_official_one():
+    official = _OfficialEMA()
+    recipe = SimpleNamespace(ema_power=0.75, ema_decay=0.5, warmup_steps=10)
+    for step in range(5000):
+        assert ema_decay_at(recipe, step) == official.step()
+    assert reference_ema_decay(0, 0.75) == reference_ema_decay(1, 0.75) == 0.0
+    assert reference_ema_decay(10**9, 0.75) == 0.9999  # capped at max_value
+    # a recipe without ema_power keeps our constant decay after the learning-rate warm-up
+    plain = SimpleNamespace(ema_decay=0.998, warmup_steps=200)
+    assert [ema_decay_at(plain, s) for s in (0, 199, 200, 4999)] == [0.0, 0.0, 0.998, 0.998]
+
+
+def test_recipe_window_starts_reference_and_every_step():
+    reference, ours = PolicyTraining(demos=4, window_starts="reference"), PolicyTraining(demos=4, eval_episodes=1)
+    lengths = [len(d["action"]) for d in collect_demos("obstacle-reach", 4, DEMO_SEED)]
+    assert len(ours.obs) == sum(lengths) and len(reference.obs) == sum(n - 7 for n in lengths)  # 16/8/2: 7 fewer
+    assert reference.normalizer == ours.normalizer  # fitted on the demonstrations' rows, not the windows
+
+
+def test_first_window_weight_oversamples_the_reset_windows_only():
+    """Ours: with weight w each demonstration's first window (the reset observation repeated) is drawn w times as
+    often as any other; weight 1 keeps the uniform draw bit for bit."""
+    recipe = PolicyTraining(demos=4, first_window_weight=3.0)
+    first = recipe.first_window
+    assert int(first.sum()) == 4 and bool((recipe.obs[first][:, 0] == recipe.obs[first][:, 1]).all())
+    assert bool((recipe.obs[~first][:, 0] != recipe.obs[~first][:, 1]).any(1).all())  # the agent moved
+    drawn = []
+    policy = SimpleNamespace(compute_loss=lambda obs, act, gen: drawn.append(obs) or torch.zeros(()))
+    recipe.batch_size = 20000
+    recipe.loss({"policy": policy}, torch.Generator().manual_seed(0))
+    share = (drawn[0][:, 0] == drawn[0][:, 1]).all(1).float().mean().item()
+    expected = 3 * 4 / (3 * 4 + len(recipe.obs) - 4)
+    assert abs(share - expected) < 0.02
+    uniform, drawn = PolicyTraining(demos=4, eval_episodes=1), []
+    uniform.batch_size = 8
+    uniform.loss({"policy": policy}, torch.Generator().manual_seed(1))
+    idx = torch.randint(0, len(uniform.obs), (8,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(drawn[0], uniform.obs[idx])

@@ -15,7 +15,9 @@ ENVS = {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}
 @pytest.mark.parametrize("name", sorted(ENVS))
 def test_weights_match_the_manifest_and_load_as_a_policy(name):
     manifest = verify_manifest(name)
-    assert manifest["name"] == name and manifest["command"].startswith(f"python -m diffaccel.zoo.train {name}")
+    # the zoo's loop, run by `python -m diffaccel.zoo.train` or by the policy script with recipe options
+    commands = (f"python -m diffaccel.zoo.train {name}", f"python policies/train.py {name}")
+    assert manifest["name"] == name and manifest["command"].startswith(commands)
     assert set(manifest["sha256"]) == {"config.json", "model.safetensors"}
     assert 0.0 <= manifest["metrics"]["success_rate"] <= 1.0
     config = read_json(weights_dir(name) / "config.json")
@@ -26,3 +28,16 @@ def test_weights_match_the_manifest_and_load_as_a_policy(name):
     assert policy.config.obs_dim == obs_dim
     out = policy.predict_action({"obs": torch.rand(2, 2, obs_dim)}, num_inference_steps=2)
     assert out["action"].shape == (2, 8, 2) and out["action_pred"].shape == (2, 16, 2)
+
+
+def test_the_recipe_still_cuts_the_committed_weights_training_data():
+    """The recipe options added since (window range, normaliser on the demonstrations' rows, first-window weight,
+    EMA schedule) keep the dp-reach defaults: the same number of windows and the same normaliser ranges as the
+    committed config records, so `python -m diffaccel.zoo.train dp-reach` still trains what is committed."""
+    from diffaccel.policy.zoo import PolicyTraining
+
+    config = read_json(weights_dir("dp-reach") / "config.json")
+    recipe = PolicyTraining(name="dp-reach")
+    assert len(recipe.obs) == config["training_data"]["windows"] == 4681
+    assert recipe.normalizer == config["normalizer"]
+    assert (recipe.window_starts, recipe.first_window_weight, recipe.ema_power) == ("every-step", 1.0, None)
