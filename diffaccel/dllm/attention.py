@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .rope import apply_rope
+
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """Expand grouped key/value heads ``[B, Hkv, L, D]`` to ``[B, Hkv*n_rep, L, D]`` (GQA)."""
@@ -54,6 +56,9 @@ class BidirectionalAttention(nn.Module):
     def __init__(self, layer_index: int) -> None:
         super().__init__()
         self.layer_index = layer_index
+        #: set by a kernel hook that needs every query row of every forward (SparseD builds its pattern
+        #: from them): the model then never runs a subset of this layer's queries for a ``logits_range``
+        self.needs_every_query = False
 
     def forward(
         self,
@@ -65,6 +70,29 @@ class BidirectionalAttention(nn.Module):
         key_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return dense_attention(q, k, v, key_padding_mask)
+
+
+def project_and_attend(
+    module: nn.Module, h: torch.Tensor, cos, sin, positions, key_padding_mask, rows: slice | None = None
+) -> torch.Tensor:
+    """q/k/v projections, RoPE and the attention call of a port's block (``module`` has ``q_proj``,
+    ``k_proj``, ``v_proj``, ``attention``, head counts); ``[B, Lq, H*D]`` before the output projection.
+
+    ``rows`` [ours]: queries of those positions only, against the keys and values of all of them (the
+    last block of a forward asked for a ``logits_range``); ``key_positions`` then tells the kernel hooks
+    the keys' positions."""
+    b, l, _ = h.shape
+    k = module.k_proj(h).view(b, l, module.n_kv_heads, module.head_dim).transpose(1, 2)
+    v = module.v_proj(h).view(b, l, module.n_kv_heads, module.head_dim).transpose(1, 2)
+    k = apply_rope(k, cos, sin)
+    key_positions = None
+    if rows is not None:
+        h, key_positions = h[:, rows], positions
+        cos, sin, positions = cos[:, rows], sin[:, rows], positions[:, rows]
+    lq = h.shape[1]
+    q = apply_rope(module.q_proj(h).view(b, lq, module.n_heads, module.head_dim).transpose(1, 2), cos, sin)
+    att = module.attention(q, k, v, positions=positions, key_padding_mask=key_padding_mask, key_positions=key_positions)
+    return att.transpose(1, 2).reshape(b, lq, -1)
 
 
 class RMSNorm(nn.Module):

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import BidirectionalAttention, RMSNorm
+from .attention import BidirectionalAttention, RMSNorm, project_and_attend
 from .config import DreamConfig
-from .model_base import DiffusionLM
+from .model_base import DiffusionLM, logits_window, run_blocks
 from .outputs import DiffusionLMOutput
-from .rope import apply_rope, compute_dtype, rope_cos_sin
+from .rope import compute_dtype, rope_cos_sin
 
 
 class DreamAttention(nn.Module):
@@ -31,14 +31,8 @@ class DreamAttention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * hd, d, bias=False)
         self.attention = BidirectionalAttention(layer_index)
 
-    def forward(self, x, cos, sin, positions, key_padding_mask=None):
-        b, l, _ = x.shape
-        q = self.q_proj(x).view(b, l, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        att = self.attention(q, k, v, positions=positions, key_padding_mask=key_padding_mask)
-        return self.o_proj(att.transpose(1, 2).reshape(b, l, -1))
+    def forward(self, x, cos, sin, positions, key_padding_mask=None, rows=None):
+        return self.o_proj(project_and_attend(self, x, cos, sin, positions, key_padding_mask, rows))
 
 
 class DreamMLP(nn.Module):
@@ -60,8 +54,10 @@ class DreamDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = DreamMLP(config)
 
-    def forward(self, x, cos, sin, positions, key_padding_mask=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, positions, key_padding_mask)
+    def forward(self, x, cos, sin, positions, key_padding_mask=None, rows=None):
+        """``rows``: only those positions' outputs (see :func:`~diffaccel.dllm.model_base.run_blocks`)."""
+        att = self.self_attn(self.input_layernorm(x), cos, sin, positions, key_padding_mask, rows)
+        x = (x if rows is None else x[:, rows]) + att
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -73,7 +69,9 @@ class DreamBaseModel(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.config = config
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None, head=None):
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, decode_step=None, head=None, logits_range=None
+    ):
         """Tokens to logits through ``head`` (the outer model's ``lm_head``, passed in because the public
         checkpoint keeps it outside this module). Keeping the whole computation here lets hooks on this
         inner module (KV-cache subset forwards) sit inside the diffaccel engine's hook on the outer model."""
@@ -90,13 +88,15 @@ class DreamBaseModel(nn.Module):
         dtype = compute_dtype(self.embed_tokens.weight.dtype)
         cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
         x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin, position_ids, key_padding_mask)
-        return DiffusionLMOutput(logits=head(self.norm(x)))
+        x, keep = run_blocks(self.layers, x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
+        return DiffusionLMOutput(logits=head(self.norm(x))[:, keep])
 
 
 class DreamModel(DiffusionLM):
-    """``model(input_ids, attention_mask=None, position_ids=None).logits`` (unshifted, next-token)."""
+    """``model(input_ids, attention_mask=None, position_ids=None).logits`` (unshifted, next-token).
+
+    ``logits_range=(lo, hi)`` [ours]: raw logits of those positions only
+    (:func:`~diffaccel.dllm.model_base.logits_window`)."""
 
     def __init__(self, config: DreamConfig) -> None:
         super().__init__()
@@ -110,13 +110,5 @@ class DreamModel(DiffusionLM):
     def blocks(self) -> nn.ModuleList:
         return self.model.layers
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
-        # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
-        # it tells acceleration hooks where the sampler is (block, step, run).
-        return self.model(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            decode_step=decode_step,
-            head=self.lm_head,
-        )
+    def body_arguments(self) -> dict:
+        return {"head": self.lm_head}  # the public checkpoint keeps lm_head outside the body

@@ -170,7 +170,7 @@ class SubsetForwardHook(ModelHook):
         run_index = row_positions(plan.run)
         self.cache.plan, self.cache.run_index = plan, run_index
         try:
-            out = forward(input_ids.gather(1, run_index), position_ids=run_index, decode_step=decode_step, **extra)
+            out = run_subset(forward, input_ids, run_index, plan, decode_step, extra)
         except BaseException:
             self.cache.clear()
             raise
@@ -182,7 +182,7 @@ class SubsetForwardHook(ModelHook):
         else:
             self.cache.valid = self.cache.valid | plan.store
         self.planner.after_forward(input_ids, decode_step, plan)
-        return scatter_logits(out, input_ids, run_index, plan)
+        return out
 
     def verify(self, forward, input_ids, attention_mask, position_ids, step, extra):
         """A verification batch: each sequence continues row ``step.cache_rows[j]`` of the run and is
@@ -202,15 +202,43 @@ class SubsetForwardHook(ModelHook):
         run_index = row_positions(plan.run)
         self.cache.plan, self.cache.run_index, self.cache.rows = plan, run_index, rows
         try:
-            out = forward(input_ids.gather(1, run_index), position_ids=run_index, decode_step=step, **extra)
+            return run_subset(forward, input_ids, run_index, plan, step, extra)
         finally:
             self.cache.plan = self.cache.run_index = self.cache.rows = None
-        return scatter_logits(out, input_ids, run_index, plan)
 
     def reset_state(self, module: nn.Module) -> nn.Module:
         self.cache.clear()
         self.planner.reset()
         return module
+
+
+def run_subset(forward, input_ids, run_index: torch.Tensor, plan: SubsetPlan, step, extra: dict) -> DiffusionLMOutput:
+    """Run the planned tokens; logits at full length, or over the caller's ``logits_range`` (sequence
+    positions): the body is asked only for the run positions inside it (zeros where a position of the
+    range was not run, as at full length)."""
+    extra = dict(extra)
+    logits_range = extra.pop("logits_range", None)
+    tokens = input_ids.gather(1, run_index)
+    if logits_range is None:
+        out = forward(tokens, position_ids=run_index, decode_step=step, **extra)
+        return scatter_logits(out, input_ids, run_index, plan)
+    lo, hi = (int(v) for v in logits_range)
+    if not 0 <= lo < hi <= input_ids.shape[1]:
+        raise ValueError(f"logits_range must satisfy 0 <= lo < hi <= {input_ids.shape[1]}, got {logits_range}")
+    # run positions are sorted per row: the local slice covering [lo, hi) in every row
+    start = int((run_index < lo).sum(dim=1).min())
+    stop = max(int((run_index < hi).sum(dim=1).max()), start + 1)
+    start = min(start, run_index.shape[1] - 1)
+    stop = min(stop, run_index.shape[1])
+    out = forward(tokens, position_ids=run_index, decode_step=step, logits_range=(start, stop), **extra)
+    logits, ran = out.logits, run_index[:, start:stop]
+    if ran.shape[1] != hi - lo or not bool((ran == torch.arange(lo, hi, device=ran.device)).all()):
+        # not exactly the range in every row: place each run position's logits, drop those outside it
+        target = torch.where((ran >= lo) & (ran < hi), ran - lo, hi - lo)
+        placed = logits.new_zeros(logits.shape[0], hi - lo + 1, logits.shape[-1])
+        placed.scatter_(1, target[..., None].expand(-1, -1, logits.shape[-1]), logits)
+        logits = placed[:, : hi - lo]
+    return DiffusionLMOutput(logits=logits, computed_tokens=run_index.numel())
 
 
 def scatter_logits(out, input_ids: torch.Tensor, run_index: torch.Tensor, plan: SubsetPlan) -> DiffusionLMOutput:

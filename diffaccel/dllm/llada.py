@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import BidirectionalAttention, RMSNorm
+from .attention import BidirectionalAttention, RMSNorm, project_and_attend
 from .config import LLaDAConfig
-from .model_base import DiffusionLM
+from .model_base import DiffusionLM, logits_window, run_blocks
 from .outputs import DiffusionLMOutput
-from .rope import apply_rope, compute_dtype, rope_cos_sin
+from .rope import compute_dtype, rope_cos_sin
 
 
 class LLaDALlamaBlock(nn.Module):
@@ -40,15 +40,11 @@ class LLaDALlamaBlock(nn.Module):
         self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=False)
         self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=False)
 
-    def forward(self, x, cos, sin, positions, key_padding_mask=None):
-        b, l, _ = x.shape
+    def forward(self, x, cos, sin, positions, key_padding_mask=None, rows=None):
+        """``rows``: only those positions' outputs (see :func:`~diffaccel.dllm.model_base.run_blocks`)."""
         h = self.attn_norm(x)
-        q = self.q_proj(h).view(b, l, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(b, l, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        att = self.attention(q, k, v, positions=positions, key_padding_mask=key_padding_mask)
-        x = x + self.attn_out(att.transpose(1, 2).reshape(b, l, -1))
+        att = project_and_attend(self, h, cos, sin, positions, key_padding_mask, rows)
+        x = (x if rows is None else x[:, rows]) + self.attn_out(att)
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
@@ -66,7 +62,9 @@ class LLaDAModel(nn.Module):
             }
         )
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, decode_step=None, logits_range=None
+    ) -> DiffusionLMOutput:
         """The whole computation (embedding to logits). It lives in this inner module so that hooks on
         it (KV-cache subset forwards) sit inside the diffaccel engine's hook on the outer model."""
         t = self.transformer
@@ -81,9 +79,8 @@ class LLaDAModel(nn.Module):
         x = t["wte"](input_ids)
         if config.input_emb_norm:  # LLaDA's ``input_emb_norm``: embeddings scaled by sqrt(d_model)
             x = x * (config.d_model**0.5)
-        for block in t["blocks"]:
-            x = block(x, cos, sin, position_ids, key_padding_mask)
-        logits = t["ff_out"](t["ln_f"](x))
+        x, keep = run_blocks(t["blocks"], x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
+        logits = t["ff_out"](t["ln_f"](x))[:, keep]
         if config.scale_logits:  # LLaDA's ``scale_logits``: logits divided by sqrt(d_model)
             logits = logits * (1 / math.sqrt(config.d_model))
         return DiffusionLMOutput(logits=logits)
@@ -94,6 +91,8 @@ class LLaDAModelLM(DiffusionLM):
 
     ``position_ids`` default to ``0..L-1``; pass the true positions when running a subset of a
     sequence (caches). ``attention_mask`` ``[B, L]`` (1 = real token) masks padded keys.
+    ``logits_range=(lo, hi)`` [ours]: logits ``[B, hi - lo, V]`` of those positions only
+    (:func:`~diffaccel.dllm.model_base.logits_window`).
     """
 
     def __init__(self, config: LLaDAConfig) -> None:
@@ -104,8 +103,3 @@ class LLaDAModelLM(DiffusionLM):
     @property
     def blocks(self) -> nn.ModuleList:
         return self.model.transformer["blocks"]
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, decode_step=None) -> DiffusionLMOutput:
-        # ``decode_step`` (a :class:`diffaccel.dllm.sampler.DecodeStep`) is ignored by the model itself;
-        # it tells acceleration hooks where the sampler is (block, step, run).
-        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, decode_step=decode_step)

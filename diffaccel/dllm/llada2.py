@@ -18,7 +18,8 @@ The pipeline does not say where it is, so :class:`LLaDA2StepHook` infers the
 scheduler's transfer schedule, set in ``set_timesteps`` at every call), a new run starts whenever
 ``set_timesteps`` made a new schedule, a new block whenever the window grows. The scheduler reads
 the logits of the whole block (its editing rule may replace decoded tokens), so the step says
-``reads_block`` and the K/V caches compute every block position. The hook also counts the forwards
+``reads_block`` and the K/V caches compute every block position; the hook asks the model for that
+block's logits only (``logits_range``), which is all the pipeline reads. The hook also counts the forwards
 and the tokens the model actually computed, for ``diffaccel.summary``.
 Requirements: ``prompt_length + gen_length`` a multiple of ``block_length`` (no padded tail) and
 equal-length prompts.
@@ -92,6 +93,7 @@ class LLaDA2StepHook(ModelHook):
             mask_id=self.mask_id,
             reads_block=True,
         )
+        kwargs["logits_range"] = (window - block_length, window)  # the pipeline reads the last block only
         s.step_in_block += 1
         s.index += 1
         s.forwards += 1

@@ -251,11 +251,12 @@ class StepwiseDecoding:
             if order_scores is not None and not idle:
                 planned = top_confidence_positions(torch.where(candidates, order_scores, float("-inf")), counts[:, i])
             step = run.make_step(sampler, block, i, planned_commit=planned)
-            logits = sampler.forward_logits(run, run.x, step)
+            columns = sampler.window_for(run, block)
+            logits = sampler.forward_logits(run, run.x, step, columns=columns)
             if cfg.schedule == "dream_native" and cfg.alg == "origin":
                 transfer, x0 = sampler.origin_transfer(logits, masked, i, block.steps, timesteps, run)
             else:
-                x0, confidence = sampler.propose(logits, masked, run, order_scores)
+                x0, confidence = sampler.propose(logits, masked, run, order_scores, columns=columns)
                 if sampler.family == "llada":  # decoded positions propose themselves, as in the original
                     x0 = torch.where(masked, x0, run.x)
                 confidence = torch.where(candidates, confidence, float("-inf"))
@@ -299,39 +300,91 @@ class MaskedDiffusionSampler:
         self.eos_id = eos_id
         self.eot_id = eot_id
         self.last_record: DecodeRecord | None = None
+        #: [ours] ask the model for the logits of the current block's columns only where the proposal rule
+        #: is per position (:meth:`window_for`); off by default, as the official samplers compute every
+        #: position; the K/V caches and SSD turn it on
+        self.logits_window = False
 
     @property
     def shifted_logits(self) -> bool:
         return self.family == "dream"
 
     # -- pluggable pieces -------------------------------------------------------------------------
+    def window_for(self, run: DecodeRun, block: Block, to_end: bool = False) -> tuple[int, int] | None:
+        """[ours] The columns ``(lo, hi)`` whose logits a step of ``block`` reads, or ``None`` for all.
+
+        With :attr:`logits_window` on and a proposal that is computed position by position without random
+        draws (greedy LLaDA ``low_confidence``, greedy Dream with a confidence order), a step reads only
+        the still-masked columns before ``block.end``: ``[block.start, block.end)``, from further left when
+        an earlier block committed the mask token itself (a model may predict it; it stays masked); masked
+        columns only shrink, so the window of a block's first step serves all of them. ``to_end`` extends
+        the window to the end of the sequence (SSD carries a block's last logits into the next block). The
+        tokens are those of the full forward: the model computes the same per-position operations on
+        fewer rows."""
+        cfg = run.config
+        if not self.logits_window or cfg.temperature != 0:
+            return None
+        if (self.family == "llada" and cfg.remasking != "low_confidence") or (
+            self.family == "dream" and cfg.alg == "origin"
+        ):
+            return None
+        masked_columns = (run.x[:, : block.start] == self.mask_id).any(dim=0).nonzero()
+        lo = int(masked_columns[0]) if masked_columns.numel() else block.start
+        return lo, run.x.shape[1] if to_end else block.end
+
     def forward_logits(
-        self, run: DecodeRun, x: torch.Tensor, step: DecodeStep, attention_mask: torch.Tensor | None = None
+        self,
+        run: DecodeRun,
+        x: torch.Tensor,
+        step: DecodeStep,
+        attention_mask: torch.Tensor | None = None,
+        columns: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Aligned logits ``[B, L, V]`` for ``x`` (CFG combined, Dream shift applied); counts NFE."""
+        """Aligned logits ``[B, L, V]`` for ``x`` (CFG combined, Dream shift applied); counts NFE.
+
+        ``columns=(lo, hi)`` (from :meth:`window_for`): logits ``[B, hi - lo, V]`` of those columns only;
+        for Dream the model is asked for the outputs one to the left, which predict them."""
         attention_mask = run.attention_mask if attention_mask is None else attention_mask
+        window = {}
+        if columns is not None:
+            lo, hi = columns
+            window["logits_range"] = (lo - 1, hi - 1) if self.shifted_logits and lo > 0 else (lo, hi)
+            if self.shifted_logits and lo == 0:
+                window["logits_range"] = (0, max(hi - 1, 1))
         cfg_scale = run.config.cfg_scale
         if cfg_scale > 0:
             un_x = x.clone()
             un_x[:, run.prompt_positions] = self.mask_id
             both = torch.cat([x, un_x], dim=0)
             mask2 = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
-            out = self.model(both, attention_mask=mask2, decode_step=step)
+            out = self.model(both, attention_mask=mask2, decode_step=step, **window)
             cond, uncond = torch.chunk(out.logits, 2, dim=0)
             logits = uncond + (cfg_scale + 1) * (cond - uncond)
             rows = both.shape[0]
         else:
-            out = self.model(x, attention_mask=attention_mask, decode_step=step)
+            out = self.model(x, attention_mask=attention_mask, decode_step=step, **window)
             logits, rows = out.logits, x.shape[0]
         run.record.forward_calls += 1
         run.record.forward_rows += rows
         run.record.query_tokens += out.computed_tokens if out.computed_tokens is not None else rows * x.shape[1]
-        return shift_logits(logits) if self.shifted_logits else logits
+        if not self.shifted_logits:
+            return logits
+        if columns is None:
+            return shift_logits(logits)
+        return torch.cat([logits[:, :1], logits[:, : hi - 1]], dim=1) if lo == 0 else logits
 
     def propose(
-        self, logits: torch.Tensor, masked: torch.Tensor, run: DecodeRun, order_scores: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        masked: torch.Tensor,
+        run: DecodeRun,
+        order_scores: torch.Tensor | None = None,
+        columns: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate token and confidence per position (``[B, L]`` each).
+
+        ``columns=(lo, hi)``: ``logits`` cover those columns only (:meth:`window_for`); the other columns
+        get the mask id and ``-inf``, as decoded positions do.
 
         Every caller reads the proposal at masked positions only (a decoded position keeps its token and
         gets confidence ``-inf``). So where nothing is random (LLaDA, temperature 0, ``low_confidence``)
@@ -340,17 +393,16 @@ class MaskedDiffusionSampler:
         ``generate()``, which computes them over the whole sequence; the other columns get the mask id and
         ``-inf``. [ours: on a 515-token prompt with a 32-token answer this was a third of a cached step.]"""
         cfg = run.config
+        if columns is not None:
+            lo, hi = columns
+            x0_window, confidence_window = self.propose(logits, masked[:, lo:hi], run)
+            return self._embed(x0_window, confidence_window, masked.shape, lo, hi)
         if self.family == "llada" and cfg.temperature == 0 and cfg.remasking == "low_confidence":
             columns = masked.any(dim=0).nonzero()
             if columns.numel() and (columns[0] > 0 or columns[-1] < masked.shape[1] - 1):
                 lo, hi = int(columns[0]), int(columns[-1]) + 1
                 x0_window, confidence_window = self._llada_propose(logits[:, lo:hi], cfg, order_scores)
-                x0 = torch.full(masked.shape, self.mask_id, dtype=x0_window.dtype, device=masked.device)
-                confidence = torch.full(
-                    masked.shape, float("-inf"), dtype=confidence_window.dtype, device=masked.device
-                )
-                x0[:, lo:hi], confidence[:, lo:hi] = x0_window, confidence_window
-                return x0, confidence
+                return self._embed(x0_window, confidence_window, masked.shape, lo, hi)
         if self.family == "llada":
             return self._llada_propose(logits, cfg, order_scores, run.generator)
         return dream_propose(
@@ -364,6 +416,13 @@ class MaskedDiffusionSampler:
             generator=run.generator,
             numerics=cfg.numerics,
         )
+
+    def _embed(self, x0_window, confidence_window, shape, lo, hi):
+        """Full-width proposals from those of columns ``lo .. hi-1`` (mask id and ``-inf`` elsewhere)."""
+        x0 = torch.full(shape, self.mask_id, dtype=x0_window.dtype, device=x0_window.device)
+        confidence = torch.full(shape, float("-inf"), dtype=confidence_window.dtype, device=x0_window.device)
+        x0[:, lo:hi], confidence[:, lo:hi] = x0_window, confidence_window
+        return x0, confidence
 
     def _llada_propose(self, logits, cfg, order_scores, generator=None):
         return llada_propose(

@@ -140,3 +140,71 @@ def gathered_block_attention(
             attn_mask=bias.reshape(batch, count, 1, -1),
         ).view(batch, heads, last - first, block_size, dim)
     return out.view(batch, heads, nq * block_size, dim)[:, :, :lq]
+
+
+def kept_block_groups(pattern: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The kept key blocks of every (batch, head, query block), grouped by how many they keep.
+
+    One ``(query_rows [G], key_rows [G, count])`` per count: flat indices into the ``B*H*nq`` query blocks
+    and the ``B*H*nk`` key blocks (each query block's own batch and head). Built once per pattern."""
+    batch, heads, nq, nk = pattern.shape
+    flat = pattern.reshape(batch * heads * nq, nk)
+    counts = flat.sum(dim=1)
+    base = (torch.arange(batch * heads * nq, device=pattern.device) // nq) * nk
+    groups = []
+    for count in torch.unique(counts).tolist():
+        if count == 0:
+            continue
+        rows = (counts == count).nonzero()[:, 0]
+        keys = flat[rows].nonzero()[:, 1].view(-1, count) + base[rows, None]  # nonzero: row-major, sorted
+        groups.append((rows, keys))
+    return groups
+
+
+def tiled_block_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    groups: list[tuple[torch.Tensor, torch.Tensor]],
+    block_size: int,
+    query_blocks_per_call: int = 1,
+) -> torch.Tensor:
+    """[ours] Block-sparse attention for CPUs, one dense tile per query block and nothing padded.
+
+    Keys and values are viewed as a table of key blocks (one contiguous row of ``block_size * D`` numbers
+    each); a query block's kept blocks are copied out of it with one ``index_select`` (a contiguous row
+    copy, much cheaper than advanced indexing) and attended to with PyTorch's fused SDPA, exactly those
+    keys: no padding to the longest row and no mask (except the sequence's partial last key block). Query
+    blocks that keep the same number of blocks (``groups``, :func:`kept_block_groups`) may share a call
+    (``query_blocks_per_call``); on one CPU thread one per call was fastest (``eval/dllm_long_context.py``),
+    because a small tile stays in cache. Equal to dense attention under the pattern's mask up to rounding
+    (tests). ``q`` ``[B, H, L, D]``, ``k``/``v`` ``[B, H, Lk, D]`` expanded to the query heads."""
+    batch, heads, lq, dim = q.shape
+    lk = k.shape[2]
+    nq, nk = math.ceil(lq / block_size), math.ceil(lk / block_size)
+    pad = torch.nn.functional.pad
+    queries = pad(q, (0, 0, 0, nq * block_size - lq)).reshape(batch * heads * nq, block_size, dim)
+    keys = pad(k, (0, 0, 0, nk * block_size - lk)).reshape(batch * heads * nk, block_size * dim)
+    values = pad(v, (0, 0, 0, nk * block_size - lk)).reshape(batch * heads * nk, block_size * dim)
+    partial = lk % block_size  # real keys of the last block (0: it is full)
+    out = q.new_empty(batch * heads * nq, block_size, dim)
+    for rows, key_rows in groups:
+        width = key_rows.shape[1] * block_size
+        for first in range(0, rows.shape[0], query_blocks_per_call):
+            chunk, kept = rows[first : first + query_blocks_per_call], key_rows[first : first + query_blocks_per_call]
+            g = chunk.shape[0]
+            mask = None
+            if partial:
+                real = torch.ones(g, kept.shape[1], block_size, dtype=torch.bool, device=q.device)
+                real[..., partial:] = (kept % nk != nk - 1)[..., None]
+                if not bool(real.all()):
+                    mask = torch.zeros(real.shape, dtype=q.dtype, device=q.device).masked_fill_(~real, float("-inf"))
+                    mask = mask.view(1, g, 1, width)
+            flat = kept.reshape(-1)
+            out[chunk] = torch.nn.functional.scaled_dot_product_attention(
+                queries[chunk][None],
+                keys.index_select(0, flat).view(1, g, width, dim),
+                values.index_select(0, flat).view(1, g, width, dim),
+                attn_mask=mask,
+            )[0]
+    return out.view(batch, heads, nq * block_size, dim)[:, :, :lq]

@@ -11,8 +11,9 @@ for ``now > t*`` attention runs as PyTorch FlexAttention with that block mask (`
 first call at the new shape runs dense and builds the layer's pattern from its queries and keys, as
 at ``t*``; the official code has no growing windows.
 
-Where FlexAttention is unavailable (old torch, compile failure) a warning says so once and the
-layer falls back to dense attention, so outputs stay correct and only the speed-up is lost.
+Where FlexAttention is unavailable (old torch) a warning says so once and the layer falls back to dense
+attention, so outputs stay correct and only the speed-up is lost; ``compile=True`` on a CPU without a C++
+compiler (inductor's CPU backend needs one) raises an error naming ``compile=False`` and our kernels.
 Scores for the pattern use ``1/sqrt(n_heads)`` for LLaDA and ``1/sqrt(head_dim)`` for Dream, as the
 official code does (``score_scale="official"``); ``score_scale="head_dim"`` is ours for both.
 """
@@ -36,14 +37,21 @@ from .sparse_patterns import (
     build_sparse_pattern,
     dense_mask_from_pattern,
     gathered_block_attention,
+    kept_block_groups,
     kept_block_index,
+    tiled_block_attention,
 )
 
 logger = logging.getLogger(__name__)
 
 STEP_HOOK = "diffaccel.dllm.sparsed_step"
 ATTN_HOOK = "diffaccel.dllm.sparsed_attention"
-KERNELS = ("flex", "gather", "auto")
+KERNELS = ("flex", "gather", "tiles", "auto")
+#: our CPU kernels: (the kept blocks in the kernel's form, built once per pattern; the attention call)
+CPU_KERNELS = {
+    "gather": (kept_block_index, gathered_block_attention),
+    "tiles": (kept_block_groups, tiled_block_attention),
+}
 
 
 @dataclass
@@ -59,6 +67,8 @@ class SparseDConfig(StrategyConfig):
         kernel: ``"flex"`` (the official FlexAttention block mask) or ``"gather"`` [ours, for CPUs]: each
             query block's kept key blocks gathered into a dense tile for PyTorch's SDPA, work in
             proportion to the kept fraction, nothing compiled; the block indices are built once per pattern;
+            or ``"tiles"`` [ours]: one SDPA tile per query block holding exactly its kept key blocks, copied
+            as contiguous rows of a key-block table (no padding, no mask; :func:`tiled_block_attention`);
             or ``"auto"`` [ours]: ``gather`` for sequences shorter than ``auto_flex_from`` tokens, ``flex``
             from there on. Measured on a CPU, one thread (``eval/dllm_long_context.py``, process CPU time):
             gather 1.32x / 1.37x / 1.08x of dense per step at 8k / 12k / 16k tokens, FlexAttention 1.04x /
@@ -125,6 +135,21 @@ def flex_attention_fn(compiled: bool):
         fn = None
     _FLEX[compiled] = fn
     return fn
+
+
+def require_cpu_compiler() -> None:
+    """Raise a clear error when ``torch.compile`` cannot build FlexAttention for the CPU: inductor's CPU backend
+    compiles C++, and without a compiler the first sparse step would fail deep inside inductor."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as exc:
+        raise RuntimeError(
+            f"sparsed: compile=True needs a C++ compiler for torch.compile's CPU backend, none found ({exc}); "
+            "install one (gcc), or pass compile=False (eager FlexAttention, slow) or kernel='tiles' / 'gather' "
+            "(our CPU kernels, nothing compiled)"
+        ) from exc
 
 
 def make_block_mask(pattern: torch.Tensor, lq: int, lk: int, block_size: int):
@@ -274,15 +299,19 @@ class SparseDAttentionHook(ModelHook):
 
     def sparse(self, q, k, v):
         pattern = self.state.patterns[self.layer_index]
-        if self.config.kernel_for(k.shape[2]) == "gather":
-            kept = self.state.block_masks.get(self.layer_index)
-            if kept is None:
-                kept = self.state.block_masks[self.layer_index] = kept_block_index(pattern)
+        kernel = self.config.kernel_for(k.shape[2])
+        if kernel in CPU_KERNELS:
+            index_of, attend = CPU_KERNELS[kernel]
+            built = self.state.block_masks.get(self.layer_index)
+            if built is None:  # the kept blocks in the kernel's form, once per pattern
+                built = self.state.block_masks[self.layer_index] = index_of(pattern)
             self.state.sparse_calls += 1
             bs = self.config.block_size
             self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], bs), skipped=True)
             n_rep = q.shape[1] // k.shape[1]
-            return gathered_block_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), kept, bs)
+            return attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), built, bs)
+        if self.config.compile and q.device.type == "cpu":
+            require_cpu_compiler()
         flex = flex_attention_fn(self.config.compile)
         if flex is None:
             self.state.fallback_calls += 1
@@ -338,6 +367,7 @@ def attach_sparsed(model: nn.Module, config: SparseDConfig) -> SparseDState:
     scale = official_score_scale(model, config)
     for module in modules:
         register_kernel_hook(module, SparseDAttentionHook(config, state, module.layer_index, scale), ATTN_HOOK)
+        module.needs_every_query = True  # patterns are built from every query row of a forward
     registry.register_hook(SparseDStepHook(state), STEP_HOOK)
     return state
 
@@ -346,6 +376,7 @@ def detach_sparsed(model: nn.Module) -> None:
     HookRegistry.check_if_exists_or_initialize(model).remove_hook(STEP_HOOK, recurse=False)
     for module in attention_modules(model):
         HookRegistry.check_if_exists_or_initialize(module).remove_hook(ATTN_HOOK, recurse=False)
+        module.needs_every_query = False
 
 
 __all__ = ["SparseDConfig", "SparseDState", "attach_sparsed", "detach_sparsed", "dense_mask_from_pattern"]

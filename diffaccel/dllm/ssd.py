@@ -18,7 +18,11 @@ equality is by construction, and tests check it token for token.
 
 The official code is not public; this is OUR provably lossless reconstruction of the paper's method
 with the plain forward as ``F``. ``adaptive=True`` is ours: after a round that accepted every draft
-the chain doubles (up to ``max_draft_length``), otherwise it shrinks to ``accepted + 1``.
+the chain doubles (up to ``max_draft_length``), otherwise it shrinks to ``accepted + 1``. Also ours: when
+the sampler asks for windows (``sampler.logits_window``, on when wrapped), every forward of a block returns
+the logits of the columns from the block start on only (:meth:`MaskedDiffusionSampler.window_for`): the
+drafts and the reference choices read nothing else, and a verified sequence costs about half a full forward
+on a 2-layer model.
 """
 
 from __future__ import annotations
@@ -132,10 +136,14 @@ class SelfSpeculativeDecoding:
             return
         in_block = torch.arange(length, device=run.x.device) < block.end
         states = run.x.clone()
+        # the logits of the block's columns (to the end of the sequence without a cache: a block-completing
+        # verification carries them into the next block) when the sampler asks for a window
+        columns = sampler.window_for(run, block, to_end=not self.block_cache)
         logits: list[torch.Tensor | None] = []
         for r in range(batch):
             carried = self._carry.pop((block.index, r), None)
-            logits.append(carried[1] if carried is not None and torch.equal(carried[0], states[r : r + 1]) else None)
+            same = carried is not None and torch.equal(carried[0], states[r : r + 1])
+            logits.append(self.rewindow(carried[1], carried[2], columns) if same else None)
         steps_left = [block.steps] * batch  # the reference commits exactly one token per step
         draft_length = [self.config.draft_length] * batch
         # (x0, masked confidence, reference choice) at each row's current logits, when a verification
@@ -151,11 +159,11 @@ class SelfSpeculativeDecoding:
             if self.block_cache and need and need != list(range(batch)):
                 raise RuntimeError("ssd: with a block cache every row starts the block together")
             if need:  # block start (or after a block-completing commit): the reference's own forward
-                fresh = self._forward(sampler, run, block, states[need], self._masks(run, need))
+                fresh = self._forward(sampler, run, block, states[need], self._masks(run, need), columns=columns)
                 for j, r in enumerate(need):
                     logits[r], proposals[r] = fresh[j : j + 1], None
             chosen, x0, nodes, lengths = self.draft(
-                sampler, run, block, states[active], active, logits, proposals, steps_left, draft_length
+                sampler, run, block, states[active], active, logits, proposals, steps_left, draft_length, columns
             )
             verify = [j for j, r in enumerate(active) if steps_left[r] > 1]
             accepted = [0] * len(active)
@@ -171,10 +179,11 @@ class SelfSpeculativeDecoding:
                     self._masks(run, row_of),
                     rows=tuple(row_of) if self.block_cache else None,
                     verify=True,
+                    columns=columns,
                 )
                 self.verification_rows += flat.shape[0]
                 choice_pos, choice_tok, node_x0, node_confidence = self.reference_choices(
-                    sampler, run, block, out, flat
+                    sampler, run, block, out, flat, columns
                 )
                 accepted = self.accept(chosen, x0, lengths, verify, choice_pos, choice_tok, len(active))
                 first, positions = 0, choice_pos.tolist()  # flat index of the row's first node
@@ -202,7 +211,16 @@ class SelfSpeculativeDecoding:
         run.x = states
         for r in range(batch):
             if logits[r] is not None:
-                self._carry[(block.index + 1, r)] = (states[r : r + 1].clone(), logits[r])
+                self._carry[(block.index + 1, r)] = (states[r : r + 1].clone(), logits[r], columns)
+
+    @staticmethod
+    def rewindow(logits, columns, new_columns):
+        """Carried logits (over ``columns``) cut to the next block's window (``None``: every column)."""
+        if columns is None or new_columns is None:
+            if columns != new_columns:
+                raise RuntimeError("ssd: the sampler's logits window changed within a run")
+            return logits
+        return logits[:, new_columns[0] - columns[0] : new_columns[1] - columns[0]]
 
     @staticmethod
     def accept(chosen, x0, lengths, verify, choice_pos, choice_tok, n_active) -> list[int]:
@@ -227,7 +245,7 @@ class SelfSpeculativeDecoding:
     def _masks(run, rows):
         return None if run.attention_mask is None else run.attention_mask[rows]
 
-    def draft(self, sampler, run, block, states, active, logits, proposals, steps_left, draft_length):
+    def draft(self, sampler, run, block, states, active, logits, proposals, steps_left, draft_length, columns=None):
         """For every active row at once: the reference's choice ``(p*, v*)`` and the drafted chain.
 
         Returns ``chosen`` ``[A, C]`` positions (first the reference's choice, then the drafts by
@@ -241,7 +259,9 @@ class SelfSpeculativeDecoding:
             confidence = torch.stack([proposals[r][1] for r in active])
             first = torch.tensor([proposals[r][2] for r in active], device=states.device)
         elif len(fresh) == len(active):
-            x0, confidence = sampler.propose(torch.cat([logits[r] for r in active], dim=0), masked, run)
+            x0, confidence = sampler.propose(
+                torch.cat([logits[r] for r in active], dim=0), masked, run, columns=columns
+            )
             confidence = torch.where(candidates, confidence, float("-inf"))
         else:
             known = next(proposals[r][1] for r in active if proposals[r] is not None)
@@ -251,7 +271,7 @@ class SelfSpeculativeDecoding:
             )
             if fresh:
                 new_x0, new_confidence = sampler.propose(
-                    torch.cat([logits[active[j]] for j in fresh], dim=0), masked[fresh], run
+                    torch.cat([logits[active[j]] for j in fresh], dim=0), masked[fresh], run, columns=columns
                 )
                 x0[fresh] = new_x0
                 confidence[fresh] = torch.where(candidates[fresh], new_confidence.to(confidence.dtype), float("-inf"))
@@ -292,13 +312,13 @@ class SelfSpeculativeDecoding:
                 first[group] = sampler.select(confidence[group], one, run, bounds).long().argmax(dim=1)
         return first
 
-    def reference_choices(self, sampler, run, block, node_logits, nodes):
+    def reference_choices(self, sampler, run, block, node_logits, nodes, columns=None):
         """The stepwise reference's next (position, token) at every verified node (never a block start),
         in one batched ``propose`` / ``select``. Nodes without a candidate (a chain's last node may
         complete the block) get an arbitrary choice that is never compared."""
         masked = nodes == sampler.mask_id
         candidates = masked & (torch.arange(nodes.shape[1], device=nodes.device) < block.end)
-        x0, confidence = sampler.propose(node_logits, masked, run)
+        x0, confidence = sampler.propose(node_logits, masked, run, columns=columns)
         confidence = torch.where(candidates, confidence, float("-inf"))
         live = candidates.any(dim=1)
         positions = torch.zeros(nodes.shape[0], dtype=torch.long, device=nodes.device)
@@ -308,7 +328,7 @@ class SelfSpeculativeDecoding:
             positions[live] = picked.long().argmax(dim=1)
         return positions, x0.gather(1, positions[:, None])[:, 0], x0, confidence
 
-    def _forward(self, sampler, run, block, batch, mask, *, rows=None, verify=False):
+    def _forward(self, sampler, run, block, batch, mask, *, rows=None, verify=False, columns=None):
         """One batched forward over exactly the sequences ``batch`` (counted as one NFE). Its batch size
         changes from round to round (rows finish, chains shorten), which is why the engine strategy declares
         ``variable_input_shapes``. A verification forward is a later step of the block (``step_in_block``
@@ -317,4 +337,4 @@ class SelfSpeculativeDecoding:
             step = run.make_step(sampler, block, 1, purpose="verify", cache_rows=rows)
         else:
             step = run.make_step(sampler, block, 0, purpose="step")
-        return sampler.forward_logits(run, batch, step, mask)
+        return sampler.forward_logits(run, batch, step, mask, columns=columns)

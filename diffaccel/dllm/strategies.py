@@ -36,6 +36,15 @@ def _is_dllm_pipeline(owner) -> bool:
     return hasattr(owner, "block_policy") and hasattr(owner, "sampler")
 
 
+def set_logits_window(pipeline, on: bool) -> None:
+    """Turn the sampler's block-column logits on or off (:meth:`MaskedDiffusionSampler.window_for`): a
+    cached step and SSD's forwards read only the current block's masked columns, the official full-cost
+    loop every column. Nothing to do on ``LLaDA2Pipeline`` (its step hook asks for the last block) or a
+    bare model (the caller passes ``logits_range``)."""
+    if pipeline is not None:
+        pipeline.sampler.logits_window = on
+
+
 class DLLMStrategy(Strategy):
     """Shared plumbing: no cache units; the owner decides where the figures come from.
 
@@ -169,10 +178,12 @@ class KVCacheStrategy(DLLMStrategy):
         self.planner = self.make_planner()
         if self.planner is not None:
             self.cache = attach_planner(model, self.planner)
+            set_logits_window(self.pipeline, True)
 
     def uninstall(self, model) -> None:
         if self.planner is not None:
             detach_planner(model)
+            set_logits_window(self.pipeline, False)
 
     def savings(self) -> dict[str, Any]:
         record = getattr(self.pipeline, "last_record", None)
@@ -289,10 +300,12 @@ class SelfSpeculative(DLLMStrategy):
             raise ValueError("the pipeline already has a custom block policy")
         self.policy = SelfSpeculativeDecoding(self.config, block_cache=self.block_cache)
         self.pipeline.block_policy = self.policy
+        set_logits_window(self.pipeline, True)
 
     def uninstall(self, model) -> None:
         if self.pipeline is not None:
             self.pipeline.block_policy = None
+            set_logits_window(self.pipeline, False)
 
     def savings(self) -> dict[str, Any]:
         record = getattr(self.pipeline, "last_record", None)

@@ -131,24 +131,49 @@ def test_config_validation():
 
 
 @pytest.mark.parametrize("length, bs", [(37, 8), (64, 16), (20, 32)])
-def test_gather_kernel_equals_dense_attention_under_the_pattern_mask(length, bs):
-    from diffaccel.dllm.sparse_patterns import gathered_block_attention, kept_block_index
+@pytest.mark.parametrize("kernel", ["gather", "tiles", "tiles-3"])
+def test_cpu_kernels_equal_dense_attention_under_the_pattern_mask(length, bs, kernel):
+    """Our CPU kernels against PyTorch's SDPA with the pattern as a boolean mask (float64): rows keeping
+    different numbers of blocks, a row keeping only the partial last block; ``tiles-3``: three query blocks
+    of one count per call."""
+    from diffaccel.dllm.sparse_patterns import (
+        gathered_block_attention,
+        kept_block_groups,
+        kept_block_index,
+        tiled_block_attention,
+    )
 
     torch.manual_seed(length)
     q, k, v = (torch.randn(2, 3, length, 8, dtype=torch.float64) for _ in range(3))
     nb = math.ceil(length / bs)
     pattern = torch.rand(2, 3, nb, nb) < 0.4
     pattern[..., -1] = True  # every query block keeps at least one key block, as SparseD's pass 2 ensures
+    pattern[1, 2, 0] = False
+    pattern[1, 2, 0, -1] = True
     mask = dense_mask_from_pattern(pattern, length, length, bs)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    got = gathered_block_attention(q, k, v, kept_block_index(pattern), bs, query_blocks_per_chunk=2)
+    if kernel == "gather":
+        got = gathered_block_attention(q, k, v, kept_block_index(pattern), bs, query_blocks_per_chunk=2)
+    else:
+        per_call = 3 if kernel == "tiles-3" else 1
+        got = tiled_block_attention(q, k, v, kept_block_groups(pattern), bs, query_blocks_per_call=per_call)
     assert torch.allclose(got, expected, rtol=0, atol=1e-12)
 
 
-def test_gather_kernel_gives_the_flex_kernels_logits():
+def test_kept_block_groups_list_each_query_blocks_own_kept_blocks():
+    from diffaccel.dllm.sparse_patterns import kept_block_groups
+
+    pattern = torch.tensor([[[[1, 0, 1], [0, 1, 0]], [[1, 1, 0], [0, 0, 1]]]], dtype=torch.bool)  # [1, 2, 2, 3]
+    groups = [(rows.tolist(), keys.tolist()) for rows, keys in kept_block_groups(pattern)]
+    # query blocks (flat b, h, qb): 0 keeps key blocks 0, 2; 1 keeps 1; 2 (head 1) keeps 0, 1; 3 keeps 2;
+    # key rows are flat (b, h, kb): head 1's blocks start at 3
+    assert sorted(groups) == [([0, 2], [[0, 2], [3, 4]]), ([1, 3], [[1], [5]])]
+
+
+def test_cpu_kernels_give_the_flex_kernels_logits():
     model, prompts = tiny_llada(2), random_prompts(2, 24, 12)
-    logits = {"flex": [], "gather": []}
-    for kernel in ("flex", "gather"):
+    logits = {"flex": [], "gather": [], "tiles": []}
+    for kernel in logits:
         seen = logits[kernel]
         handle = model.register_forward_hook(lambda module, args, out, seen=seen: seen.append(out.logits))
         try:
@@ -161,16 +186,23 @@ def test_gather_kernel_gives_the_flex_kernels_logits():
         finally:
             handle.remove()
         assert state.sparse_calls > 0
-    assert len(logits["flex"]) == len(logits["gather"]) == 8
-    assert all(torch.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(logits["flex"], logits["gather"]))
-    with pytest.raises(ValueError, match="kernel must be one of 'flex', 'gather', 'auto'"):
+    for kernel in ("gather", "tiles"):
+        assert len(logits["flex"]) == len(logits[kernel]) == 8
+        assert all(torch.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(logits["flex"], logits[kernel]))
+    with pytest.raises(ValueError, match="kernel must be one of 'flex', 'gather', 'tiles', 'auto'"):
         SparseDConfig(kernel="triton")
     with pytest.raises(ValueError, match="auto_flex_from"):
         SparseDConfig(kernel="auto", auto_flex_from=0)
 
 
 # kernel, auto_flex_from, the kernel that must run on 45 keys
-KERNEL_CASES = [("flex", 16384, "flex"), ("gather", 16384, "gather"), ("auto", 46, "gather"), ("auto", 45, "flex")]
+KERNEL_CASES = [
+    ("flex", 16384, "flex"),
+    ("gather", 16384, "gather"),
+    ("tiles", 16384, "tiles"),
+    ("auto", 46, "gather"),
+    ("auto", 45, "flex"),
+]
 
 
 @pytest.mark.parametrize("kernel, flex_from, runs", KERNEL_CASES)
@@ -191,5 +223,23 @@ def test_every_kernel_equals_dense_attention_under_the_pattern_mask(kernel, flex
         q, k, v, attn_mask=dense_mask_from_pattern(pattern, 45, 45, 8)
     )
     assert torch.allclose(got, expected, rtol=0, atol=1e-12)
-    ran_gather = isinstance(state.block_masks[0], tuple)  # the gather kernel's block index; flex: a BlockMask
-    assert ran_gather == (runs == "gather") and state.sparse_calls == 1
+    built = state.block_masks[0]  # gather: its block index; tiles: the groups; flex: a BlockMask
+    ran = "gather" if isinstance(built, tuple) else "tiles" if isinstance(built, list) else "flex"
+    assert ran == runs and state.sparse_calls == 1
+
+
+def test_compiled_flex_attention_without_a_cpu_compiler_raises_naming_the_options(monkeypatch):
+    """No silent fallback: torch.compile's CPU backend needs a C++ compiler; without one the sparse step says so."""
+    import torch._inductor.cpp_builder as cpp_builder
+
+    from diffaccel.dllm.sparsed import SparseDAttentionHook, SparseDState
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler on PATH")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    q = k = v = torch.randn(1, 2, 16, 8)
+    pattern = torch.ones(1, 2, 2, 2, dtype=torch.bool)
+    hook = SparseDAttentionHook(SparseDConfig(block_size=8, compile=True), SparseDState(patterns={0: pattern}), 0, 0.5)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*compile=False.*kernel='tiles'"):
+        hook.sparse(q, k, v)
