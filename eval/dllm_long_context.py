@@ -14,7 +14,7 @@ script is run again, so a long sweep can resume after an interruption.
 
 ``--kernel flex gather auto`` measures each kernel (one row each, dense measured once per length):
 FlexAttention (official), our CPU kernel ``gather`` (kept key blocks gathered into dense tiles for SDPA,
-nothing compiled), and our ``auto`` (gather below ``--auto-flex-from`` tokens, FlexAttention from there).
+nothing compiled), and our ``auto`` (gather below ``--auto-tiles-from`` keys, tiles from there).
 Times are medians of ``--repeats`` calls, wall and process CPU time (one torch thread by default).
 """
 
@@ -113,7 +113,7 @@ def measure(model, length: int, kernels: list[str], args) -> list[dict]:
                 block_size=args.block_size,
                 compile=True,
                 kernel=kernel,
-                auto_flex_from=args.auto_flex_from,
+                auto_tiles_from=args.auto_tiles_from,
             )
             t_star = config.pattern_step(total)
             state = attach_sparsed(model, config)
@@ -145,7 +145,7 @@ def measure(model, length: int, kernels: list[str], args) -> list[dict]:
                     "block_size": args.block_size,
                     "kernel": kernel,
                     "kernel_run": config.kernel_for(length),
-                    "auto_flex_from": args.auto_flex_from if kernel == "auto" else None,
+                    "auto_tiles_from": args.auto_tiles_from if kernel == "auto" else None,
                     "threads": args.threads,
                     "repeats": args.repeats,
                     "load_average": os.getloadavg()[0],
@@ -227,7 +227,7 @@ def main(argv=None) -> None:
     parser.add_argument("--select", type=float, default=0.3)
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--kernel", choices=KERNELS, nargs="+", default=["flex"], help="one row per kernel")
-    parser.add_argument("--auto-flex-from", type=int, default=SparseDConfig.auto_flex_from)
+    parser.add_argument("--auto-tiles-from", type=int, default=SparseDConfig.auto_tiles_from)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("eval/results/dllm_long_context.jsonl"))

@@ -69,11 +69,12 @@ class SparseDConfig(StrategyConfig):
             proportion to the kept fraction, nothing compiled; the block indices are built once per pattern;
             or ``"tiles"`` [ours]: one SDPA tile per query block holding exactly its kept key blocks, copied
             as contiguous rows of a key-block table (no padding, no mask; :func:`tiled_block_attention`);
-            or ``"auto"`` [ours]: ``gather`` for sequences shorter than ``auto_flex_from`` tokens, ``flex``
-            from there on. Measured on a CPU, one thread (``eval/dllm_long_context.py``, process CPU time):
-            gather 1.32x / 1.37x / 1.08x of dense per step at 8k / 12k / 16k tokens, FlexAttention 1.04x /
-            1.01x / 1.05x (it won on wall-clock at 16k in both runs, where the two tie in CPU time).
-        auto_flex_from: with ``kernel="auto"``: the sequence length (keys) from which FlexAttention is used.
+            or ``"auto"`` [ours]: ``gather`` for sequences shorter than ``auto_tiles_from`` keys, ``tiles``
+            from there on (FlexAttention is never picked: compiled, it skips no work on a CPU). Measured on a
+            CPU, one thread, random-weight model (``eval/dllm_long_context.py``, process CPU time per step):
+            tiles 1.10x / 1.25x / 1.50x / 1.74x / 1.84x of dense at 1k / 2k / 4k / 8k / 16k keys, gather
+            1.00x / 1.10x / 1.23x / 1.23x / 1.25x, FlexAttention about 1.0x; at 547 keys tiles is 0.68x.
+        auto_tiles_from: with ``kernel="auto"``: the sequence length (keys) from which the tiles kernel is used.
     """
 
     strategy_name: ClassVar[str] = "sparsed"
@@ -85,7 +86,7 @@ class SparseDConfig(StrategyConfig):
     score_scale: str = "official"
     compile: bool = True
     kernel: str = "flex"
-    auto_flex_from: int = 16384
+    auto_tiles_from: int = 1024
 
     def __post_init__(self) -> None:
         self.validate()
@@ -99,8 +100,8 @@ class SparseDConfig(StrategyConfig):
             raise ValueError(f"block_size must be a positive integer, got {self.block_size!r}")
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {self.kernel!r}")
-        if not isinstance(self.auto_flex_from, int) or self.auto_flex_from < 1:
-            raise ValueError(f"auto_flex_from must be a positive number of tokens, got {self.auto_flex_from!r}")
+        if not isinstance(self.auto_tiles_from, int) or self.auto_tiles_from < 1:
+            raise ValueError(f"auto_tiles_from must be a positive number of tokens, got {self.auto_tiles_from!r}")
         if self.score_scale not in ("official", "head_dim"):
             raise ValueError(f"score_scale must be 'official' or 'head_dim', got {self.score_scale!r}")
 
@@ -108,7 +109,7 @@ class SparseDConfig(StrategyConfig):
         """The kernel that runs a sparse step over ``length`` keys: ``kernel``, or the choice of ``"auto"``."""
         if self.kernel != "auto":
             return self.kernel
-        return "flex" if length >= self.auto_flex_from else "gather"
+        return "tiles" if length >= self.auto_tiles_from else "gather"
 
     def pattern_step(self, total_steps: int) -> int:
         """``t*``: the step whose queries/keys define the pattern; sparse attention after it."""

@@ -191,22 +191,22 @@ def test_cpu_kernels_give_the_flex_kernels_logits():
         assert all(torch.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(logits["flex"], logits[kernel]))
     with pytest.raises(ValueError, match="kernel must be one of 'flex', 'gather', 'tiles', 'auto'"):
         SparseDConfig(kernel="triton")
-    with pytest.raises(ValueError, match="auto_flex_from"):
-        SparseDConfig(kernel="auto", auto_flex_from=0)
+    with pytest.raises(ValueError, match="auto_tiles_from"):
+        SparseDConfig(kernel="auto", auto_tiles_from=0)
 
 
-# kernel, auto_flex_from, the kernel that must run on 45 keys
+# kernel, auto_tiles_from, the kernel that must run on 45 keys
 KERNEL_CASES = [
     ("flex", 16384, "flex"),
     ("gather", 16384, "gather"),
     ("tiles", 16384, "tiles"),
     ("auto", 46, "gather"),
-    ("auto", 45, "flex"),
+    ("auto", 45, "tiles"),
 ]
 
 
-@pytest.mark.parametrize("kernel, flex_from, runs", KERNEL_CASES)
-def test_every_kernel_equals_dense_attention_under_the_pattern_mask(kernel, flex_from, runs):
+@pytest.mark.parametrize("kernel, tiles_from, runs", KERNEL_CASES)
+def test_every_kernel_equals_dense_attention_under_the_pattern_mask(kernel, tiles_from, runs):
     """Each kernel (and `auto` on either side of its length threshold) against PyTorch's SDPA with the
     pattern expanded to a boolean mask, in float64, partial last block (45 = 5 * 8 + 5): equal to 1e-12."""
     from diffaccel.dllm.sparsed import SparseDAttentionHook, SparseDState
@@ -215,7 +215,7 @@ def test_every_kernel_equals_dense_attention_under_the_pattern_mask(kernel, flex
     q, k, v = (torch.randn(2, 3, 45, 8, dtype=torch.float64) for _ in range(3))
     pattern = build_sparse_pattern(q, k, gen_length=13, block_size=8, select=0.4, scale=0.5)
     assert 0 < pattern.float().mean() < 1
-    config = SparseDConfig(block_size=8, compile=False, kernel=kernel, auto_flex_from=flex_from)
+    config = SparseDConfig(block_size=8, compile=False, kernel=kernel, auto_tiles_from=tiles_from)
     assert config.kernel_for(45) == runs
     state = SparseDState(patterns={0: pattern})
     got = SparseDAttentionHook(config, state, 0, 0.5).sparse(q, k, v)
