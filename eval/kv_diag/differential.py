@@ -39,20 +39,36 @@ class PlainEncoder(nn.Module):
         return DiffusionLMOutput(logits=self.head(self.norm(self.encoder(x))))
 
 
-def with_distractor(prompts: torch.Tensor, task: KeyValueTask) -> torch.Tensor:
-    """``<s> k1 v1 k2 v2 ? q`` -> ``<s> k1 v1 k2 v2 ? o q`` (``o`` the key not queried): every key then occurs
-    twice, so 'the value whose key is repeated' no longer names the answer; only matching ``q`` does."""
-    if task.n_records != 2 or task.gen_length != 1:
-        raise ValueError("--distractor is for 2 records and 1 query")
-    other = prompts[:, 1] + prompts[:, 3] - prompts[:, -1]
-    return torch.cat([prompts[:, :-1], other[:, None], prompts[:, -1:]], dim=1)
+def with_distractor(
+    prompts: torch.Tensor, task: KeyValueTask, records: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``<s> k1 v1 ... kn vn ? q`` -> ``<s> k1 v1 ... kn vn ? o_1 ... o_{n-1} q`` (the keys not queried, in random
+    order): every key then occurs twice, so 'the value whose key is repeated' no longer names the answer; only
+    matching ``q`` to its record does."""
+    if task.gen_length != 1 or task.echo:
+        raise ValueError("--distractor is for 1 query (gen_length 1, no echo)")
+    keys = prompts[:, 1 : 1 + 2 * records : 2]
+    query = prompts[:, -1:]
+    order = torch.rand(keys.shape, generator=generator).argsort(dim=1)
+    others = keys.gather(1, order)
+    others = others[others != query.expand_as(others)].view(len(prompts), records - 1)
+    return torch.cat([prompts[:, :-1], others, query], dim=1)
+
+
+def add_learned_positions(model: nn.Module, d: int, max_len: int = 64) -> None:
+    """Add a learned absolute position embedding to the token embedding of a ``tiny_llada`` (RoPE stays)."""
+    model.pos = nn.Embedding(max_len, d)
+    wte = model.model.transformer["wte"]
+    wte.register_forward_hook(lambda _m, _i, out: out + model.pos(torch.arange(out.shape[1]))[None])
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=("plain", "llada"), default="plain")
     p.add_argument("--gen-length", type=int, default=2)
-    p.add_argument("--records", type=int, default=2)
+    p.add_argument("--records", type=int, default=2, help="records per prompt (the most, with --min-records)")
+    p.add_argument("--min-records", type=int, default=None, help="draw each batch's records from [min, records]")
+    p.add_argument("--abs-pos", action="store_true", help="llada: add learned absolute position embeddings")
     p.add_argument("--keys", type=int, default=8)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -64,6 +80,12 @@ def main() -> None:
         action="store_true",
         help="2 records, 1 query: write the other record's key before the query (`? o q`), so both keys occur twice",
     )
+    p.add_argument(
+        "--gap",
+        type=int,
+        default=0,
+        help="MASK tokens between the prompt and the answer (in the prompt: never in the loss, never revealed)",
+    )
     a = p.parse_args()
     torch.manual_seed(a.seed)
     g = torch.Generator().manual_seed(a.seed)
@@ -74,13 +96,20 @@ def main() -> None:
         model = tiny_llada(
             SimpleNamespace(d_model=128, n_heads=4, n_layers=2, ff=256), task.vocab_size, task.mask, task.eos, task.bos
         )
+        if a.abs_pos:
+            add_learned_positions(model, 128)
     opt = adamw(model, a.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 50, a.steps))
     accs, t0 = [], time.time()
     for step in range(a.steps):
-        prompts, answers = task.batch(a.batch, g)
+        records = (
+            a.records if a.min_records is None else int(torch.randint(a.min_records, a.records + 1, (1,), generator=g))
+        )
+        prompts, answers = task.batch(a.batch, g, records=records)
         if a.distractor:
-            prompts = with_distractor(prompts, task)
+            prompts = with_distractor(prompts, task, records, g)
+        if a.gap:
+            prompts = torch.cat([prompts, torch.full((len(prompts), a.gap), task.mask)], dim=1)
         loss, pred, masked = sft_loss(
             model, prompts, answers, g, task.mask, return_predictions=True, full_mask_rows=1.0
         )
