@@ -86,6 +86,12 @@ def main() -> None:
         default=0,
         help="MASK tokens between the prompt and the answer (in the prompt: never in the loss, never revealed)",
     )
+    p.add_argument(
+        "--slot",
+        type=int,
+        default=None,
+        help="train on this answer slot only (all slots masked; equals sft_loss restricted to it: its mean CE)",
+    )
     a = p.parse_args()
     torch.manual_seed(a.seed)
     g = torch.Generator().manual_seed(a.seed)
@@ -110,9 +116,15 @@ def main() -> None:
             prompts = with_distractor(prompts, task, records, g)
         if a.gap:
             prompts = torch.cat([prompts, torch.full((len(prompts), a.gap), task.mask)], dim=1)
-        loss, pred, masked = sft_loss(
-            model, prompts, answers, g, task.mask, return_predictions=True, full_mask_rows=1.0
-        )
+        if a.slot is None:
+            loss, pred, masked = sft_loss(
+                model, prompts, answers, g, task.mask, return_predictions=True, full_mask_rows=1.0
+            )
+        else:  # every slot masked, as sft_loss's full-mask rows; the cross-entropy of one slot only
+            logits = model(torch.cat([prompts, torch.full_like(answers, task.mask)], 1)).logits[:, prompts.shape[1] :]
+            loss = torch.nn.functional.cross_entropy(logits[:, a.slot], answers[:, a.slot])
+            pred, masked = logits.detach().argmax(-1), torch.zeros_like(answers, dtype=torch.bool)
+            masked[:, a.slot] = True
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
