@@ -90,8 +90,9 @@ def main() -> None:
         "--slot",
         type=int,
         default=None,
-        help="train on this answer slot only (all slots masked; equals sft_loss restricted to it: its mean CE)",
+        help="train on this answer slot only (-1: one random slot per row) (all slots masked; equals sft_loss restricted to it: its mean CE)",
     )
+    p.add_argument("--slot-steps", type=int, default=10**9, help="--slot for this many steps, then every slot")
     a = p.parse_args()
     torch.manual_seed(a.seed)
     g = torch.Generator().manual_seed(a.seed)
@@ -106,7 +107,7 @@ def main() -> None:
             add_learned_positions(model, 128)
     opt = adamw(model, a.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 50, a.steps))
-    accs, t0 = [], time.time()
+    accs, slot_accs, t0 = [], [], time.time()
     for step in range(a.steps):
         records = (
             a.records if a.min_records is None else int(torch.randint(a.min_records, a.records + 1, (1,), generator=g))
@@ -116,24 +117,30 @@ def main() -> None:
             prompts = with_distractor(prompts, task, records, g)
         if a.gap:
             prompts = torch.cat([prompts, torch.full((len(prompts), a.gap), task.mask)], dim=1)
-        if a.slot is None:
+        if a.slot is None or step >= a.slot_steps:
             loss, pred, masked = sft_loss(
                 model, prompts, answers, g, task.mask, return_predictions=True, full_mask_rows=1.0
             )
         else:  # every slot masked, as sft_loss's full-mask rows; the cross-entropy of one slot only
             logits = model(torch.cat([prompts, torch.full_like(answers, task.mask)], 1)).logits[:, prompts.shape[1] :]
-            loss = torch.nn.functional.cross_entropy(logits[:, a.slot], answers[:, a.slot])
+            slot = torch.full((len(answers),), a.slot)
+            if a.slot < 0:  # one random slot per row
+                slot = torch.randint(0, task.gen_length, (len(answers),), generator=g)
+            rows = torch.arange(len(answers))
+            loss = torch.nn.functional.cross_entropy(logits[rows, slot], answers[rows, slot])
             pred, masked = logits.detach().argmax(-1), torch.zeros_like(answers, dtype=torch.bool)
-            masked[:, a.slot] = True
+            masked[:, :] = True  # measured on every slot
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         accs.append(((pred == answers) & masked).sum().item() / masked.sum().item())
+        slot_accs.append((pred == answers).float().mean(0))
         if (step + 1) % a.window == 0:
             print(
                 f"step {step + 1} loss {loss.item():.3f} acc {sum(accs[-a.window :]) / a.window:.3f} "
+                f"per slot {[round(x, 3) for x in torch.stack(slot_accs[-a.window :]).mean(0).tolist()]} "
                 f"{time.time() - t0:.0f}s",
                 flush=True,
             )
