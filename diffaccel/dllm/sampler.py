@@ -241,6 +241,7 @@ class StepwiseDecoding:
         if sampler.family == "llada" and cfg.remasking == "random_order":
             order_scores = torch.rand(run.x.shape, dtype=torch.float64, device=run.x.device, generator=run.generator)
         max_steps = block.steps if cfg.schedule != "threshold" else block.end - block.start
+        columns = sampler.window_for(run, block)  # constant over the block's steps (see window_for)
         for i in range(max(max_steps, cfg.min_block_forwards)):
             masked = run.x == sampler.mask_id
             candidates = masked & in_block
@@ -251,7 +252,6 @@ class StepwiseDecoding:
             if order_scores is not None and not idle:
                 planned = top_confidence_positions(torch.where(candidates, order_scores, float("-inf")), counts[:, i])
             step = run.make_step(sampler, block, i, planned_commit=planned)
-            columns = sampler.window_for(run, block)
             logits = sampler.forward_logits(run, run.x, step, columns=columns)
             if cfg.schedule == "dream_native" and cfg.alg == "origin":
                 transfer, x0 = sampler.origin_transfer(logits, masked, i, block.steps, timesteps, run)
@@ -348,9 +348,10 @@ class MaskedDiffusionSampler:
         window = {}
         if columns is not None:
             lo, hi = columns
-            window["logits_range"] = (lo - 1, hi - 1) if self.shifted_logits and lo > 0 else (lo, hi)
-            if self.shifted_logits and lo == 0:
-                window["logits_range"] = (0, max(hi - 1, 1))
+            if self.shifted_logits:  # column c is predicted by output c - 1 (column 0 by output 0)
+                lo, hi = max(lo - 1, 0), max(hi - 1, 1)
+            window["logits_range"] = (lo, hi)
+            lo, hi = columns
         cfg_scale = run.config.cfg_scale
         if cfg_scale > 0:
             un_x = x.clone()
