@@ -311,15 +311,15 @@ class SparseDAttentionHook(ModelHook):
             self.state.count(q, k, kept=kept_pairs(pattern, q.shape[2], k.shape[2], bs), skipped=True)
             n_rep = q.shape[1] // k.shape[1]
             return attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), built, bs)
-        if self.config.compile and q.device.type == "cpu":
-            require_cpu_compiler()
         flex = flex_attention_fn(self.config.compile)
         if flex is None:
             self.state.fallback_calls += 1
             self.state.count(q, k, kept=None)
             return dense_attention(q, k, v)
         block_mask = self.state.block_masks.get(self.layer_index)
-        if block_mask is None:
+        if block_mask is None:  # once per pattern: the compiler check and the block mask
+            if self.config.compile and q.device.type == "cpu":
+                require_cpu_compiler()
             block_mask = make_block_mask(pattern, q.shape[2], k.shape[2], self.config.block_size)
             self.state.block_masks[self.layer_index] = block_mask
         self.state.sparse_calls += 1
