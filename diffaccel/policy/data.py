@@ -10,8 +10,10 @@ Which decision steps get a window (`starts`):
   `pad_after = Ta − 1` (`task/pusht_lowdim.yaml`): sequence starts s = −pad_before .. L − horizon + pad_after, i.e.
   decision steps i = s + To − 1 = 0 .. L − horizon + Ta + To − 2. The last executed action of every window is a
   real one, so at most Ta − 1 of the chunk's executed actions are padding.
-* ``"every-step"`` (ours, the zoo recipe before this fix): a window at every step i = 0 .. L − 1, which adds
-  horizon − Ta − To + 1 (7 for 16/8/2) windows per demonstration made mostly of end padding.
+* ``"every-step"`` (ours, the zoo recipe's choice): a window at every step i = 0 .. L − 1, which adds
+  horizon − Ta − To + 1 (7 for 16/8/2) windows per demonstration made mostly of end padding. On ObstacleReach-2D
+  the policy needs them: an episode ends within 0.04 of the goal, and without them it never sees a state that
+  close and overshoots (the reference range lost 7 of 200 episodes so; docs/policy/README.md).
 
 `pad_after="zero"` (ours, an earlier zoo recipe) fills the steps after the end with zero motion instead of
 repeating the last action; the policy must then also predict when the episode ends, which costs it precision.
