@@ -88,7 +88,9 @@ def project_and_attend(
     key_positions = None
     if rows is not None:
         h, key_positions = h[:, rows], positions
-        cos, sin, positions = cos[:, rows], sin[:, rows], positions[:, rows]
+        positions = positions[:, rows]
+        if cos is not None:
+            cos, sin = cos[:, rows], sin[:, rows]
     lq = h.shape[1]
     q = apply_rope(module.q_proj(h).view(b, lq, module.n_heads, module.head_dim).transpose(1, 2), cos, sin)
     att = module.attention(q, k, v, positions=positions, key_padding_mask=key_padding_mask, key_positions=key_positions)

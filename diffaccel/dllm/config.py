@@ -71,6 +71,10 @@ class LLaDAConfig(_DictConfig):
     scale_logits: bool = False
     input_emb_norm: bool = False
     rope_full_precision: bool = True
+    # ``rope=False``: learned absolute position embeddings (``transformer.wpe``, ``max_sequence_length`` rows)
+    # added to the token embeddings instead of RoPE, as LLaDA's (OLMo's) model builds when neither ``rope``
+    # nor ``alibi`` is set. No public LLaDA checkpoint uses it; the zoo's ``llada-kv`` does (its README row).
+    rope: bool = True
 
     model_type: str = field(default="llada", init=False)
 
@@ -99,8 +103,8 @@ class LLaDAConfig(_DictConfig):
     def from_hf_dict(cls, raw: dict[str, Any]) -> LLaDAConfig:
         """Build from a hub ``config.json`` (the fields of LLaDA's ``ModelConfig``).
 
-        Every field that changes the computation is either implemented (shape, RoPE, norms' epsilon,
-        ``scale_logits``, ``input_emb_norm``, ``rope_full_precision``) or refused with an error naming
+        Every field that changes the computation is either implemented (shape, RoPE or learned positions
+        (``rope``), norms' epsilon, ``scale_logits``, ``input_emb_norm``, ``rope_full_precision``) or refused with an error naming
         it (:data:`LLADA_REFUSED`); fields without effect at inference (dropouts, initialisation,
         ``flash_attention``, ``precision``, ``block_group_size``, ``use_cache``) are ignored. A hub
         config without BOS / end-of-turn ids gets the LLaDA tokenizer's (126080 / 126348) when its
@@ -139,6 +143,7 @@ class LLaDAConfig(_DictConfig):
             scale_logits=bool(raw.get("scale_logits", False)),
             input_emb_norm=bool(raw.get("input_emb_norm", False)),
             rope_full_precision=bool(raw.get("rope_full_precision", True)),
+            rope=bool(raw.get("rope", True)),
         )
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -188,7 +193,7 @@ class LLaDAConfig(_DictConfig):
             "precision": "amp_bf16",
             "residual_dropout": 0.0,
             "rms_norm_eps": self.rms_norm_eps,
-            "rope": True,
+            "rope": self.rope,
             "rope_full_precision": self.rope_full_precision,
             "rope_theta": self.rope_theta,
             "scale_logits": self.scale_logits,
@@ -214,7 +219,6 @@ LLADA_REFUSED: dict[str, tuple[tuple, str]] = {
     "include_bias": ((False,), "biased linear layers"),
     "include_qkv_bias": ((False,), "biased q/k/v projections"),
     "alibi": ((False,), "ALiBi attention bias"),
-    "rope": ((True,), "learned absolute positions instead of RoPE"),
     "weight_tying": ((False,), "an output head tied to the embedding"),
     "clip_qkv": ((None,), "clipping of q/k/v activations"),
 }

@@ -61,6 +61,8 @@ class LLaDAModel(nn.Module):
                 "ff_out": nn.Linear(config.d_model, config.num_embeddings, bias=False),
             }
         )
+        if not config.rope:  # LLaDA's ``rope=False`` (no ALiBi either): learned absolute positions
+            self.transformer["wpe"] = nn.Embedding(config.max_sequence_length, config.d_model)
 
     def forward(
         self, input_ids, attention_mask=None, position_ids=None, decode_step=None, logits_range=None
@@ -75,15 +77,31 @@ class LLaDAModel(nn.Module):
         config = self.config
         weight_dtype = t["wte"].weight.dtype
         dtype = compute_dtype(weight_dtype) if config.rope_full_precision else weight_dtype
-        cos, sin = rope_cos_sin(position_ids, config.head_dim, config.rope_theta, dtype)
         x = t["wte"](input_ids)
         if config.input_emb_norm:  # LLaDA's ``input_emb_norm``: embeddings scaled by sqrt(d_model)
             x = x * (config.d_model**0.5)
+        if config.rope:
+            cos, sin = rope_cos_sin(position_ids, config.head_dim, config.rope_theta, dtype)
+        else:  # after the scaling, as LLaDA's model adds ``wpe``; positions are the true ones under caches
+            self.check_positions(position_ids)
+            cos = sin = None
+            x = t["wpe"](position_ids) + x
         x, keep = run_blocks(t["blocks"], x, cos, sin, position_ids, key_padding_mask, logits_window(logits_range, l))
         logits = t["ff_out"](t["ln_f"](x))[:, keep]
         if config.scale_logits:  # LLaDA's ``scale_logits``: logits divided by sqrt(d_model)
             logits = logits * (1 / math.sqrt(config.d_model))
         return DiffusionLMOutput(logits=logits)
+
+
+    def check_positions(self, position_ids: torch.Tensor) -> None:
+        """Learned positions exist up to ``max_sequence_length``; past it the embedding lookup would fail
+        with an index error, so say why."""
+        top = int(position_ids.max())
+        if top >= self.config.max_sequence_length:
+            raise ValueError(
+                f"position {top} is past this model's learned positions (max_sequence_length="
+                f"{self.config.max_sequence_length}, rope=False): shorten the prompt or the answer"
+            )
 
 
 class LLaDAModelLM(DiffusionLM):

@@ -32,8 +32,11 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``[B, H, L, D]`` by cos/sin ``[B, L, D]`` in their dtype, return in x's dtype."""
+def apply_rope(x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None) -> torch.Tensor:
+    """Rotate ``x`` ``[B, H, L, D]`` by cos/sin ``[B, L, D]`` in their dtype, return in x's dtype.
+    ``cos is None``: a model without RoPE (LLaDA with ``rope=False``); ``x`` is returned unchanged."""
+    if cos is None:
+        return x
     cos = cos[:, None]
     sin = sin[:, None]
     xf = x.to(cos.dtype)

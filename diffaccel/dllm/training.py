@@ -232,10 +232,15 @@ class Checkpoint:
 
 def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
     """A LLaDA-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_layers``, ``ff``):
-    multi-head attention (as many key/value heads as query heads), RoPE base 10,000, EOS as padding."""
+    multi-head attention (as many key/value heads as query heads), RoPE base 10,000, EOS as padding.
+
+    ``args.positions == "learned"``: LLaDA's ``rope=False`` instead, learned absolute positions for
+    ``args.max_positions`` tokens (the key-value model: with RoPE alone, our 2-layer model did not learn
+    one content lookup in 4000 steps, with learned positions in 500; docs/dllm/results/kv-curriculum)."""
     from .config import LLaDAConfig
     from .llada import LLaDAModelLM
 
+    learned = getattr(args, "positions", "rope") == "learned"
     config = LLaDAConfig(
         d_model=args.d_model,
         n_heads=args.n_heads,
@@ -244,7 +249,8 @@ def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
         mlp_hidden_size=args.ff,
         vocab_size=vocab_size,
         embedding_size=vocab_size,
-        max_sequence_length=4096,
+        max_sequence_length=getattr(args, "max_positions", 1024) if learned else 4096,
+        rope=not learned,
         rope_theta=10000.0,
         rms_norm_eps=1e-5,
         mask_token_id=mask_id,

@@ -69,6 +69,12 @@ def main() -> None:
     p.add_argument("--records", type=int, default=2, help="records per prompt (the most, with --min-records)")
     p.add_argument("--min-records", type=int, default=None, help="draw each batch's records from [min, records]")
     p.add_argument("--abs-pos", action="store_true", help="llada: add learned absolute position embeddings")
+    p.add_argument(
+        "--positions",
+        choices=("rope", "learned"),
+        default="rope",
+        help="llada: RoPE, or LLaDA's rope=False (learned absolute positions instead of RoPE)",
+    )
     p.add_argument("--keys", type=int, default=8)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -101,7 +107,11 @@ def main() -> None:
         model = PlainEncoder(task.vocab_size, 128, 4, 2, 256)
     else:
         model = tiny_llada(
-            SimpleNamespace(d_model=128, n_heads=4, n_layers=2, ff=256), task.vocab_size, task.mask, task.eos, task.bos
+            SimpleNamespace(d_model=128, n_heads=4, n_layers=2, ff=256, positions=a.positions, max_positions=256),
+            task.vocab_size,
+            task.mask,
+            task.eos,
+            task.bos,
         )
         if a.abs_pos:
             add_learned_positions(model, 128)

@@ -15,7 +15,10 @@ LLADA_MASK, DREAM_MASK = 14, 30
 warnings.filterwarnings("ignore", message=".*flex_attention.*")
 
 
-def tiny_llada(n_layers: int = 2, seed: int = 0, dtype=torch.float64, n_kv_heads: int = 4) -> LLaDAModelLM:
+def tiny_llada(
+    n_layers: int = 2, seed: int = 0, dtype=torch.float64, n_kv_heads: int = 4, rope: bool = True
+) -> LLaDAModelLM:
+    """``rope=False``: LLaDA's learned absolute positions (64 of them) instead of RoPE."""
     torch.manual_seed(seed)
     config = LLaDAConfig(
         d_model=32,
@@ -26,6 +29,8 @@ def tiny_llada(n_layers: int = 2, seed: int = 0, dtype=torch.float64, n_kv_heads
         vocab_size=16,
         embedding_size=16,
         rope_theta=10000.0,
+        rope=rope,
+        max_sequence_length=4096 if rope else 64,
         mask_token_id=LLADA_MASK,
         eos_token_id=13,
         bos_token_id=12,

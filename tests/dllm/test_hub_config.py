@@ -111,6 +111,49 @@ def test_rope_in_model_precision_only_changes_low_precision_models():
     assert torch.equal(variant.eval()(ids).logits, base(ids).logits)  # float32 weights: float32 RoPE either way
 
 
+def _plain_forward(model: LLaDAModelLM, ids: torch.Tensor) -> torch.Tensor:
+    """An independent transcription of a LLaDA forward without RoPE: token plus position embedding, then
+    pre-norm blocks of unrotated bidirectional attention and SwiGLU, written out with plain tensor ops."""
+    t, c = model.model.transformer, model.config
+    nh, hd = c.n_heads, c.head_dim
+
+    def norm(x, weight):
+        return weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + c.rms_norm_eps)
+
+    def heads(x):
+        return x.view(x.shape[0], x.shape[1], nh, hd).transpose(1, 2)
+
+    x = t["wte"].weight[ids] + t["wpe"].weight[: ids.shape[1]]
+    for block in t["blocks"]:
+        h = norm(x, block.attn_norm.weight)
+        q, k, v = (heads(h @ lin.weight.T) for lin in (block.q_proj, block.k_proj, block.v_proj))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1) @ v
+        x = x + att.transpose(1, 2).reshape(x.shape) @ block.attn_out.weight.T
+        h = norm(x, block.ff_norm.weight)
+        gate = h @ block.ff_proj.weight.T
+        x = x + (gate * torch.sigmoid(gate) * (h @ block.up_proj.weight.T)) @ block.ff_out.weight.T
+    return norm(x, t["ln_f"].weight) @ t["ff_out"].weight.T
+
+
+def test_rope_false_adds_learned_positions_instead_of_rotating():
+    model = tiny_llada(2, rope=False)
+    assert "rope" not in LLADA_REFUSED and model.config.to_hf_dict()["rope"] is False
+    assert model.model.transformer["wpe"].weight.shape == (64, model.config.d_model)
+    ids = torch.randint(0, 14, (2, 9))
+    torch.testing.assert_close(model(ids).logits, _plain_forward(model, ids), rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="learned positions"):
+        model(torch.randint(0, 14, (1, 65)))
+
+
+def test_rope_false_checkpoint_loads_through_the_hub_loader(tmp_path):
+    model = tiny_llada(2, rope=False)
+    _checkpoint(tmp_path, model)
+    loaded = load_llada(tmp_path, dtype=torch.float64)
+    assert loaded.config.rope is False
+    ids = torch.randint(0, 14, (2, 9))
+    assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
 @pytest.mark.parametrize("field", sorted(LLADA_REFUSED))
 def test_every_unsupported_llada_field_raises(field):
     raw = LLaDAConfig().to_hf_dict()

@@ -93,6 +93,19 @@ def test_every_cache_is_exact_on_a_one_layer_llada(make):
     _cached_logits_match_full_forward(tiny_llada(1), random_prompts(3, 9, 12), make(), "llada", **LLADA_RUN)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dkv_cache.make_planner(dkv_cache.DKVCacheConfig(refresh_interval=4)),
+        lambda: fast_dllm.make_planner(fast_dllm.FastDLLMConfig(cache="dual")),
+    ],
+    ids=["decode-R4", "dual"],
+)
+def test_caches_are_exact_with_learned_positions(make):
+    """Subset forwards embed each token at its true position (``wpe`` rows), as a full forward does."""
+    _cached_logits_match_full_forward(tiny_llada(1, rope=False), random_prompts(3, 9, 12), make(), "llada", **LLADA_RUN)
+
+
 def test_dkv_greedy_is_exact_on_a_one_layer_llada():
     planner = dkv_cache.make_planner(dkv_cache.DKVCacheConfig(variant="greedy", refresh_interval=4, window_size=2))
     _cached_logits_match_full_forward(
