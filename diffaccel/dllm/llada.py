@@ -92,7 +92,6 @@ class LLaDAModel(nn.Module):
             logits = logits * (1 / math.sqrt(config.d_model))
         return DiffusionLMOutput(logits=logits)
 
-
     def check_positions(self, position_ids: torch.Tensor) -> None:
         """Learned positions exist up to ``max_sequence_length``; past it the embedding lookup would fail
         with an index error, so say why."""
