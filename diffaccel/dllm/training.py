@@ -232,7 +232,8 @@ class Checkpoint:
 
 def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
     """A LLaDA-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_layers``, ``ff``):
-    multi-head attention (as many key/value heads as query heads), RoPE base 10,000, EOS as padding.
+    multi-head attention (as many key/value heads as query heads), RoPE base ``args.rope_theta`` (default
+    10,000), EOS as padding.
 
     ``args.positions == "learned"``: LLaDA's ``rope=False`` instead, learned absolute positions for
     ``args.max_positions`` tokens (the key-value model: with RoPE alone, our 2-layer model did not learn
@@ -251,7 +252,7 @@ def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
         embedding_size=vocab_size,
         max_sequence_length=getattr(args, "max_positions", 1024) if learned else 4096,
         rope=not learned,
-        rope_theta=10000.0,
+        rope_theta=float(getattr(args, "rope_theta", 10000.0)),
         rms_norm_eps=1e-5,
         mask_token_id=mask_id,
         eos_token_id=eos_id,
@@ -277,7 +278,7 @@ def tiny_dream(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
         num_key_value_heads=args.n_kv_heads or args.n_heads,
         vocab_size=vocab_size,
         max_position_embeddings=4096,
-        rope_theta=10000.0,
+        rope_theta=float(getattr(args, "rope_theta", 10000.0)),
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
         mask_token_id=mask_id,

@@ -75,6 +75,9 @@ def main() -> None:
         default="rope",
         help="llada: RoPE, or LLaDA's rope=False (learned absolute positions instead of RoPE)",
     )
+    p.add_argument("--rope-theta", type=float, default=10000.0, help="llada: RoPE base (LLaDA-8B's config: 500000)")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
     p.add_argument("--keys", type=int, default=8)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -104,10 +107,18 @@ def main() -> None:
     g = torch.Generator().manual_seed(a.seed)
     task = KeyValueTask(n_records=a.records, gen_length=a.gen_length, n_keys=a.keys, n_values=64)
     if a.model == "plain":
-        model = PlainEncoder(task.vocab_size, 128, 4, 2, 256)
+        model = PlainEncoder(task.vocab_size, 128, a.heads, a.layers, 256)
     else:
         model = tiny_llada(
-            SimpleNamespace(d_model=128, n_heads=4, n_layers=2, ff=256, positions=a.positions, max_positions=256),
+            SimpleNamespace(
+                d_model=128,
+                n_heads=a.heads,
+                n_layers=a.layers,
+                ff=256,
+                positions=a.positions,
+                max_positions=256,
+                rope_theta=a.rope_theta,
+            ),
             task.vocab_size,
             task.mask,
             task.eos,
