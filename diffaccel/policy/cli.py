@@ -141,7 +141,7 @@ def train_main(argv: list[str] | None = None) -> int:
     import shlex
 
     from ..zoo.train import train
-    from .zoo import ZOO_ENVS, PolicyTraining
+    from .zoo import ZOO_ENVS, ZOO_RECIPES, PolicyTraining
 
     parser = argparse.ArgumentParser(description=train_main.__doc__)
     parser.add_argument("name", choices=sorted(ZOO_ENVS))
@@ -168,7 +168,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    defaults = {"dp-reach": {}, "dp-reach-two": {"demos": 400, "steps": 5000}}[args.name]
+    defaults = ZOO_RECIPES[args.name]
     options = (
         ("steps", args.steps),
         ("demos", args.demos),

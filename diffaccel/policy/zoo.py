@@ -173,14 +173,22 @@ class PolicyTraining:
         }
 
 
+#: each zoo policy's recipe: what differs from the `PolicyTraining` defaults (the committed weights were trained
+#: with exactly these; `python -m diffaccel.zoo.train NAME` and `python policies/train.py NAME` both start here)
+ZOO_RECIPES: dict[str, dict] = {
+    "dp-reach": {},
+    "dp-reach-two": {"demos": 400, "steps": 5000},
+}
+
+
 class DPReachTraining(PolicyTraining):
     def __init__(self, **overrides):
-        super().__init__(name="dp-reach", **overrides)
+        super().__init__(name="dp-reach", **{**ZOO_RECIPES["dp-reach"], **overrides})
 
 
 class DPReachTwoTraining(PolicyTraining):
-    def __init__(self):
-        super().__init__(name="dp-reach-two", demos=400, steps=5000)
+    def __init__(self, **overrides):
+        super().__init__(name="dp-reach-two", **{**ZOO_RECIPES["dp-reach-two"], **overrides})
 
 
 def load_dp_reach(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
