@@ -151,7 +151,7 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=200, help="episodes scored after training")
     parser.add_argument("--init-from", default=None, help="continue from the weights in this folder")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--n-emb", type=int, default=None, help="transformer width (default: the recipe's, 64)")
+    parser.add_argument("--n-emb", type=int, default=None, help="transformer width (default: the recipe's)")
     parser.add_argument(
         "--window-starts",
         choices=("reference", "every-step"),
@@ -160,7 +160,10 @@ def train_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ema-power", type=float, default=None, help="reference EMA warm-up power (e.g. 0.75)")
     parser.add_argument(
-        "--first-window-weight", type=float, default=None, help="ours: oversample each demo's first window (default 1)"
+        "--first-window-weight",
+        type=float,
+        default=None,
+        help="ours: oversample each demo's first window (default: the recipe's)",
     )
     parser.add_argument("--weight-init", choices=("ours", "reference"), default=None, help="initialisation")
     parser.add_argument("--out", default=None, help="weights root (default: the packaged diffaccel/zoo/weights)")

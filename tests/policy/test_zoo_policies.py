@@ -31,13 +31,15 @@ def test_weights_match_the_manifest_and_load_as_a_policy(name):
 
 
 def test_the_recipe_still_cuts_the_committed_weights_training_data():
-    """The recipe options added since (window range, normaliser on the demonstrations' rows, first-window weight,
-    EMA schedule) keep the dp-reach defaults: the same number of windows and the same normaliser ranges as the
-    committed config records, so `python -m diffaccel.zoo.train dp-reach` still trains what is committed."""
-    from diffaccel.policy.zoo import PolicyTraining
+    """The dp-reach recipe (`ZOO_RECIPES`: window range, normaliser on the demonstrations' rows, first-window
+    weight, width, EMA schedule) is the one the committed config records: the same number of windows, the same
+    normaliser ranges, weight and width, so `python -m diffaccel.zoo.train dp-reach` trains what is committed."""
+    from diffaccel.policy.zoo import DPReachTraining
 
     config = read_json(weights_dir("dp-reach") / "config.json")
-    recipe = PolicyTraining(name="dp-reach")
+    recipe = DPReachTraining()
     assert len(recipe.obs) == config["training_data"]["windows"] == 4681
     assert recipe.normalizer == config["normalizer"]
-    assert (recipe.window_starts, recipe.first_window_weight, recipe.ema_power) == ("every-step", 1.0, None)
+    assert (recipe.window_starts, recipe.ema_power) == ("every-step", None)
+    assert recipe.first_window_weight == config["training_data"]["first_window_weight"] == 12.0
+    assert recipe.policy_config.n_emb == config["policy"]["n_emb"] == 128
