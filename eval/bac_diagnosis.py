@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     policy = zoo.load(args.model)
     env_name, to = policy.env_name, policy.config.n_obs_steps
     k = policy.num_inference_steps
-    out = Path(args.out) / f"{args.model}-calib{args.calib_seed}-test{args.test_seed}"
+    # the weights' digest in the folder name: records of other weights under the same zoo name are never resumed
+    # (the folders without it, in eval/results/bac-diagnosis/, hold the records of the n_emb-64 dp-reach weights)
+    out = Path(args.out) / f"{args.model}-{module_digest(policy)[:12]}-calib{args.calib_seed}-test{args.test_seed}"
     out.mkdir(parents=True, exist_ok=True)
 
     cache = Path(args.cache_dir) / f"{args.model}-calib{args.calib_seed}-{module_digest(policy)}.pt"
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     for src in ("reset", "cl", "one"):
         st = UnitStats(feats[src])
         sfx = "" if src == "reset" else f"-{src}"
-        for s in (5, 8, 10, 14, 15, 20):
+        for s in (5, 8, 10, 14, 15, 20, 25):
             variants[f"bac-S{s}{sfx}"] = st.bac(s)
             variants[f"bac-S{s}-nobu{sfx}"] = st.bac(s, top_blocks=0)
             variants[f"bac-S{s}-bu12{sfx}"] = st.bac(s, top_blocks=12)

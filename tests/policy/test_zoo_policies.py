@@ -43,3 +43,21 @@ def test_the_recipe_still_cuts_the_committed_weights_training_data():
     assert (recipe.window_starts, recipe.ema_power) == ("every-step", None)
     assert recipe.first_window_weight == config["training_data"]["first_window_weight"] == 12.0
     assert recipe.policy_config.n_emb == config["policy"]["n_emb"] == 128
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_each_zoo_recipe_is_the_one_its_committed_config_records(name):
+    """`ZOO_RECIPES` (what `python -m diffaccel.zoo.train NAME` trains) against each committed config.json."""
+    from diffaccel.policy.zoo import ZOO_RECIPES, PolicyTraining
+
+    config = read_json(weights_dir(name) / "config.json")
+    recipe = PolicyTraining(name=name, **ZOO_RECIPES[name])
+    data = config["training_data"]
+    assert (recipe.demos, len(recipe.obs), recipe.window_starts, recipe.first_window_weight) == (
+        data["demos"],
+        data["windows"],
+        data["window_starts"],
+        data["first_window_weight"],
+    )
+    assert recipe.policy_config.n_emb == config["policy"]["n_emb"]
+    assert recipe.normalizer == config["normalizer"]
