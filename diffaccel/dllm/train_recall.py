@@ -48,6 +48,7 @@ from .training import (
     Checkpoint,
     adamw,
     add_checkpoint_arguments,
+    add_position_arguments,
     evaluate_only,
     exact_match_into_manifest,
     optimizer_step,
@@ -221,13 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--ff", type=int, default=256)
-    parser.add_argument(
-        "--positions",
-        choices=("rope", "learned"),
-        default="rope",
-        help="rope (LLaDA's checkpoints) or learned absolute positions (LLaDA's rope=False; the kv model's)",
-    )
-    parser.add_argument("--max-positions", type=int, default=1024, help="learned positions: how many")
+    add_position_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)

@@ -230,6 +230,18 @@ class Checkpoint:
             return int(handle.metadata()["step"])
 
 
+def add_position_arguments(parser, max_positions: int = 1024) -> None:
+    """The position options :func:`tiny_llada` reads: ``--positions``, ``--max-positions``, ``--rope-theta``."""
+    parser.add_argument(
+        "--positions",
+        choices=("rope", "learned"),
+        default="rope",
+        help="rope (LLaDA's checkpoints) or learned absolute positions instead (LLaDA's rope=False)",
+    )
+    parser.add_argument("--max-positions", type=int, default=max_positions, help="learned positions: how many")
+    parser.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (LLaDA-8B's config: 500000)")
+
+
 def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
     """A LLaDA-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_layers``, ``ff``):
     multi-head attention (as many key/value heads as query heads), RoPE base ``args.rope_theta`` (default

@@ -19,7 +19,7 @@ from torch import nn
 
 from diffaccel.dllm.outputs import DiffusionLMOutput
 from diffaccel.dllm.tasks.kv import KeyValueTask
-from diffaccel.dllm.training import adamw, lr_factor, sft_loss, tiny_llada
+from diffaccel.dllm.training import adamw, add_position_arguments, lr_factor, sft_loss, tiny_llada
 
 
 class PlainEncoder(nn.Module):
@@ -69,13 +69,7 @@ def main() -> None:
     p.add_argument("--records", type=int, default=2, help="records per prompt (the most, with --min-records)")
     p.add_argument("--min-records", type=int, default=None, help="draw each batch's records from [min, records]")
     p.add_argument("--abs-pos", action="store_true", help="llada: add learned absolute position embeddings")
-    p.add_argument(
-        "--positions",
-        choices=("rope", "learned"),
-        default="rope",
-        help="llada: RoPE, or LLaDA's rope=False (learned absolute positions instead of RoPE)",
-    )
-    p.add_argument("--rope-theta", type=float, default=10000.0, help="llada: RoPE base (LLaDA-8B's config: 500000)")
+    add_position_arguments(p, max_positions=256)  # --model llada
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--keys", type=int, default=8)
@@ -116,7 +110,7 @@ def main() -> None:
                 n_layers=a.layers,
                 ff=256,
                 positions=a.positions,
-                max_positions=256,
+                max_positions=a.max_positions,
                 rope_theta=a.rope_theta,
             ),
             task.vocab_size,
