@@ -13,12 +13,17 @@ from diffaccel.dllm.ssd import SelfSpeculativeDecoding, SSDConfig
 from .conftest import DREAM_MASK, LLADA_MASK, random_prompts, tiny_dream, tiny_llada
 
 WINDOWS = [(0, 20), (3, 5), (5, 6), (19, 20), (0, 1), (8, 20), (12, 17)]
+#: fewer rows in a matrix product may round differently in the last bits on some CPUs (measured on an AVX-512
+#: AMD EPYC with torch 2.13: up to 4e-15 on float64 logits of magnitude 10; bit-identical on the CPUs CI ran on)
+FLOAT64_ROUNDING = {"rtol": 1e-13, "atol": 1e-13}
 
 
 @pytest.mark.parametrize("family", ["llada", "llada-gqa", "dream"])
-def test_a_window_forward_equals_the_full_forward_sliced_bit_for_bit_in_float64(family):
+def test_a_window_forward_equals_the_full_forward_sliced_in_float64(family):
     """The last block runs only the window's queries and the head only its rows: per-row operations on the
-    same keys and values, so float64 logits are identical (single rows included: see ``run_blocks``)."""
+    same keys and values. Equal to float64 rounding, and bit for bit where the CPU's matrix kernels round a row
+    independently of how many rows share the call (the CPUs CI ran on; on an AVX-512 EPYC Dream's last bits differ:
+    ``FLOAT64_ROUNDING``); the tokens the sampler reads from them are the same (the cached-run test below)."""
     model = {"llada": lambda: tiny_llada(3), "llada-gqa": lambda: tiny_llada(2, n_kv_heads=2), "dream": tiny_dream}[
         family
     ]()
@@ -28,7 +33,7 @@ def test_a_window_forward_equals_the_full_forward_sliced_bit_for_bit_in_float64(
         for lo, hi in WINDOWS:
             got = model(x, logits_range=(lo, hi)).logits
             assert got.shape == (3, hi - lo, full.shape[-1])
-            assert torch.equal(got, full[:, lo:hi]), (lo, hi)
+            torch.testing.assert_close(got, full[:, lo:hi], **FLOAT64_ROUNDING, msg=str((lo, hi)))
 
 
 def test_a_window_forward_in_float32_equals_the_full_forward_to_rounding():
@@ -76,8 +81,8 @@ def _cached_run(model, family, prompts, planner, window):
 @pytest.mark.parametrize("planner", list(PLANNERS))
 def test_cached_forwards_asked_for_the_block_give_the_full_length_cached_logits_there(family, planner):
     """Under every cache (dKV-Cache's rows run different positions: the scattered path) a windowed forward
-    returns exactly the block's columns of the same cached forward at full length (zeros where nothing ran),
-    so the tokens are the same; Dream is asked for the outputs one to the left."""
+    returns the block's columns of the same cached forward at full length (zeros where nothing ran; to float64
+    rounding, see above), and the tokens are exactly the same; Dream is asked for the outputs one to the left."""
     model = tiny_llada(2) if family == "llada" else tiny_dream(2)
     prompts = random_prompts(3, 9, 12 if family == "llada" else 29)
     expected, full = _cached_run(model, family, prompts, PLANNERS[planner](), window=False)
@@ -88,7 +93,7 @@ def test_cached_forwards_asked_for_the_block_give_the_full_length_cached_logits_
     for i, ((asked, logits), (none, reference)) in enumerate(zip(windowed, full)):
         start = 9 + 8 * (i // 8) - shift  # the current block's columns (raw outputs for Dream)
         assert none is None and asked == (start, start + 8)
-        assert torch.equal(logits, reference[:, start : start + 8])
+        torch.testing.assert_close(logits, reference[:, start : start + 8], **FLOAT64_ROUNDING)
 
 
 def _ssd(model, family, prompts, config, ssd, window):
