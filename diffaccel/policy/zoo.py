@@ -176,8 +176,8 @@ class PolicyTraining:
 #: each zoo policy's recipe: what differs from the `PolicyTraining` defaults (the committed weights were trained
 #: with exactly these; `python -m diffaccel.zoo.train NAME` and `python policies/train.py NAME` both start here)
 ZOO_RECIPES: dict[str, dict] = {
-    # ours: wider than the reference low-dim transformer (n_emb 128 instead of 64 here), the reset window drawn
-    # 12x as often, 10,000 steps (docs/policy/README.md, "Recipe checks": 0.665 -> 0.860 at full steps, seed 0)
+    # ours: n_emb 128 (the `PolicyTraining` default is 64), the reset window drawn 12x as often, 10,000 steps
+    # (docs/policy/README.md, "Recipe checks": 0.665 -> 0.860 at full steps, seed 0)
     "dp-reach": {"n_emb": 128, "first_window_weight": 12.0, "steps": 10000},
     "dp-reach-two": {"demos": 400, "n_emb": 128, "first_window_weight": 12.0, "steps": 10000},
 }
