@@ -5,7 +5,8 @@ with the variant's overrides through the zoo's own loop (``diffaccel.zoo.train.t
 schedule over ``--steps``), evaluates the EMA weights at full steps (100 DDPM steps, seed 0) and writes
 ``<out>/<variant>.json`` (skipped when it exists, so a sweep resumes). Variants:
 
-* ``current``: the zoo recipe as is (lr 1e-3, default betas, no weight decay, our init);
+* ``current``: the zoo recipe of the time (n_emb 64, uniform windows, lr 1e-3, default betas, no weight decay,
+  our init; ``MEASURED_WITH`` pins it);
 * ``ref-opt-1e-4`` / ``ref-opt-3e-4``: the reference low-dim transformer optimiser (Chi et al. 2023, official
   ``train_diffusion_transformer_lowdim_workspace``: AdamW betas (0.9, 0.95), weight decay 0.1 on weight matrices
   only) at lr 1e-4 / 3e-4;
@@ -32,6 +33,9 @@ from diffaccel.core.atomic import atomic_write_text
 from diffaccel.policy.zoo import DPReachTraining
 from diffaccel.zoo.train import train
 
+#: the dp-reach recipe these A/B runs were measured with (before the zoo recipe moved to n_emb 128 and the first
+#: window drawn 12x as often): pinned, so that a variant trains what its record says, whatever the zoo recipe is now
+MEASURED_WITH = {"n_emb": 64, "first_window_weight": 1.0}
 REF_OPT = {"betas": (0.9, 0.95), "weight_decay": 0.1}
 ZERO = {"action_pad": "zero"}
 VARIANTS = {
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if record.exists():
         print(record.read_text())
         return 0
-    recipe = DPReachTraining(**VARIANTS[args.variant])
+    recipe = DPReachTraining(**{**MEASURED_WITH, **VARIANTS[args.variant]})
     recipe.steps, recipe.eval_episodes = args.steps, args.episodes
     start = time.process_time()
     manifest = train(
