@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--min-records", type=int, default=None, help="draw each batch's records from [min, records]")
     p.add_argument("--abs-pos", action="store_true", help="llada: add learned absolute position embeddings")
     add_position_arguments(p, max_positions=256)  # --model llada
+    p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--keys", type=int, default=8)
@@ -101,14 +102,14 @@ def main() -> None:
     g = torch.Generator().manual_seed(a.seed)
     task = KeyValueTask(n_records=a.records, gen_length=a.gen_length, n_keys=a.keys, n_values=64)
     if a.model == "plain":
-        model = PlainEncoder(task.vocab_size, 128, a.heads, a.layers, 256)
+        model = PlainEncoder(task.vocab_size, a.d_model, a.heads, a.layers, 2 * a.d_model)
     else:
         model = tiny_llada(
             SimpleNamespace(
-                d_model=128,
+                d_model=a.d_model,
                 n_heads=a.heads,
                 n_layers=a.layers,
-                ff=256,
+                ff=2 * a.d_model,
                 positions=a.positions,
                 max_positions=a.max_positions,
                 rope_theta=a.rope_theta,
@@ -119,7 +120,7 @@ def main() -> None:
             task.bos,
         )
         if a.abs_pos:
-            add_learned_positions(model, 128)
+            add_learned_positions(model, a.d_model)
     opt = adamw(model, a.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 50, a.steps))
     accs, slot_accs, t0 = [], [], time.time()
