@@ -215,10 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     k = policy.num_inference_steps
     # the weights' digest in the folder name: records of other weights under the same zoo name are never resumed
     # (the folders without it, in eval/results/bac-diagnosis/, hold the records of the n_emb-64 dp-reach weights)
-    out = Path(args.out) / f"{args.model}-{module_digest(policy)[:12]}-calib{args.calib_seed}-test{args.test_seed}"
+    digest = module_digest(policy)
+    out = Path(args.out) / f"{args.model}-{digest[:12]}-calib{args.calib_seed}-test{args.test_seed}"
     out.mkdir(parents=True, exist_ok=True)
 
-    cache = Path(args.cache_dir) / f"{args.model}-calib{args.calib_seed}-{module_digest(policy)}.pt"
+    cache = Path(args.cache_dir) / f"{args.model}-calib{args.calib_seed}-{digest}.pt"
     if cache.exists():
         feats = torch.load(cache)
     else:

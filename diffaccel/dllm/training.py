@@ -277,7 +277,7 @@ def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
 
 def tiny_dream(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
     """A Dream-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_kv_heads``,
-    ``n_layers``, ``ff``): Qwen2-style GQA with q/k/v biases, untied head, RoPE base 10,000 (as
+    ``n_layers``, ``ff``): Qwen2-style GQA with q/k/v biases, untied head, RoPE base ``args.rope_theta`` (default 10,000, as
     :func:`tiny_llada`, so the two zoo twins differ only in architecture), EOS as padding."""
     from .config import DreamConfig
     from .dream import DreamModel

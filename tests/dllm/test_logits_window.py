@@ -14,7 +14,8 @@ from .conftest import DREAM_MASK, LLADA_MASK, random_prompts, tiny_dream, tiny_l
 
 WINDOWS = [(0, 20), (3, 5), (5, 6), (19, 20), (0, 1), (8, 20), (12, 17)]
 #: fewer rows in a matrix product may round differently in the last bits on some CPUs (measured on an AVX-512
-#: AMD EPYC with torch 2.13: up to 4e-15 on float64 logits of magnitude 10; bit-identical on the CPUs CI ran on)
+#: AMD EPYC with torch 2.13, logits of magnitude up to 16: Dream's windows 5.3e-15 below, LLaDA's 0; the cached
+#: runs up to 6.2e-15 for both; bit-identical on the CPUs CI ran on before)
 FLOAT64_ROUNDING = {"rtol": 1e-13, "atol": 1e-13}
 
 
@@ -22,7 +23,7 @@ FLOAT64_ROUNDING = {"rtol": 1e-13, "atol": 1e-13}
 def test_a_window_forward_equals_the_full_forward_sliced_in_float64(family):
     """The last block runs only the window's queries and the head only its rows: per-row operations on the
     same keys and values. Equal to float64 rounding, and bit for bit where the CPU's matrix kernels round a row
-    independently of how many rows share the call (the CPUs CI ran on; on an AVX-512 EPYC Dream's last bits differ:
+    independently of how many rows share the call (the CPUs CI ran on before; on an AVX-512 EPYC Dream's differ:
     ``FLOAT64_ROUNDING``); the tokens the sampler reads from them are the same (the cached-run test below)."""
     model = {"llada": lambda: tiny_llada(3), "llada-gqa": lambda: tiny_llada(2, n_kv_heads=2), "dream": tiny_dream}[
         family

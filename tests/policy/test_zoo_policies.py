@@ -30,28 +30,19 @@ def test_weights_match_the_manifest_and_load_as_a_policy(name):
     assert out["action"].shape == (2, 8, 2) and out["action_pred"].shape == (2, 16, 2)
 
 
-def test_the_recipe_still_cuts_the_committed_weights_training_data():
-    """The dp-reach recipe (`ZOO_RECIPES`: window range, normaliser on the demonstrations' rows, first-window
-    weight, width, EMA schedule) is the one the committed config records: the same number of windows, the same
-    normaliser ranges, weight and width, so `python -m diffaccel.zoo.train dp-reach` trains what is committed."""
-    from diffaccel.policy.zoo import DPReachTraining
-
-    config = read_json(weights_dir("dp-reach") / "config.json")
-    recipe = DPReachTraining()
-    assert len(recipe.obs) == config["training_data"]["windows"] == 4681
-    assert recipe.normalizer == config["normalizer"]
-    assert (recipe.window_starts, recipe.ema_power) == ("every-step", None)
-    assert recipe.first_window_weight == config["training_data"]["first_window_weight"] == 12.0
-    assert recipe.policy_config.n_emb == config["policy"]["n_emb"] == 128
+#: what each committed config records and the recipe must reproduce: training windows, first-window weight, width
+COMMITTED = {"dp-reach": (4681, 12.0, 128), "dp-reach-two": (10105, 12.0, 128)}
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))
 def test_each_zoo_recipe_is_the_one_its_committed_config_records(name):
-    """`ZOO_RECIPES` (what `python -m diffaccel.zoo.train NAME` trains) against each committed config.json."""
-    from diffaccel.policy.zoo import ZOO_RECIPES, PolicyTraining
+    """The recipe `python -m diffaccel.zoo.train NAME` trains (`ZOO_RECIPES`: window range, normaliser on the
+    demonstrations' rows, first-window weight, width, EMA schedule) cuts the training data the committed config
+    records: the same demonstrations, windows and normaliser ranges, weight and width."""
+    from diffaccel.zoo.train import recipe_class
 
     config = read_json(weights_dir(name) / "config.json")
-    recipe = PolicyTraining(name=name, **ZOO_RECIPES[name])
+    recipe = recipe_class(name)()
     data = config["training_data"]
     assert (recipe.demos, len(recipe.obs), recipe.window_starts, recipe.first_window_weight) == (
         data["demos"],
@@ -59,5 +50,8 @@ def test_each_zoo_recipe_is_the_one_its_committed_config_records(name):
         data["window_starts"],
         data["first_window_weight"],
     )
+    assert (len(recipe.obs), recipe.first_window_weight, recipe.policy_config.n_emb) == COMMITTED[name]
     assert recipe.policy_config.n_emb == config["policy"]["n_emb"]
+    assert (recipe.window_starts, recipe.ema_power) == ("every-step", config["optimizer"]["ema_power"])
+    assert recipe.ema_power is None
     assert recipe.normalizer == config["normalizer"]
