@@ -62,6 +62,14 @@ def add_learned_positions(model: nn.Module, d: int, max_len: int = 64) -> None:
     wte.register_forward_hook(lambda _m, _i, out: out + model.pos(torch.arange(out.shape[1]))[None])
 
 
+def add_shared_embedding_direction(model: nn.Module, scale: float, seed: int = 1234) -> None:
+    """Add ``scale`` times one N(0, 1) vector to every row of a ``tiny_llada``'s token embedding (at init)."""
+    wte = model.model.transformer["wte"].weight
+    shared = torch.randn(wte.shape[1], generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        wte.add_(scale * shared)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=("plain", "llada"), default="plain")
@@ -97,6 +105,13 @@ def main() -> None:
         help="train on this answer slot only (-1: one random slot per row) (all slots masked; equals sft_loss restricted to it: its mean CE)",
     )
     p.add_argument("--slot-steps", type=int, default=10**9, help="--slot for this many steps, then every slot")
+    p.add_argument(
+        "--embedding-offset",
+        type=float,
+        default=0.0,
+        help="llada: add this multiple of one shared random vector to every token embedding at init (a direction "
+        "common to all tokens, from which RoPE heads could attend by offset whatever the token)",
+    )
     a = p.parse_args()
     torch.manual_seed(a.seed)
     g = torch.Generator().manual_seed(a.seed)
@@ -121,6 +136,8 @@ def main() -> None:
         )
         if a.abs_pos:
             add_learned_positions(model, a.d_model)
+        if a.embedding_offset:
+            add_shared_embedding_direction(model, a.embedding_offset)
     opt = adamw(model, a.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 50, a.steps))
     accs, slot_accs, t0 = [], [], time.time()
