@@ -23,6 +23,7 @@ def evaluate(
     num_inference_steps: int | None = None,
     batch_size: int | None = None,
     on_plan: Callable[[dict], None] | None = None,
+    on_step: Callable[[object], None] | None = None,
 ) -> dict:
     """Run `episodes` episodes (all in one batch unless `batch_size` says otherwise) and score them.
 
@@ -30,6 +31,9 @@ def evaluate(
     observations (the first observation repeated at the start, as the reference pads). Noise comes
     from a generator seeded with `seed` and the re-plan index, so a run is reproducible and two
     strategies see the same noise for the same plan.
+
+    `on_plan(out)` is called with every `predict_action` output, `on_step(env)` with the environment after
+    every environment step (e.g. to record trajectories: `env.agent`, `env.done`, `env.collided`).
 
     `env` is an ObstacleReach-2D task (`obstacle-reach`, `obstacle-reach-two`) or `push-t` (the optional
     `gym-pusht` extra, see `diffaccel.policy.pusht`; its records add `mean_score`, the reference's
@@ -46,7 +50,9 @@ def evaluate(
     totals = {"success": 0, "collided": 0, "nfe": 0, "replans": 0, "wall_s": 0.0, "cpu_s": 0.0, "success_steps": 0}
     totals["score"] = 0.0
     for start in range(0, episodes, batch_size):
-        part = _run_batch(policy, env, min(batch_size, episodes - start), seed + start, num_inference_steps, on_plan)
+        part = _run_batch(
+            policy, env, min(batch_size, episodes - start), seed + start, num_inference_steps, on_plan, on_step
+        )
         for key in totals:
             totals[key] += part[key]
     p = totals["success"] / episodes
@@ -98,7 +104,7 @@ def _policy_io(policy) -> tuple[int, torch.device, torch.dtype]:
     return n_obs_steps, parameter.device, parameter.dtype
 
 
-def _run_batch(policy, env_name, n, seed, num_inference_steps, on_plan) -> dict:
+def _run_batch(policy, env_name, n, seed, num_inference_steps, on_plan, on_step) -> dict:
     env = make_env(env_name, n)
     obs = env.reset(seed)
     n_obs_steps, device, dtype = _policy_io(policy)
@@ -120,6 +126,8 @@ def _run_batch(policy, env_name, n, seed, num_inference_steps, on_plan) -> dict:
         for k in range(actions.shape[1]):
             obs = env.step(actions[:, k])
             history.append(obs)
+            if on_step is not None:
+                on_step(env)
             if env.done.all():
                 break
     return {

@@ -161,6 +161,26 @@ def test_evaluate_counts_and_is_reproducible():
         evaluate(policy, env="push-x", episodes=2)
 
 
+def test_evaluate_reports_every_plan_and_every_step_to_its_callbacks():
+    """The trajectories `on_step` records give the collisions `evaluate` counts (recomputed from the positions and
+    the discs here), one call per environment step and one `on_plan` call per re-plan."""
+    torch.manual_seed(0)
+    policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16)).eval()
+    plans, positions = [], []
+    discs = {}
+
+    def on_step(env):
+        discs.update(centres=env.obstacles.copy(), radius=env.spec.radius)
+        positions.append(env.agent.copy())  # a finished episode stays where it ended
+
+    out = evaluate(policy, episodes=8, seed=5, num_inference_steps=2, on_plan=plans.append, on_step=on_step)
+    assert len(plans) == out["replans"] and all(p["action"].shape[:2] == (8, 8) for p in plans)
+    path = np.stack(positions, 1)  # (episodes, steps, 2)
+    assert path.shape[1] == len(positions) <= 60
+    touched = np.linalg.norm(path[:, :, None] - discs["centres"][:, None], axis=3).min(2) < discs["radius"]
+    assert touched.any(1).sum() == round(out["collision_rate"] * 8) == 1  # random weights: 1 of 8 hits the disc
+
+
 @pytest.mark.parametrize("name", ["obstacle-reach", "obstacle-reach-two"])
 def test_expert_keeps_its_margin_from_the_discs(name):
     """The expert turns for the next waypoint within 0.02 of the current one, so its path stays at least
