@@ -1,7 +1,7 @@
 """Where a policy fails on ObstacleReach-2D: when and how its episodes hit a disc (ours, a diagnosis).
 
 Runs `diffaccel.policy.evaluate` with an `on_step` recorder and reports, over the episodes that collide:
-* the re-plan during which they collide (step // n_action_steps: 0 is the plan made at reset);
+* the re-plan during which they collide (0 is the plan made at reset), and which disc they hit (left to right);
 * where on the disc: the angle of the contact point seen from the disc's centre (180 is the side facing the
   start, 90 the top); the expert passes on a circle 0.06 (one disc) outside the disc;
 * whether the path had crossed the disc's horizontal centre line before the contact (it started on one side
@@ -27,16 +27,18 @@ def collision_report(path: np.ndarray, steps: np.ndarray, discs: np.ndarray, col
     rows = []
     for i in np.flatnonzero(collided):
         end = path[i, steps[i] - 1]
-        disc = discs[i, np.argmin(np.linalg.norm(discs[i] - end, axis=1))]
+        hit = int(np.argmin(np.linalg.norm(discs[i] - end, axis=1)))  # discs are listed left to right
+        disc = discs[i, hit]
         rel = path[i, : steps[i]] - disc
         start_side = np.sign(path[i, 0, 1] - disc[1]) or 1.0
         crossed = bool((np.sign(rel[:, 1]) == -start_side).any())
         angle = float(np.degrees(np.arctan2(*(end - disc)[::-1])))
-        rows.append({"episode": int(i), "step": int(steps[i]), "plan": int((steps[i] - 1) // plan), "angle": angle,
-                     "crossed_centre_line": crossed})  # fmt: skip
+        rows.append({"episode": int(i), "step": int(steps[i]), "plan": int((steps[i] - 1) // plan), "disc": hit,
+                     "angle": angle, "crossed_centre_line": crossed})  # fmt: skip
     return {
         "collisions": len(rows),
-        "by_plan": np.bincount([r["plan"] for r in rows], minlength=1).tolist() if rows else [],
+        "by_plan": np.bincount([r["plan"] for r in rows]).tolist() if rows else [],
+        "by_disc": np.bincount([r["disc"] for r in rows], minlength=discs.shape[1]).tolist(),
         "facing_start": sum(abs(r["angle"]) > 90 for r in rows),
         "crossed_centre_line": sum(r["crossed_centre_line"] for r in rows),
         "rows": rows,
