@@ -11,7 +11,8 @@ final loss, sha256, exact match with stepwise decoding on a held-out set) to
 prompt never masked, answer tokens (EOS padding included) masked at a random rate; LLaDA's weighting
 for ``--arch llada``, Dream's (shifted logits, ``1/t`` weights, mean over masked tokens) for
 ``--arch dream``. With ``--checkpoint-every`` a resumable checkpoint is written to ``<output>/checkpoint/``
-(``--resume`` continues it, ``--from-checkpoint`` turns a stopped run into a zoo folder), and
+(``--resume`` continues it with the same options, which the checkpoint records; ``--from-checkpoint`` turns a
+stopped run into a zoo folder), and
 ``--probe-every`` logs the stepwise exact match on 256 held-out prompts during training.
 """
 
@@ -37,6 +38,7 @@ from .training import (
     model_family,
     optimizer_step,
     resume_progress,
+    run_arguments,
     schedule_from,
     sft_loss,
     stepwise_exact_match,
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(args)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = adamw(model, args.lr)
-    checkpoint = Checkpoint(args.output / "checkpoint")
+    checkpoint = Checkpoint(args.output / "checkpoint", run_arguments(args))
     start_step, progress_info = resume_progress(args, checkpoint, model, optimizer, generator)
     recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
     if start_step:

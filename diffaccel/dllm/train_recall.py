@@ -22,8 +22,8 @@ neighbour is visible, the lookup stepwise decoding relies on; for ``kv`` every m
 reached ``--curriculum-advance-at`` multiply the cap by ``--curriculum-growth`` (up to the task's size);
 each batch draws its size uniformly from ``[(1 - spread) cap, cap]`` (``--length-spread``, 0.5). The run
 is deterministic for a seed (one thread). A resumable checkpoint is written to ``<output>/checkpoint/``
-every ``--checkpoint-every`` steps (``--resume`` continues from it; ``--from-checkpoint`` turns a stopped
-run into a zoo folder). At the end ``model.safetensors``, a hub-format ``config.json`` and
+every ``--checkpoint-every`` steps (``--resume`` continues from it, given the same options: the checkpoint
+records them and other ones are refused; ``--from-checkpoint`` turns a stopped run into a zoo folder). At the end ``model.safetensors``, a hub-format ``config.json`` and
 ``manifest.json`` (command, seed, time, final loss, sha256, exact match with stepwise decoding on a
 held-out set) are written to ``diffaccel/zoo/weights/<zoo model>/``. The loss is LLaDA's SFT loss
 (:mod:`diffaccel.dllm.training`).
@@ -53,6 +53,7 @@ from .training import (
     exact_match_into_manifest,
     optimizer_step,
     resume_progress,
+    run_arguments,
     schedule_from,
     sft_loss,
     stepwise_exact_match,
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(args, task)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = adamw(model, args.lr)
-    checkpoint = Checkpoint(args.output / "checkpoint")
+    checkpoint = Checkpoint(args.output / "checkpoint", run_arguments(args))
     start_step, progress_info = resume_progress(args, checkpoint, model, optimizer, generator)
     recent, elapsed = progress_info.get("recent_losses", []), progress_info.get("train_time_s", 0.0)
     cap = progress_info.get("cap", float(args.curriculum_start))

@@ -158,8 +158,10 @@ def resume_progress(args, checkpoint: Checkpoint, model, optimizer, generator) -
     training time, a curriculum's cap)."""
     if not (args.resume or args.from_checkpoint):
         return 0, {}
+    progress = read_json(checkpoint.folder / "progress.json")
+    checkpoint.check_arguments(progress)
     start_step = checkpoint.load(model, optimizer, generator)
-    return start_step, read_json(checkpoint.folder / "progress.json")
+    return start_step, progress
 
 
 def add_checkpoint_arguments(parser, checkpoint_every: int) -> None:
@@ -178,12 +180,31 @@ def add_checkpoint_arguments(parser, checkpoint_every: int) -> None:
     )
 
 
+#: options that do not change what a training run computes: they may differ between a run and its resumption
+RESUMABLE_WITH_OTHER = frozenset(
+    {"threads", "resume", "from_checkpoint", "evaluate_only", "output", "checkpoint_every", "probe_every", "eval_count"}
+)
+
+
+def run_arguments(args) -> dict[str, Any]:
+    """The options that define a training run (its data, model, schedule and length): a checkpoint records them,
+    and a resumption must repeat them."""
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in sorted(vars(args).items())
+        if k not in RESUMABLE_WITH_OTHER
+    }
+
+
 class Checkpoint:
     """Resumable training state in ``folder``: model and AdamW moments as safetensors, the step and the
-    data generator's state, written atomically every few steps so a stopped run resumes where it was."""
+    data generator's state, written atomically every few steps so a stopped run resumes where it was.
+    ``arguments`` (:func:`run_arguments`) are saved beside it, so that a resumption with other options (another
+    learning rate, task or length) fails instead of silently continuing a different run."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, arguments: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder)
+        self.arguments = arguments
 
     @property
     def exists(self) -> bool:
@@ -207,7 +228,27 @@ class Checkpoint:
         atomic_write(
             self.folder / "state.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step)})
         )
-        write_json(self.folder / "progress.json", {"step": step, **extra})
+        arguments = {} if self.arguments is None else {"arguments": self.arguments}
+        write_json(self.folder / "progress.json", {"step": step, **arguments, **extra})
+
+    def check_arguments(self, progress: dict[str, Any]) -> None:
+        """Raise if the run that wrote ``progress`` had other options than this one (checkpoints written before
+        the options were recorded cannot be checked: a warning says so)."""
+        saved = progress.get("arguments")
+        if self.arguments is None:
+            return
+        if saved is None:
+            logger.warning("%s records no options (an older checkpoint): cannot check that they match", self.folder)
+            return
+        differ = {k for k in saved.keys() | self.arguments.keys() if saved.get(k) != self.arguments.get(k)}
+        if differ:
+            changes = ", ".join(
+                f"--{k.replace('_', '-')}: {saved.get(k)!r} -> {self.arguments.get(k)!r}" for k in sorted(differ)
+            )
+            raise ValueError(
+                f"the checkpoint in {self.folder} was written by a run with other options ({changes}); resume with "
+                "the same options, or start a new run from its weights with --init-from"
+            )
 
     def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
         """Restore everything; returns the number of steps already done."""

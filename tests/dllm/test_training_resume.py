@@ -41,3 +41,26 @@ def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeyp
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5)
     assert resumed["final_loss"] == pytest.approx(straight["final_loss"], abs=1e-5)
+
+
+def test_resuming_with_other_options_is_refused_and_other_threads_are_not(tmp_path, monkeypatch):
+    """A checkpoint records the options of its run: resuming with another learning rate or task would silently
+    continue a different run, so it fails naming the options; the thread count does not change the run."""
+    calls, accuracy = [], RecallTask.progress_accuracy
+
+    def stop_at_step_five(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return accuracy(*args)
+
+    out = ["--output", str(tmp_path / "run")]
+    with monkeypatch.context() as patch:
+        patch.setattr(RecallTask, "progress_accuracy", stop_at_step_five)
+        with pytest.raises(KeyboardInterrupt):
+            train_recall.main([*TINY, *out])
+    other = [a if a != "48" else "40" for a in TINY]  # --passage-length 40: another task, the same model shapes
+    with pytest.raises(ValueError, match=r"--lr: 0\.002 -> 0\.001.*--passage-length: 48 -> 40"):
+        train_recall.main([*other, "--lr", "1e-3", "--resume", *out])
+    resumed = train_recall.main([*TINY, "--threads", "2", "--resume", *out])
+    assert resumed["steps_done"] == 6
