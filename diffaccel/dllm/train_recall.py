@@ -3,8 +3,10 @@
 Two tasks (``--task``), both with 32-token answers, so caches and sparse attention have a long
 context to save on and any loss of far context shows in the accuracy:
 
-* ``recall`` (:mod:`diffaccel.dllm.tasks.recall`, zoo model ``llada-recall``): 515-token prompts (a
-  passage of 512 distinct symbols and a cue from it), the answer is the 32 symbols that follow the cue;
+* ``recall`` (:mod:`diffaccel.dllm.tasks.recall`): 515-token prompts (a passage of 512 distinct symbols and a
+  cue from it), the answer is the 32 symbols that follow the cue. With ``--cue-position 0`` it is a copy over
+  a fixed distance, zoo model ``llada-recall`` (its manifest holds the command); with the cue anywhere (the
+  default) a content lookup, written to ``llada-recall-free-cue`` unless ``--output`` says otherwise;
 * ``kv`` (:mod:`diffaccel.dllm.tasks.kv`, zoo model ``llada-kv``): multi-query associative recall,
   514-token prompts (240 key-value records and 32 queried keys), the answer is the queried keys' values.
   Its filler variant (``--n-filler``, ``--n-filler-symbols``; ours) keeps few records over few key
@@ -66,6 +68,19 @@ logger = logging.getLogger(__name__)
 
 MODULE = "diffaccel.dllm.train_recall"
 ZOO_NAMES = {"recall": "llada-recall", "kv": "llada-kv"}
+#: the free-cue recall (the cue anywhere: a content lookup; not in the zoo yet) is another task than the committed
+#: fixed-distance ``llada-recall``, so by default it is written to a folder of its own, never over that model
+FREE_CUE_NAME = "llada-recall-free-cue"
+
+
+def zoo_name_for(args: argparse.Namespace) -> str:
+    """The zoo folder (and manifest) name of a run: the task's, or :data:`FREE_CUE_NAME` for recall without a
+    fixed cue position."""
+    if args.task == "recall" and args.cue_position is None:
+        return FREE_CUE_NAME
+    return ZOO_NAMES[args.task]
+
+
 WEIGHTS = Path(__file__).resolve().parent.parent / "zoo" / "weights"
 Task = RecallTask | KeyValueTask
 
@@ -254,7 +269,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.curriculum_axes and args.task != "kv":
         parser.error("--curriculum-axes is for --task kv")
     if args.output is None:
-        args.output = WEIGHTS / ZOO_NAMES[args.task]
+        args.output = WEIGHTS / zoo_name_for(args)
     return args
 
 
@@ -274,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    zoo_name = ZOO_NAMES[args.task]
+    zoo_name = zoo_name_for(args)
     if args.evaluate_only:
         return evaluate_only(args, MODULE, load_recorded, evaluate_recorded)
     torch.manual_seed(args.seed)

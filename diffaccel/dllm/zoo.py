@@ -5,7 +5,8 @@
 * ``dream-addition``: its Dream-architecture twin (Qwen2-style GQA, shifted logits) on the same task
   (``python -m diffaccel.dllm.train_addition --arch dream``);
 * ``llada-recall``: passage recall (continue a 512-symbol passage from a cue), 515-token prompts,
-  32-token answers (``python -m diffaccel.dllm.train_recall``);
+  32-token answers, the cue fixed at the passage's start (``python -m diffaccel.dllm.train_recall --cue-position 0 ...``,
+  the command in :data:`TRAINERS` and the manifest);
 * ``llada-kv`` (loader only, no weights yet): multi-query associative recall (the values of 32 queried
   keys among 240 key-value records), 514-token prompts, 32-token answers
   (``python -m diffaccel.dllm.train_recall --task kv``), or its filler variant (fewer records among
@@ -44,7 +45,9 @@ KV_ZOO_NAME = "llada-kv"
 TRAINERS = {
     ZOO_NAME: "diffaccel.dllm.train_addition",
     DREAM_ZOO_NAME: "diffaccel.dllm.train_addition --arch dream",
-    RECALL_ZOO_NAME: "diffaccel.dllm.train_recall",
+    # the committed recipe (its manifest's command): the trainer's defaults are the free-cue task
+    RECALL_ZOO_NAME: "diffaccel.dllm.train_recall --seed 0 --cue-position 0 --curriculum-start 512 --length-spread 0 "
+    "--d-model 64 --n-layers 2 --n-heads 2 --ff 128 --batch-size 16 --lr 2e-3 --warmup 50 --steps 1500",
     KV_ZOO_NAME: "diffaccel.dllm.train_recall --task kv",
 }
 #: the architecture each zoo folder must hold (its config.json's family)

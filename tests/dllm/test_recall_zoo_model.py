@@ -77,3 +77,23 @@ def test_lossless_strategies_stay_token_identical_on_the_zoo_model(recall_pipe):
     assert torch.equal(wrapped_run(recall_pipe, DKVCacheConfig(refresh_interval=1), prompts), expected)
     assert torch.equal(wrapped_run(recall_pipe, SSDConfig(draft_length=4), prompts), expected)
     assert recall_pipe.last_record.forward_calls < stepwise_forwards
+
+
+def test_the_zoo_trainer_command_is_the_manifest_recipe_and_the_free_cue_default_writes_elsewhere(manifest):
+    """The command the zoo names for llada-recall (e.g. when its weights are missing) defines the same run as the
+    committed manifest's; the trainer's default task (the cue anywhere, another task) writes to its own folder,
+    never over llada-recall."""
+    import shlex
+
+    from diffaccel.dllm.train_recall import FREE_CUE_NAME, parse_args
+    from diffaccel.dllm.training import run_arguments
+    from diffaccel.dllm.zoo import TRAINERS
+
+    def run_of(command: str) -> dict:
+        words = shlex.split(command)
+        return run_arguments(parse_args(words[words.index("diffaccel.dllm.train_recall") + 1 :]))
+
+    assert run_of(TRAINERS[RECALL_ZOO_NAME]) == run_of(manifest["command"])
+    assert parse_args([]).output.name == FREE_CUE_NAME != RECALL_ZOO_NAME
+    assert parse_args(["--cue-position", "0"]).output.name == RECALL_ZOO_NAME
+    assert parse_args(["--task", "kv"]).output.name == "llada-kv"
