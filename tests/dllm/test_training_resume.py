@@ -16,10 +16,8 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeypatch):
-    straight = train_recall.main([*TINY, "--output", str(tmp_path / "straight")])
-
-    # The same command stopped during step 5, after the checkpoint written at the end of step 4.
+def stop_during_step_five(argv: list[str], monkeypatch) -> None:
+    """Run ``train_recall`` with ``argv`` and interrupt it during step 5, after the checkpoint of step 4."""
     calls, accuracy = [], RecallTask.progress_accuracy
 
     def stop_at_step_five(*args):
@@ -31,7 +29,12 @@ def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeyp
     with monkeypatch.context() as patch:
         patch.setattr(RecallTask, "progress_accuracy", stop_at_step_five)
         with pytest.raises(KeyboardInterrupt):
-            train_recall.main([*TINY, "--output", str(tmp_path / "stopped")])
+            train_recall.main(argv)
+
+
+def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeypatch):
+    straight = train_recall.main([*TINY, "--output", str(tmp_path / "straight")])
+    stop_during_step_five([*TINY, "--output", str(tmp_path / "stopped")], monkeypatch)
     resumed = train_recall.main([*TINY, "--resume", "--output", str(tmp_path / "stopped")])
 
     assert resumed["steps_done"] == straight["steps_done"] == 6
@@ -46,19 +49,8 @@ def test_resumed_recall_training_follows_the_uninterrupted_run(tmp_path, monkeyp
 def test_resuming_with_other_options_is_refused_and_other_threads_are_not(tmp_path, monkeypatch):
     """A checkpoint records the options of its run: resuming with another learning rate or task would silently
     continue a different run, so it fails naming the options; the thread count does not change the run."""
-    calls, accuracy = [], RecallTask.progress_accuracy
-
-    def stop_at_step_five(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return accuracy(*args)
-
     out = ["--output", str(tmp_path / "run")]
-    with monkeypatch.context() as patch:
-        patch.setattr(RecallTask, "progress_accuracy", stop_at_step_five)
-        with pytest.raises(KeyboardInterrupt):
-            train_recall.main([*TINY, *out])
+    stop_during_step_five([*TINY, *out], monkeypatch)
     other = [a if a != "48" else "40" for a in TINY]  # --passage-length 40: another task, the same model shapes
     with pytest.raises(ValueError, match=r"--lr: 0\.002 -> 0\.001.*--passage-length: 48 -> 40"):
         train_recall.main([*other, "--lr", "1e-3", "--resume", *out])
