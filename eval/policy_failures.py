@@ -4,8 +4,9 @@ Runs `diffaccel.policy.evaluate` with an `on_step` recorder and reports, over th
 * the re-plan during which they collide (0 is the plan made at reset), and which disc they hit (left to right);
 * where on the disc: the angle of the contact point seen from the disc's centre (180 is the side facing the
   start, 90 the top); the expert passes on a circle 0.06 (one disc) outside the disc;
-* whether the path had crossed the disc's horizontal centre line before the contact (it started on one side
-  of the disc and turned to the other): a mode switch between plans, the failure multimodality causes.
+* whether the path had crossed the disc's horizontal centre line before the contact (after its first step it
+  was on one side of the disc, then turned to the other): a mode switch between plans, the failure
+  multimodality causes.
 
     OMP_NUM_THREADS=1 python eval/policy_failures.py --model dp-reach --seed 0 [--strategy bac]
 """
@@ -33,8 +34,9 @@ def collision_report(path: np.ndarray, steps: np.ndarray, discs: np.ndarray, col
         start_side = np.sign(path[i, 0, 1] - disc[1]) or 1.0
         crossed = bool((np.sign(rel[:, 1]) == -start_side).any())
         angle = float(np.degrees(np.arctan2(*(end - disc)[::-1])))
-        rows.append({"episode": int(i), "step": int(steps[i]), "plan": int((steps[i] - 1) // plan), "disc": hit,
-                     "angle": angle, "crossed_centre_line": crossed})  # fmt: skip
+        plan_index = int((steps[i] - 1) // plan)
+        facts = {"episode": int(i), "step": int(steps[i]), "plan": plan_index, "disc": hit, "angle": angle}
+        rows.append({**facts, "crossed_centre_line": crossed})
     return {
         "collisions": len(rows),
         "by_plan": np.bincount([r["plan"] for r in rows]).tolist() if rows else [],

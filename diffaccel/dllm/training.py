@@ -16,6 +16,7 @@ The loss (:func:`sft_loss`) is the masked-diffusion SFT loss of the model's fami
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shlex
@@ -189,11 +190,8 @@ RESUMABLE_WITH_OTHER = frozenset(
 def run_arguments(args) -> dict[str, Any]:
     """The options that define a training run (its data, model, schedule and length): a checkpoint records them,
     and a resumption must repeat them."""
-    return {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in sorted(vars(args).items())
-        if k not in RESUMABLE_WITH_OTHER
-    }
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in RESUMABLE_WITH_OTHER}
+    return json.loads(json.dumps(options, default=str))  # as progress.json will hold them (paths as text)
 
 
 class Checkpoint:
@@ -234,9 +232,9 @@ class Checkpoint:
     def check_arguments(self, progress: dict[str, Any]) -> None:
         """Raise if the run that wrote ``progress`` had other options than this one (checkpoints written before
         the options were recorded cannot be checked: a warning says so)."""
-        saved = progress.get("arguments")
         if self.arguments is None:
             return
+        saved = progress.get("arguments")
         if saved is None:
             logger.warning("%s records no options (an older checkpoint): cannot check that they match", self.folder)
             return
@@ -318,8 +316,8 @@ def tiny_llada(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
 
 def tiny_dream(args, vocab_size: int, mask_id: int, eos_id: int, bos_id: int):
     """A Dream-architecture model of the size given by ``args`` (``d_model``, ``n_heads``, ``n_kv_heads``,
-    ``n_layers``, ``ff``): Qwen2-style GQA with q/k/v biases, untied head, RoPE base ``args.rope_theta`` (default 10,000, as
-    :func:`tiny_llada`, so the two zoo twins differ only in architecture), EOS as padding."""
+    ``n_layers``, ``ff``): Qwen2-style GQA with q/k/v biases, untied head, RoPE base ``args.rope_theta`` (default
+    10,000, as :func:`tiny_llada`, so the two zoo twins differ only in architecture), EOS as padding."""
     from .config import DreamConfig
     from .dream import DreamModel
 

@@ -5,8 +5,8 @@
 * ``dream-addition``: its Dream-architecture twin (Qwen2-style GQA, shifted logits) on the same task
   (``python -m diffaccel.dllm.train_addition --arch dream``);
 * ``llada-recall``: passage recall (continue a 512-symbol passage from a cue), 515-token prompts,
-  32-token answers, the cue fixed at the passage's start (``python -m diffaccel.dllm.train_recall --cue-position 0 ...``,
-  the command in :data:`TRAINERS` and the manifest);
+  32-token answers, the cue fixed at the passage's start (``python -m diffaccel.dllm.train_recall
+  --cue-position 0 ...``, the command in :data:`TRAINERS` and the manifest);
 * ``llada-kv`` (loader only, no weights yet): multi-query associative recall (the values of 32 queried
   keys among 240 key-value records), 514-token prompts, 32-token answers
   (``python -m diffaccel.dllm.train_recall --task kv``), or its filler variant (fewer records among

@@ -56,13 +56,13 @@ def test_answers_are_read_from_the_far_passage_not_remembered(recall_pipe):
     """Shuffle the stretch of the passage that the answer copies (about 500 tokens before the answer): the
     model's answer follows the shuffled passage, so every answer token is read from far-away context."""
     task = recall_pipe.task
+    assert task.cue_position == 0
     prompts, answers = task.held_out(4, seed=11)
-    start = 1 + (task.cue_position or 0) + 1  # BOS, then the symbol after the cue
-    stretch = slice(start, start + task.gen_length)
+    stretch = slice(2, 2 + task.gen_length)  # BOS, the cue, then the symbols after it
     shuffled = prompts.clone()
     order = torch.randperm(task.gen_length, generator=torch.Generator().manual_seed(0))
     shuffled[:, stretch] = prompts[:, stretch][:, order]
-    assert task.cue_position == 0 and not torch.equal(shuffled, prompts)
+    assert not torch.equal(shuffled, prompts)
     distance = prompts.shape[1] - stretch.start
     assert distance >= 500
     out = recall_pipe(input_ids=shuffled).generated
