@@ -165,6 +165,12 @@ def train_main(argv: list[str] | None = None) -> int:
         default=None,
         help="ours: oversample each demo's first window (default: the recipe's)",
     )
+    parser.add_argument(
+        "--turn-window-weight",
+        type=float,
+        default=None,
+        help="ours: oversample the windows around each mid-episode turn to a later obstacle (default: the recipe's)",
+    )
     parser.add_argument("--weight-init", choices=("ours", "reference"), default=None, help="initialisation")
     parser.add_argument("--out", default=None, help="weights root (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1)
@@ -181,8 +187,9 @@ def train_main(argv: list[str] | None = None) -> int:
         ("ema_power", args.ema_power),
         ("weight_init", args.weight_init),
         ("first_window_weight", args.first_window_weight),
+        ("turn_window_weight", args.turn_window_weight),
     )
-    overrides = {k: v for k, v in options if v}
+    overrides = {k: v for k, v in options if v is not None}
     recipe = PolicyTraining(
         name=args.name,
         seed=args.seed,

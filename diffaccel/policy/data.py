@@ -15,6 +15,9 @@ Which decision steps get a window (`starts`):
   the policy needs them: an episode ends within 0.04 of the goal, and without them it never sees a state that
   close and overshoots (the reference range lost 7 of 200 episodes so; docs/policy/README.md).
 
+`turn_steps` / `turn_windows` (ours) find the windows where the expert commits to a side of a later obstacle
+mid-episode, for the training recipe's `turn_window_weight`.
+
 `pad_after="zero"` (ours, an earlier zoo recipe) fills the steps after the end with zero motion instead of
 repeating the last action; the policy must then also predict when the episode ends, which costs it precision.
 """
@@ -48,6 +51,24 @@ def decision_steps(length: int, horizon: int, n_obs_steps: int, n_action_steps: 
     pad_after = min(max(n_action_steps - 1, 0), horizon - 1)
     first, last = -pad_before, length - horizon + pad_after
     return range(first + n_obs_steps - 1, last + n_obs_steps)
+
+
+def turn_steps(target: np.ndarray, waypoints_per_obstacle: int, n_obstacles: int) -> list[int]:
+    """The steps t at which the expert turns towards the first waypoint of a later obstacle (k = 1 .. n − 1; the
+    index n·w after the last obstacle's waypoints is the goal), from a demonstration's `target` (`collect_demos`). There it draws that obstacle's side afresh, so the observation
+    history up to t says nothing about which way it goes: the mid-episode counterpart of the reset window."""
+    target = np.asarray(target)
+    obstacle, waypoint = np.divmod(target, waypoints_per_obstacle)
+    changed = np.concatenate([[True], np.diff(target) != 0])
+    starts = changed & (waypoint == 0) & (obstacle >= 1) & (obstacle < n_obstacles)
+    return [int(t) for t in np.flatnonzero(starts)]
+
+
+def turn_windows(steps: range, turns: list[int], n_action_steps: int) -> list[bool]:
+    """For each decision step i in `steps`, whether its window is one where a turn t is undecided: its executed
+    actions i .. i + Ta − 1 hold t (t − Ta + 1 ≤ i ≤ t), or its history has seen one step of the new heading only
+    (i = t + 1)."""
+    return [any(t - n_action_steps + 1 <= i <= t + 1 for t in turns) for i in steps]
 
 
 def make_windows(

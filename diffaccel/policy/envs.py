@@ -117,6 +117,7 @@ class ScriptedExpert:
             + offsets[None, None] * np.stack([np.ones_like(self.sides), self.sides], -1)[:, :, None, :]
         )  # (n, k, w, 2)
         self.waypoints = np.concatenate([points.reshape(n, -1, 2), env.goal[:, None]], 1)
+        self.waypoints_per_obstacle = len(angles)
         self.index = np.zeros(n, int)
         self.tolerance = s.waypoint_tolerance
         self.env = env
@@ -135,15 +136,20 @@ class ScriptedExpert:
 
 
 def collect_demos(name: str, episodes: int, seed: int) -> list[dict]:
-    """Expert episodes as {"obs": (L+1, obs_dim), "action": (L, 2), "success": bool}."""
+    """Expert episodes as {"obs": (L+1, obs_dim), "action": (L, 2), "target": (L,), "success": bool}.
+
+    `target[t]` is the index of the waypoint the expert heads for with action t (obstacle k's waypoints are
+    k·w .. k·w + w − 1 for w waypoints per obstacle, then the goal): it marks where the expert commits to a side
+    of each obstacle (`diffaccel.policy.data.turn_steps`)."""
     env = ObstacleReach(name, episodes)
     obs = [env.reset(seed)]
     expert = ScriptedExpert(env, seed + 1)
-    acts, alive = [], []
+    acts, alive, targets = [], [], []
     while not env.done.all():
         alive.append(~env.done)
         a = expert.act()
         acts.append(a)
+        targets.append(expert.index.copy())
         obs.append(env.step(a))
     demos = []
     alive_arr = np.array(alive)
@@ -153,6 +159,7 @@ def collect_demos(name: str, episodes: int, seed: int) -> list[dict]:
             {
                 "obs": np.array([o[i] for o in obs[: length + 1]]),
                 "action": np.array([a[i] for a in acts[:length]]),
+                "target": np.array([t[i] for t in targets[:length]]),
                 "success": bool(env.success[i]),
             }
         )

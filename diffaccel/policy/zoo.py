@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from ..zoo.weights_io import load_state_into, read_json, weights_dir
-from .data import decision_steps, make_windows, replay_rows
-from .envs import collect_demos
+from .data import decision_steps, make_windows, replay_rows, turn_steps, turn_windows
+from .envs import TASKS, collect_demos
 from .transformer import DiffusionTransformerPolicy, PolicyConfig
 
 ZOO_ENVS = {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}
@@ -90,6 +90,10 @@ class PolicyTraining:
     # are equally likely and nothing in the history tells them apart) this many times as often as the others;
     # 1 = uniform sampling over windows, as the reference's shuffled epochs
     first_window_weight: float = 1.0
+    # ours: draw the windows around each mid-episode turn towards a later obstacle (`data.turn_windows`: the
+    # expert draws that obstacle's side afresh there, as at the reset) this many times as often; on
+    # `obstacle-reach` there is no such turn, so it changes nothing there
+    turn_window_weight: float = 1.0
 
     def __post_init__(self):
         if self.weight_init not in WEIGHT_INITS:
@@ -106,6 +110,24 @@ class PolicyTraining:
             for d in demos
         ]
         self.first_window = torch.tensor([i == 0 for r in steps for i in r])
+        spec = TASKS[self.env]
+        self.turn_window = torch.tensor(
+            [
+                flag
+                for d, r in zip(demos, steps, strict=True)
+                for flag in turn_windows(
+                    r,
+                    turn_steps(d["target"], len(spec.waypoint_angles_deg), len(spec.obstacle_x)),
+                    c.n_action_steps,
+                )
+            ],
+            dtype=torch.bool,
+        )
+        # a window both first and around a turn takes the larger weight
+        self.window_weights = torch.maximum(
+            torch.where(self.first_window, self.first_window_weight, 1.0),
+            torch.where(self.turn_window, self.turn_window_weight, 1.0),
+        )
         flat_obs, flat_act = replay_rows(demos)
         self.normalizer = {
             "obs_min": flat_obs.min(0).values.tolist(),
@@ -126,11 +148,10 @@ class PolicyTraining:
         return components["policy"].model.optim_groups(self.weight_decay)
 
     def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
-        if self.first_window_weight == 1.0:
+        if bool((self.window_weights == 1.0).all()):
             idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
         else:
-            weights = torch.where(self.first_window, self.first_window_weight, 1.0)
-            idx = torch.multinomial(weights, self.batch_size, replacement=True, generator=generator)
+            idx = torch.multinomial(self.window_weights, self.batch_size, replacement=True, generator=generator)
         return components["policy"].compute_loss(self.obs[idx], self.actions[idx], generator)
 
     def config(self, components: dict) -> dict:
@@ -146,6 +167,7 @@ class PolicyTraining:
                 "action_pad": self.action_pad,
                 "window_starts": self.window_starts,
                 "first_window_weight": self.first_window_weight,
+                "turn_window_weight": self.turn_window_weight,
             },
             "continued_from": self.init_from,
             "optimizer": {

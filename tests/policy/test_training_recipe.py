@@ -162,3 +162,22 @@ def test_first_window_weight_oversamples_the_reset_windows_only():
     uniform.loss({"policy": policy}, torch.Generator().manual_seed(1))
     idx = torch.randint(0, len(uniform.obs), (8,), generator=torch.Generator().manual_seed(1))
     assert torch.equal(drawn[0], uniform.obs[idx])
+
+
+def test_turn_window_weight_oversamples_the_windows_around_each_turn():
+    """Ours: with turn weight 4 and first-window weight 2, each window is drawn in proportion to 4 (around a turn),
+    2 (a reset window) or 1, counted by hand from the recipe's masks; on the one-disc task there is no turn."""
+    recipe = PolicyTraining(name="dp-reach-two", demos=4, first_window_weight=2.0, turn_window_weight=4.0)
+    turn, first = recipe.turn_window, recipe.first_window
+    assert int(turn.sum()) == 4 * 9 and not bool((turn & first).any())
+    drawn = []
+    policy = SimpleNamespace(compute_loss=lambda obs, act, gen: drawn.append(obs) or torch.zeros(()))
+    recipe.batch_size = 40000
+    recipe.loss({"policy": policy}, torch.Generator().manual_seed(0))
+    rows = {tuple(o.flatten().tolist()): i for i, o in enumerate(recipe.obs)}
+    picked = torch.tensor([rows[tuple(o.flatten().tolist())] for o in drawn[0]])
+    total = 4.0 * 36 + 2.0 * 4 + (len(recipe.obs) - 40)
+    assert abs(turn[picked].float().mean().item() - 4.0 * 36 / total) < 0.01
+    assert abs(first[picked].float().mean().item() - 2.0 * 4 / total) < 0.01
+    one_disc = PolicyTraining(demos=4, turn_window_weight=4.0)
+    assert not bool(one_disc.turn_window.any()) and bool((one_disc.window_weights == 1.0).all())
