@@ -117,7 +117,6 @@ class ScriptedExpert:
             + offsets[None, None] * np.stack([np.ones_like(self.sides), self.sides], -1)[:, :, None, :]
         )  # (n, k, w, 2)
         self.waypoints = np.concatenate([points.reshape(n, -1, 2), env.goal[:, None]], 1)
-        self.waypoints_per_obstacle = len(angles)
         self.index = np.zeros(n, int)
         self.tolerance = s.waypoint_tolerance
         self.env = env
