@@ -55,8 +55,9 @@ def decision_steps(length: int, horizon: int, n_obs_steps: int, n_action_steps: 
 
 def turn_steps(target: np.ndarray, waypoints_per_obstacle: int, n_obstacles: int) -> list[int]:
     """The steps t at which the expert turns towards the first waypoint of a later obstacle (k = 1 .. n − 1; the
-    index n·w after the last obstacle's waypoints is the goal), from a demonstration's `target` (`collect_demos`). There it draws that obstacle's side afresh, so the observation
-    history up to t says nothing about which way it goes: the mid-episode counterpart of the reset window."""
+    index n·w after the last obstacle's waypoints is the goal), from a demonstration's `target` (`collect_demos`).
+    There it draws that obstacle's side afresh, so the observation history up to t says nothing about which way
+    it goes: the mid-episode counterpart of the reset window."""
     target = np.asarray(target)
     obstacle, waypoint = np.divmod(target, waypoints_per_obstacle)
     changed = np.concatenate([[True], np.diff(target) != 0])
