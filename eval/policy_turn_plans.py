@@ -30,25 +30,30 @@ from diffaccel.policy.zoo import load as load_policy_folder
 ENV = "obstacle-reach-two"
 
 
-def plan_row(policy, demos: list[dict], offset: int, seed: int) -> dict | None:
+def turn_and_side(demo: dict) -> tuple[int, float]:
+    """A demonstration's turn towards the second disc, and the side of that disc the expert passes (where it is
+    when it reaches the disc's centre x; obs columns 6, 7 are that centre)."""
     spec = TASKS[ENV]
+    (turn,) = turn_steps(demo["target"], len(spec.waypoint_angles_deg), len(spec.obstacle_x))
+    obs = demo["obs"]
+    past = np.flatnonzero(obs[:, 0] >= obs[0, 6])
+    return turn, (np.sign(obs[past[0], 1] - obs[0, 7]) if len(past) else 0.0)
+
+
+def plan_row(policy, demos: list[dict], turns: list[tuple[int, float]], offset: int, seed: int) -> dict | None:
     windows, sides = [], []
-    for demo in demos:
-        (turn,) = turn_steps(demo["target"], len(spec.waypoint_angles_deg), len(spec.obstacle_x))
+    for demo, (turn, side) in zip(demos, turns, strict=True):
         i = turn + offset
         if 0 <= i < len(demo["action"]):
             windows.append(demo["obs"][[max(i - 1, 0), i]])
-            # the side of the second disc the expert passes: where it is when it reaches that disc's centre x
-            obs = demo["obs"]
-            past = np.flatnonzero(obs[:, 0] >= obs[0, 6])
-            sides.append(np.sign(obs[past[0], 1] - obs[0, 7]) if len(past) else 0.0)
+            sides.append(side)
     if not windows:
         return None
     obs = torch.tensor(np.array(windows))
     actions = policy.predict_action({"obs": obs}, generator=torch.Generator().manual_seed(seed))["action"].numpy()
     path = obs[:, -1, :2].numpy()[:, None] + np.cumsum(clip_norm(actions.astype(np.float64), MAX_STEP), 1)
     centres = obs[:, -1, 4:].numpy().reshape(len(obs), -1, 2)
-    touched = np.linalg.norm(path[:, :, None] - centres[:, None], axis=3).min(1) < spec.radius  # (n, discs)
+    touched = np.linalg.norm(path[:, :, None] - centres[:, None], axis=3).min(1) < TASKS[ENV].radius  # (n, discs)
     same_side = np.sign(path[:, -1, 1] - centres[:, 1, 1]) == np.array(sides)
     return {
         "offset": offset,
@@ -69,10 +74,11 @@ def main() -> None:
     a = p.parse_args()
     policy = load_policy_folder(a.folder) if a.folder else diffaccel.zoo.load(a.model)
     demos = collect_demos(ENV, a.demos, a.demo_seed)
+    turns = [turn_and_side(d) for d in demos]
     ta = policy.config.n_action_steps
     rows = []
     for offset in range(-ta - 4, 4):
-        row = plan_row(policy, demos, offset, a.demo_seed + 100 + offset)
+        row = plan_row(policy, demos, turns, offset, a.demo_seed + 100 + offset)
         if row is not None:
             rows.append(row)
             print(json.dumps(row), flush=True)

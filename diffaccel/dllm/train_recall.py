@@ -26,8 +26,8 @@ each batch draws its size uniformly from ``[(1 - spread) cap, cap]`` (``--length
 is deterministic for a seed (one thread). A resumable checkpoint is written to ``<output>/checkpoint/``
 every ``--checkpoint-every`` steps (``--resume`` continues from it, given the same options: the checkpoint
 records them and other ones are refused; ``--from-checkpoint`` turns a stopped run into a zoo folder). At the
-end ``model.safetensors``, a hub-format ``config.json`` and ``manifest.json`` (command, seed, time, final loss, sha256, exact match with stepwise decoding on a
-held-out set) are written to ``diffaccel/zoo/weights/<zoo model>/``. The loss is LLaDA's SFT loss
+end ``model.safetensors``, a hub-format ``config.json`` and ``manifest.json`` (command, seed, time, final loss,
+sha256, exact match with stepwise decoding on a held-out set) are written to ``diffaccel/zoo/weights/<zoo model>/``. The loss is LLaDA's SFT loss
 (:mod:`diffaccel.dllm.training`).
 """
 

@@ -67,8 +67,8 @@ def turn_steps(target: np.ndarray, waypoints_per_obstacle: int, n_obstacles: int
 
 def turn_windows(steps: range, turns: list[int], n_action_steps: int) -> list[bool]:
     """For each decision step i in `steps`, whether its window is one where a turn t is undecided: its executed
-    actions i .. i + Ta − 1 hold t (t − Ta + 1 ≤ i ≤ t), or its history has seen one step of the new heading only
-    (i = t + 1)."""
+    actions i .. i + Ta − 1 hold t (t − Ta + 1 ≤ i ≤ t), or its history has seen one step of the new heading
+    only (i = t + 1)."""
     return [any(t - n_action_steps + 1 <= i <= t + 1 for t in turns) for i in steps]
 
 

@@ -112,23 +112,15 @@ class PolicyTraining:
         ]
         self.first_window = torch.tensor([i == 0 for r in steps for i in r])
         spec = TASKS[self.env]
-        self.turn_window = torch.tensor(
-            [
-                flag
-                for d, r in zip(demos, steps, strict=True)
-                for flag in turn_windows(
-                    r,
-                    turn_steps(d["target"], len(spec.waypoint_angles_deg), len(spec.obstacle_x)),
-                    c.n_action_steps,
-                )
-            ],
-            dtype=torch.bool,
-        )
+        turns = [turn_steps(d["target"], len(spec.waypoint_angles_deg), len(spec.obstacle_x)) for d in demos]
+        flags = [turn_windows(r, t, c.n_action_steps) for r, t in zip(steps, turns, strict=True)]
+        self.turn_window = torch.tensor([f for demo_flags in flags for f in demo_flags], dtype=torch.bool)
         # a window both first and around a turn takes the larger weight
         self.window_weights = torch.maximum(
             torch.where(self.first_window, self.first_window_weight, 1.0),
             torch.where(self.turn_window, self.turn_window_weight, 1.0),
         )
+        self.uniform_draw = bool((self.window_weights == 1.0).all())  # the reference's draw, bit for bit
         flat_obs, flat_act = replay_rows(demos)
         self.normalizer = {
             "obs_min": flat_obs.min(0).values.tolist(),
@@ -149,7 +141,7 @@ class PolicyTraining:
         return components["policy"].model.optim_groups(self.weight_decay)
 
     def loss(self, components: dict, generator: torch.Generator) -> torch.Tensor:
-        if bool((self.window_weights == 1.0).all()):
+        if self.uniform_draw:
             idx = torch.randint(0, len(self.obs), (self.batch_size,), generator=generator)
         else:
             idx = torch.multinomial(self.window_weights, self.batch_size, replacement=True, generator=generator)
