@@ -152,6 +152,7 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-from", default=None, help="continue from the weights in this folder")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--n-emb", type=int, default=None, help="transformer width (default: the recipe's)")
+    parser.add_argument("--n-layer", type=int, default=None, help="decoder layers (default: the recipe's, 4)")
     parser.add_argument(
         "--window-starts",
         choices=("reference", "every-step"),
@@ -171,6 +172,13 @@ def train_main(argv: list[str] | None = None) -> int:
         default=None,
         help="ours: oversample the windows around each mid-episode turn to a later obstacle (default: the recipe's)",
     )
+    parser.add_argument(
+        "--demo-action-noise",
+        type=float,
+        default=None,
+        help="ours, after DART: the expert's executed actions get this Gaussian noise, labels stay clean "
+        "(default: the recipe's)",
+    )
     parser.add_argument("--weight-init", choices=("ours", "reference"), default=None, help="initialisation")
     parser.add_argument("--out", default=None, help="weights root (default: the packaged diffaccel/zoo/weights)")
     parser.add_argument("--threads", type=int, default=1)
@@ -183,11 +191,13 @@ def train_main(argv: list[str] | None = None) -> int:
         ("demos", args.demos),
         ("learning_rate", args.lr),
         ("n_emb", args.n_emb),
+        ("n_layer", args.n_layer),
         ("window_starts", args.window_starts),
         ("ema_power", args.ema_power),
         ("weight_init", args.weight_init),
         ("first_window_weight", args.first_window_weight),
         ("turn_window_weight", args.turn_window_weight),
+        ("demo_action_noise", args.demo_action_noise),
     )
     overrides = {k: v for k, v in options if v is not None}
     recipe = PolicyTraining(

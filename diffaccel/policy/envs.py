@@ -134,22 +134,33 @@ class ScriptedExpert:
         return clip_norm(target - agent, MAX_STEP)
 
 
-def collect_demos(name: str, episodes: int, seed: int) -> list[dict]:
+def collect_demos(name: str, episodes: int, seed: int, action_noise: float = 0.0) -> list[dict]:
     """Expert episodes as {"obs": (L+1, obs_dim), "action": (L, 2), "target": (L,), "success": bool}.
 
     `target[t]` is the index of the waypoint the expert heads for with action t (obstacle k's waypoints are
     k·w .. k·w + w − 1 for w waypoints per obstacle, then the goal): it marks where the expert commits to a side
-    of each obstacle (`diffaccel.policy.data.turn_steps`)."""
+    of each obstacle (`diffaccel.policy.data.turn_steps`).
+
+    `action_noise` > 0 (ours, after DART, Laskey et al. 2017, "DART: Noise Injection for Robust Imitation
+    Learning"): the environment executes the expert's action plus Gaussian noise of that standard deviation per
+    coordinate, while `action` records the expert's clean action. The demonstrations then visit states just off
+    the expert's path, labelled with the expert's correction back towards its waypoint, which a policy's own
+    small errors lead it into and clean demonstrations never show. Noise-free demonstrations are bit-identical
+    to those collected without the argument."""
+    if action_noise < 0:
+        raise ValueError(f"action_noise must be >= 0, got {action_noise}")
     env = ObstacleReach(name, episodes)
     obs = [env.reset(seed)]
     expert = ScriptedExpert(env, seed + 1)
+    noise = np.random.default_rng(seed + 2)
     acts, alive, targets = [], [], []
     while not env.done.all():
         alive.append(~env.done)
         a = expert.act()
         acts.append(a)
         targets.append(expert.index.copy())
-        obs.append(env.step(a))
+        executed = a + noise.normal(0.0, action_noise, a.shape) if action_noise > 0 else a
+        obs.append(env.step(executed))
     demos = []
     alive_arr = np.array(alive)
     for i in range(episodes):

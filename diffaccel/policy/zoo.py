@@ -66,6 +66,7 @@ class PolicyTraining:
     ema_decay: float = 0.998
     demos: int = 200
     n_emb: int = 64
+    n_layer: int = 4  # decoder layers: 4 as the design prototype; the reference low-dim transformer has 8
     eval_episodes: int = 200
     init_from: str | None = None  # a folder with earlier weights of the same architecture: continue training
     # AdamW betas and weight decay; a positive decay applies to weight matrices only, as the reference's
@@ -95,13 +96,18 @@ class PolicyTraining:
     # `obstacle-reach` there is no such turn, so it changes nothing there. Measured on dp-reach-two: 3x and 6x
     # lowered success (0.675 / 0.620 vs 0.710; docs/policy/README.md), so no recipe sets it
     turn_window_weight: float = 1.0
+    # ours, after DART (Laskey et al. 2017): the demonstrations execute the expert's action plus Gaussian noise of
+    # this standard deviation per coordinate and record the clean action (`collect_demos(action_noise=...)`);
+    # episodes the noise drives into a disc are dropped (`demos_kept` in the config). 0 = clean demonstrations
+    demo_action_noise: float = 0.0
 
     def __post_init__(self):
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"unknown weight_init {self.weight_init!r}; choose one of {WEIGHT_INITS}")
         self.env = ZOO_ENVS[self.name]
-        demos = collect_demos(self.env, self.demos, DEMO_SEED)
-        self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb)
+        demos = [d for d in collect_demos(self.env, self.demos, DEMO_SEED, self.demo_action_noise) if d["success"]]
+        self.demos_kept = len(demos)
+        self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb, n_layer=self.n_layer)
         c = self.policy_config
         self.obs, self.actions = make_windows(
             demos, c.horizon, c.n_obs_steps, self.action_pad, c.n_action_steps, self.window_starts
@@ -161,6 +167,8 @@ class PolicyTraining:
                 "window_starts": self.window_starts,
                 "first_window_weight": self.first_window_weight,
                 "turn_window_weight": self.turn_window_weight,
+                "demo_action_noise": self.demo_action_noise,
+                "demos_kept": self.demos_kept,
             },
             "continued_from": self.init_from,
             "optimizer": {

@@ -72,7 +72,8 @@ def test_train_script_writes_weights_and_manifest(tmp_path, monkeypatch):
     assert (
         _run(
             "train.py",
-            ["dp-reach", "--steps", "2", "--demos", "4", "--eval-episodes", "2", "--out", str(tmp_path)],
+            ["dp-reach", "--steps", "2", "--demos", "4", "--eval-episodes", "2", "--out", str(tmp_path)]
+            + ["--n-layer", "2", "--demo-action-noise", "0.005"],
             monkeypatch,
         )
         == 0
@@ -80,6 +81,8 @@ def test_train_script_writes_weights_and_manifest(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "dp-reach" / "manifest.json").read_text())
     assert manifest["steps"] == 2 and set(manifest["sha256"]) == {"config.json", "model.safetensors"}
     assert "success_rate" in manifest["metrics"]
+    config = json.loads((tmp_path / "dp-reach" / "config.json").read_text())  # the options reach the recipe
+    assert config["policy"]["n_layer"] == 2 and config["training_data"]["demo_action_noise"] == 0.005
 
 
 def test_compare_policy_rows_and_resume(tmp_path):

@@ -181,3 +181,13 @@ def test_turn_window_weight_oversamples_the_windows_around_each_turn():
     assert abs(first[picked].float().mean().item() - 2.0 * 4 / total) < 0.01
     one_disc = PolicyTraining(demos=4, turn_window_weight=4.0)
     assert not bool(one_disc.turn_window.any()) and bool((one_disc.window_weights == 1.0).all())
+
+
+def test_n_layer_sets_the_decoder_depth_the_config_records():
+    """`n_layer` (the reference low-dim transformer has 8; the recipes keep the prototype's 4) reaches the built
+    denoiser and the saved config, so `zoo.load` rebuilds the same depth."""
+    recipe = PolicyTraining(demos=4, n_emb=16, n_layer=3)
+    components = recipe.build()
+    assert len(components["policy"].model.decoder.layers) == 3
+    assert recipe.config(components)["policy"]["n_layer"] == 3
+    assert len(PolicyTraining(demos=4, n_emb=16).build()["policy"].model.decoder.layers) == 4

@@ -51,6 +51,9 @@ def test_each_zoo_recipe_is_the_one_its_committed_config_records(name):
         data["first_window_weight"],
     )
     assert recipe.turn_window_weight == data.get("turn_window_weight", 1.0)  # configs before it: no turn weight
+    assert recipe.demo_action_noise == data.get("demo_action_noise", 0.0)  # configs before it: clean demonstrations
+    assert recipe.demos_kept == data.get("demos_kept", data["demos"])
+    assert recipe.policy_config.n_layer == config["policy"]["n_layer"]
     assert (len(recipe.obs), recipe.first_window_weight, recipe.policy_config.n_emb) == COMMITTED[name]
     assert recipe.policy_config.n_emb == config["policy"]["n_emb"]
     assert (recipe.window_starts, recipe.ema_power) == ("every-step", config["optimizer"]["ema_power"])
