@@ -5,7 +5,9 @@ history at decision steps i = t + offset around each demonstration's turn t towa
 (`diffaccel.policy.data.turn_steps`: there the expert draws that disc's side afresh). Per offset it reports:
 * how often the executed part of the plan (Ta actions from the agent's position, clipped to the environment's
   step length) touches the first or the second disc;
-* how often the plan ends on the side of the second disc the expert took; 0.5 where the history cannot tell.
+* how often the plan ends on the side of the second disc the expert took; 0.5 where the history cannot tell;
+* how many plans cross between the discs (end on the other side of the second disc than the agent is of the
+  first), and the touch rate of the second disc among crossing and among same-side plans.
 
 A plan that touches a disc at an offset where the history cannot tell the mode is the averaging failure
 multimodality causes; `turn_window_weight` (ours) trains on these windows more often.
@@ -54,13 +56,18 @@ def plan_row(policy, demos: list[dict], turns: list[tuple[int, float]], offset: 
     path = obs[:, -1, :2].numpy()[:, None] + np.cumsum(clip_norm(actions.astype(np.float64), MAX_STEP), 1)
     centres = obs[:, -1, 4:].numpy().reshape(len(obs), -1, 2)
     touched = np.linalg.norm(path[:, :, None] - centres[:, None], axis=3).min(1) < TASKS[ENV].radius  # (n, discs)
-    same_side = np.sign(path[:, -1, 1] - centres[:, 1, 1]) == np.array(sides)
+    plan_side = np.sign(path[:, -1, 1] - centres[:, 1, 1])
+    # a plan that ends on the other side of the second disc than the agent is of the first crosses between them
+    crossing = plan_side != np.sign(obs[:, -1, 1].numpy() - centres[:, 0, 1])
     return {
         "offset": offset,
         "plans": len(windows),
         "touch_disc_1": float(touched[:, 0].mean()),
         "touch_disc_2": float(touched[:, 1].mean()),
-        "expert_side": float(same_side.mean()),
+        "expert_side": float((plan_side == np.array(sides)).mean()),
+        "crossing": float(crossing.mean()),
+        "touch_disc_2_crossing": float(touched[crossing, 1].mean()) if crossing.any() else None,
+        "touch_disc_2_same_side": float(touched[~crossing, 1].mean()) if (~crossing).any() else None,
     }
 
 

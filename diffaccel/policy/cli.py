@@ -154,6 +154,14 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-emb", type=int, default=None, help="transformer width (default: the recipe's)")
     parser.add_argument("--n-layer", type=int, default=None, help="decoder layers (default: the recipe's, 4)")
     parser.add_argument(
+        "--no-causal-attn",
+        dest="causal_attn",
+        action="store_const",
+        const=False,
+        default=None,
+        help="full attention between action tokens (the reference's causal_attn=False; default: causal)",
+    )
+    parser.add_argument(
         "--window-starts",
         choices=("reference", "every-step"),
         default=None,
@@ -192,6 +200,7 @@ def train_main(argv: list[str] | None = None) -> int:
         ("learning_rate", args.lr),
         ("n_emb", args.n_emb),
         ("n_layer", args.n_layer),
+        ("causal_attn", args.causal_attn),
         ("window_starts", args.window_starts),
         ("ema_power", args.ema_power),
         ("weight_init", args.weight_init),

@@ -41,6 +41,9 @@ class PolicyConfig:
     p_drop_emb: float = 0.0
     p_drop_attn: float = 0.01
     num_train_timesteps: int = 100
+    # the reference's `causal_attn` (True in its low-dim configs): action token t attends to tokens <= t and to the
+    # memory tokens the reference's `memory_mask` allows; False = full attention both ways, as the reference does
+    causal_attn: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,11 +81,10 @@ class TransformerDenoiser(nn.Module):
         )
         self.decoder = nn.TransformerDecoder(layer, num_layers=c.n_layer)
         t, s = torch.arange(c.horizon)[:, None], torch.arange(1 + c.n_obs_steps)[None, :]
-        # boolean masks: True = not allowed
-        self.register_buffer(
-            "mask", torch.triu(torch.ones(c.horizon, c.horizon, dtype=torch.bool), 1), persistent=False
-        )
-        self.register_buffer("memory_mask", ~(t >= s - 1), persistent=False)
+        # boolean masks: True = not allowed; None without causal attention (the reference sets both to None then)
+        causal = torch.triu(torch.ones(c.horizon, c.horizon, dtype=torch.bool), 1)
+        self.register_buffer("mask", causal if c.causal_attn else None, persistent=False)
+        self.register_buffer("memory_mask", ~(t >= s - 1) if c.causal_attn else None, persistent=False)
         self.ln_f = nn.LayerNorm(c.n_emb)
         self.head = nn.Linear(c.n_emb, c.action_dim)
         self.apply(self._init_weights)

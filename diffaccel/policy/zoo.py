@@ -67,6 +67,7 @@ class PolicyTraining:
     demos: int = 200
     n_emb: int = 64
     n_layer: int = 4  # decoder layers: 4 as the design prototype; the reference low-dim transformer has 8
+    causal_attn: bool = True  # the reference low-dim configs' causal attention; False = its full-attention option
     eval_episodes: int = 200
     init_from: str | None = None  # a folder with earlier weights of the same architecture: continue training
     # AdamW betas and weight decay; a positive decay applies to weight matrices only, as the reference's
@@ -107,7 +108,9 @@ class PolicyTraining:
         self.env = ZOO_ENVS[self.name]
         demos = [d for d in collect_demos(self.env, self.demos, DEMO_SEED, self.demo_action_noise) if d["success"]]
         self.demos_kept = len(demos)
-        self.policy_config = PolicyConfig(obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb, n_layer=self.n_layer)
+        self.policy_config = PolicyConfig(
+            obs_dim=demos[0]["obs"].shape[1], n_emb=self.n_emb, n_layer=self.n_layer, causal_attn=self.causal_attn
+        )
         c = self.policy_config
         self.obs, self.actions = make_windows(
             demos, c.horizon, c.n_obs_steps, self.action_pad, c.n_action_steps, self.window_starts

@@ -147,6 +147,21 @@ def test_causal_and_memory_masks():
     ]
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_causal_attn_decides_what_each_action_token_sees(causal):
+    """The reference's `causal_attn`: with it, token 0's noise prediction is blind to a later action token and to
+    the second observation (memory token 2), exactly; without it (full attention, no masks) both move it."""
+    torch.manual_seed(0)
+    model = DiffusionTransformerPolicy(PolicyConfig(n_layer=2, n_emb=16, horizon=4, causal_attn=causal)).model.eval()
+    sample, cond = torch.randn(1, 4, 2), torch.randn(1, 2, 6)
+    base = model(sample, 5, cond)
+    later, second_obs = sample.clone(), cond.clone()
+    later[:, 3] += 1.0
+    second_obs[:, 1] += 1.0
+    for moved in (model(later, 5, cond), model(sample, 5, second_obs)):
+        assert torch.equal(moved[:, 0], base[:, 0]) == causal
+
+
 def test_evaluate_counts_and_is_reproducible():
     torch.manual_seed(0)
     policy = DiffusionTransformerPolicy(PolicyConfig(n_layer=1, n_emb=16)).eval()

@@ -73,7 +73,7 @@ def test_train_script_writes_weights_and_manifest(tmp_path, monkeypatch):
         _run(
             "train.py",
             ["dp-reach", "--steps", "2", "--demos", "4", "--eval-episodes", "2", "--out", str(tmp_path)]
-            + ["--n-layer", "2", "--demo-action-noise", "0.005"],
+            + ["--n-layer", "2", "--demo-action-noise", "0.005", "--no-causal-attn"],
             monkeypatch,
         )
         == 0
@@ -83,6 +83,7 @@ def test_train_script_writes_weights_and_manifest(tmp_path, monkeypatch):
     assert "success_rate" in manifest["metrics"]
     config = json.loads((tmp_path / "dp-reach" / "config.json").read_text())  # the options reach the recipe
     assert config["policy"]["n_layer"] == 2 and config["training_data"]["demo_action_noise"] == 0.005
+    assert config["policy"]["causal_attn"] is False
 
 
 def test_compare_policy_rows_and_resume(tmp_path):
