@@ -8,7 +8,7 @@
 * trunk = a causal `nn.TransformerDecoder` (pre-norm, GELU, feed-forward 4·n_emb) over the action
   tokens; each `nn.TransformerDecoderLayer` holds the self-attention, cross-attention and
   feed-forward sub-blocks that BAC caches; a memory mask lets action token t see memory token s
-  only when t ≥ s − 1;
+  only when t ≥ s − 1 (`PolicyConfig.causal_attn=False`, the reference's other option, drops both masks);
 * head = LayerNorm → Linear(n_emb → action_dim); epsilon prediction with diffusers'
   `DDPMScheduler(100, "squaredcos_cap_v2", clip_sample=True)`, one denoiser call per step.
 
