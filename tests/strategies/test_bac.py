@@ -14,9 +14,10 @@ from diffaccel.testing.tiny_models import at_step, build_tiny, tiny_inputs
 STEPS = 12
 
 
-def _policy(seed=0):
+def _policy(seed=0, causal_attn=True):
     torch.manual_seed(seed)
-    return DiffusionTransformerPolicy(PolicyConfig(n_layer=2, n_emb=32, horizon=16)).eval()
+    config = PolicyConfig(n_layer=2, n_emb=32, horizon=16, causal_attn=causal_attn)
+    return DiffusionTransformerPolicy(config).eval()
 
 
 def _act(policy, seed, steps=STEPS, obs_seed=0):
@@ -32,9 +33,9 @@ def _model_loop(name, model, inputs):
     return [o[0] if isinstance(o, tuple) else o.sample for o in out]
 
 
-@pytest.mark.parametrize("scope", ["block", "unified"])
-def test_every_step_schedule_is_bit_identical_on_the_policy(scope):
-    policy = _policy()
+@pytest.mark.parametrize("scope, causal_attn", [("block", True), ("unified", True), ("block", False)])
+def test_every_step_schedule_is_bit_identical_on_the_policy(scope, causal_attn):
+    policy = _policy(causal_attn=causal_attn)
     reference = _act(policy, 1)
     schedule = diffaccel.bac.calibrate(
         policy, run=lambda: _act(policy, 1), options={"num_updates": STEPS, "scope": scope}
