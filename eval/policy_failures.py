@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the report as JSON here")
     a = p.parse_args()
     policy = diffaccel.zoo.load(a.model)
-    env_name = a.env or {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}[a.model]
+    env_name = a.env or policy.env_name  # the environment the zoo policy was trained on (its config.json)
     if a.strategy:
         diffaccel.wrap(policy, a.strategy)
         evaluate(policy, env=env_name, episodes=64, seed=a.calibration_seed)

@@ -23,7 +23,11 @@ def _load(model: str):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="dp-reach", help="policy zoo model (dp-reach, dp-reach-two)")
+    parser.add_argument(
+        "--model",
+        default="dp-reach",
+        help="policy zoo model (dp-reach, dp-reach-two, dp-reach-full-attn, dp-reach-two-full-attn)",
+    )
     parser.add_argument(
         "--strategy",
         default="none",

@@ -1,5 +1,11 @@
-"""Zoo policies `dp-reach` and `dp-reach-two`: the transformer diffusion policy trained on the scripted
-expert's demonstrations of ObstacleReach-2D (`obstacle-reach` / `obstacle-reach-two`).
+"""Zoo policies `dp-reach`, `dp-reach-two` and their `-full-attn` twins: the transformer diffusion policy trained
+on the scripted expert's demonstrations of ObstacleReach-2D (`obstacle-reach` / `obstacle-reach-two`).
+
+`dp-reach` and `dp-reach-two` use the causal decoder of the reference low-dim configs (`causal_attn=True`).
+`dp-reach-full-attn` and `dp-reach-two-full-attn` are the same recipes with the reference class's other setting,
+full attention between the action tokens (`causal_attn=False`). Our reading of the measurements: a causal decoder
+makes a chunk's first tokens pick the expert's side without seeing the later ones, and the chunk does not always
+agree on it (docs/policy/README.md, `dp-reach-two`).
 
 Trained by `python -m diffaccel.zoo.train dp-reach` (the zoo's shared loop: AdamW, warm-up then cosine
 decay, EMA weights saved as safetensors with a manifest); `diffaccel.zoo.load("dp-reach")` returns the
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -19,7 +26,12 @@ from .data import decision_steps, make_windows, replay_rows, turn_steps, turn_wi
 from .envs import TASKS, collect_demos
 from .transformer import DiffusionTransformerPolicy, PolicyConfig
 
-ZOO_ENVS = {"dp-reach": "obstacle-reach", "dp-reach-two": "obstacle-reach-two"}
+ZOO_ENVS = {
+    "dp-reach": "obstacle-reach",
+    "dp-reach-full-attn": "obstacle-reach",
+    "dp-reach-two": "obstacle-reach-two",
+    "dp-reach-two-full-attn": "obstacle-reach-two",
+}
 DEMO_SEED = 10_000
 WEIGHT_INITS = ("ours", "reference")
 
@@ -208,17 +220,42 @@ ZOO_RECIPES: dict[str, dict] = {
     # (docs/policy/README.md, "Recipe checks": 0.665 -> 0.860 at full steps, seed 0)
     "dp-reach": {"n_emb": 128, "first_window_weight": 12.0, "steps": 10000},
     "dp-reach-two": {"demos": 400, "n_emb": 128, "first_window_weight": 12.0, "steps": 10000},
+    # the same recipes with the reference's `causal_attn=False` (chosen on seed 0 of obstacle-reach-two, 0.710 ->
+    # 0.995; obstacle-reach was used for no choice; docs/policy/README.md)
+    "dp-reach-full-attn": {"n_emb": 128, "first_window_weight": 12.0, "steps": 10000, "causal_attn": False},
+    "dp-reach-two-full-attn": {
+        "demos": 400,
+        "n_emb": 128,
+        "first_window_weight": 12.0,
+        "steps": 10000,
+        "causal_attn": False,
+    },
 }
 
 
-class DPReachTraining(PolicyTraining):
+class ZooPolicyTraining(PolicyTraining):
+    """The recipe of one zoo policy: `ZOO_RECIPES[zoo_name]` over the `PolicyTraining` defaults, then `overrides`."""
+
+    zoo_name: ClassVar[str]
+
     def __init__(self, **overrides):
-        super().__init__(name="dp-reach", **{**ZOO_RECIPES["dp-reach"], **overrides})
+        super().__init__(name=self.zoo_name, **{**ZOO_RECIPES[self.zoo_name], **overrides})
 
 
-class DPReachTwoTraining(PolicyTraining):
-    def __init__(self, **overrides):
-        super().__init__(name="dp-reach-two", **{**ZOO_RECIPES["dp-reach-two"], **overrides})
+class DPReachTraining(ZooPolicyTraining):
+    zoo_name = "dp-reach"
+
+
+class DPReachTwoTraining(ZooPolicyTraining):
+    zoo_name = "dp-reach-two"
+
+
+class DPReachFullAttnTraining(ZooPolicyTraining):
+    zoo_name = "dp-reach-full-attn"
+
+
+class DPReachTwoFullAttnTraining(ZooPolicyTraining):
+    zoo_name = "dp-reach-two-full-attn"
 
 
 def load_dp_reach(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
@@ -227,3 +264,11 @@ def load_dp_reach(device="cpu", dtype=torch.float32) -> DiffusionTransformerPoli
 
 def load_dp_reach_two(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
     return load_zoo_policy("dp-reach-two", device, dtype)
+
+
+def load_dp_reach_full_attn(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
+    return load_zoo_policy("dp-reach-full-attn", device, dtype)
+
+
+def load_dp_reach_two_full_attn(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
+    return load_zoo_policy("dp-reach-two-full-attn", device, dtype)

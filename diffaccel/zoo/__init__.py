@@ -76,8 +76,8 @@ register_zoo_model(
 register_zoo_model(
     "llada-recall",
     "diffaccel.dllm.zoo:load_llada_recall",
-    "LLaDA-architecture masked-diffusion LM (2 layers, d=64) on a fixed-distance copy (passage recall with the cue at position 0): 515-token prompts, "
-    "32-token answers; LLaDAPipeline with a symbol tokenizer",
+    "LLaDA-architecture masked-diffusion LM (2 layers, d=64) on a fixed-distance copy (passage recall with the cue "
+    "at position 0): 515-token prompts, 32-token answers; LLaDAPipeline with a symbol tokenizer",
     kind="dllm",
 )
 register_zoo_model(
@@ -91,7 +91,7 @@ register_zoo_model(
 register_zoo_model(
     "dp-reach",
     "diffaccel.policy.zoo:load_dp_reach",
-    "transformer diffusion policy (TransformerForDiffusion layout, 4 layers, n_emb 64), DDPM 100 steps, "
+    "transformer diffusion policy (TransformerForDiffusion layout, 4 layers, n_emb 128, causal), DDPM 100 steps, "
     "on ObstacleReach-2D (one disc, bimodal expert); returns the policy (predict_action)",
     kind="policy",
 )
@@ -99,6 +99,18 @@ register_zoo_model(
     "dp-reach-two",
     "diffaccel.policy.zoo:load_dp_reach_two",
     "the same policy on the harder ObstacleReach-2D variant with two discs (four expert modes)",
+    kind="policy",
+)
+register_zoo_model(
+    "dp-reach-full-attn",
+    "diffaccel.policy.zoo:load_dp_reach_full_attn",
+    "dp-reach with full attention between action tokens (the reference's causal_attn=False)",
+    kind="policy",
+)
+register_zoo_model(
+    "dp-reach-two-full-attn",
+    "diffaccel.policy.zoo:load_dp_reach_two_full_attn",
+    "dp-reach-two with full attention between action tokens (the reference's causal_attn=False)",
     kind="policy",
 )
 

@@ -3,7 +3,8 @@
 One seeded command per model writes ``<out>/<name>/model.safetensors``, ``config.json`` and ``manifest.json``
 (default ``<out>``: the packaged ``diffaccel/zoo/weights``). The loop is shared by all zoo models; a model
 contributes a *recipe* object with ``name, seed, steps, batch_size, learning_rate, warmup_steps, ema_decay``
-(optionally ``betas`` and ``weight_decay`` for AdamW, default ``(0.9, 0.999)`` and 0) and the methods ``build() -> {component: module}``, ``loss(components, generator) -> scalar``,
+(optionally ``betas`` and ``weight_decay`` for AdamW, default ``(0.9, 0.999)`` and 0) and the methods
+``build() -> {component: module}``, ``loss(components, generator) -> scalar``,
 ``config(components) -> dict`` and optionally ``parameter_groups(components) -> list[dict]`` (AdamW parameter
 groups, e.g. weight decay on weight matrices only) and ``after_training(folder, components) -> dict`` (extra files
 and scores recorded in the manifest). The saved weights are the exponential moving average of the trained ones.
@@ -46,6 +47,8 @@ RECIPES = {
     "wan-clips": ("diffaccel.zoo.wan_clips", "WanClipsTraining"),
     "dp-reach": ("diffaccel.policy.zoo", "DPReachTraining"),
     "dp-reach-two": ("diffaccel.policy.zoo", "DPReachTwoTraining"),
+    "dp-reach-full-attn": ("diffaccel.policy.zoo", "DPReachFullAttnTraining"),
+    "dp-reach-two-full-attn": ("diffaccel.policy.zoo", "DPReachTwoFullAttnTraining"),
 }
 
 
@@ -230,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     manifest = train(recipe, args.out, command=command)
     print(
-        f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, metrics {manifest['metrics']}"
+        f"{manifest['name']}: final loss {manifest['final_loss']}, train {manifest['train_wall_s']} s, "
+        f"metrics {manifest['metrics']}"
     )
     return 0
 
