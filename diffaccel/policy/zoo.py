@@ -3,9 +3,10 @@ on the scripted expert's demonstrations of ObstacleReach-2D (`obstacle-reach` / 
 
 `dp-reach` and `dp-reach-two` use the causal decoder of the reference low-dim configs (`causal_attn=True`).
 `dp-reach-full-attn` and `dp-reach-two-full-attn` are the same recipes with the reference class's other setting,
-full attention between the action tokens (`causal_attn=False`). Our reading of the measurements: a causal decoder
-makes a chunk's first tokens pick the expert's side without seeing the later ones, and the chunk does not always
-agree on it (docs/policy/README.md, `dp-reach-two`).
+full attention between the action tokens (`causal_attn=False`). A causal decoder makes a chunk's first tokens
+pick the expert's side without seeing the later ones, and the chunk does not always agree on it: on the two-disc
+task 2–22 % of the causal plans made just before the mid-episode turn touch the second disc, none of the
+full-attention ones (`eval/policy_turn_plans.py`; docs/policy/README.md, `dp-reach-two`).
 
 Trained by `python -m diffaccel.zoo.train dp-reach` (the zoo's shared loop: AdamW, warm-up then cosine
 decay, EMA weights saved as safetensors with a manifest); `diffaccel.zoo.load("dp-reach")` returns the
