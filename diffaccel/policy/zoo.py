@@ -5,7 +5,7 @@ on the scripted expert's demonstrations of ObstacleReach-2D (`obstacle-reach` / 
 `dp-reach-full-attn` and `dp-reach-two-full-attn` are the same recipes with the reference class's other setting,
 full attention between the action tokens (`causal_attn=False`). A causal decoder makes a chunk's first tokens
 pick the expert's side without seeing the later ones, and the chunk does not always agree on it: on the two-disc
-task 2–22 % of the causal plans made just before the mid-episode turn touch the second disc, none of the
+task 1.7–22 % of the causal plans made just before the mid-episode turn touch the second disc, none of the
 full-attention ones (`eval/policy_turn_plans.py`; docs/policy/README.md, `dp-reach-two`).
 
 Trained by `python -m diffaccel.zoo.train dp-reach` (the zoo's shared loop: AdamW, warm-up then cosine
@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from ..zoo.weights_io import load_state_into, read_json, weights_dir
+from ..zoo.weights_io import load_state_into, read_json
 from .data import decision_steps, make_windows, replay_rows, turn_steps, turn_windows
 from .envs import TASKS, collect_demos
 from .transformer import DiffusionTransformerPolicy, PolicyConfig
@@ -55,15 +55,6 @@ def load(folder: str | Path, device="cpu", dtype=torch.float32) -> DiffusionTran
     load_state_into(folder / "model.safetensors", {"policy": policy})
     policy.env_name = config["env"]
     return policy.to(device=device, dtype=dtype).eval()
-
-
-def load_zoo_policy(name: str, device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
-    folder = weights_dir(name)
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"zoo weights for {name!r} are missing at {folder}; train them with `python -m diffaccel.zoo.train {name}`"
-        )
-    return load(folder, device=device, dtype=dtype)
 
 
 @dataclass
@@ -221,17 +212,11 @@ ZOO_RECIPES: dict[str, dict] = {
     # (docs/policy/README.md, "Recipe checks": 0.665 -> 0.860 at full steps, seed 0)
     "dp-reach": {"n_emb": 128, "first_window_weight": 12.0, "steps": 10000},
     "dp-reach-two": {"demos": 400, "n_emb": 128, "first_window_weight": 12.0, "steps": 10000},
-    # the same recipes with the reference's `causal_attn=False` (chosen on seed 0 of obstacle-reach-two, 0.710 ->
-    # 0.995; obstacle-reach was used for no choice; docs/policy/README.md)
-    "dp-reach-full-attn": {"n_emb": 128, "first_window_weight": 12.0, "steps": 10000, "causal_attn": False},
-    "dp-reach-two-full-attn": {
-        "demos": 400,
-        "n_emb": 128,
-        "first_window_weight": 12.0,
-        "steps": 10000,
-        "causal_attn": False,
-    },
 }
+# the full-attention twins: the same recipes with the reference's `causal_attn=False` (chosen on seed 0 of
+# obstacle-reach-two, 0.710 -> 0.995; obstacle-reach was used for no choice; docs/policy/README.md)
+for _causal in ("dp-reach", "dp-reach-two"):
+    ZOO_RECIPES[f"{_causal}-full-attn"] = {**ZOO_RECIPES[_causal], "causal_attn": False}
 
 
 class ZooPolicyTraining(PolicyTraining):
@@ -257,19 +242,3 @@ class DPReachFullAttnTraining(ZooPolicyTraining):
 
 class DPReachTwoFullAttnTraining(ZooPolicyTraining):
     zoo_name = "dp-reach-two-full-attn"
-
-
-def load_dp_reach(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
-    return load_zoo_policy("dp-reach", device, dtype)
-
-
-def load_dp_reach_two(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
-    return load_zoo_policy("dp-reach-two", device, dtype)
-
-
-def load_dp_reach_full_attn(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
-    return load_zoo_policy("dp-reach-full-attn", device, dtype)
-
-
-def load_dp_reach_two_full_attn(device="cpu", dtype=torch.float32) -> DiffusionTransformerPolicy:
-    return load_zoo_policy("dp-reach-two-full-attn", device, dtype)

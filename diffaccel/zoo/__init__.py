@@ -90,26 +90,26 @@ register_zoo_model(
 
 register_zoo_model(
     "dp-reach",
-    "diffaccel.policy.zoo:load_dp_reach",
+    partial(_load_builtin, "diffaccel.policy.zoo", "dp-reach"),
     "transformer diffusion policy (TransformerForDiffusion layout, 4 layers, n_emb 128, causal), DDPM 100 steps, "
     "on ObstacleReach-2D (one disc, bimodal expert); returns the policy (predict_action)",
     kind="policy",
 )
 register_zoo_model(
     "dp-reach-two",
-    "diffaccel.policy.zoo:load_dp_reach_two",
+    partial(_load_builtin, "diffaccel.policy.zoo", "dp-reach-two"),
     "the same policy on the harder ObstacleReach-2D variant with two discs (four expert modes)",
     kind="policy",
 )
 register_zoo_model(
     "dp-reach-full-attn",
-    "diffaccel.policy.zoo:load_dp_reach_full_attn",
+    partial(_load_builtin, "diffaccel.policy.zoo", "dp-reach-full-attn"),
     "dp-reach with full attention between action tokens (the reference's causal_attn=False)",
     kind="policy",
 )
 register_zoo_model(
     "dp-reach-two-full-attn",
-    "diffaccel.policy.zoo:load_dp_reach_two_full_attn",
+    partial(_load_builtin, "diffaccel.policy.zoo", "dp-reach-two-full-attn"),
     "dp-reach-two with full attention between action tokens (the reference's causal_attn=False)",
     kind="policy",
 )
